@@ -1,0 +1,38 @@
+# ghostscope: `make demo` and `make test` each build .venv when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ghostscope-installed
+# OpenMP's default busy-wait makes torch up to 100x slower on a shared 2-core machine.
+export OMP_WAIT_POLICY := PASSIVE
+
+.PHONY: demo test test-slow test-all bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,distributed]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ghostscope demo
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/fixedpoints.py
+	$(PY) bench/ghosts.py
+	$(PY) bench/series.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

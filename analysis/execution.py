@@ -1,0 +1,382 @@
+"""Run one function over many argument tuples: serially, in worker processes, or on Dask.
+
+:func:`run_tasks` is the single place where ghostscope decides *where* per-checkpoint work runs.
+It yields ``(index, result_or_exception)`` pairs as tasks complete, keeps only a bounded number of
+tasks in flight (so a long series is streamed, never held in memory at once) and returns failures
+instead of raising them, so one bad checkpoint does not stop a series.
+
+Worker processes are started with the ``spawn`` method (safe with torch and threads) and with
+``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``, ``OMP_WAIT_POLICY=PASSIVE`` and one torch thread each:
+N workers on N cores then use the cores without oversubscribing them.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import contextlib
+import logging
+import multiprocessing
+import os
+import pickle
+import sys
+import time
+import traceback
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional, Tuple
+
+__all__ = ["run_tasks", "TaskError", "resolve_jobs", "WORKER_ENVIRONMENT"]
+
+logger = logging.getLogger(__name__)
+
+#: Environment given to worker processes (before they import torch).
+WORKER_ENVIRONMENT = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+
+#: How long to wait for a Dask scheduler to answer before giving up.
+CONNECT_TIMEOUT = "10s"
+
+#: How many times a task is retried when the worker running it died (killed, out of memory).
+_MAX_ATTEMPTS = 2
+
+
+class TaskError(RuntimeError):
+    """A task's exception that could not be sent back from a worker as itself.
+
+    Attributes
+    ----------
+    type_name : str
+        The original exception's class name.
+    remote_traceback : str
+        The traceback text from the worker.
+    """
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str = ""):
+        super().__init__(type_name, message, remote_traceback)
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}" if self.message else self.type_name
+
+
+def resolve_jobs(jobs: Optional[int]) -> int:
+    """Number of worker processes for ``jobs``: ``None`` or a negative value means all cores.
+
+    Raises
+    ------
+    ValueError
+        For ``jobs == 0``.
+    """
+    if jobs is None or jobs < 0:
+        return max(1, os.cpu_count() or 1)
+    if jobs == 0:
+        raise ValueError("jobs=0 runs nothing; use jobs=1 for one process, jobs=N for N worker "
+                         "processes, or jobs=-1 for all cores")
+    return int(jobs)
+
+
+def _as_args(item: Any) -> tuple:
+    return item if isinstance(item, tuple) else (item,)
+
+
+def _call(func: Callable, args: tuple) -> Any:
+    """Call ``func(*args)``; return (never raise) an exception, with the traceback text attached."""
+    try:
+        return func(*args)
+    except Exception as error:  # noqa: BLE001 - failures are results here
+        text = traceback.format_exc()
+        try:
+            error.remote_traceback = text
+        except Exception:  # noqa: BLE001 - exceptions with __slots__
+            pass
+        try:  # make sure it survives the trip back from a worker
+            pickle.loads(pickle.dumps(error))
+            return error
+        except Exception:  # noqa: BLE001
+            return TaskError(type(error).__name__, str(error), text)
+
+
+def _init_worker() -> None:
+    """Process-pool initializer: one thread per worker."""
+    for name, value in WORKER_ENVIRONMENT.items():
+        os.environ[name] = value
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except Exception:  # noqa: BLE001 - torch missing or already configured: nothing to do
+        pass
+
+
+@contextlib.contextmanager
+def _environment(values: Dict[str, str]):
+    """Temporarily set environment variables (spawned children inherit them at start)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class _SingleThreadSpawnProcess(multiprocessing.context.SpawnProcess):
+    """A spawned process that starts with :data:`WORKER_ENVIRONMENT` (inherited at exec time)."""
+
+    def start(self) -> None:
+        with _environment(WORKER_ENVIRONMENT):
+            super().start()
+
+
+class _SingleThreadSpawnContext(multiprocessing.context.SpawnContext):
+    """The spawn context, with :class:`_SingleThreadSpawnProcess` as its process class."""
+
+    Process = _SingleThreadSpawnProcess
+
+
+class _Progress:
+    """A tqdm bar on a terminal, log lines otherwise, nothing when disabled."""
+
+    def __init__(self, enabled: bool, total: Optional[int], desc: str):
+        self.enabled = bool(enabled)
+        self.total = total
+        self.desc = desc or "tasks"
+        self.done = 0
+        self.failed = 0
+        self.bar = None
+        self.started = time.perf_counter()
+        if self.enabled and sys.stderr is not None and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, desc=self.desc, unit="task", dynamic_ncols=True,
+                            file=sys.stderr, leave=True)
+
+    def update(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += int(failed)
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            if self.failed:
+                self.bar.set_postfix(failed=self.failed)
+        else:
+            of = f"/{self.total}" if self.total is not None else ""
+            logger.info("%s: %d%s done (%d failed, %.1f s)", self.desc, self.done, of,
+                        self.failed, time.perf_counter() - self.started)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_tasks(func: Callable, args_list: Iterable[Any], *, jobs: Optional[int] = 1,
+              scheduler: Any = None, progress: bool = False, desc: str = "",
+              max_in_flight: Optional[int] = None) -> Iterator[Tuple[int, Any]]:
+    """Call ``func`` on every element of ``args_list``; yield ``(index, result)`` as each completes.
+
+    Parameters
+    ----------
+    func : callable
+        A module-level function (it is pickled to reach worker processes or Dask workers).
+    args_list : iterable
+        One element per task: a tuple of positional arguments, or a single non-tuple argument
+        (wrap a tuple that is itself the one argument as ``(t,)``). May be a lazy iterator; it is
+        consumed only as fast as tasks are submitted.
+    jobs : int, optional
+        1 (default): run in this process, in order. N > 1: N spawned worker processes with one
+        thread each. ``None`` or -1: one worker per core.
+    scheduler : str or distributed.Client, optional
+        Address of a running Dask distributed scheduler (``"tcp://host:8786"``) or a
+        ``Client``; tasks are submitted there and ``jobs`` is ignored. Needs ``dask[distributed]``.
+    progress : bool
+        Show a tqdm progress bar when stderr is a terminal; log one INFO line per task otherwise.
+    desc : str
+        Label for the progress bar and log lines.
+    max_in_flight : int, optional
+        Most tasks submitted but not yet yielded (default ``2 * workers``); bounds memory.
+
+    Yields
+    ------
+    index : int
+        Position of the task in ``args_list``.
+    result : object
+        ``func``'s return value, or the exception it raised (with the worker's traceback text in
+        ``.remote_traceback`` when available). Exceptions are returned, not raised; a
+        ``KeyboardInterrupt`` in this process cancels pending tasks and propagates.
+
+    Notes
+    -----
+    Results arrive in completion order, which for ``jobs > 1`` or a scheduler need not be the
+    input order; use ``index`` to place them.
+    """
+    try:
+        total: Optional[int] = len(args_list)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    bar = _Progress(progress, total, desc)
+    try:
+        if scheduler is not None:
+            source = _run_dask(func, args_list, scheduler, max_in_flight)
+        else:
+            workers = resolve_jobs(jobs)
+            if workers == 1:
+                source = _run_serial(func, args_list)
+            else:
+                source = _run_pool(func, args_list, workers, max_in_flight)
+        for index, result in source:
+            bar.update(isinstance(result, BaseException))
+            yield index, result
+    finally:
+        bar.close()
+
+
+def _run_serial(func: Callable, args_list: Iterable[Any]) -> Iterator[Tuple[int, Any]]:
+    for index, item in enumerate(args_list):
+        yield index, _call(func, _as_args(item))
+
+
+def _broken_message(error: BaseException) -> TaskError:
+    return TaskError("WorkerDied", "the worker process running this task died (killed or out of "
+                     "memory); run with fewer --jobs or on a machine with more memory",
+                     str(error))
+
+
+def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
+              max_in_flight: Optional[int]) -> Iterator[Tuple[int, Any]]:
+    limit = max(workers, max_in_flight or 2 * workers)
+    items = enumerate(args_list)
+    # tasks that were in flight when a worker died: rerun one at a time, so that only the task
+    # that kills its worker is blamed (on its second death)
+    suspects: Deque[Tuple[int, Any]] = collections.deque()
+    attempts: Dict[int, int] = collections.defaultdict(int)
+    exhausted = False
+    context = _SingleThreadSpawnContext()
+
+    def new_pool() -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                      initializer=_init_worker)
+
+    pool = new_pool()
+    pending: Dict[cf.Future, Tuple[int, Any]] = {}
+    try:
+        while True:
+            if suspects:
+                if not pending:
+                    index, item = suspects.popleft()
+                    attempts[index] += 1
+                    pending[pool.submit(_call, func, _as_args(item))] = (index, item)
+            else:
+                while len(pending) < limit and not exhausted:
+                    try:
+                        index, item = next(items)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    attempts[index] += 1
+                    pending[pool.submit(_call, func, _as_args(item))] = (index, item)
+            if not pending:
+                return
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                index, item = pending.pop(future)
+                try:
+                    result = future.result()
+                except cf.process.BrokenProcessPool as error:
+                    broken = True
+                    if attempts[index] < _MAX_ATTEMPTS:
+                        suspects.append((index, item))
+                        continue
+                    result = _broken_message(error)
+                except Exception as error:  # noqa: BLE001 - e.g. unpicklable arguments
+                    result = error
+                attempts.pop(index, None)
+                yield index, result
+            if broken:
+                logger.warning("a worker process died; restarting the pool and rerunning the "
+                               "tasks it held one at a time")
+                for future, (index, item) in list(pending.items()):
+                    future.cancel()
+                    suspects.append((index, item))
+                    attempts[index] = max(0, attempts[index] - 1)  # not its fault (yet)
+                pending.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _connect(scheduler: Any):
+    try:
+        from distributed import Client
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("scheduler= needs Dask distributed; install it with "
+                          "`pip install 'ghostscope[distributed]'`") from error
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    if hasattr(scheduler, "scheduler_address"):  # a LocalCluster / other cluster object
+        return Client(scheduler), True
+    if not isinstance(scheduler, str):
+        raise TypeError(f"scheduler={scheduler!r} is not an address; pass the scheduler's "
+                        f"address such as 'tcp://127.0.0.1:8786' or a distributed.Client")
+    try:
+        return Client(scheduler, timeout=CONNECT_TIMEOUT), True
+    except OSError as error:
+        raise ConnectionError(f"could not reach the Dask scheduler at {scheduler!r} ({error}); "
+                              f"start one with `dask scheduler` and pass the address it prints"
+                              ) from error
+
+
+def _run_dask(func: Callable, args_list: Iterable[Any], scheduler: Any,
+              max_in_flight: Optional[int]) -> Iterator[Tuple[int, Any]]:
+    from distributed import as_completed
+
+    client, owned = _connect(scheduler)
+    try:
+        if max_in_flight is None:
+            threads = sum(client.nthreads().values()) or 1
+            max_in_flight = 2 * threads
+        limit = max(1, max_in_flight)
+        items = enumerate(args_list)
+        futures: Dict[Any, int] = {}
+        queue = as_completed()
+        submitted = 0
+
+        def submit_next() -> bool:
+            nonlocal submitted
+            try:
+                index, item = next(items)
+            except StopIteration:
+                return False
+            future = client.submit(_call, func, _as_args(item), pure=False,
+                                   key=f"ghostscope-task-{index}-{os.getpid()}-{id(queue)}")
+            futures[future] = index
+            queue.add(future)
+            submitted += 1
+            return True
+
+        while len(futures) < limit and submit_next():
+            pass
+        for future in queue:
+            index = futures.pop(future)
+            try:
+                result = future.result()
+            except Exception as error:  # noqa: BLE001 - worker lost, cancelled, ...
+                result = error
+            future.release()
+            yield index, result
+            while len(futures) < limit and submit_next():
+                pass
+    finally:
+        for future in list(locals().get("futures", {})):
+            future.cancel()
+        if owned:
+            client.close()

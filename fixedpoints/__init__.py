@@ -1,0 +1,23 @@
+"""fixedpoints: fixed points, slow points and ghosts of ONE dynamical system at ONE input.
+
+Math only: no file I/O beyond saving results, no plotting. Import what you need from here::
+
+    from fixedpoints import from_module, sample_initial_states, find_fixed_points
+"""
+from .dynamics import ContinuousDynamics, DiscreteDynamics, Dynamics
+from .results import FinderStatus, FixedPoints, SlowRegion, KINDS
+from .speed import speed, velocity
+from .adapters import from_module
+from .initial import sample_initial_states
+from .linearize import jacobian, linearize, classify
+from .unique import deduplicate
+from .finder import FinderOptions, find_fixed_points
+from . import systems
+
+__all__ = [
+    "Dynamics", "DiscreteDynamics", "ContinuousDynamics",
+    "FixedPoints", "SlowRegion", "FinderStatus", "KINDS",
+    "speed", "velocity", "from_module", "sample_initial_states",
+    "jacobian", "linearize", "classify", "deduplicate",
+    "FinderOptions", "find_fixed_points", "systems",
+]

@@ -1,0 +1,314 @@
+"""The dynamical system seen by every finder: a velocity field on batches of states.
+
+A :class:`Dynamics` wraps a batched function ``fn(x, u)`` of states ``x`` with shape
+``(b, n_states)`` and inputs ``u`` with shape ``(b, n_inputs)``:
+
+* discrete time (:class:`DiscreteDynamics`): ``fn`` is the map, ``x_{t+1} = F(x_t, u)``, and the
+  velocity is ``v(x) = F(x, u) - x``;
+* continuous time (:class:`ContinuousDynamics`): ``fn`` is the vector field, ``dx/dt = f(x, u)``,
+  and the velocity is ``v(x) = f(x, u)``.
+
+A constant input is bound at construction (zeros by default), so ``velocity(x)`` needs only the
+states. Everything is float64 unless asked otherwise.
+"""
+from __future__ import annotations
+
+from typing import Callable, Literal, Optional
+
+import numpy as np
+import torch
+from torch.func import jacrev, vmap
+
+__all__ = ["Dynamics", "DiscreteDynamics", "ContinuousDynamics", "as_tensor"]
+
+TimeKind = Literal["discrete", "continuous"]
+StepFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def as_tensor(value, *, name: str, dtype: torch.dtype, device, shape_hint: str) -> torch.Tensor:
+    """Convert an array-like to a finite floating tensor, or raise a ValueError naming ``name``.
+
+    Parameters
+    ----------
+    value : array_like or torch.Tensor
+    name : str
+        Argument name used in error messages.
+    dtype, device
+        Target dtype and device.
+    shape_hint : str
+        The expected shape, written for the error message (e.g. ``"(b, 3)"``).
+    """
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+    else:
+        try:
+            array = np.asarray(value)
+        except Exception as exc:  # pragma: no cover - exotic inputs
+            raise ValueError(f"{name} could not be read as an array ({exc}); pass a numpy array or "
+                             f"torch tensor of shape {shape_hint}") from exc
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
+                                         or array.dtype == bool):
+            raise ValueError(f"{name} has dtype {array.dtype}; pass a real-valued numpy array or "
+                             f"torch tensor of shape {shape_hint}")
+        tensor = torch.as_tensor(array)
+    if tensor.is_complex():
+        raise ValueError(f"{name} is complex ({tensor.dtype}); pass real-valued states of shape "
+                         f"{shape_hint}")
+    tensor = tensor.to(dtype=dtype, device=device)
+    if not bool(torch.isfinite(tensor).all()):
+        n_bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name} has {n_bad} non-finite value(s) (NaN or inf); remove or replace "
+                         f"them before calling (expected a finite array of shape {shape_hint})")
+    return tensor
+
+
+class Dynamics:
+    """A batched dynamical system ``x -> fn(x, u)`` with a bound constant input.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(x, u) -> (b, n_states)`` for ``x`` of shape ``(b, n_states)`` and ``u`` of shape
+        ``(b, n_inputs)``. Must be written with torch operations that ``torch.func.vmap`` and
+        ``jacrev`` can trace (no in-place updates of ``x``, no ``.item()``).
+    n_states : int
+        Dimension of the state.
+    n_inputs : int, default 0
+        Dimension of the input.
+    input : array_like of shape (n_inputs,), optional
+        Constant input bound to the system; zeros when omitted.
+    dtype : torch.dtype, default torch.float64
+    device : str or torch.device, default "cpu"
+    dt : float, default 1.0
+        Time step used to simulate a continuous system (ignored in discrete time).
+    jacobian_fn : callable, optional
+        ``jacobian_fn(x, u) -> (b, n_states, n_states)``: the Jacobian of ``fn`` in closed form.
+        When omitted it is computed with ``torch.func.vmap(jacrev(...))``.
+    name : str, optional
+        A label used in messages.
+    """
+
+    time: TimeKind = "discrete"
+
+    def __init__(self, fn: StepFunction, n_states: int, *, n_inputs: int = 0, input=None,
+                 dtype: torch.dtype = torch.float64, device="cpu", dt: float = 1.0,
+                 jacobian_fn: Optional[Callable] = None, name: Optional[str] = None):
+        if type(self) is Dynamics:
+            raise TypeError("Dynamics is abstract; use DiscreteDynamics (maps) or "
+                            "ContinuousDynamics (vector fields)")
+        if not callable(fn):
+            raise ValueError(f"fn must be callable, got {type(fn).__name__}")
+        if int(n_states) < 1:
+            raise ValueError(f"n_states must be a positive integer, got {n_states!r}")
+        if int(n_inputs) < 0:
+            raise ValueError(f"n_inputs must be >= 0, got {n_inputs!r}")
+        if not (dtype.is_floating_point):
+            raise ValueError(f"dtype must be a floating dtype such as torch.float64, got {dtype}")
+        if not np.isfinite(dt) or dt <= 0:
+            raise ValueError(f"dt must be a positive finite number, got {dt!r}")
+        self.fn = fn
+        self.n_states = int(n_states)
+        self.n_inputs = int(n_inputs)
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.dt = float(dt)
+        self.jacobian_fn = jacobian_fn
+        self.name = name or type(self).__name__
+        if input is None:
+            self.input = torch.zeros(self.n_inputs, dtype=dtype, device=self.device)
+        else:
+            u = as_tensor(input, name="input", dtype=dtype, device=self.device,
+                          shape_hint=f"({self.n_inputs},)").reshape(-1)
+            if u.numel() != self.n_inputs:
+                raise ValueError(f"input has {u.numel()} value(s) but {self.name} takes "
+                                 f"{self.n_inputs} input(s); pass an array of shape "
+                                 f"({self.n_inputs},)")
+            self.input = u
+
+    # ------------------------------------------------------------------ helpers
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, n_states={self.n_states}, "
+                f"n_inputs={self.n_inputs}, time={self.time!r}, dtype={self.dtype})")
+
+    def _replace(self, **changes) -> "Dynamics":
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+    def with_input(self, input) -> "Dynamics":
+        """Return the same system with another constant input bound.
+
+        Parameters
+        ----------
+        input : array_like of shape (n_inputs,)
+        """
+        u = as_tensor(input, name="input", dtype=self.dtype, device=self.device,
+                      shape_hint=f"({self.n_inputs},)").reshape(-1)
+        if u.numel() != self.n_inputs:
+            raise ValueError(f"input has {u.numel()} value(s) but {self.name} takes "
+                             f"{self.n_inputs} input(s); pass an array of shape ({self.n_inputs},)")
+        return self._replace(input=u)
+
+    def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "Dynamics":
+        """Return a copy that evaluates on ``device`` in ``dtype``.
+
+        Only the bound input moves; ``fn`` must accept tensors on that device (the adapters in
+        :mod:`fixedpoints.adapters` rebuild their parameters there).
+        """
+        device = torch.device(device) if device is not None else self.device
+        dtype = dtype or self.dtype
+        return self._replace(device=device, dtype=dtype, input=self.input.to(device, dtype))
+
+    def states(self, x, name: str = "x") -> torch.Tensor:
+        """Validate and convert states to a ``(b, n_states)`` tensor of this system's dtype."""
+        t = as_tensor(x, name=name, dtype=self.dtype, device=self.device,
+                      shape_hint=f"(b, {self.n_states})")
+        if t.ndim == 1 and t.numel() == self.n_states:
+            t = t.reshape(1, -1)
+        if t.ndim != 2 or t.shape[1] != self.n_states:
+            raise ValueError(f"{name} has shape {tuple(t.shape)} but {self.name} has "
+                             f"{self.n_states} state dimension(s); pass an array of shape "
+                             f"(b, {self.n_states})")
+        return t
+
+    def _inputs(self, x: torch.Tensor, u=None) -> torch.Tensor:
+        if u is None:
+            return self.input.expand(x.shape[0], self.n_inputs)
+        u = torch.as_tensor(u, dtype=self.dtype, device=self.device)
+        if u.ndim == 1:
+            u = u.expand(x.shape[0], -1)
+        if u.shape[-1] != self.n_inputs:
+            raise ValueError(f"u has {u.shape[-1]} input dimension(s) but {self.name} takes "
+                             f"{self.n_inputs}; pass u of shape (b, {self.n_inputs})")
+        return u
+
+    # ------------------------------------------------------------------ the system
+    def velocity(self, x: torch.Tensor, u=None) -> torch.Tensor:
+        """Velocity ``v(x)``: ``F(x, u) - x`` in discrete time, ``f(x, u)`` in continuous time.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (b, n_states)
+        u : torch.Tensor of shape (b, n_inputs) or (n_inputs,), optional
+            Defaults to the bound constant input.
+
+        Returns
+        -------
+        torch.Tensor of shape (b, n_states)
+        """
+        raise NotImplementedError
+
+    def speed(self, x: torch.Tensor, u=None) -> torch.Tensor:
+        """Speed ``q(x) = ½‖v(x)‖²``, shape ``(b,)``."""
+        v = self.velocity(x, u)
+        return 0.5 * (v * v).sum(-1)
+
+    def jacobian(self, x: torch.Tensor, u=None) -> torch.Tensor:
+        """Jacobian of the velocity, ``J_v = ∂v/∂x``, shape ``(b, n_states, n_states)``.
+
+        In discrete time the map's Jacobian is ``J_v + I``.
+        """
+        x = x.to(self.dtype)
+        u = self._inputs(x, u)
+        if self.jacobian_fn is not None:
+            jac_fn = self.jacobian_fn(x, u)
+        else:
+            def single(xi, ui):
+                return self.fn(xi.unsqueeze(0), ui.unsqueeze(0)).squeeze(0)
+            jac_fn = vmap(jacrev(single))(x, u)
+        if self.time == "discrete":
+            jac_fn = jac_fn - torch.eye(self.n_states, dtype=x.dtype, device=x.device)
+        return jac_fn
+
+    def step(self, x: torch.Tensor, u=None, dt: Optional[float] = None) -> torch.Tensor:
+        """Advance the states by one step (one map iteration, or one RK4 step of length ``dt``)."""
+        raise NotImplementedError
+
+    def simulate(self, x0, n_steps: int, inputs=None, dt: Optional[float] = None) -> torch.Tensor:
+        """Simulate trajectories.
+
+        Parameters
+        ----------
+        x0 : array_like of shape (b, n_states)
+        n_steps : int
+            Number of steps; the result includes the initial state.
+        inputs : array_like of shape (n_steps, n_inputs) or (b, n_steps, n_inputs), optional
+            Time-varying input; the bound constant input when omitted.
+        dt : float, optional
+            Step length in continuous time (defaults to ``self.dt``).
+
+        Returns
+        -------
+        torch.Tensor of shape (b, n_steps + 1, n_states)
+        """
+        x = self.states(x0, name="x0")
+        if inputs is not None:
+            inputs = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor)
+                                     else inputs, dtype=self.dtype, device=self.device)
+            if inputs.ndim == 2:
+                inputs = inputs.unsqueeze(0).expand(x.shape[0], -1, -1)
+            if inputs.ndim != 3 or inputs.shape[-1] != self.n_inputs or inputs.shape[1] < n_steps:
+                raise ValueError(f"inputs has shape {tuple(inputs.shape)}; pass (n_steps, "
+                                 f"{self.n_inputs}) or (b, n_steps, {self.n_inputs}) with "
+                                 f"n_steps >= {n_steps}")
+            if inputs.shape[0] != x.shape[0]:
+                raise ValueError(f"inputs has batch size {inputs.shape[0]} but x0 has "
+                                 f"{x.shape[0]} states; make them match")
+        out = [x]
+        with torch.no_grad():
+            for t in range(int(n_steps)):
+                u = None if inputs is None else inputs[:, t]
+                x = self.step(x, u, dt)
+                out.append(x)
+        return torch.stack(out, dim=1)
+
+    def eigvals_native(self, eig_velocity: np.ndarray) -> np.ndarray:
+        """Convert eigenvalues of ``J_v`` to this time type's native spectrum.
+
+        Continuous time: unchanged. Discrete time: eigenvalues of the map's Jacobian, ``λ + 1``.
+        """
+        return eig_velocity + 1.0 if self.time == "discrete" else eig_velocity
+
+    def unstable_mask(self, eig_native: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
+        """Boolean mask of unstable eigenvalues in the native spectrum.
+
+        Continuous time: ``Re λ > rtol``; discrete time: ``|λ| > 1 + rtol``.
+        """
+        if self.time == "discrete":
+            return np.abs(eig_native) > 1.0 + rtol
+        return np.real(eig_native) > rtol
+
+
+class DiscreteDynamics(Dynamics):
+    """A map ``x_{t+1} = F(x_t, u)``; velocity ``F(x, u) - x``. See :class:`Dynamics`."""
+
+    time: TimeKind = "discrete"
+
+    def velocity(self, x, u=None):
+        return self.fn(x, self._inputs(x, u)) - x
+
+    def step(self, x, u=None, dt=None):
+        return self.fn(x, self._inputs(x, u))
+
+
+class ContinuousDynamics(Dynamics):
+    """A vector field ``dx/dt = f(x, u)``; velocity ``f(x, u)``. See :class:`Dynamics`.
+
+    :meth:`step` integrates with classical fourth-order Runge-Kutta over ``dt``
+    (``self.dt`` when not given).
+    """
+
+    time: TimeKind = "continuous"
+
+    def velocity(self, x, u=None):
+        return self.fn(x, self._inputs(x, u))
+
+    def step(self, x, u=None, dt=None):
+        h = self.dt if dt is None else float(dt)
+        u = self._inputs(x, u)
+        k1 = self.fn(x, u)
+        k2 = self.fn(x + 0.5 * h * k1, u)
+        k3 = self.fn(x + 0.5 * h * k2, u)
+        k4 = self.fn(x + h * k3, u)
+        return x + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)

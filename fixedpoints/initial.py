@@ -1,0 +1,103 @@
+"""Initial states for the finder, sampled from the system's own trajectories."""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .dynamics import Dynamics
+
+__all__ = ["sample_initial_states"]
+
+log = logging.getLogger(__name__)
+
+
+def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=None,
+                          x0=None, n_steps: int = 100, n_trajectories: Optional[int] = None,
+                          init_scale: float = 1.0, noise: float = 0.0, burn_in: int = 0,
+                          dt: Optional[float] = None, seed: int = 0) -> np.ndarray:
+    """Sample states visited by the system, optionally with noise.
+
+    Trajectories are driven by ``inputs`` when given; otherwise they run autonomously (with the
+    bound constant input) from random starting states. ``n_samples`` states are then drawn
+    uniformly from all visited states after ``burn_in`` steps.
+
+    Parameters
+    ----------
+    dynamics : Dynamics
+    n_samples : int
+        Number of states returned.
+    inputs : array_like of shape (T, n_inputs) or (b, T, n_inputs), optional
+        Input sequences to drive the system with (e.g. task trials).
+    x0 : array_like of shape (b, n_states), optional
+        Starting states; default: ``init_scale`` · standard normal.
+    n_steps : int
+        Steps per trajectory when running autonomously (ignored when ``inputs`` is given).
+    n_trajectories : int, optional
+        Number of autonomous trajectories (default ``min(n_samples, 256)``).
+    init_scale : float
+        Standard deviation of random starting states.
+    noise : float
+        Standard deviation of Gaussian noise added to the samples, relative to the RMS spread
+        of the visited states per coordinate.
+    burn_in : int
+        Steps at the start of each trajectory that are not sampled.
+    dt : float, optional
+        Integration step in continuous time (default ``dynamics.dt``).
+    seed : int
+        Seeds every random choice: the same seed gives the same states.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_states)
+    """
+    if int(n_samples) < 1:
+        raise ValueError(f"n_samples={n_samples!r} is invalid; pass a positive integer")
+    if noise < 0 or not np.isfinite(noise):
+        raise ValueError(f"noise={noise!r} is invalid; pass a number >= 0")
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    n = dynamics.n_states
+    if inputs is not None:
+        inputs_t = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor)
+                                   else inputs, dtype=dynamics.dtype)
+        if inputs_t.ndim == 2:
+            inputs_t = inputs_t.unsqueeze(0)
+        if inputs_t.ndim != 3 or inputs_t.shape[-1] != dynamics.n_inputs:
+            raise ValueError(f"inputs has shape {tuple(inputs_t.shape)}; pass (T, "
+                             f"{dynamics.n_inputs}) or (b, T, {dynamics.n_inputs}) to match the "
+                             f"model's {dynamics.n_inputs} input(s)")
+        if not bool(torch.isfinite(inputs_t).all()):
+            raise ValueError("inputs has non-finite values (NaN/inf); clean the input array")
+        b, steps = inputs_t.shape[0], inputs_t.shape[1]
+        inputs_t = inputs_t.to(dynamics.device)
+    else:
+        b = int(n_trajectories or min(int(n_samples), 256))
+        steps = int(n_steps)
+    if x0 is None:
+        start = init_scale * torch.randn(b, n, generator=gen, dtype=dynamics.dtype)
+    else:
+        start = dynamics.states(x0, name="x0").cpu()
+        if inputs is not None and start.shape[0] == 1 and b > 1:
+            start = start.expand(b, n)
+        if inputs is None:
+            b = start.shape[0]
+        elif start.shape[0] != b:
+            raise ValueError(f"x0 has {start.shape[0]} states but inputs has {b} sequences; "
+                             f"pass one x0 per sequence (or a single x0)")
+    traj = dynamics.simulate(start.to(dynamics.device), steps, inputs=inputs_t if inputs is not
+                             None else None, dt=dt)
+    visited = traj[:, 1 + int(burn_in):].reshape(-1, n).cpu()
+    visited = visited[torch.isfinite(visited).all(1)]
+    if len(visited) == 0:
+        raise ValueError("every simulated state was non-finite or burn_in removed them all; "
+                         "lower burn_in, shorten n_steps, or check the weights for divergence")
+    pick = torch.randint(len(visited), (int(n_samples),), generator=gen)
+    states = visited[pick].clone()
+    if noise > 0:
+        spread = visited.std(0).pow(2).mean().sqrt()
+        states += noise * spread * torch.randn(states.shape, generator=gen, dtype=states.dtype)
+    log.debug("sample_initial_states: %d states from %d trajectories of %d steps",
+              n_samples, b, steps)
+    return states.numpy()
