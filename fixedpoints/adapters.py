@@ -120,6 +120,92 @@ def _torch_rnn_step(module: nn.Module, dtype, device):
     return step, n_states, module.input_size, kind
 
 
+def _torch_rnn_jacobian(module: nn.Module, dtype, device):
+    """Closed-form Jacobian ``∂F/∂x`` of the step built by :func:`_torch_rnn_step`.
+
+    Every term is a row-scaled weight matrix, so the cost is O(b n²) per layer rather than the
+    O(b n³) of generic autodiff; layers are chained with the input Jacobians.
+    """
+    layers = _layer_weights(module, dtype, device)
+    hidden = module.hidden_size
+    n_layers = len(layers)
+    lstm = isinstance(module, (nn.LSTM, nn.LSTMCell))
+    gru = isinstance(module, (nn.GRU, nn.GRUCell))
+    relu = (not lstm and not gru) and module.nonlinearity == "relu"
+    n_states = hidden * n_layers * (2 if lstm else 1)
+
+    def rows(scale, weight):  # diag(scale) @ weight, batched: (b, H) x (H, K) -> (b, H, K)
+        return scale.unsqueeze(-1) * weight
+
+    def jacobian(x, u):
+        b = x.shape[0]
+        h_blocks, c_blocks = [], []
+        inp, d_inp = u, None  # d_inp: derivative of this layer's input w.r.t. the state
+        for l, w in enumerate(layers):
+            h = x[:, l * hidden:(l + 1) * hidden]
+            gi = _affine(inp, w["w_ih"], w["b_ih"])
+            gh = _affine(h, w["w_hh"], w["b_hh"])
+            dh = x.new_zeros(b, hidden, n_states)
+            own = slice(l * hidden, (l + 1) * hidden)
+            if gru:
+                i_r, i_z, i_n = gi.chunk(3, dim=1)
+                h_r, h_z, h_n = gh.chunk(3, dim=1)
+                w_hr, w_hz, w_hn = w["w_hh"].chunk(3, dim=0)
+                w_ir, w_iz, w_in = w["w_ih"].chunk(3, dim=0)
+                r = torch.sigmoid(i_r + h_r)
+                z = torch.sigmoid(i_z + h_z)
+                cand = torch.tanh(i_n + r * h_n)
+                dn = 1 - cand ** 2
+                s_n = (1 - z) * dn  # ∂h'/∂(pre-activation of n)
+                s_z = (h - cand) * z * (1 - z)  # ∂h'/∂(pre-activation of z)
+                s_r = s_n * h_n * r * (1 - r)  # ∂h'/∂(pre-activation of r)
+                dh[:, :, own] = (rows(s_n * r, w_hn) + rows(s_z, w_hz) + rows(s_r, w_hr)
+                                 + torch.diag_embed(z))
+                d_in = rows(s_n, w_in) + rows(s_z, w_iz) + rows(s_r, w_ir)
+                h_new = (1 - z) * cand + z * h
+            elif lstm:
+                c = x[:, (n_layers + l) * hidden:(n_layers + l + 1) * hidden]
+                own_c = slice((n_layers + l) * hidden, (n_layers + l + 1) * hidden)
+                a_i, a_f, a_g, a_o = (gi + gh).chunk(4, dim=1)
+                si, sf, so, tg = (torch.sigmoid(a_i), torch.sigmoid(a_f), torch.sigmoid(a_o),
+                                  torch.tanh(a_g))
+                c_new = sf * c + si * tg
+                tc = torch.tanh(c_new)
+                # ∂c'/∂(pre-activations i, f, g) and ∂h'/∂(pre-activation o)
+                gates_c = (si * (1 - si) * tg, sf * (1 - sf) * c, si * (1 - tg ** 2))
+                dc_dtc = so * (1 - tc ** 2)
+                s_o = tc * so * (1 - so)
+                w_hi, w_hf, w_hg, w_ho = w["w_hh"].chunk(4, dim=0)
+                w_ii, w_if, w_ig, w_io = w["w_ih"].chunk(4, dim=0)
+                dc_h = rows(gates_c[0], w_hi) + rows(gates_c[1], w_hf) + rows(gates_c[2], w_hg)
+                dc_in = rows(gates_c[0], w_ii) + rows(gates_c[1], w_if) + rows(gates_c[2], w_ig)
+                dc = x.new_zeros(b, hidden, n_states)
+                dc[:, :, own] = dc_h
+                dc[:, :, own_c] = torch.diag_embed(sf)
+                dh[:, :, own] = rows(s_o, w_ho) + dc_dtc.unsqueeze(-1) * dc_h
+                dh[:, :, own_c] = torch.diag_embed(dc_dtc * sf)
+                d_in_c = dc_in
+                d_in = rows(s_o, w_io) + dc_dtc.unsqueeze(-1) * dc_in
+                h_new = so * tc
+            else:
+                pre = gi + gh
+                h_new = torch.relu(pre) if relu else torch.tanh(pre)
+                slope = (pre > 0).to(x.dtype) if relu else 1 - h_new ** 2
+                dh[:, :, own] = rows(slope, w["w_hh"])
+                d_in = rows(slope, w["w_ih"])
+            if d_inp is not None:
+                dh = dh + d_in @ d_inp
+                if lstm:
+                    dc = dc + d_in_c @ d_inp
+            h_blocks.append(dh)
+            if lstm:
+                c_blocks.append(dc)
+            inp, d_inp = h_new, dh
+        return torch.cat(h_blocks + c_blocks, dim=1)
+
+    return jacobian
+
+
 def _size(module: nn.Module, names, what: str) -> Optional[int]:
     for name in names:
         value = getattr(module, name, None)
@@ -169,7 +255,8 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
             raise ValueError(f"{name} is a discrete-time map; pass time='discrete' (or None)")
         step, n_states, n_inputs, kind = _torch_rnn_step(module, dtype, device)
         return DiscreteDynamics(step, n_states, n_inputs=n_inputs, input=input, dtype=dtype,
-                                device=device, name=f"{name}({kind})")
+                                device=device, name=f"{name}({kind})",
+                                jacobian_fn=_torch_rnn_jacobian(module, dtype, device))
 
     has_step = callable(getattr(module, "step", None))
     has_velocity = callable(getattr(module, "velocity", None))

@@ -1,0 +1,173 @@
+"""Benchmark of the fixed-point finder (issue 2). Prints figures; asserts nothing.
+
+Systems:
+  * a 3-bit flip-flop GRU with 128 units, trained here (cached in bench/cache/),
+  * random leaky firing-rate RNNs with 256 and 1024 units.
+
+For each: wall time (median of --repeats), peak memory (tracemalloc is blind to torch, so
+the resident-set high-water mark of a fresh child process is reported), counts per kind,
+q quantiles, and time per initial state for 256/1024/4096 initial states.
+
+Usage: python bench/fixedpoints.py [--device cuda] [--repeats 3] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import fixedpoints as fp  # noqa: E402
+
+CACHE = ROOT / "bench" / "cache"
+
+
+def flipflop_batch(batch: int, steps: int, bits: int, p: float, gen: torch.Generator):
+    """3-bit flip-flop trials: ±1 pulses (every bit pulsed at t=0); target = last pulse sign."""
+    pulses = (torch.rand(batch, steps, bits, generator=gen) < p).float()
+    pulses[:, 0] = 1.0
+    signs = torch.where(torch.rand(batch, steps, bits, generator=gen) < 0.5, -1.0, 1.0)
+    inputs = pulses * signs
+    targets = torch.zeros_like(inputs)
+    last = torch.zeros(batch, bits)
+    for t in range(steps):
+        last = torch.where(pulses[:, t] > 0, signs[:, t], last)
+        targets[:, t] = last
+    return inputs, targets
+
+
+class FlipFlopGRU(torch.nn.Module):
+    def __init__(self, hidden=128, bits=3):
+        super().__init__()
+        self.rnn = torch.nn.GRU(bits, hidden, batch_first=True)
+        self.out = torch.nn.Linear(hidden, bits)
+
+    def forward(self, u):
+        h, _ = self.rnn(u)
+        return self.out(h)
+
+
+def trained_gru(hidden=128, bits=3, epochs=1500, seed=0) -> torch.nn.Module:
+    path = CACHE / f"flipflop_gru{hidden}_seed{seed}.pt"
+    model = FlipFlopGRU(hidden, bits)
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model
+    torch.manual_seed(seed)
+    model = FlipFlopGRU(hidden, bits)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        u, y = flipflop_batch(64, 60, bits, 0.1, gen)
+        loss = torch.mean((model(u) - y) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if epoch % 250 == 0:
+            print(f"  training flip-flop GRU: epoch {epoch} loss {loss.item():.4f}", flush=True)
+    print(f"  trained in {time.perf_counter() - started:.0f} s, final loss {loss.item():.5f}")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model
+
+
+def leaky_rnn(n: int, gain: float = 1.5, seed: int = 0) -> fp.Dynamics:
+    """r <- (1-α) r + α tanh(W r + b), W ~ N(0, gain²/n), α = 0.5 (closed-form Jacobian)."""
+    gen = torch.Generator().manual_seed(seed)
+    W = torch.randn(n, n, generator=gen, dtype=torch.float64) * gain / np.sqrt(n)
+    b = 0.1 * torch.randn(n, generator=gen, dtype=torch.float64)
+    alpha = 0.5
+
+    def step(x, u):
+        return (1 - alpha) * x + alpha * torch.tanh(x @ W.T + b)
+
+    def jac(x, u):
+        slope = 1 - torch.tanh(x @ W.T + b) ** 2
+        return (1 - alpha) * torch.eye(n, dtype=x.dtype) + alpha * slope.unsqueeze(-1) * W
+
+    return fp.DiscreteDynamics(step, n, jacobian_fn=jac, name=f"leaky_rnn_{n}")
+
+
+def build(system: str, device: str):
+    if system == "gru128":
+        model = trained_gru()
+        dyn = fp.from_module(model.rnn, device=device)
+        gen = torch.Generator().manual_seed(1)
+        u, _ = flipflop_batch(64, 60, 3, 0.1, gen)
+        return dyn, dict(inputs=u.double().numpy(), noise=0.05)
+    n = int(system.replace("leaky", ""))
+    return leaky_rnn(n).to(device=device), dict(n_steps=60, noise=0.05)
+
+
+def run_one(system: str, n_init: int, device: str, repeats: int) -> dict:
+    dyn, sampling = build(system, device)
+    x0 = fp.sample_initial_states(dyn, n_init, seed=0, **sampling)
+    times, result = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fp.find_fixed_points(dyn, x0)
+        times.append(time.perf_counter() - t)
+    q = result.speed
+    return {
+        "system": system, "n_initial": n_init, "median_s": statistics.median(times),
+        "per_state_ms": 1e3 * statistics.median(times) / n_init,
+        "counts": result.counts(), "index_counts": result.index_counts(),
+        "slow_regions": len(result.slow_regions),
+        "q_quantiles": [float(v) for v in np.quantile(q, [0, 0.5, 1])] if len(q) else [],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "status": result.status.name, "candidates": result.info.get("candidates"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1024 initial states only")
+    parser.add_argument("--child", nargs=3, metavar=("SYSTEM", "N_INIT", "REPEATS"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+        system, n_init, repeats = args.child[0], int(args.child[1]), int(args.child[2])
+        print(json.dumps(run_one(system, n_init, args.device, repeats)))
+        return
+    trained_gru()  # train/cache once, outside the timed children
+    sizes = [1024] if args.quick else [256, 1024, 4096]
+    plan = [("gru128", n) for n in sizes] + [("leaky256", n) for n in sizes] + [("leaky1024", 1024)]
+    print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats}")
+    header = (f"{'system':<10} {'n_init':>6} {'median s':>9} {'ms/state':>9} {'peak MB':>8} "
+              f"{'cands':>6}  counts / index counts / q [min, median, max]")
+    print(header)
+    print("-" * len(header))
+    for system, n_init in plan:
+        repeats = 1 if system == "leaky1024" else args.repeats
+        out = subprocess.run([sys.executable, __file__, "--device", args.device, "--child",
+                              system, str(n_init), str(repeats)], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"{system:<10} {n_init:>6} FAILED: {out.stderr.strip().splitlines()[-1]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        counts = {k: v for k, v in r["counts"].items() if v}
+        qs = ", ".join(f"{v:.1e}" for v in r["q_quantiles"])
+        print(f"{system:<10} {n_init:>6} {r['median_s']:>9.2f} {r['per_state_ms']:>9.3f} "
+              f"{r['peak_rss_mb']:>8.0f} {r['candidates']:>6}  {counts} {r['index_counts']} "
+              f"[{qs}] regions={r['slow_regions']} {r['status']}")
+
+
+if __name__ == "__main__":
+    main()

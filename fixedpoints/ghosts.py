@@ -1,0 +1,794 @@
+"""Ghosts: slow bottlenecks left where a saddle-node pair of fixed points vanished.
+
+A **ghost** is an isolated local minimum of the speed ``q = ½‖v‖²`` with ``q > 0``, with no fixed
+point near it, through which the flow passes along the slow direction with positive curvature.
+Near it the dynamics reduce to the saddle-node normal form, so trajectories crawl through it in a
+predictable time.
+
+Why a zero eigenvalue proves nothing: at *any* minimum of q with q > 0 the gradient
+``∇q = J_vᵀ v`` vanishes, so ``J_v`` is singular and ``v`` spans its left null space. Every slow
+point has that. What tells a ghost apart is checked here, one test at a time:
+
+1. **A minimum of q above the fixed-point tolerance.** Candidates are polished with Newton's
+   method on ``∇q = 0`` using the exact Hessian of q (``torch.func``, float64, Levenberg–Marquardt
+   damping so the iteration only goes downhill). Points that reach ``q ≤ q_fixed`` are fixed
+   points, not ghosts (they are used for test 5).
+2. **Reduced normal form.** With ``u = v/‖v‖`` (the flow direction, J_v's left null vector) and
+   ``e`` the right null vector of ``J_v`` (its smallest right singular vector, the **slow
+   direction**, oriented so ``u·e > 0``), the coordinate ``z = u·(x − x_g)/(u·e)`` obeys, to
+   second order,
+
+       dz/dt = (s + ½ c_u z²) / (u·e),      s = ‖v(x_g)‖,  c_u = u · d²v(x_g + z e)/dz²,
+
+   the saddle-node normal form ``dz/dt = A + B z²``. Its passage time from z = −∞ to +∞ is
+   ``π/√(AB) = π √(2/(s c))`` with the **curvature** ``c = c_u/(u·e)²`` (for a normal ghost
+   u = e and c = d²v/ds²). The bottleneck's **width** ``w = √(2 s/c_u)`` is the distance along
+   ``e`` over which the speed doubles. Required: ``c_u > 0`` (the flow speeds up on both sides)
+   and ``u·e ≥ min_alignment`` (the flow passes along the slow direction).
+3. **Isolated, not a flat valley.** The smallest eigenvalue of the Hessian of q must be at least
+   ``isolation_rtol`` times its value along ``e`` (which is ``s·c_u``): a line attractor with a
+   drift, or any slow manifold, has a second soft direction (or c_u ≈ 0).
+4. **A bottleneck, not a broad slow stretch.** ``w ≤ max_width · L`` with ``L`` the spread of the
+   states (RMS distance to their centroid).
+5. **No fixed point in it.** No known fixed point within ``window · w`` of the ghost.
+6. **The flow passes.** A trajectory started at ``x_g − window·w·e`` is simulated (RK4 in
+   continuous time, the map in discrete time) until it leaves the window ``|z| ≤ window·w``; one
+   that is still inside after three predicted passage times is trapped (by a fixed point the
+   search did not find) and the candidate is rejected.
+
+Every threshold is dimensionless (ratios of the system's own speeds, curvatures and lengths), so
+scaling a continuous vector field by any factor changes no verdict.
+
+**Dwell time.** The simulated time spent inside the window (the far-edge crossing interpolated
+linearly between steps) is divided by ``(2/π)·arctan(window)``, the fraction of a normal-form
+passage that lies inside ``|z| ≤ window·w``, so ``dwell_time`` estimates the full passage time
+and is comparable to ``passage_time``. Discrete time counts map steps. For saddle-like ghosts
+(unstable transverse directions) a trajectory may leave sideways; ``passed`` is False then and the
+dwell time is only the time to leave the window.
+
+**Transverse spectrum.** ``range(J_v)`` is invariant under ``J_v`` and complementary to ``e``; it
+equals ``u^⊥`` at a minimum of q. The eigenvalues of ``Wᵀ J_v W`` (W an orthonormal basis of
+``u^⊥``) are the transverse eigenvalues, reported in the native form of :class:`FixedPoints`
+(discrete time: of the map, ``λ + 1``; stable when ``|λ| < 1``). ``n_unstable`` counts the unstable
+ones: 0 means the ghost traps trajectories onto its slow channel (``kind = "attracting"``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time as _time
+import warnings
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Dict, Optional, Union
+
+import os
+import numpy as np
+import torch
+from torch.func import grad as _grad, hessian as _hessian, jvp as _jvp, vmap
+
+from .dynamics import Dynamics
+from .linearize import EIG_RTOL, sort_spectrum
+from .results import FixedPoints, load_result, save_result
+from .unique import deduplicate
+
+__all__ = ["Ghosts", "GhostOptions", "detect_ghosts", "GHOST_KINDS"]
+
+log = logging.getLogger(__name__)
+
+#: Ghost kinds by their transverse spectrum.
+GHOST_KINDS = ("attracting", "saddle", "repelling")
+
+#: Reasons a candidate is rejected (keys of ``Ghosts.info["rejected"]``).
+REJECTIONS = ("fixed_point", "unconverged", "outside_box", "not_minimum", "not_bottleneck",
+              "misaligned", "flat", "wide", "near_fixed_point", "trapped", "duplicate")
+
+
+# ============================================================================ options
+@dataclass(frozen=True)
+class GhostOptions:
+    """Settings of :func:`detect_ghosts`. Every threshold is dimensionless.
+
+    Parameters
+    ----------
+    window : float
+        Half-width of the ghost's window, in bottleneck widths ``w``: the radius in which no fixed
+        point may lie and the stretch over which the dwell time is measured.
+    max_width : float
+        A ghost's width ``w = √(2s/c_u)`` must be at most this fraction of the state spread ``L``.
+    min_alignment : float
+        Smallest ``u·e`` (cosine between the flow and the slow direction).
+    isolation_rtol : float
+        The Hessian of q must have no eigenvalue below ``isolation_rtol · s · c_u``.
+    grad_rtol : float
+        A candidate is a stationary point of q when ``‖J_vᵀ v‖ ≤ grad_rtol · ‖J_v‖_F · ‖v‖``.
+    newton_steps : int
+        Maximum Newton (Levenberg–Marquardt) iterations of the candidate polish.
+    xtol : float
+        A Newton step shorter than ``xtol · L`` has converged.
+    tol_unique : float
+        Candidates closer than ``tol_unique · L`` are duplicates (the slowest is kept).
+    max_starts : int
+        At most this many of the ``initial_states`` start a search (half the slowest, half a
+        seeded random choice of the rest).
+    box_margin : float
+        The search stays inside the bounding box of the states widened by this fraction of its
+        size on each side; candidates stuck on its wall are dropped.
+    q_fixed_rtol : float
+        When no ``fixed_points`` are given: points with ``q ≤ q_fixed_rtol · q_scale`` are fixed
+        points, ``q_scale = ½ (L σ)²`` with σ the RMS singular value of J_v (as in the finder).
+    run_finder : bool
+        When ``fixed_points`` is not given, run :func:`~fixedpoints.find_fixed_points` on the
+        initial states first so the no-fixed-point test knows every fixed point (recommended;
+        with False only the fixed points the ghost search itself runs into are known, and the
+        dwell simulation is the remaining safeguard).
+    finder_options : dict, optional
+        Options passed to ``find_fixed_points`` when it is run here.
+    simulate : bool
+        Measure ``dwell_time`` by simulation (also required for test 6).
+    max_dwell_steps : int
+        Most simulation steps per ghost; beyond it the dwell time is NaN and test 6 is skipped.
+    steps_per_passage : int
+        Continuous time: at least this many RK4 steps per predicted passage (the step is also
+        at most ``0.5/ρ`` with ρ the largest |eigenvalue| of J_v, for the fast transverse modes).
+    batch_size : int
+        Points per batched Hessian / Jacobian (memory ``batch_size · n²``).
+    seed : int
+        Seed of the random choice of starting states.
+    """
+
+    window: float = 10.0
+    max_width: float = 0.25
+    min_alignment: float = 0.01
+    isolation_rtol: float = 0.5
+    grad_rtol: float = 1e-8
+    newton_steps: int = 100
+    xtol: float = 1e-12
+    tol_unique: float = 1e-3
+    max_starts: int = 64
+    box_margin: float = 0.5
+    q_fixed_rtol: float = 1e-20
+    run_finder: bool = True
+    finder_options: Optional[Dict[str, Any]] = None
+    simulate: bool = True
+    max_dwell_steps: int = 200_000
+    steps_per_passage: int = 1000
+    batch_size: int = 128
+    seed: int = 0
+
+    def __post_init__(self):
+        positive = ("window", "max_width", "min_alignment", "isolation_rtol", "grad_rtol", "xtol",
+                    "tol_unique", "q_fixed_rtol")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.integer, np.floating)) or \
+                    not np.isfinite(value) or value <= 0:
+                raise ValueError(f"GhostOptions.{name}={value!r} is invalid; pass a positive "
+                                 f"finite number")
+        for name in ("newton_steps", "max_starts", "max_dwell_steps", "steps_per_passage",
+                     "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GhostOptions.{name}={value!r} is invalid; pass a positive "
+                                 f"integer")
+        if not np.isfinite(self.box_margin) or self.box_margin < 0:
+            raise ValueError(f"GhostOptions.box_margin={self.box_margin!r} is invalid; pass a "
+                             f"number >= 0")
+        if self.min_alignment >= 1:
+            raise ValueError(f"GhostOptions.min_alignment={self.min_alignment!r} is invalid; "
+                             f"pass a cosine in (0, 1)")
+        if self.finder_options is not None and not isinstance(self.finder_options, dict):
+            raise ValueError(f"GhostOptions.finder_options must be a dict of find_fixed_points "
+                             f"options, got {type(self.finder_options).__name__}")
+
+    @property
+    def window_fraction(self) -> float:
+        """Fraction of a normal-form passage spent inside ``|z| ≤ window · w``."""
+        return 2.0 / math.pi * math.atan(self.window)
+
+
+# ============================================================================ result
+@dataclass(frozen=True)
+class Ghosts:
+    """Ghosts of one system at one input, one row per ghost.
+
+    Attributes
+    ----------
+    x : ndarray of shape (k, n_states)
+        Locations (minima of q).
+    speed : ndarray of shape (k,)
+        Minimal q = ½‖v‖² (the same quantity as ``FixedPoints.speed``).
+    velocity_norm : ndarray of shape (k,)
+        ``s = ‖v(x)‖`` at the ghost (its minimal speed as a velocity magnitude).
+    slow_direction : ndarray of shape (k, n_states)
+        Unit right null vector ``e`` of J_v, oriented along the flow.
+    flow_direction : ndarray of shape (k, n_states)
+        Unit velocity ``u = v/‖v‖`` (J_v's left null vector).
+    alignment : ndarray of shape (k,)
+        ``u·e`` (1 for a normal ghost; smaller in non-normal systems).
+    curvature : ndarray of shape (k,)
+        ``c = (u·d²v/dz²)/(u·e)²``, the curvature of the flow along the slow direction in the
+        reduced normal form; ``passage_time = π √(2/(s c))``.
+    width : ndarray of shape (k,)
+        ``w = √(2 s/c_u)``: distance along ``e`` over which the speed doubles.
+    transverse_eigvals : ndarray of shape (k, n_states - 1), complex
+        Spectrum of J_v on the complement of the slow direction, native form (discrete time:
+        map eigenvalues), sorted as in :class:`FixedPoints`.
+    n_unstable : ndarray of shape (k,), int
+        Unstable transverse directions (0: the ghost traps trajectories).
+    kind : ndarray of shape (k,), str
+        ``attracting`` (n_unstable = 0), ``saddle`` or ``repelling`` (all transverse unstable).
+    passage_time : ndarray of shape (k,)
+        Predicted ``π √(2/(s c))`` (time units; map steps in discrete time).
+    dwell_time : ndarray of shape (k,)
+        Measured by simulation (see the module docstring); NaN when not simulated.
+    passed : ndarray of shape (k,), bool
+        Whether the simulated trajectory left through the far side of the window.
+    fixed_point_distance : ndarray of shape (k,)
+        Distance to the nearest known fixed point (inf if none is known).
+    isolation : ndarray of shape (k,)
+        Smallest Hessian eigenvalue of q divided by ``s·c_u`` (≈ 1 for a ghost, ≈ 0 in a valley).
+    time : {"discrete", "continuous"}
+    scale : float
+        State spread L used by the relative tests.
+    q_fixed : float
+        Fixed-point tolerance on q.
+    info : dict
+        Counters: candidates, rejections by reason, seconds, options.
+    """
+
+    x: np.ndarray
+    speed: np.ndarray
+    velocity_norm: np.ndarray
+    slow_direction: np.ndarray
+    flow_direction: np.ndarray
+    alignment: np.ndarray
+    curvature: np.ndarray
+    width: np.ndarray
+    transverse_eigvals: np.ndarray
+    n_unstable: np.ndarray
+    kind: np.ndarray
+    passage_time: np.ndarray
+    dwell_time: np.ndarray
+    passed: np.ndarray
+    fixed_point_distance: np.ndarray
+    isolation: np.ndarray
+    time: str = "discrete"
+    scale: float = 1.0
+    q_fixed: float = 0.0
+    info: Dict[str, Any] = field(default_factory=dict)
+
+    _ARRAYS = ("x", "speed", "velocity_norm", "slow_direction", "flow_direction", "alignment",
+               "curvature", "width", "transverse_eigvals", "n_unstable", "kind", "passage_time",
+               "dwell_time", "passed", "fixed_point_distance", "isolation")
+
+    @classmethod
+    def empty(cls, n_states: int, time: str = "discrete", **meta) -> "Ghosts":
+        """A result with no ghost."""
+        z = np.zeros(0)
+        return cls(x=np.zeros((0, n_states)), speed=z, velocity_norm=z.copy(),
+                   slow_direction=np.zeros((0, n_states)), flow_direction=np.zeros((0, n_states)),
+                   alignment=z.copy(), curvature=z.copy(), width=z.copy(),
+                   transverse_eigvals=np.zeros((0, max(n_states - 1, 0)), complex),
+                   n_unstable=np.zeros(0, int), kind=np.zeros(0, "<U10"), passage_time=z.copy(),
+                   dwell_time=z.copy(), passed=np.zeros(0, bool),
+                   fixed_point_distance=z.copy(), isolation=z.copy(), time=time, **meta)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, index) -> "Ghosts":
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return replace(self, **{name: getattr(self, name)[index] for name in self._ARRAYS})
+
+    @property
+    def n_states(self) -> int:
+        return int(self.x.shape[1])
+
+    def counts(self) -> Dict[str, int]:
+        """Number of ghosts of each kind, e.g. ``{"attracting": 1, "saddle": 0, ...}``."""
+        return {k: int(np.sum(self.kind == k)) for k in GHOST_KINDS}
+
+    def index_counts(self) -> Dict[int, int]:
+        """Number of ghosts by transverse index."""
+        values, counts = np.unique(self.n_unstable, return_counts=True)
+        return {int(v): int(c) for v, c in zip(values, counts)}
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={v}" for k, v in self.counts().items() if v)
+        return f"Ghosts({len(self)} ghost(s): {parts or 'none'}; time={self.time!r})"
+
+    def save(self, path: Union[str, os.PathLike]):
+        """Write ``path.npz`` (arrays) and ``path.json`` (the rest). Returns the stem."""
+        return save_result(self, path)
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "Ghosts":
+        """Read what :meth:`save` wrote."""
+        return load_result(cls, path)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready description (per-ghost entries plus metadata)."""
+        from .results import _jsonable
+        ghosts = []
+        for i in range(len(self)):
+            ghosts.append({
+                "x": self.x[i].tolist(), "speed": float(self.speed[i]),
+                "velocity_norm": float(self.velocity_norm[i]),
+                "slow_direction": self.slow_direction[i].tolist(),
+                "alignment": float(self.alignment[i]), "curvature": float(self.curvature[i]),
+                "width": float(self.width[i]), "kind": str(self.kind[i]),
+                "n_unstable": int(self.n_unstable[i]),
+                "transverse_eigvals_real": np.real(self.transverse_eigvals[i]).tolist(),
+                "transverse_eigvals_imag": np.imag(self.transverse_eigvals[i]).tolist(),
+                "passage_time": float(self.passage_time[i]),
+                "dwell_time": _finite_or_none(self.dwell_time[i]),
+                "passed": bool(self.passed[i]),
+                "fixed_point_distance": _finite_or_none(self.fixed_point_distance[i]),
+                "isolation": float(self.isolation[i]),
+            })
+        return {"time": self.time, "scale": float(self.scale), "q_fixed": float(self.q_fixed),
+                "counts": self.counts(), "ghosts": ghosts, "info": _jsonable(self.info)}
+
+
+def _finite_or_none(value):
+    return float(value) if np.isfinite(value) else None
+
+
+# ============================================================================ helpers
+def _single(dynamics: Dynamics):
+    """Per-state velocity and speed functions for ``torch.func`` transforms."""
+    def vel(xi):
+        return dynamics.velocity(xi.unsqueeze(0)).squeeze(0)
+
+    def q(xi):
+        v = vel(xi)
+        return 0.5 * (v * v).sum()
+    return vel, q
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _hessian_and_gradient(dynamics: Dynamics, x: torch.Tensor, batch_size: int):
+    """Exact Hessian ``(b, n, n)`` and gradient ``(b, n)`` of q."""
+    _, q = _single(dynamics)
+    hess_fn, grad_fn = vmap(_hessian(q)), vmap(_grad(q))
+    hs, gs = [], []
+    for sl in _chunks(x.shape[0], batch_size):
+        xb = x[sl].detach()
+        hs.append(hess_fn(xb).detach())
+        gs.append(grad_fn(xb).detach())
+    if not hs:
+        n = dynamics.n_states
+        return x.new_zeros((0, n, n)), x.new_zeros((0, n))
+    h = torch.cat(hs)
+    return 0.5 * (h + h.transpose(1, 2)), torch.cat(gs)
+
+
+def _second_directional(dynamics: Dynamics, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """``d²v(x + z e)/dz²`` at z = 0 for each row, shape ``(b, n)`` (forward mode twice)."""
+    vel, _ = _single(dynamics)
+
+    def along(xi, ei):
+        first = lambda y: _jvp(vel, (y,), (ei,))[1]  # noqa: E731
+        return _jvp(first, (xi,), (ei,))[1]
+    return vmap(along)(x, e)
+
+
+def _spread(x: np.ndarray) -> float:
+    centred = x - x.mean(0, keepdims=True)
+    return float(np.sqrt((centred ** 2).sum(1).mean()))
+
+
+# ============================================================================ search
+def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                   length: float, opts: GhostOptions):
+    """Polish ``starts`` to minima of q with damped Newton on ∇q = 0 (exact Hessian).
+
+    Returns (x, q, converged, on_wall, iterations).
+    """
+    x = starts.clone()
+    b = x.shape[0]
+    with torch.no_grad():
+        q = dynamics.speed(x)
+    mu = torch.full((b,), 1e-3, dtype=x.dtype, device=x.device)
+    active = torch.isfinite(q)
+    converged = torch.zeros(b, dtype=torch.bool, device=x.device)
+    duplicate = torch.zeros(b, dtype=torch.bool, device=x.device)
+    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    step_tol = opts.xtol * length
+    iterations = 0
+    for it in range(opts.newton_steps):
+        idx = torch.nonzero(active).flatten()
+        if idx.numel() == 0:
+            break
+        iterations = it + 1
+        if it in (3, 10, 30):  # merge points that are converging to the same minimum
+            keep = deduplicate(x[idx].cpu().numpy(), q[idx].cpu().numpy(),
+                               opts.tol_unique * length)
+            drop = np.setdiff1d(np.arange(idx.numel()), keep)
+            if drop.size:
+                gone = idx[torch.as_tensor(drop, device=x.device)]
+                active[gone] = False
+                duplicate[gone] = True
+                idx = idx[torch.as_tensor(np.sort(keep), device=x.device)]
+        xa = x[idx]
+        h, g = _hessian_and_gradient(dynamics, xa, opts.batch_size)
+        diag_scale = torch.diagonal(h, dim1=1, dim2=2).abs().mean(1).clamp_min(1e-300)
+        mua = mu[idx].clone()
+        delta = torch.zeros_like(xa)
+        solved = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
+        for _ in range(12):  # raise the damping until H + μI is positive definite
+            todo = ~solved
+            if not bool(todo.any()):
+                break
+            system = h[todo] + (mua[todo] * diag_scale[todo])[:, None, None] * eye
+            chol, info = torch.linalg.cholesky_ex(system)
+            ok = info == 0
+            if bool(ok.any()):
+                sol = torch.cholesky_solve(-g[todo][ok].unsqueeze(-1), chol[ok]).squeeze(-1)
+                where = torch.nonzero(todo).flatten()[ok]
+                delta[where] = sol
+                solved[where] = True
+            bad = torch.nonzero(todo).flatten()[~ok]
+            mua[bad] = mua[bad] * 10.0
+        trial = torch.maximum(torch.minimum(xa + delta, hi), lo)
+        with torch.no_grad():
+            q_trial = dynamics.speed(trial)
+        accept = solved & torch.isfinite(q_trial) & (q_trial <= q[idx])
+        step = (trial - xa).norm(dim=1)
+        x[idx[accept]] = trial[accept]
+        q[idx[accept]] = q_trial[accept]
+        mu[idx] = torch.where(accept, (mua * 0.2).clamp_min(1e-12), mua * 5.0)
+        small = step <= step_tol
+        done = (accept & small) | (~accept & small & solved)
+        converged[idx[done]] = True
+        stalled = mu[idx] > 1e10
+        active[idx[done | stalled]] = False
+    width = (hi - lo)
+    on_wall = ((x <= lo + 1e-9 * width) | (x >= hi - 1e-9 * width)).any(1)
+    return x, q, converged, on_wall, duplicate, iterations
+
+
+# ============================================================================ analysis
+def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
+                  opts: GhostOptions) -> Dict[str, Any]:
+    """Null directions, curvature, transverse spectrum and Hessian test at candidate minima."""
+    n = dynamics.n_states
+    with torch.no_grad():
+        v = dynamics.velocity(x)
+    jac = torch.cat([dynamics.jacobian(x[sl]).detach() for sl in _chunks(len(x), opts.batch_size)])
+    s = v.norm(dim=1)
+    u = v / s.clamp_min(1e-300)[:, None]
+    left, svals, right_h = torch.linalg.svd(jac)
+    e = right_h[:, -1, :]
+    cos_ue = (u * e).sum(1)
+    e = torch.where(cos_ue[:, None] < 0, -e, e)
+    alignment = cos_ue.abs()
+    second = _second_directional(dynamics, x, e).detach()
+    c_u = (u * second).sum(1)
+    # stationarity: ‖J_vᵀ v‖ relative to ‖J_v‖_F ‖v‖
+    jtv = (jac.transpose(1, 2) @ v.unsqueeze(-1)).squeeze(-1)
+    jac_scale = torch.clamp(torch.linalg.matrix_norm(jac), min=sigma_system)
+    grad_cos = jtv.norm(dim=1) / (jac_scale * s).clamp_min(1e-300)
+    hess, _ = _hessian_and_gradient(dynamics, x, opts.batch_size)
+    hess_min = torch.linalg.eigvalsh(hess)[:, 0]
+    # transverse spectrum: J_v restricted to u^⊥ = range(J_v)
+    if n > 1:
+        basis = _complement(u)
+        reduced = basis.transpose(1, 2) @ jac @ basis
+        trans = torch.linalg.eigvals(reduced).cpu().numpy()
+    else:
+        trans = np.zeros((len(x), 0), complex)
+    rho = torch.linalg.eigvals(jac).abs().max(1).values if n > 0 else s * 0
+    return {"v": v, "s": s, "u": u, "e": e, "alignment": alignment, "c_u": c_u,
+            "grad_cos": grad_cos, "hess_min": hess_min, "trans": trans, "rho": rho,
+            "sigma_min": svals[:, -1]}
+
+
+def _complement(u: torch.Tensor) -> torch.Tensor:
+    """Orthonormal bases of ``u^⊥`` for each unit row of ``u``, shape ``(b, n, n-1)``."""
+    b, n = u.shape
+    # Householder reflection mapping e_0 to u: its columns 1..n-1 span u^⊥.
+    e0 = torch.zeros_like(u)
+    e0[:, 0] = 1.0
+    sign = torch.where(u[:, :1] >= 0, 1.0, -1.0).to(u.dtype)
+    w = u + sign * e0
+    w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    house = torch.eye(n, dtype=u.dtype, device=u.device) - 2.0 * w[:, :, None] * w[:, None, :]
+    return house[:, :, 1:]
+
+
+def _simulate_dwell(dynamics: Dynamics, x_g: torch.Tensor, u: torch.Tensor, e: torch.Tensor,
+                    alignment: torch.Tensor, half_width: torch.Tensor, predicted: torch.Tensor,
+                    rho: torch.Tensor, opts: GhostOptions):
+    """Time from the near edge of each window to leaving it. Returns (time, passed, finished)."""
+    k = x_g.shape[0]
+    x = x_g - half_width[:, None] * e
+    if dynamics.time == "continuous":
+        h = torch.minimum(predicted / opts.steps_per_passage, 0.5 / rho.clamp_min(1e-300))
+    else:
+        h = torch.ones_like(predicted)
+    limit = torch.ceil(3.0 * predicted / h).clamp(max=opts.max_dwell_steps)
+    elapsed = torch.zeros(k, dtype=x.dtype, device=x.device)
+    exit_time = torch.full((k,), float("nan"), dtype=x.dtype, device=x.device)
+    passed = torch.zeros(k, dtype=torch.bool, device=x.device)
+    finished = torch.zeros(k, dtype=torch.bool, device=x.device)
+    z_prev = -half_width.clone()
+    active = torch.ones(k, dtype=torch.bool, device=x.device)
+    steps = 0
+    with torch.no_grad():
+        while bool(active.any()):
+            idx = torch.nonzero(active).flatten()
+            xa, ha = x[idx], h[idx][:, None]
+            if dynamics.time == "continuous":
+                k1 = dynamics.velocity(xa)
+                k2 = dynamics.velocity(xa + 0.5 * ha * k1)
+                k3 = dynamics.velocity(xa + 0.5 * ha * k2)
+                k4 = dynamics.velocity(xa + ha * k3)
+                xn = xa + ha / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+            else:
+                xn = dynamics.step(xa)
+            steps += 1
+            offset = xn - x_g[idx]
+            z = (offset * u[idx]).sum(1) / alignment[idx]
+            side = (offset - z[:, None] * e[idx]).norm(dim=1)
+            hw = half_width[idx]
+            through = z >= hw
+            sideways = (~through) & ((side > hw) | (z < -hw * (1 + 1e-9) - 1e-300)
+                                     | ~torch.isfinite(z))
+            frac = ((hw - z_prev[idx]) / (z - z_prev[idx]).clamp_min(1e-300)).clamp(0, 1)
+            t_new = elapsed[idx] + h[idx]
+            exit_time[idx[through]] = (elapsed[idx] + frac * h[idx])[through]
+            exit_time[idx[sideways]] = t_new[sideways]
+            passed[idx[through]] = True
+            finished[idx[through | sideways]] = True
+            x[idx], z_prev[idx], elapsed[idx] = xn, z, t_new
+            out_of_time = (t_new / h[idx]) >= limit[idx]
+            active[idx[through | sideways | out_of_time]] = False
+    trapped = ~finished & (3.0 * predicted / h <= opts.max_dwell_steps)
+    exit_time[~finished] = float("nan")
+    return exit_time, passed, finished, trapped, steps
+
+
+# ============================================================================ main
+def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None,
+                  initial_states=None, options: Optional[GhostOptions] = None,
+                  **overrides) -> Ghosts:
+    """Find the ghosts of ``dynamics``: isolated slow bottlenecks with no fixed point in them.
+
+    Parameters
+    ----------
+    dynamics : Dynamics
+    fixed_points : FixedPoints, optional
+        Output of :func:`~fixedpoints.find_fixed_points` for the same system and input. Its slow
+        points (and slow-region points) are candidates, its fixed points feed the no-fixed-point
+        test and its ``scale`` and ``q_fixed`` set the relative tolerances.
+    initial_states : array_like of shape (b, n_states), optional
+        States the system visits (e.g. :func:`~fixedpoints.sample_initial_states`); each starts a
+        Newton search for minima of q. Without ``fixed_points`` the finder is run on them first
+        (``run_finder``). At least one of ``fixed_points`` and ``initial_states`` is required.
+    options : GhostOptions, optional
+        Settings; keyword ``overrides`` replace single fields (``max_width=0.1``).
+
+    Returns
+    -------
+    Ghosts
+        Sorted by speed (slowest first). ``info["rejected"]`` counts the candidates dropped by
+        each test (see the module docstring).
+    """
+    if not isinstance(dynamics, Dynamics):
+        raise ValueError(f"dynamics must be a fixedpoints.Dynamics, got {type(dynamics).__name__};"
+                         f" wrap a torch model with fixedpoints.from_module(model)")
+    opts = options or GhostOptions()
+    if overrides:
+        known = {f.name for f in fields(GhostOptions)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; valid options are {sorted(known)}")
+        opts = GhostOptions(**{**asdict(opts), **overrides})
+    if fixed_points is None and initial_states is None:
+        raise ValueError("detect_ghosts needs fixed_points (from find_fixed_points) or "
+                         "initial_states (states the system visits); pass at least one")
+    if fixed_points is not None and not isinstance(fixed_points, FixedPoints):
+        raise ValueError(f"fixed_points must be a FixedPoints result, got "
+                         f"{type(fixed_points).__name__}")
+    if fixed_points is not None and fixed_points.n_states != dynamics.n_states:
+        raise ValueError(f"fixed_points has {fixed_points.n_states} state dimension(s) but "
+                         f"{dynamics.name} has {dynamics.n_states}; pass the finder's result for "
+                         f"this system")
+    if fixed_points is not None and fixed_points.time != dynamics.time:
+        raise ValueError(f"fixed_points is {fixed_points.time}-time but {dynamics.name} is "
+                         f"{dynamics.time}-time; pass the finder's result for this system")
+    started = _time.perf_counter()
+    n = dynamics.n_states
+    x0 = None
+    if initial_states is not None:
+        x0 = dynamics.states(initial_states, name="initial_states")
+        if x0.shape[0] == 0:
+            raise ValueError(f"initial_states is empty; pass states of shape (b, {n})")
+    if fixed_points is None and opts.run_finder:
+        from .finder import find_fixed_points
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fixed_points = find_fixed_points(dynamics, x0, **(opts.finder_options or {}))
+    info: Dict[str, Any] = {"rejected": {r: 0 for r in REJECTIONS}}
+
+    # ---- scales
+    cloud = [] if x0 is None else [x0.cpu().numpy()]
+    if fixed_points is not None and len(fixed_points):
+        cloud.append(fixed_points.x)
+    cloud_np = np.concatenate(cloud) if cloud else np.zeros((0, n))
+    if fixed_points is not None:
+        length = float(fixed_points.scale)
+    else:
+        length = _spread(cloud_np)
+    if not np.isfinite(length) or length <= 0:
+        length = float(max(1.0, np.abs(cloud_np).max() if cloud_np.size else 1.0))
+    # RMS singular value of J_v over (up to 32 of) the states: the system's rate scale
+    probe = dynamics.states(cloud_np[np.random.default_rng(opts.seed).choice(
+        len(cloud_np), size=min(32, len(cloud_np)), replace=False)]) if len(cloud_np) else None
+    sigma_system = 0.0
+    if probe is not None:
+        jac = dynamics.jacobian(probe).detach()
+        sigma_system = float(torch.sqrt((jac ** 2).sum((1, 2)).mean() / n))
+    if fixed_points is not None:
+        q_fixed = float(fixed_points.q_fixed)
+    else:
+        q_fixed = opts.q_fixed_rtol * 0.5 * (length * sigma_system) ** 2
+    info.update(scale=length, q_fixed=q_fixed, sigma=sigma_system)
+
+    # ---- candidates
+    starts = []
+    if fixed_points is not None:
+        slow = fixed_points.x[fixed_points.kind == "slow"]
+        starts.append(slow)
+        for region in fixed_points.slow_regions:
+            starts.append(region.points[region.speed > q_fixed])
+    if x0 is not None:
+        starts.append(_choose_starts(dynamics, x0, opts))
+    starts_np = np.concatenate(starts) if starts else np.zeros((0, n))
+    info["starts"] = int(len(starts_np))
+    known_fixed = []
+    if fixed_points is not None:
+        known_fixed.append(fixed_points.x[fixed_points.kind != "slow"])
+        for region in fixed_points.slow_regions:
+            known_fixed.append(region.points[region.speed <= q_fixed])
+    meta = dict(scale=length, q_fixed=q_fixed)
+    if len(starts_np) == 0:
+        info["seconds"] = _time.perf_counter() - started
+        return Ghosts.empty(n, dynamics.time, info=info, **meta)
+
+    lo_np = cloud_np.min(0) if len(cloud_np) else starts_np.min(0)
+    hi_np = cloud_np.max(0) if len(cloud_np) else starts_np.max(0)
+    box_w = np.maximum(hi_np - lo_np, 1e-3 * length / np.sqrt(n))
+    lo = torch.as_tensor(lo_np - opts.box_margin * box_w, dtype=dynamics.dtype,
+                         device=dynamics.device)
+    hi = torch.as_tensor(hi_np + opts.box_margin * box_w, dtype=dynamics.dtype,
+                         device=dynamics.device)
+    xs = dynamics.states(np.clip(starts_np, lo.cpu().numpy(), hi.cpu().numpy()))
+    x, q, converged, on_wall, duplicate, n_iter = _newton_search(dynamics, xs, lo, hi, length, opts)
+    info["newton_iterations"] = int(n_iter)
+    rej = info["rejected"]
+    rej["duplicate"] += int(duplicate.sum())
+    finite = torch.isfinite(q) & ~duplicate
+    is_fixed = finite & (q <= q_fixed)
+    known_fixed.append(x[is_fixed].cpu().numpy())
+    rej["fixed_point"] += int(is_fixed.sum())
+    rej["outside_box"] += int((finite & ~is_fixed & on_wall).sum())
+    rej["unconverged"] += int((~torch.isfinite(q)).sum())
+    cand = finite & ~is_fixed & ~on_wall
+    xc, qc = x[cand], q[cand]
+    keep = deduplicate(xc.cpu().numpy(), qc.cpu().numpy(), opts.tol_unique * length)
+    rej["duplicate"] += int(len(xc) - len(keep))
+    xc = xc[torch.as_tensor(keep, dtype=torch.long, device=xc.device)]
+    info["candidates"] = int(len(xc))
+    fixed_np = np.concatenate([f.reshape(-1, n) for f in known_fixed]) if known_fixed else \
+        np.zeros((0, n))
+    info["known_fixed_points"] = int(len(fixed_np))
+    if len(xc) == 0:
+        info["seconds"] = _time.perf_counter() - started
+        return Ghosts.empty(n, dynamics.time, info=info, **meta)
+
+    # ---- tests 1-5
+    red = _reduced_form(dynamics, xc, sigma_system, opts)
+    s, c_u, align = red["s"], red["c_u"], red["alignment"]
+    stationary = red["grad_cos"] <= opts.grad_rtol
+    rej["unconverged"] += int((~stationary).sum())
+    ok = stationary.clone()
+    bottleneck = ok & (c_u > 0)
+    rej["not_bottleneck"] += int((ok & ~bottleneck).sum())
+    ok = bottleneck
+    aligned = ok & (align >= opts.min_alignment)
+    rej["misaligned"] += int((ok & ~aligned).sum())
+    ok = aligned
+    along = s * c_u
+    isolation = red["hess_min"] / along.clamp_min(1e-300)
+    minimum = ok & (red["hess_min"] > 0)
+    rej["not_minimum"] += int((ok & ~minimum).sum())
+    ok = minimum
+    isolated = ok & (isolation >= opts.isolation_rtol)
+    rej["flat"] += int((ok & ~isolated).sum())
+    ok = isolated
+    width = torch.sqrt(2.0 * s / c_u.clamp_min(1e-300))
+    narrow = ok & (width <= opts.max_width * length)
+    rej["wide"] += int((ok & ~narrow).sum())
+    ok = narrow
+    xc_np = xc.cpu().numpy()
+    if len(fixed_np):
+        from scipy.spatial import cKDTree
+        fp_dist, _ = cKDTree(fixed_np).query(xc_np, k=1)
+    else:
+        fp_dist = np.full(len(xc_np), np.inf)
+    fp_dist_t = torch.as_tensor(fp_dist, dtype=xc.dtype, device=xc.device)
+    half_width = opts.window * width
+    clear = ok & (fp_dist_t > half_width)
+    rej["near_fixed_point"] += int((ok & ~clear).sum())
+    ok = clear
+    curvature = c_u / align.clamp_min(1e-300) ** 2
+    passage = math.pi * torch.sqrt(2.0 / (s * curvature).clamp_min(1e-300))
+
+    # ---- test 6: simulate through the window
+    dwell = torch.full_like(s, float("nan"))
+    passed = torch.zeros_like(ok)
+    idx = torch.nonzero(ok).flatten()
+    if opts.simulate and idx.numel():
+        t_exit, thru, _, trapped, n_steps = _simulate_dwell(
+            dynamics, xc[idx], red["u"][idx], red["e"][idx], align[idx], half_width[idx],
+            passage[idx], red["rho"][idx], opts)
+        dwell[idx] = t_exit / opts.window_fraction
+        passed[idx] = thru
+        info["simulation_steps"] = int(n_steps)
+        rej["trapped"] += int(trapped.sum())
+        ok[idx[trapped]] = False
+
+    # ---- assemble
+    sel = torch.nonzero(ok).flatten()
+    sel_np = sel.cpu().numpy()
+    n_trans = max(n - 1, 0)
+    native = dynamics.eigvals_native(red["trans"][sel_np].astype(complex)).reshape(
+        len(sel_np), n_trans)
+    if native.size:
+        native = sort_spectrum(native, dynamics.time)
+    n_unstable = dynamics.unstable_mask(native, EIG_RTOL).sum(1).astype(int)
+    kind = np.where(n_unstable == 0, "attracting",
+                    np.where(n_unstable == n_trans, "repelling", "saddle")).astype("<U10")
+
+    def pick(t):
+        return t[sel].detach().cpu().numpy()
+
+    s_np = pick(s)
+    order = np.argsort(s_np, kind="stable")
+    info["seconds"] = _time.perf_counter() - started
+    info["options"] = {k: v for k, v in asdict(opts).items() if k != "finder_options"}
+    result = Ghosts(
+        x=pick(xc)[order], speed=0.5 * s_np[order] ** 2, velocity_norm=s_np[order],
+        slow_direction=pick(red["e"])[order], flow_direction=pick(red["u"])[order],
+        alignment=pick(align)[order], curvature=pick(curvature)[order],
+        width=pick(width)[order], transverse_eigvals=native[order],
+        n_unstable=n_unstable[order], kind=kind[order], passage_time=pick(passage)[order],
+        dwell_time=pick(dwell)[order], passed=pick(passed)[order],
+        fixed_point_distance=fp_dist[sel_np][order], isolation=pick(isolation)[order],
+        time=dynamics.time, info=info, **meta)
+    log.info("detect_ghosts: %r in %.2f s (rejected: %s)", result, info["seconds"],
+             {k: v for k, v in info["rejected"].items() if v})
+    return result
+
+
+def _choose_starts(dynamics: Dynamics, x0: torch.Tensor, opts: GhostOptions) -> np.ndarray:
+    """At most ``max_starts`` states: half the slowest, half a seeded random choice of the rest."""
+    x_np = x0.cpu().numpy()
+    if len(x_np) <= opts.max_starts:
+        return x_np
+    with torch.no_grad():
+        q = dynamics.speed(x0).cpu().numpy()
+    order = np.argsort(q, kind="stable")
+    n_slow = opts.max_starts // 2
+    slowest = order[:n_slow]
+    rest = order[n_slow:]
+    rng = np.random.default_rng(opts.seed)
+    random = rng.choice(rest, size=opts.max_starts - n_slow, replace=False)
+    return x_np[np.concatenate([slowest, random])]

@@ -1,0 +1,102 @@
+"""Conformance of every adapter: shapes, dtypes, Jacobian against finite differences, the
+user's model untouched, and the dynamics equal to torch's own modules."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import fixedpoints as fp
+
+
+class LeakyStep(nn.Module):
+    """A custom discrete model: x <- (1-a) x + a tanh(W x + B u)."""
+
+    def __init__(self):
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(5, 5) * 0.8)
+        self.B = nn.Parameter(torch.randn(5, 2))
+        self.n_states, self.n_inputs = 5, 2
+        self.dropout = nn.Dropout(0.5)
+
+    def step(self, x, u):
+        return 0.5 * x + 0.5 * torch.tanh(self.dropout(x @ self.W.T) + u @ self.B.T)
+
+
+class Flow(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(4, 4))
+        self.hidden_size = 4
+
+    def velocity(self, x, u):
+        return -x + torch.tanh(x @ self.W.T)
+
+
+def modules():
+    torch.manual_seed(0)
+    return [
+        nn.RNN(3, 6), nn.RNN(3, 6, nonlinearity="relu", num_layers=2), nn.GRU(3, 6, num_layers=2),
+        nn.LSTM(3, 5, num_layers=2), nn.RNNCell(3, 6), nn.GRUCell(3, 6), nn.LSTMCell(3, 5),
+        LeakyStep(), Flow(),
+    ]
+
+
+@pytest.mark.parametrize("module", modules(), ids=lambda m: type(m).__name__)
+def test_adapter_conformance_and_model_untouched(module):
+    module.train()
+    for p in module.parameters():
+        p.grad = torch.ones_like(p)
+    before = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    flags = [p.requires_grad for p in module.parameters()]
+    n_in = getattr(module, "input_size", getattr(module, "n_inputs", 0))
+    u = np.linspace(-0.5, 0.5, n_in) if n_in else None
+    dyn = fp.from_module(module, input=u)
+    x = torch.randn(7, dyn.n_states, dtype=torch.float64) * 0.5
+    v = dyn.velocity(x)
+    assert v.shape == (7, dyn.n_states) and v.dtype == torch.float64
+    J = dyn.jacobian(x)
+    assert J.shape == (7, dyn.n_states, dyn.n_states)
+    eps = 1e-6
+    fd = torch.stack([(dyn.velocity(x + eps * e) - dyn.velocity(x - eps * e)) / (2 * eps)
+                      for e in torch.eye(dyn.n_states, dtype=torch.float64)], dim=-1)
+    torch.testing.assert_close(J, fd, atol=1e-7, rtol=1e-6)
+    fp.find_fixed_points(dyn, x.numpy())
+    # untouched: weights, requires_grad, .grad, training mode
+    assert module.training
+    assert [p.requires_grad for p in module.parameters()] == flags
+    assert all(torch.equal(p.grad, torch.ones_like(p)) for p in module.parameters())
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, before[k]) and v.dtype == before[k].dtype
+
+
+@pytest.mark.parametrize("cls", [nn.RNN, nn.GRU, nn.LSTM])
+def test_torch_recurrent_modules_step_like_torch(cls):
+    torch.manual_seed(1)
+    module = cls(3, 4, num_layers=2, batch_first=True).double()
+    u = torch.randn(2, 5, 3, dtype=torch.float64)
+    out, _ = module(u)
+    dyn = fp.from_module(module)
+    x = torch.zeros(2, dyn.n_states, dtype=torch.float64)
+    for t in range(5):
+        x = dyn.step(x, u[:, t])
+    top_h = x[:, 4:8]  # layer 1's h is the second block
+    torch.testing.assert_close(top_h, out[:, -1], atol=1e-12, rtol=0)
+
+
+def test_bad_models_and_inputs_raise_clear_errors():
+    gru = nn.GRU(3, 4)
+    with pytest.raises(ValueError, match="input"):
+        fp.from_module(gru, input=[1.0, 2.0])
+    broken = nn.GRU(3, 4)
+    with torch.no_grad():
+        broken.weight_hh_l0[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="weight_hh_l0.*non-finite"):
+        fp.from_module(broken)
+    with pytest.raises(ValueError, match="step|velocity"):
+        fp.from_module(nn.Linear(3, 3))
+    with pytest.raises(ValueError, match="bidirectional"):
+        fp.from_module(nn.GRU(3, 4, bidirectional=True))
+    with pytest.raises(ValueError, match="discrete"):
+        fp.from_module(gru, time="continuous")
+    with pytest.raises(ValueError, match="Module"):
+        fp.from_module(lambda x: x)
