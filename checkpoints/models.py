@@ -31,6 +31,7 @@ Registry (:data:`ARCHITECTURES`, used by :func:`build_model`)::
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -146,6 +147,13 @@ class RecurrentModel(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
 
 
+def _input_layer(n_inputs: int, n_states: int) -> nn.Linear:
+    """``nn.Linear(n_inputs, n_states)``; with no inputs its bias (b) starts at zero."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+        return nn.Linear(n_inputs, n_states)
+
+
 def _output_map(z: torch.Tensor, output: str, confidence: float) -> torch.Tensor:
     return torch.sigmoid(confidence * z) if output == "sigmoid" else z
 
@@ -201,7 +209,7 @@ class LeakyRNN(RecurrentModel):
         if self.rank is not None:
             self.architecture = "low_rank_rnn"
         n = self.n_states
-        self.W_in = nn.Linear(self.n_inputs, n)
+        self.W_in = _input_layer(self.n_inputs, n)
         if self.rank is None:
             self.W_rec = nn.Parameter(torch.randn(n, n) * (self.gain / math.sqrt(n)))
         else:
@@ -347,7 +355,7 @@ class XFormRNN(RecurrentModel):
         self.output = _check_output(output)
         self.confidence = float(confidence)
         n = self.n_states
-        self.W_in = nn.Linear(self.n_inputs, n)
+        self.W_in = _input_layer(self.n_inputs, n)
         self.J = nn.Parameter(torch.randn(n, n) * (self.gain / math.sqrt(n)))
         self.W_out = nn.Linear(n, self.n_outputs)
 
