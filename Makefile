@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ghostscope-installed
 # OpenMP's default busy-wait makes torch up to 100x slower on a shared 2-core machine.
 export OMP_WAIT_POLICY := PASSIVE
+# numpy's OpenBLAS threads spin the same way; the heavy math runs in torch anyway.
+export OPENBLAS_NUM_THREADS ?= 1
 
 .PHONY: demo test test-slow test-all bench venv clean
 

@@ -242,20 +242,24 @@ def _descend(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Te
 def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
             q_floor: float, opts: FinderOptions, on_wall=None, q_give_up: float = float("inf"),
             sigma2: float = 1e-300):
-    """Batched Levenberg–Marquardt on v(x) = 0. Returns (x, q, grad_cos, iterations).
+    """Batched Levenberg–Marquardt on v(x) = 0.
+
+    Returns (x, q, grad_cos, iterations, at_limit): ``at_limit`` marks points still converging
+    when ``newton_steps`` ran out.
 
     A point stops when q reaches ``q_floor`` (a fixed point), when it is stationary
     (gradient cosine below ``grad_rtol / 10``: a slow point), when it reaches the box wall
     (an outlier), when it is still faster than ``q_give_up`` after 10 iterations, or when q has
-    fallen by less than 10% over 5 iterations without being stationary (a crawl along a plateau
-    that the acceptance test would reject anyway).
+    not halved over 4 iterations without being stationary (a crawl along a plateau that the
+    acceptance test would reject anyway; with the exact-Hessian step both fixed points and
+    slow points converge quadratically, so a crawl is no convergence).
     """
     n = dynamics.n_states
     if x.shape[0] == 0:
         empty = x.new_zeros(0)
-        return x, empty, empty, 0
+        return x, empty, empty, 0, torch.zeros(0, dtype=torch.bool, device=x.device)
     eye = torch.eye(n, dtype=x.dtype, device=x.device)
-    out_x, out_q, out_cos, iters = [], [], [], 0
+    out_x, out_q, out_cos, out_limit, iters = [], [], [], [], 0
     for start in range(0, x.shape[0], opts.batch_size):
         xb = x[start:start + opts.batch_size].clone()
         with torch.no_grad():
@@ -285,7 +289,8 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                 # Gauss-Newton drops the term Σ v_k ∇²v_k of the Hessian of q, which dominates
                 # near a slow point (J_v singular, v ≠ 0). Where q stopped falling fast, use
                 # the exact Hessian of q (a damped Newton step on ∇q = 0).
-                linear = torch.nonzero(q[idx] > 0.05 * history[-2][idx]).flatten()
+                linear = torch.nonzero((q[idx] > 0.05 * history[-2][idx])
+                                       & (cos_a <= 1e-2)).flatten()
                 if linear.numel():
                     jtj = jtj.clone()
                     jtj[linear] = _hessian_of_speed(dynamics, xa[linear])
@@ -311,8 +316,8 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
             stalled = stalled | stationary
             if it >= 10:
                 stalled = stalled | (q[idx] > q_give_up)
-            if it >= 5:
-                crawl = (q[idx] > 0.9 * history[-5][idx]) & ~stationary
+            if it >= 4:
+                crawl = (q[idx] > 0.5 * history[-4][idx]) & ~stationary
                 stalled = stalled | crawl
             history.append(q.clone())
             active[idx[stalled]] = False
@@ -323,7 +328,9 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
         out_x.append(xb)
         out_q.append(q)
         out_cos.append(cos)
-    return torch.cat(out_x), torch.cat(out_q), torch.cat(out_cos), iters
+        out_limit.append(active & (q > q_floor))
+    return (torch.cat(out_x), torch.cat(out_q), torch.cat(out_cos), iters,
+            torch.cat(out_limit))
 
 
 def _hessian_of_speed(dynamics: Dynamics, x: torch.Tensor) -> torch.Tensor:
@@ -391,9 +398,9 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
         size = opts.polish_batch or int(np.clip(64 * (128 / dynamics.n_states) ** 2, 4, 64))
         batch, rest = idx[:size], idx[size:]
         remaining[batch] = False
-        xp, qp, cp, iters = _polish(dynamics, x[batch], lo, hi, q_floor, opts, on_wall,
+        xp, qp, cp, iters, at_limit = _polish(dynamics, x[batch], lo, hi, q_floor, opts, on_wall,
                                     q_give_up=q_give_up, sigma2=sigma2)
-        ok, stats = accept(xp, qp, cp)
+        ok, stats = accept(xp, qp, cp, at_limit)
         for key, value in stats.items():
             counters[key] += value
         counters["polished"] += int(len(batch))
@@ -554,18 +561,22 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     q_floor = q_fixed * 1e-6
     on_wall = lambda xp: ((xp <= lo + 1e-9 * width) | (xp >= hi - 1e-9 * width)).any(1)  # noqa
 
-    def accept(xp, qp, cosp):
+    def accept(xp, qp, cosp, at_limit):
         fin = torch.isfinite(qp)
         is_fixed = fin & (qp <= q_fixed)
         is_slow = fin & (qp > q_fixed) & (qp <= q_slow) & (cosp <= opts.grad_rtol)
         wall = on_wall(xp)
         ok = (is_fixed | is_slow) & ~wall
-        unconverged = fin & ~ok & ~wall & (qp <= q_slow)
-        return ok, {"unconverged": int(unconverged.sum()), "outside_box": int((wall & fin).sum()),
+        # still converging when newton_steps ran out; the others stalled on a plateau (q
+        # crawling down a saturated region) or converged to something too fast to keep
+        unconverged = fin & ~ok & ~wall & at_limit
+        plateau = fin & ~ok & ~wall & ~at_limit & (qp <= q_slow)
+        return ok, {"unconverged": int(unconverged.sum()), "plateau": int(plateau.sum()),
+                    "outside_box": int((wall & fin).sum()),
                     "non_finite": int((~fin).sum())}
 
     found = _Found(dynamics, x.new_zeros(0, n), x.new_zeros(0), tol)
-    counters = {"unconverged": 0, "outside_box": 0, "non_finite": n_nonfinite, "polished": 0,
+    counters = {"unconverged": 0, "plateau": 0, "outside_box": 0, "non_finite": n_nonfinite, "polished": 0,
                 "attributed": 0, "newton_iterations": 0}
     _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
                    q_slow, sigma ** 2)
