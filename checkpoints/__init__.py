@@ -7,6 +7,11 @@ Reading::
     for checkpoint in series:                                # bad files -> series.problems
         model = checkpoint.model                             # step(x, u) / velocity(x, u)
 
+Writing (the trainer writes exactly the layout the reader reads)::
+
+    from checkpoints import train, FLIPFLOP_DEMO
+    result = train(out_dir="runs/flipflop", **FLIPFLOP_DEMO)
+
 This package never imports ``fixedpoints``; ``analysis`` composes the two.
 """
 from .errors import CheckpointError
@@ -16,6 +21,9 @@ from .factory import build_from_factory, load_factory
 from .loading import (CHECKPOINT_SUFFIXES, Checkpoint, detect_architecture, find_config,
                       find_recurrent_modules, load_checkpoint, parse_checkpoint_name, read_config)
 from .series import CheckpointSeries, SeriesEntry
+from .tasks import (TASKS, CueDiscrimination, DelayedActivation, DelayedAddition,
+                    EvidenceAccumulation, FlipFlop, MatchToSample, Task, get_task, masked_mse)
+from .train import FLIPFLOP_DEMO, LOG_COLUMNS, TrainResult, checkpoint_name, tcr_penalty, train
 
 __all__ = [
     "CheckpointError",
@@ -25,4 +33,7 @@ __all__ = [
     "CHECKPOINT_SUFFIXES", "Checkpoint", "load_checkpoint", "detect_architecture",
     "find_recurrent_modules", "parse_checkpoint_name", "find_config", "read_config",
     "CheckpointSeries", "SeriesEntry",
+    "Task", "FlipFlop", "DelayedActivation", "CueDiscrimination", "MatchToSample",
+    "DelayedAddition", "EvidenceAccumulation", "TASKS", "get_task", "masked_mse",
+    "train", "TrainResult", "tcr_penalty", "LOG_COLUMNS", "checkpoint_name", "FLIPFLOP_DEMO",
 ]
