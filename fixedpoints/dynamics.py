@@ -17,7 +17,7 @@ from typing import Callable, Literal, Optional
 
 import numpy as np
 import torch
-from torch.func import jacrev, vmap
+from torch.func import jacfwd, vmap
 
 __all__ = ["Dynamics", "DiscreteDynamics", "ContinuousDynamics", "as_tensor"]
 
@@ -83,7 +83,9 @@ class Dynamics:
         Time step used to simulate a continuous system (ignored in discrete time).
     jacobian_fn : callable, optional
         ``jacobian_fn(x, u) -> (b, n_states, n_states)``: the Jacobian of ``fn`` in closed form.
-        When omitted it is computed with ``torch.func.vmap(jacrev(...))``.
+        When omitted it is computed with ``torch.func.vmap(jacfwd(...))`` (forward mode: the
+        same n passes as reverse mode for a square Jacobian, without the multi-second import of
+        torch._dynamo that reverse-mode ``torch.func`` triggers in every new process).
     name : str, optional
         A label used in messages.
     """
@@ -216,7 +218,7 @@ class Dynamics:
         else:
             def single(xi, ui):
                 return self.fn(xi.unsqueeze(0), ui.unsqueeze(0)).squeeze(0)
-            jac_fn = vmap(jacrev(single))(x, u)
+            jac_fn = vmap(jacfwd(single))(x, u)
         if self.time == "discrete":
             jac_fn = jac_fn - torch.eye(self.n_states, dtype=x.dtype, device=x.device)
         return jac_fn

@@ -35,7 +35,6 @@ from typing import Optional
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
-from torch.func import hessian, vmap
 
 from .dynamics import Dynamics
 from .linearize import EIG_RTOL, classify, jacobian as _jacobian_np, _native_spectrum
@@ -98,6 +97,9 @@ class FinderOptions:
         (continuous: |Re λ| ≤ marginal_rtol · σ; discrete: ||λ| - 1| ≤ marginal_rtol).
     batch_size : int
         Points per batched Jacobian / solve (bounds memory at batch_size · n²).
+    merge_fraction : float
+        Candidates closer to a slower one than ``merge_fraction · |v|/σ`` (a fraction of their
+        estimated distance to the nearest root) are merged into it before the polish.
     polish_batch : int, optional
         Candidates polished per round, slowest first (default: 64 up to 128 states, shrinking
         as 1/n² above so a round's Jacobians stay near 8 MB per 128² block). After each round, remaining candidates
@@ -127,6 +129,7 @@ class FinderOptions:
     min_region_points: int = 4
     marginal_rtol: float = 1e-3
     batch_size: int = 1024
+    merge_fraction: float = 0.2
     polish_batch: Optional[int] = None
     attribution_rtol: float = 0.25
     seed: int = 0
@@ -136,7 +139,7 @@ class FinderOptions:
         positive_ints = ("batch_size", "min_region_points", "patience")
         non_negative_ints = ("max_iter", "newton_steps", "max_midpoints")
         positive_floats = ("lr", "descent_rtol", "slow_tol", "grad_rtol", "tol_unique",
-                           "marginal_rtol", "attribution_rtol")
+                           "marginal_rtol", "attribution_rtol", "merge_fraction")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -290,7 +293,7 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                 # near a slow point (J_v singular, v ≠ 0). Where q stopped falling fast, use
                 # the exact Hessian of q (a damped Newton step on ∇q = 0).
                 linear = torch.nonzero((q[idx] > 0.05 * history[-2][idx])
-                                       & (cos_a <= 1e-2)).flatten()
+                                       & (cos_a <= 0.3)).flatten()
                 if linear.numel():
                     jtj = jtj.clone()
                     jtj[linear] = _hessian_of_speed(dynamics, xa[linear])
@@ -334,11 +337,22 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
 
 
 def _hessian_of_speed(dynamics: Dynamics, x: torch.Tensor) -> torch.Tensor:
-    """Exact Hessian of q at each state, shape (b, n, n), with ``torch.func``."""
-    def q_single(xi):
-        vi = dynamics.velocity(xi.unsqueeze(0)).squeeze(0)
-        return 0.5 * (vi * vi).sum()
-    return vmap(hessian(q_single))(x).detach()
+    """Exact Hessian of q at each state, shape (b, n, n).
+
+    Double backward with plain autograd, one pass per state dimension over the whole batch:
+    ``torch.func``'s reverse mode imports torch._dynamo on first use, measured at 3-8 s per
+    process on a 2-core machine, which every worker of a parallel series run would pay.
+    """
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        v = dynamics.velocity(xg)
+        (grad,) = torch.autograd.grad(0.5 * (v * v).sum(), xg, create_graph=True)
+        rows = []
+        for i in range(dynamics.n_states):
+            (row,) = torch.autograd.grad(grad[:, i].sum(), xg, retain_graph=True,
+                                         allow_unused=True)
+            rows.append(torch.zeros_like(xg) if row is None else row)
+    return torch.stack(rows, dim=1).detach()
 
 
 class _Found:
@@ -550,7 +564,11 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     keep_slowish = q <= max(q_slow * 1e3, q_fixed)
     x, q = x[keep_slowish], q[keep_slowish]
     tol = opts.tol_unique * scale
-    reps = torch.as_tensor(deduplicate(x.cpu().numpy(), q.cpu().numpy(), tol), device=x.device)
+    # A start at speed |v| lies about |v|/σ from the nearest root, and starts much closer to
+    # each other than that converge to the same point: merge within a fraction of it.
+    radius = np.maximum(tol, opts.merge_fraction * np.sqrt(2 * q.cpu().numpy()) / sigma)
+    reps = torch.as_tensor(deduplicate(x.cpu().numpy(), q.cpu().numpy(), radius),
+                           device=x.device)
     x, q = x[reps], q[reps]
     info["candidates"] = int(len(x))
     log.info("find_fixed_points: %d initial states -> %d candidates after %d descent iterations",

@@ -7,19 +7,19 @@ from scipy.spatial import cKDTree
 __all__ = ["deduplicate"]
 
 
-def deduplicate(x: np.ndarray, speed: np.ndarray, tol: float) -> np.ndarray:
+def deduplicate(x: np.ndarray, speed: np.ndarray, tol) -> np.ndarray:
     """Indices of unique points: the slowest point of each cluster of radius ``tol``.
 
     Points are visited from slowest to fastest; each point not yet claimed becomes a
-    representative and claims every unclaimed point within ``tol`` of it (Euclidean).
+    representative and claims every unclaimed point within its radius (Euclidean).
 
     Parameters
     ----------
     x : ndarray of shape (k, n)
     speed : ndarray of shape (k,)
         q at each point (lower is kept).
-    tol : float
-        Cluster radius, in state units.
+    tol : float or ndarray of shape (k,)
+        Cluster radius in state units, or one radius per point (used by the point that claims).
 
     Returns
     -------
@@ -32,7 +32,8 @@ def deduplicate(x: np.ndarray, speed: np.ndarray, tol: float) -> np.ndarray:
         return np.zeros(0, dtype=int)
     order = np.argsort(np.asarray(speed), kind="stable")
     tree = cKDTree(x)
-    neighbours = tree.query_ball_point(x[order], r=tol)
+    radius = tol[order] if np.ndim(tol) else tol
+    neighbours = tree.query_ball_point(x[order], r=radius)
     claimed = np.zeros(k, dtype=bool)
     kept = []
     for rank, i in enumerate(order):
