@@ -11,13 +11,15 @@ from .adapters import from_module
 from .initial import sample_initial_states
 from .linearize import jacobian, linearize, classify
 from .unique import deduplicate
-from .finder import FinderOptions, find_fixed_points
-from . import systems
+from .finder import FinderOptions, FixedPointError, find_fixed_points
+from .ghosts import GHOST_KINDS, GhostOptions, Ghosts, detect_ghosts
+from . import ghost_model, systems
 
 __all__ = [
     "Dynamics", "DiscreteDynamics", "ContinuousDynamics",
     "FixedPoints", "SlowRegion", "FinderStatus", "KINDS",
     "speed", "velocity", "from_module", "sample_initial_states",
     "jacobian", "linearize", "classify", "deduplicate",
-    "FinderOptions", "find_fixed_points", "systems",
+    "FinderOptions", "FixedPointError", "find_fixed_points",
+    "Ghosts", "GhostOptions", "GHOST_KINDS", "detect_ghosts", "ghost_model", "systems",
 ]

@@ -623,6 +623,17 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     x_np, q_np = x.detach().cpu().numpy(), q.detach().cpu().numpy()
     keep = deduplicate(x_np, q_np, tol)
     x_np, q_np = x_np[keep], q_np[keep]
+    # a slow point is a local MINIMUM of q: drop stationary points where q curves down
+    slow = np.flatnonzero(q_np > q_fixed)
+    if len(slow):
+        hess = _hessian_of_speed(dynamics, torch.as_tensor(x_np[slow], dtype=dynamics.dtype,
+                                                           device=dynamics.device))
+        lowest = torch.linalg.eigvalsh(0.5 * (hess + hess.transpose(1, 2)))[:, 0].cpu().numpy()
+        not_minimum = slow[lowest < -1e-6 * sigma ** 2]
+        info["not_minimum"] = int(len(not_minimum))
+        keep_mask = np.ones(len(x_np), dtype=bool)
+        keep_mask[not_minimum] = False
+        x_np, q_np = x_np[keep_mask], q_np[keep_mask]
     if len(x_np):
         jac = _jacobian_np(dynamics, x_np, batch_size=opts.batch_size)
         eigvals = _native_spectrum(dynamics, jac, with_vectors=False)

@@ -28,8 +28,10 @@ point has that. What tells a ghost apart is checked here, one test at a time:
 3. **Isolated, not a flat valley.** The smallest eigenvalue of the Hessian of q must be at least
    ``isolation_rtol`` times its value along ``e`` (which is ``s·c_u``): a line attractor with a
    drift, or any slow manifold, has a second soft direction (or c_u ≈ 0).
-4. **A bottleneck, not a broad slow stretch.** ``w ≤ max_width · L`` with ``L`` the spread of the
-   states (RMS distance to their centroid).
+4. **A bottleneck, not a modulated slow stretch.** Along ``x_g + z e`` within the window
+   ``|z| ≤ window · w`` the speed must rise to at least ``min_contrast · s`` somewhere (the
+   normal form rises to ``(1 + window²) s``). A slow manifold whose drift is merely modulated
+   has isolated minima of q with positive curvature, but its speed never rises far above s.
 5. **No fixed point in it.** No known fixed point within ``window · w`` of the ghost.
 6. **The flow passes.** A trajectory started at ``x_g − window·w·e`` is simulated (RK4 in
    continuous time, the map in discrete time) until it leaves the window ``|z| ≤ window·w``; one
@@ -42,7 +44,11 @@ scaling a continuous vector field by any factor changes no verdict.
 **Dwell time.** The simulated time spent inside the window (the far-edge crossing interpolated
 linearly between steps) is divided by ``(2/π)·arctan(window)``, the fraction of a normal-form
 passage that lies inside ``|z| ≤ window·w``, so ``dwell_time`` estimates the full passage time
-and is comparable to ``passage_time``. Discrete time counts map steps. For saddle-like ghosts
+and is comparable to ``passage_time``. Discrete time counts map steps: there ``v = F(x) − x`` is
+the displacement per step and the reduced map ``z ← z + A + B z²`` is the flow's Euler step of
+length one, whose first-order correction cancels across the symmetric window, so the same
+formula gives the passage in steps (agreement better than 1e-3 on tanh-map ghosts with
+s ≤ 5e-4, see the tests and ``bench/ghosts.py``). For saddle-like ghosts
 (unstable transverse directions) a trajectory may leave sideways; ``passed`` is False then and the
 dwell time is only the time to leave the window.
 
@@ -56,15 +62,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time as _time
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Dict, Optional, Union
 
-import os
 import numpy as np
 import torch
-from torch.func import grad as _grad, hessian as _hessian, jvp as _jvp, vmap
+from torch.func import grad as _grad, jacrev as _jacrev, vmap
 
 from .dynamics import Dynamics
 from .linearize import EIG_RTOL, sort_spectrum
@@ -80,7 +86,7 @@ GHOST_KINDS = ("attracting", "saddle", "repelling")
 
 #: Reasons a candidate is rejected (keys of ``Ghosts.info["rejected"]``).
 REJECTIONS = ("fixed_point", "unconverged", "outside_box", "not_minimum", "not_bottleneck",
-              "misaligned", "flat", "wide", "near_fixed_point", "trapped", "duplicate")
+              "misaligned", "flat", "shallow", "near_fixed_point", "trapped", "duplicate")
 
 
 # ============================================================================ options
@@ -88,13 +94,20 @@ REJECTIONS = ("fixed_point", "unconverged", "outside_box", "not_minimum", "not_b
 class GhostOptions:
     """Settings of :func:`detect_ghosts`. Every threshold is dimensionless.
 
+    ``L`` below is the spread of the states (RMS distance to their centroid; the finder's
+    ``FixedPoints.scale`` when fixed points are given).
+
     Parameters
     ----------
     window : float
         Half-width of the ghost's window, in bottleneck widths ``w``: the radius in which no fixed
         point may lie and the stretch over which the dwell time is measured.
-    max_width : float
-        A ghost's width ``w = √(2s/c_u)`` must be at most this fraction of the state spread ``L``.
+    min_contrast : float
+        Along the slow direction, within the window, the speed ‖v‖ must somewhere reach
+        ``min_contrast · s`` (the normal form reaches ``(1 + window²) s``, 101 s; a slow manifold
+        whose speed is only modulated, e.g. by ±10%, does not).
+    contrast_samples : int
+        Points on ``x_g + z e``, ``|z| ≤ window · w``, at which the speed is sampled for it.
     min_alignment : float
         Smallest ``u·e`` (cosine between the flow and the slow direction).
     isolation_rtol : float
@@ -137,7 +150,8 @@ class GhostOptions:
     """
 
     window: float = 10.0
-    max_width: float = 0.25
+    min_contrast: float = 10.0
+    contrast_samples: int = 41
     min_alignment: float = 0.01
     isolation_rtol: float = 0.5
     grad_rtol: float = 1e-8
@@ -156,8 +170,8 @@ class GhostOptions:
     seed: int = 0
 
     def __post_init__(self):
-        positive = ("window", "max_width", "min_alignment", "isolation_rtol", "grad_rtol", "xtol",
-                    "tol_unique", "q_fixed_rtol")
+        positive = ("window", "min_contrast", "min_alignment", "isolation_rtol", "grad_rtol",
+                    "xtol", "tol_unique", "q_fixed_rtol")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.integer, np.floating)) or \
@@ -165,7 +179,7 @@ class GhostOptions:
                 raise ValueError(f"GhostOptions.{name}={value!r} is invalid; pass a positive "
                                  f"finite number")
         for name in ("newton_steps", "max_starts", "max_dwell_steps", "steps_per_passage",
-                     "batch_size"):
+                     "batch_size", "contrast_samples"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"GhostOptions.{name}={value!r} is invalid; pass a positive "
@@ -227,6 +241,9 @@ class Ghosts:
         Distance to the nearest known fixed point (inf if none is known).
     isolation : ndarray of shape (k,)
         Smallest Hessian eigenvalue of q divided by ``s·c_u`` (≈ 1 for a ghost, ≈ 0 in a valley).
+    contrast : ndarray of shape (k,)
+        Largest speed ‖v‖ within the window along the slow direction, divided by ``s``
+        (``1 + window²`` for the normal form).
     time : {"discrete", "continuous"}
     scale : float
         State spread L used by the relative tests.
@@ -252,6 +269,7 @@ class Ghosts:
     passed: np.ndarray
     fixed_point_distance: np.ndarray
     isolation: np.ndarray
+    contrast: np.ndarray
     time: str = "discrete"
     scale: float = 1.0
     q_fixed: float = 0.0
@@ -259,7 +277,7 @@ class Ghosts:
 
     _ARRAYS = ("x", "speed", "velocity_norm", "slow_direction", "flow_direction", "alignment",
                "curvature", "width", "transverse_eigvals", "n_unstable", "kind", "passage_time",
-               "dwell_time", "passed", "fixed_point_distance", "isolation")
+               "dwell_time", "passed", "fixed_point_distance", "isolation", "contrast")
 
     @classmethod
     def empty(cls, n_states: int, time: str = "discrete", **meta) -> "Ghosts":
@@ -271,7 +289,8 @@ class Ghosts:
                    transverse_eigvals=np.zeros((0, max(n_states - 1, 0)), complex),
                    n_unstable=np.zeros(0, int), kind=np.zeros(0, "<U10"), passage_time=z.copy(),
                    dwell_time=z.copy(), passed=np.zeros(0, bool),
-                   fixed_point_distance=z.copy(), isolation=z.copy(), time=time, **meta)
+                   fixed_point_distance=z.copy(), isolation=z.copy(), contrast=z.copy(),
+                   time=time, **meta)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -325,7 +344,7 @@ class Ghosts:
                 "dwell_time": _finite_or_none(self.dwell_time[i]),
                 "passed": bool(self.passed[i]),
                 "fixed_point_distance": _finite_or_none(self.fixed_point_distance[i]),
-                "isolation": float(self.isolation[i]),
+                "isolation": float(self.isolation[i]), "contrast": float(self.contrast[i]),
             })
         return {"time": self.time, "scale": float(self.scale), "q_fixed": float(self.q_fixed),
                 "counts": self.counts(), "ghosts": ghosts, "info": _jsonable(self.info)}
@@ -352,11 +371,19 @@ def _chunks(n: int, size: int):
         yield slice(start, min(n, start + size))
 
 
+#: Most Hessian entries computed at once (memory: 8 bytes each in float64).
+_HESSIAN_BUDGET = 1 << 23
+
+
 def _hessian_and_gradient(dynamics: Dynamics, x: torch.Tensor, batch_size: int):
     """Exact Hessian ``(b, n, n)`` and gradient ``(b, n)`` of q."""
     _, q = _single(dynamics)
-    hess_fn, grad_fn = vmap(_hessian(q)), vmap(_grad(q))
+    # reverse over reverse: forward-mode AD would load torch's TorchScript decompositions (a few
+    # seconds on first use, and deprecation warnings)
+    hess_fn, grad_fn = vmap(_jacrev(_grad(q))), vmap(_grad(q))
     hs, gs = [], []
+    n = x.shape[1]
+    batch_size = max(1, min(batch_size, _HESSIAN_BUDGET // max(n * n, 1)))
     for sl in _chunks(x.shape[0], batch_size):
         xb = x[sl].detach()
         hs.append(hess_fn(xb).detach())
@@ -368,14 +395,20 @@ def _hessian_and_gradient(dynamics: Dynamics, x: torch.Tensor, batch_size: int):
     return 0.5 * (h + h.transpose(1, 2)), torch.cat(gs)
 
 
-def _second_directional(dynamics: Dynamics, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """``d²v(x + z e)/dz²`` at z = 0 for each row, shape ``(b, n)`` (forward mode twice)."""
+def _flow_curvature(dynamics: Dynamics, x: torch.Tensor, u: torch.Tensor,
+                    e: torch.Tensor) -> torch.Tensor:
+    """``c_u = u · d²v(x + z e)/dz²`` at z = 0 for each row, shape ``(b,)``.
+
+    It is ``eᵀ ∇²φ e`` for the scalar ``φ(y) = u·v(y)``: a Hessian-vector product by double
+    backward.
+    """
     vel, _ = _single(dynamics)
 
-    def along(xi, ei):
-        first = lambda y: _jvp(vel, (y,), (ei,))[1]  # noqa: E731
-        return _jvp(first, (xi,), (ei,))[1]
-    return vmap(along)(x, e)
+    def curvature(xi, ui, ei):
+        phi = lambda y: (ui * vel(y)).sum()  # noqa: E731
+        directional = lambda y: (_grad(phi)(y) * ei).sum()  # noqa: E731
+        return (_grad(directional)(xi) * ei).sum()
+    return vmap(curvature)(x, u, e)
 
 
 def _spread(x: np.ndarray) -> float:
@@ -388,7 +421,12 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
                    length: float, opts: GhostOptions):
     """Polish ``starts`` to minima of q with damped Newton on ∇q = 0 (exact Hessian).
 
-    Returns (x, q, converged, on_wall, iterations).
+    Levenberg–Marquardt: solve ``(H + μ·mean|diag H|·I) δ = −∇q`` (μ raised until the matrix is
+    positive definite), accept a step only if q does not rise, shrink μ after a success and
+    grow it after a failure. Points that are converging to the same minimum are merged after
+    3, 10 and 30 iterations so the expensive Hessians are computed once per minimum.
+
+    Returns (x, q, converged, on_wall, duplicate, iterations).
     """
     x = starts.clone()
     b = x.shape[0]
@@ -400,6 +438,8 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
     duplicate = torch.zeros(b, dtype=torch.bool, device=x.device)
     eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
     step_tol = opts.xtol * length
+    box = hi - lo
+    wall_count = torch.zeros(b, dtype=torch.long, device=x.device)
     iterations = 0
     for it in range(opts.newton_steps):
         idx = torch.nonzero(active).flatten()
@@ -442,14 +482,17 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
         step = (trial - xa).norm(dim=1)
         x[idx[accept]] = trial[accept]
         q[idx[accept]] = q_trial[accept]
-        mu[idx] = torch.where(accept, (mua * 0.2).clamp_min(1e-12), mua * 5.0)
+        mu[idx] = torch.where(accept, (mua * 0.2).clamp_min(1e-15), mua * 5.0)
         small = step <= step_tol
         done = (accept & small) | (~accept & small & solved)
         converged[idx[done]] = True
-        stalled = mu[idx] > 1e10
+        # points pressed against the box for 5 iterations are leaving it: stop polishing them
+        pressed = ((x[idx] <= lo + 1e-9 * box) | (x[idx] >= hi - 1e-9 * box)).any(1)
+        wall_count[idx] = torch.where(pressed, wall_count[idx] + 1, torch.zeros_like(
+            wall_count[idx]))
+        stalled = (mu[idx] > 1e10) | (wall_count[idx] >= 5)
         active[idx[done | stalled]] = False
-    width = (hi - lo)
-    on_wall = ((x <= lo + 1e-9 * width) | (x >= hi - 1e-9 * width)).any(1)
+    on_wall = ((x <= lo + 1e-9 * box) | (x >= hi - 1e-9 * box)).any(1)
     return x, q, converged, on_wall, duplicate, iterations
 
 
@@ -468,8 +511,7 @@ def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
     cos_ue = (u * e).sum(1)
     e = torch.where(cos_ue[:, None] < 0, -e, e)
     alignment = cos_ue.abs()
-    second = _second_directional(dynamics, x, e).detach()
-    c_u = (u * second).sum(1)
+    c_u = _flow_curvature(dynamics, x, u, e).detach()
     # stationarity: ‖J_vᵀ v‖ relative to ‖J_v‖_F ‖v‖
     jtv = (jac.transpose(1, 2) @ v.unsqueeze(-1)).squeeze(-1)
     jac_scale = torch.clamp(torch.linalg.matrix_norm(jac), min=sigma_system)
@@ -487,6 +529,18 @@ def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
     return {"v": v, "s": s, "u": u, "e": e, "alignment": alignment, "c_u": c_u,
             "grad_cos": grad_cos, "hess_min": hess_min, "trans": trans, "rho": rho,
             "sigma_min": svals[:, -1]}
+
+
+def _contrast(dynamics: Dynamics, x: torch.Tensor, e: torch.Tensor, half_width: torch.Tensor,
+              s: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Largest ‖v‖ on ``x + z e``, ``|z| ≤ half_width``, divided by ``s``; shape ``(b,)``."""
+    z = torch.linspace(-1.0, 1.0, n_samples, dtype=x.dtype, device=x.device)
+    points = x[:, None, :] + (half_width[:, None] * z[None, :])[:, :, None] * e[:, None, :]
+    with torch.no_grad():
+        v = dynamics.velocity(points.reshape(-1, x.shape[1])).reshape(len(x), n_samples, -1)
+    speed = v.norm(dim=2)
+    speed = torch.where(torch.isfinite(speed), speed, torch.full_like(speed, float("inf")))
+    return speed.max(1).values / s.clamp_min(1e-300)
 
 
 def _complement(u: torch.Tensor) -> torch.Tensor:
@@ -580,7 +634,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         Newton search for minima of q. Without ``fixed_points`` the finder is run on them first
         (``run_finder``). At least one of ``fixed_points`` and ``initial_states`` is required.
     options : GhostOptions, optional
-        Settings; keyword ``overrides`` replace single fields (``max_width=0.1``).
+        Settings; keyword ``overrides`` replace single fields (``min_contrast=20``).
 
     Returns
     -------
@@ -673,13 +727,14 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     lo_np = cloud_np.min(0) if len(cloud_np) else starts_np.min(0)
     hi_np = cloud_np.max(0) if len(cloud_np) else starts_np.max(0)
     box_w = np.maximum(hi_np - lo_np, 1e-3 * length / np.sqrt(n))
-    lo = torch.as_tensor(lo_np - opts.box_margin * box_w, dtype=dynamics.dtype,
-                         device=dynamics.device)
-    hi = torch.as_tensor(hi_np + opts.box_margin * box_w, dtype=dynamics.dtype,
-                         device=dynamics.device)
+    # without visited states the points found are all we know: allow a spread's room around them
+    pad = opts.box_margin * box_w + (length if x0 is None else 0.0)
+    lo = torch.as_tensor(lo_np - pad, dtype=dynamics.dtype, device=dynamics.device)
+    hi = torch.as_tensor(hi_np + pad, dtype=dynamics.dtype, device=dynamics.device)
     xs = dynamics.states(np.clip(starts_np, lo.cpu().numpy(), hi.cpu().numpy()))
     x, q, converged, on_wall, duplicate, n_iter = _newton_search(dynamics, xs, lo, hi, length, opts)
     info["newton_iterations"] = int(n_iter)
+    info["newton_unconverged"] = int((~converged & ~duplicate).sum())
     rej = info["rejected"]
     rej["duplicate"] += int(duplicate.sum())
     finite = torch.isfinite(q) & ~duplicate
@@ -722,9 +777,15 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     rej["flat"] += int((ok & ~isolated).sum())
     ok = isolated
     width = torch.sqrt(2.0 * s / c_u.clamp_min(1e-300))
-    narrow = ok & (width <= opts.max_width * length)
-    rej["wide"] += int((ok & ~narrow).sum())
-    ok = narrow
+    half_width = opts.window * width
+    contrast = torch.ones_like(s)
+    idx = torch.nonzero(ok).flatten()
+    if idx.numel():
+        contrast[idx] = _contrast(dynamics, xc[idx], red["e"][idx], half_width[idx], s[idx],
+                                  opts.contrast_samples)
+    rises = ok & (contrast >= opts.min_contrast)
+    rej["shallow"] += int((ok & ~rises).sum())
+    ok = rises
     xc_np = xc.cpu().numpy()
     if len(fixed_np):
         from scipy.spatial import cKDTree
@@ -732,7 +793,6 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     else:
         fp_dist = np.full(len(xc_np), np.inf)
     fp_dist_t = torch.as_tensor(fp_dist, dtype=xc.dtype, device=xc.device)
-    half_width = opts.window * width
     clear = ok & (fp_dist_t > half_width)
     rej["near_fixed_point"] += int((ok & ~clear).sum())
     ok = clear
@@ -769,7 +829,10 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         return t[sel].detach().cpu().numpy()
 
     s_np = pick(s)
-    order = np.argsort(s_np, kind="stable")
+    # slowest first; ghosts equally slow to round-off are ordered by their coordinates
+    s_key = np.round(s_np / max(float(s_np.max()), 1e-300), 9) if len(s_np) else s_np
+    x_sel = pick(xc)
+    order = np.lexsort(tuple(np.round(x_sel[:, j], 9) for j in range(n - 1, -1, -1)) + (s_key,))
     info["seconds"] = _time.perf_counter() - started
     info["options"] = {k: v for k, v in asdict(opts).items() if k != "finder_options"}
     result = Ghosts(
@@ -780,6 +843,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         n_unstable=n_unstable[order], kind=kind[order], passage_time=pick(passage)[order],
         dwell_time=pick(dwell)[order], passed=pick(passed)[order],
         fixed_point_distance=fp_dist[sel_np][order], isolation=pick(isolation)[order],
+        contrast=pick(contrast)[order],
         time=dynamics.time, info=info, **meta)
     log.info("detect_ghosts: %r in %.2f s (rejected: %s)", result, info["seconds"],
              {k: v for k, v in info["rejected"].items() if v})

@@ -204,3 +204,11 @@ def test_bad_options_name_the_field():
         fp.find_fixed_points(dyn, np.zeros((3, 1)), tol_unique=-1)
     with pytest.raises(ValueError, match="unknown option"):
         fp.find_fixed_points(dyn, np.zeros((3, 1)), tolerance=1)
+
+
+def test_a_stationary_point_where_q_curves_down_is_not_a_slow_point():
+    # dx/dt = r + x², r < 0: q = ½(r + x²)² has a local MAXIMUM at x = 0 (∇q = 0 there)
+    dyn = systems.saddle_node(-0.01, n_states=1)
+    res = fp.find_fixed_points(dyn, np.array([[0.0], [0.001], [-0.3], [0.3]]), slow_tol=1.0)
+    assert res.counts()["slow"] == 0
+    assert len(res.of_kind("stable", "unstable")) == 2

@@ -1,0 +1,373 @@
+"""Benchmark of the ghost detector (issue 4). Prints figures; asserts nothing.
+
+Generates 220 systems with known answers, ghost and no ghost, both time types, 1 to 200
+dimensions, ghost speeds over four decades, and runs the full pipeline on each
+(``detect_ghosts(dynamics, initial_states=...)``, which runs ``find_fixed_points`` first):
+
+ghost (known location and passage time)
+  * ``saddle_node``   dy0/dt = r + y0², randomly rotated, extra stable directions;
+                      r log-uniform in [1e-6, 1e-2]; continuous, and the Euler map (dt = 0.5)
+  * ``tanh_map``      y <- tanh(2y + b), b = b_c + δ, δ log-uniform in [1e-6, 1e-2] (discrete)
+  * ``rank_one``      x <- (1-α)x + α tanh(m n·x + b) (discrete) and dx/dt = -x + tanh(...)
+                      (continuous), N = 100, just past a saddle-node; truth from the exact 1-D
+                      reduction dκ/dt = -κ + n·tanh(mκ + b) solved with scipy
+  * ``saddle_ghost``  the normal form with one unstable transverse direction (continuous)
+no ghost
+  * ``saddle_node-``  r < 0: the node-saddle pair still exists
+  * ``tanh_map-``     b = b_c − δ: three fixed points, two of them about to collide
+  * ``rank_one-``     the rank-one network just before its saddle-node
+  * ``linear``        random stable linear systems
+  * ``line``          line attractors (a valley of fixed points)
+  * ``drift``         a slow manifold with constant drift (a flat valley of q)
+  * ``corrugated``    the same with a ±10% modulation (isolated minima, speed barely rises)
+  * ``flipflop``      the rotated 3-bit flip-flop map (27 fixed points)
+  * ``fast``          a linear flow probed only with states along one fast trajectory
+
+A detection is correct when it lies within 0.1 bottleneck widths of the true ghost.
+Reported: precision, recall, location error (in widths), passage-time error of the prediction
+π√(2/(s c)) and of the simulated dwell time against the exact passage time, and timings.
+
+Usage: python bench/ghosts.py [--no-finder] [--quick] [--seed 0]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from scipy.optimize import brentq, fsolve  # noqa: E402
+
+import fixedpoints as fp  # noqa: E402
+from fixedpoints import systems  # noqa: E402
+from fixedpoints.ghosts import detect_ghosts  # noqa: E402
+
+DIMS = (1, 2, 10, 50, 100, 200)
+
+
+@dataclass
+class Case:
+    family: str
+    time: str
+    n: int
+    dynamics: fp.Dynamics
+    states: np.ndarray
+    ghosts: np.ndarray                  # (k, n) true ghost locations (k = 0: none)
+    passage: np.ndarray                 # (k,) exact passage times
+    width: np.ndarray                   # (k,) true bottleneck widths
+    label: str = ""
+    result: Optional[object] = None
+    seconds: float = 0.0
+    matched: List[int] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- systems
+def _rotated(n, seed):
+    return torch.as_tensor(systems.random_orthogonal(n, seed)) if n > 1 else \
+        torch.ones(1, 1, dtype=torch.float64)
+
+
+def drift_manifold(n, eps, time, corrugation, seed):
+    Q = _rotated(n, seed)
+    rates = torch.as_tensor(np.linspace(0.5, 2.0, max(n - 1, 1))[: n - 1])
+
+    def field_(x, u):
+        y = x @ Q
+        f0 = eps * (1 + corrugation * torch.sin(y[:, :1]))
+        return torch.cat([f0, -rates * y[:, 1:]], 1) @ Q.T
+
+    if time == "continuous":
+        return fp.ContinuousDynamics(field_, n)
+    return fp.DiscreteDynamics(lambda x, u: x + 0.5 * field_(x, u), n)
+
+
+def saddle_ghost(n, r, seed):
+    Q = _rotated(n, seed)
+    rates = torch.as_tensor(np.concatenate([[-1.0], np.linspace(0.5, 2.0, n - 2)]))
+
+    def field_(x, u):
+        y = x @ Q
+        return torch.cat([r + y[:, :1] ** 2, -rates * y[:, 1:]], 1) @ Q.T
+
+    return fp.ContinuousDynamics(field_, n)
+
+
+class RankOne:
+    """Rank-one network just past (``past=True``: a ghost) or just before a saddle-node of its
+    exact 1-D flow ``dκ/dt = -κ + n·tanh(mκ + β b̂)``, at distance ``delta`` in β."""
+
+    def __init__(self, delta, seed, time, past=True, N=100, alpha=0.5):
+        rng = np.random.default_rng(seed)
+        m0, n = rng.normal(0, 1 / np.sqrt(N), N), rng.normal(0, 1 / np.sqrt(N), N)
+        self.m, self.n, self.bdir = m0 + 2.5 * n / np.dot(n, n), n, rng.normal(0, 1, N)
+        k_c, beta_c = self._fold()
+        # near the fold h ≈ h_g + ½ h'' (κ - κ_g)²: no root (a ghost) when h_g h'' > 0
+        for beta in (beta_c + delta, beta_c - delta):
+            kappa = brentq(lambda k: self.dh(k, beta), k_c - 0.5, k_c + 0.5, xtol=1e-14)
+            h_g = self.h(kappa, beta)
+            eps = 1e-5
+            h2 = (self.dh(kappa + eps, beta) - self.dh(kappa - eps, beta)) / (2 * eps)
+            if (h_g * h2 > 0) == past:
+                break
+        self.beta = beta
+        rate = alpha if time == "discrete" else 1.0
+        phi = np.tanh(self.m * kappa + self.beta * self.bdir)
+        self.location = phi - h_g / np.dot(n, n) * n      # minimum of q in the full space
+        self.passage = math.pi * math.sqrt(2 / (rate ** 2 * abs(h_g) * abs(h2)))
+        s = rate * abs(h_g) / np.linalg.norm(n)
+        # width along the slow direction e ∝ D m: speed doubles where ½ c_u z² = s
+        d = 1 - phi ** 2
+        e = d * self.m / np.linalg.norm(d * self.m)
+        c_u = rate * abs(h2) * (n @ e) ** 2 / np.linalg.norm(n)
+        self.width = math.sqrt(2 * s / c_u)
+        mt, nt = torch.as_tensor(self.m), torch.as_tensor(n)
+        bt = torch.as_tensor(self.beta * self.bdir)
+        if time == "discrete":
+            self.dynamics = fp.DiscreteDynamics(
+                lambda x, u: (1 - alpha) * x + alpha * torch.tanh((x @ nt)[:, None] * mt + bt), N)
+        else:
+            self.dynamics = fp.ContinuousDynamics(
+                lambda x, u: -x + torch.tanh((x @ nt)[:, None] * mt + bt), N)
+
+    def _fold(self):
+        """A saddle-node (h = h' = 0) of the 1-D flow, from several starting guesses."""
+        for k0 in (1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0):
+            for b0 in (0.3, -0.3, 1.0, -1.0, 0.1, -0.1):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    (k, b), _, ok, _ = fsolve(lambda z: [self.h(z[0], z[1]), self.dh(z[0], z[1])],
+                                              (k0, b0), full_output=True, xtol=1e-13)
+                if ok == 1 and abs(self.h(k, b)) < 1e-11 and abs(self.dh(k, b)) < 1e-9:
+                    return k, b
+        raise RuntimeError("no saddle-node found for this seed")
+
+    def h(self, k, beta):
+        return -k + self.n @ np.tanh(self.m * k + beta * self.bdir)
+
+    def dh(self, k, beta):
+        return -1 + self.n @ ((1 - np.tanh(self.m * k + beta * self.bdir) ** 2) * self.m)
+
+
+def _normal(n, rng, count=256):
+    return rng.standard_normal((count, n))
+
+
+def build_cases(seed: int, quick: bool) -> List[Case]:
+    rng = np.random.default_rng(seed)
+    cases: List[Case] = []
+    none = lambda n: (np.zeros((0, n)), np.zeros(0), np.zeros(0))  # noqa: E731
+    scale = 0.25 if quick else 1.0
+
+    def count(k):
+        return max(2, int(round(k * scale)))
+
+    # ---- ghosts: the embedded normal form, r over four decades
+    for time in ("continuous", "discrete"):
+        dt = 0.5
+        for i in range(count(30)):
+            n = DIMS[i % len(DIMS)]
+            r = 10 ** rng.uniform(-6, -2)
+            dyn = systems.saddle_node(r, n_states=n, time=time, dt=dt, seed=int(rng.integers(1e6)))
+            unit = 1.0 if time == "continuous" else dt
+            cases.append(Case("saddle_node", time, n, dyn, _normal(n, rng), np.zeros((1, n)),
+                              np.array([math.pi / math.sqrt(r) / unit]),
+                              np.array([math.sqrt(r)]), f"r={r:.2e}"))
+    # ---- ghosts: the one-unit tanh map past its saddle-node
+    b_c = systems.tanh_saddle_node_b(2.0)
+    for i in range(count(30)):
+        n = DIMS[i % len(DIMS)]
+        delta = 10 ** rng.uniform(-6, -2)
+        b = b_c + delta
+        dyn = systems.tanh_map(2.0, b, n_states=n, seed=int(rng.integers(1e6)))
+        t = -math.sqrt(0.5)
+        y = (math.atanh(t) - b) / 2
+        s, c = t - y, -4 * t
+        states = rng.uniform(-1, 1, (256, n)) @ dyn.Q.T
+        cases.append(Case("tanh_map", "discrete", n, dyn, states, (y * dyn.Q[:, 0])[None],
+                          np.array([math.pi * math.sqrt(2 / (s * c))]),
+                          np.array([math.sqrt(2 * s / c)]), f"delta={delta:.2e}"))
+    # ---- ghosts: rank-one networks (both time types), and saddle-like ghosts
+    for time in ("discrete", "continuous"):
+        for i in range(count(10)):
+            delta = 10 ** rng.uniform(-5, -2)
+            model = RankOne(delta, seed=40 + i, time=time, past=True)
+            states = fp.sample_initial_states(model.dynamics, 256, n_steps=50, noise=0.1, seed=i,
+                                              init_scale=3.0)
+            cases.append(Case("rank_one", time, 100, model.dynamics, states,
+                              model.location[None], np.array([model.passage]),
+                              np.array([model.width]), f"delta={delta:.2e}"))
+    for i in range(count(10)):
+        n = (3, 10, 50, 100)[i % 4]
+        r = 10 ** rng.uniform(-6, -2)
+        cases.append(Case("saddle_ghost", "continuous", n,
+                          saddle_ghost(n, r, int(rng.integers(1e6))), _normal(n, rng),
+                          np.zeros((1, n)), np.array([math.pi / math.sqrt(r)]),
+                          np.array([math.sqrt(r)]), f"r={r:.2e}"))
+
+    # ---- no ghost
+    for time in ("continuous", "discrete"):
+        for i in range(count(15)):
+            n = DIMS[i % len(DIMS)]
+            r = -10 ** rng.uniform(-6, -2)
+            dyn = systems.saddle_node(r, n_states=n, time=time, dt=0.5,
+                                      seed=int(rng.integers(1e6)))
+            cases.append(Case("saddle_node-", time, n, dyn, _normal(n, rng), *none(n),
+                              f"r={r:.2e}"))
+    for i in range(count(10)):
+        n = DIMS[i % len(DIMS)]
+        delta = 10 ** rng.uniform(-6, -2)
+        dyn = systems.tanh_map(2.0, b_c - delta, n_states=n, seed=int(rng.integers(1e6)))
+        cases.append(Case("tanh_map-", "discrete", n, dyn,
+                          rng.uniform(-1, 1, (256, n)) @ dyn.Q.T, *none(n), f"delta={delta:.2e}"))
+    for i in range(count(10)):
+        delta = 10 ** rng.uniform(-5, -2)
+        time = ("discrete", "continuous")[i % 2]
+        model = RankOne(delta, seed=60 + i, time=time, past=False)
+        states = fp.sample_initial_states(model.dynamics, 256, n_steps=50, noise=0.1, seed=i,
+                                          init_scale=3.0)
+        cases.append(Case("rank_one-", time, 100, model.dynamics, states, *none(100),
+                          f"delta={delta:.2e}"))
+    for time in ("continuous", "discrete"):
+        for i in range(count(5)):
+            n = (2, 10, 50, 100, 200)[i % 5]
+            A = rng.standard_normal((n, n)) / math.sqrt(n)
+            if time == "continuous":
+                A = A - (np.max(np.linalg.eigvals(A).real) + 0.5) * np.eye(n)
+            else:
+                A = 0.8 * A / np.max(np.abs(np.linalg.eigvals(A)))
+            cases.append(Case("linear", time, n, systems.linear(A, time), _normal(n, rng),
+                              *none(n)))
+            cases.append(Case("line", time, n, systems.line_attractor(n, time, seed=i),
+                              _normal(n, rng), *none(n)))
+            eps = 10 ** rng.uniform(-5, -2)
+            cases.append(Case("drift", time, n, drift_manifold(n, eps, time, 0.0, i),
+                              _normal(n, rng), *none(n), f"eps={eps:.1e}"))
+            cases.append(Case("corrugated", time, n, drift_manifold(n, eps, time, 0.1, i),
+                              _normal(n, rng), *none(n), f"eps={eps:.1e}"))
+    for i in range(count(5)):
+        n = (3, 16, 32, 64, 128)[i % 5]
+        dyn = systems.rotated_flipflop(n, seed=i)
+        cases.append(Case("flipflop", "discrete", n, dyn, rng.uniform(-1, 1, (256, n)),
+                          *none(n)))
+    for i in range(count(5)):
+        n = (2, 5, 10, 50, 100)[i % 5]
+        A = -np.eye(n) + 0.9 * np.diag(np.ones(n - 1), 1)
+        dyn = systems.linear(A, "continuous")
+        start = 3 * rng.standard_normal((1, n))
+        trajectory = dyn.simulate(start, 40, dt=0.1)[0].numpy()
+        cases.append(Case("fast", "continuous", n, dyn, trajectory, *none(n)))
+    return cases
+
+
+# ---------------------------------------------------------------------------- scoring
+def run(cases: List[Case], run_finder: bool) -> None:
+    for case in cases:
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            case.result = detect_ghosts(case.dynamics, initial_states=case.states,
+                                        run_finder=run_finder)
+        case.seconds = time.perf_counter() - started
+        found = case.result
+        case.matched = []
+        for j in range(len(found)):
+            if len(case.ghosts) == 0:
+                case.matched.append(-1)
+                continue
+            dist = np.linalg.norm(case.ghosts - found.x[j], axis=1)
+            k = int(np.argmin(dist))
+            case.matched.append(k if dist[k] <= 0.1 * case.width[k] else -1)
+
+
+def report(cases: List[Case]) -> None:
+    families = list(dict.fromkeys(c.family for c in cases))
+    print(f"{'family':14s} {'time':10s} {'systems':>7s} {'true':>5s} {'found':>5s} {'TP':>4s} "
+          f"{'FP':>4s} {'FN':>4s} {'sec/system':>10s}")
+    tot = dict(true=0, found=0, tp=0, fp=0, fn=0)
+    loc_err, pass_err, dwell_err, abs_loc, worst = [], [], [], [], []
+    for fam in families:
+        for time_ in ("continuous", "discrete"):
+            group = [c for c in cases if c.family == fam and c.time == time_]
+            if not group:
+                continue
+            true = sum(len(c.ghosts) for c in group)
+            found = sum(len(c.result) for c in group)
+            tp = sum(sum(1 for m in c.matched if m >= 0) for c in group)
+            hit = sum(len(set(m for m in c.matched if m >= 0)) for c in group)
+            fp_ = found - tp
+            fn = true - hit
+            for key, value in zip(("true", "found", "tp", "fp", "fn"), (true, found, hit, fp_, fn)):
+                tot[key] += value
+            secs = np.mean([c.seconds for c in group])
+            print(f"{fam:14s} {time_:10s} {len(group):7d} {true:5d} {found:5d} {hit:4d} {fp_:4d} "
+                  f"{fn:4d} {secs:10.2f}")
+            for c in group:
+                for j, m in enumerate(c.matched):
+                    if m < 0:
+                        continue
+                    d = np.linalg.norm(c.result.x[j] - c.ghosts[m])
+                    abs_loc.append(d)
+                    loc_err.append(d / c.width[m])
+                    pass_err.append(abs(c.result.passage_time[j] / c.passage[m] - 1))
+                    if c.result.passed[j]:
+                        err = abs(c.result.dwell_time[j] / c.passage[m] - 1)
+                        dwell_err.append(err)
+                        worst.append((err, f"{c.family} {c.time} n={c.n} {c.label}: "
+                                           f"passage {c.passage[m]:.4g}, "
+                                           f"dwell {c.result.dwell_time[j]:.4g}, "
+                                           f"s = {c.result.velocity_norm[j]:.2e}"))
+    precision = tot["tp"] / tot["found"] if tot["found"] else 1.0
+    recall = tot["tp"] / tot["true"] if tot["true"] else 1.0
+    seconds = np.array([c.seconds for c in cases])
+    print()
+    print(f"systems: {len(cases)} ({sum(1 for c in cases if len(c.ghosts))} with a ghost)")
+    print(f"precision: {precision:.4f}   recall: {recall:.4f}   (target >= 0.99 each)")
+    if loc_err:
+        print(f"location error / width: median {np.median(loc_err):.1e}, max {np.max(loc_err):.1e}"
+              f"  (absolute: max {np.max(abs_loc):.1e})")
+        print(f"passage-time error, prediction π√(2/(s c)) vs exact: median "
+              f"{np.median(pass_err):.1e}, max {np.max(pass_err):.1e}")
+    if dwell_err:
+        print(f"passage-time error, simulated dwell vs exact ({len(dwell_err)} passed): median "
+              f"{np.median(dwell_err):.1e}, 95% {np.quantile(dwell_err, 0.95):.1e}, "
+              f"max {np.max(dwell_err):.1e}")
+    for err, text in sorted(worst, reverse=True)[:3]:
+        print(f"  largest dwell error {err:.1e}: {text}")
+    print(f"time: total {seconds.sum():.1f} s, per system median {np.median(seconds):.2f} s, "
+          f"max {seconds.max():.2f} s")
+    wrong = [c for c in cases if any(m < 0 for m in c.matched)
+             or len(set(m for m in c.matched if m >= 0)) < len(c.ghosts)]
+    for c in wrong:
+        print(f"  miss/false: {c.family} {c.time} n={c.n} {c.label}: {c.result} "
+              f"rejected={ {k: v for k, v in c.result.info['rejected'].items() if v} }")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--no-finder", action="store_true",
+                        help="skip find_fixed_points (only the ghost search's own fixed points)")
+    parser.add_argument("--quick", action="store_true", help="a quarter of the systems")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    cases = build_cases(args.seed, args.quick)
+    print(f"built {len(cases)} systems in {time.perf_counter() - started:.1f} s; "
+          f"finder {'off' if args.no_finder else 'on'}")
+    run(cases, run_finder=not args.no_finder)
+    report(cases)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""Ghost detection: embedded normal forms, a rank-one RNN, discrimination, invariance, results.
+
+Ground truth comes from closed forms (the saddle-node normal form, the one-unit tanh map), from an
+independent 1-D reduction solved with scipy (the rank-one RNN), and from direct simulation.
+"""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import brentq, fsolve
+
+import fixedpoints as fp
+from fixedpoints import systems
+from fixedpoints.ghosts import GhostOptions, Ghosts, detect_ghosts
+
+
+def _states(n, n_samples=256, seed=0, scale=1.0):
+    return scale * np.random.default_rng(seed).standard_normal((n_samples, n))
+
+
+def _detect(dyn, x0, **options):
+    options.setdefault("run_finder", False)
+    return detect_ghosts(dyn, initial_states=x0, **options)
+
+
+# ---------------------------------------------------------------------------- reference systems
+def _scaled(dyn, factor):
+    """The continuous field ``factor · f``: same orbits, time rescaled by 1/factor."""
+    return fp.ContinuousDynamics(lambda x, u: factor * dyn.fn(x, u), dyn.n_states)
+
+
+def _drift_manifold(n, eps, time, corrugation=0.0, seed=0):
+    """A slow manifold: dy0/dt = eps (1 + corrugation sin y0), the rest decays (rotated)."""
+    Q = torch.as_tensor(systems.random_orthogonal(n, seed))
+    rates = torch.as_tensor(np.linspace(0.5, 2.0, n - 1))
+
+    def field(x, u):
+        y = x @ Q
+        f0 = eps * (1 + corrugation * torch.sin(y[:, :1]))
+        return torch.cat([f0, -rates * y[:, 1:]], 1) @ Q.T
+
+    if time == "continuous":
+        return fp.ContinuousDynamics(field, n)
+    return fp.DiscreteDynamics(lambda x, u: x + 0.5 * field(x, u), n)
+
+
+def _saddle_ghost(n, r, seed=0):
+    """dy0/dt = r + y0², dy1/dt = +y1 (one unstable transverse direction), the rest decays."""
+    Q = torch.as_tensor(systems.random_orthogonal(n, seed))
+    rates = torch.as_tensor(np.concatenate([[-1.0], np.linspace(0.5, 2.0, n - 2)]))
+
+    def field(x, u):
+        y = x @ Q
+        return torch.cat([r + y[:, :1] ** 2, -rates * y[:, 1:]], 1) @ Q.T
+
+    return fp.ContinuousDynamics(field, n), Q.numpy()
+
+
+def _tanh_ghost(b):
+    """Closed-form ghost of y <- tanh(2y + b) past the saddle-node: location, s, curvature."""
+    t = -math.sqrt(0.5)                 # tanh(2y+b) at the minimum of |h|: 2 (1 - t²) = 1
+    y = (math.atanh(t) - b) / 2.0
+    s = t - y
+    c = -4.0 * t                        # h'' = -2 w² t (1 - t²) with w = 2
+    return y, s, c
+
+
+class RankOne:
+    """x <- (1-α) x + α tanh(m κ + b), κ = n·x, with a ghost just past a saddle-node in κ."""
+
+    def __init__(self, N=100, alpha=0.5, delta=1e-3, seed=40, time="discrete"):
+        rng = np.random.default_rng(seed)
+        m0 = rng.normal(0, 1 / np.sqrt(N), N)
+        n = rng.normal(0, 1 / np.sqrt(N), N)
+        self.m = m0 + 2.5 * n / np.dot(n, n)      # enough overlap for bistability
+        self.n = n
+        self.bdir = rng.normal(0, 1, N)
+        self.alpha = alpha
+        k_c, beta_c = fsolve(lambda z: [self.h(z[0], z[1]), self.dh(z[0], z[1])], (1.0, 0.3))
+        assert abs(self.h(k_c, beta_c)) < 1e-10
+        self.beta = beta_c + delta
+        # 1-D reduced flow, solved independently: the ghost is where h' = 0 near κ_c
+        self.kappa = brentq(lambda k: self.dh(k, self.beta), k_c - 0.5, k_c + 0.5, xtol=1e-14)
+        self.h_g = self.h(self.kappa, self.beta)
+        eps = 1e-5
+        self.h2 = (self.dh(self.kappa + eps, self.beta) - self.dh(self.kappa - eps, self.beta)) \
+            / (2 * eps)
+        mt, nt = torch.as_tensor(self.m), torch.as_tensor(n)
+        bt = torch.as_tensor(self.beta * self.bdir)
+        if time == "discrete":
+            self.dynamics = fp.DiscreteDynamics(
+                lambda x, u: (1 - alpha) * x + alpha * torch.tanh((x @ nt)[:, None] * mt + bt), N)
+        else:
+            self.dynamics = fp.ContinuousDynamics(
+                lambda x, u: -x + torch.tanh((x @ nt)[:, None] * mt + bt), N)
+        self.rate = alpha if time == "discrete" else 1.0
+
+    def h(self, k, beta):
+        return -k + self.n @ np.tanh(self.m * k + beta * self.bdir)
+
+    def dh(self, k, beta):
+        return -1 + self.n @ ((1 - np.tanh(self.m * k + beta * self.bdir) ** 2) * self.m)
+
+
+# ---------------------------------------------------------------------------- normal forms
+@pytest.mark.parametrize("time", ["continuous", "discrete"])
+def test_embedded_saddle_node_normal_form(time):
+    n, r, dt = 50, 1e-4, 0.1
+    dyn = systems.saddle_node(r, n_states=n, time=time, seed=3)
+    ghosts = _detect(dyn, _states(n))
+    assert len(ghosts) == 1
+    g = ghosts[0]
+    unit = 1.0 if time == "continuous" else dt      # the map's velocity is dt · f
+    assert np.linalg.norm(g.x[0]) < 1e-8             # the ghost of r + y0² sits at y = 0
+    assert g.velocity_norm[0] == pytest.approx(unit * r, rel=1e-8)
+    assert g.speed[0] == pytest.approx(0.5 * (unit * r) ** 2, rel=1e-8)
+    assert g.curvature[0] == pytest.approx(2.0 * unit, rel=1e-6)
+    assert abs(g.slow_direction[0] @ dyn.Q[:, 0]) == pytest.approx(1.0, abs=1e-10)
+    assert g.slow_direction[0] @ dyn.Q[:, 0] > 0    # oriented along the flow (+y0)
+    expected = math.pi / math.sqrt(r) / unit        # time units, or map steps
+    assert g.passage_time[0] == pytest.approx(expected, rel=1e-6)
+    assert g.dwell_time[0] == pytest.approx(expected, rel=0.05)
+    assert g.passed[0]
+    # transverse spectrum: the decay rates of the extra coordinates, attracting
+    rates = np.linspace(0.5, 2.0, n - 1)
+    native = -rates if time == "continuous" else 1 - dt * rates
+    np.testing.assert_allclose(np.sort(g.transverse_eigvals[0].real), np.sort(native), atol=1e-9)
+    assert g.n_unstable[0] == 0 and g.kind[0] == "attracting"
+    assert g.isolation[0] == pytest.approx(1.0, abs=1e-3)
+    assert g.alignment[0] == pytest.approx(1.0, abs=1e-10)
+
+
+@pytest.mark.parametrize("r", [1e-6, 1e-4, 1e-2])
+def test_passage_time_over_four_decades_continuous(r):
+    dyn = systems.saddle_node(r, n_states=10, time="continuous", seed=1)
+    ghosts = _detect(dyn, _states(10))
+    assert len(ghosts) == 1
+    assert ghosts.passage_time[0] == pytest.approx(math.pi / math.sqrt(r), rel=1e-6)
+    assert ghosts.dwell_time[0] == pytest.approx(ghosts.passage_time[0], rel=0.05)
+
+
+@pytest.mark.parametrize("n, delta", [(1, 1e-3), (200, 1e-5)])
+def test_tanh_map_ghost_in_high_dimension(n, delta):
+    b = systems.tanh_saddle_node_b(2.0) + delta
+    dyn = systems.tanh_map(2.0, b, n_states=n, seed=5)
+    y, s, c = _tanh_ghost(b)
+    x0 = np.random.default_rng(1).uniform(-1, 1, (128, n)) @ dyn.Q.T
+    ghosts = _detect(dyn, x0)
+    assert len(ghosts) == 1
+    g = ghosts[0]
+    assert np.linalg.norm(g.x[0] - y * dyn.Q[:, 0]) < 1e-7
+    assert g.velocity_norm[0] == pytest.approx(s, rel=1e-7)
+    assert g.curvature[0] == pytest.approx(c, rel=1e-6)
+    predicted = math.pi * math.sqrt(2 / (s * c))     # map steps
+    assert g.passage_time[0] == pytest.approx(predicted, rel=1e-6)
+    assert g.dwell_time[0] == pytest.approx(predicted, rel=0.05)
+    assert g.kind[0] == "attracting"
+    if n > 1:  # the extra coordinates contract by 0.5 per step
+        np.testing.assert_allclose(np.abs(g.transverse_eigvals[0]), 0.5, atol=1e-9)
+
+
+def test_saddle_like_ghost_reports_its_index():
+    dyn, Q = _saddle_ghost(12, 1e-4)
+    ghosts = _detect(dyn, _states(12))
+    assert len(ghosts) == 1
+    assert ghosts.n_unstable[0] == 1 and ghosts.kind[0] == "saddle"
+    assert ghosts.counts() == {"attracting": 0, "saddle": 1, "repelling": 0}
+    assert np.sort(ghosts.transverse_eigvals[0].real)[-1] == pytest.approx(1.0, abs=1e-9)
+    assert ghosts.passage_time[0] == pytest.approx(math.pi / 1e-2, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- rank-one RNN
+def test_rank_one_rnn_matches_exact_1d_reduction():
+    model = RankOne(N=100, delta=1e-3)
+    dyn = model.dynamics
+    x0 = fp.sample_initial_states(dyn, 256, n_steps=50, noise=0.1, seed=0)
+    ghosts = _detect(dyn, x0)
+    assert len(ghosts) == 1
+    g = ghosts[0]
+    n_norm = np.linalg.norm(model.n)
+    # location: κ = n·x at the minimum of |dκ/dt| of the 1-D flow
+    assert model.n @ g.x[0] == pytest.approx(model.kappa, abs=1e-7)
+    # minimal speed: v = α h(κ_g) n/|n|², so |v| = α |h(κ_g)| / |n|
+    assert g.velocity_norm[0] == pytest.approx(model.alpha * abs(model.h_g) / n_norm, rel=1e-7)
+    # non-normal: the flow (along n) is not the slow direction (along D m)
+    assert 0.1 < g.alignment[0] < 0.99
+    # passage through the 1-D map κ <- κ + α h(κ): π √(2 / (α² h_g h''))
+    predicted = math.pi * math.sqrt(2 / (model.alpha ** 2 * abs(model.h_g) * abs(model.h2)))
+    assert g.passage_time[0] == pytest.approx(predicted, rel=1e-5)
+    assert g.dwell_time[0] == pytest.approx(predicted, rel=0.05)
+    assert g.kind[0] == "attracting"
+
+
+def test_rank_one_rnn_before_the_bifurcation_has_no_ghost():
+    model = RankOne(N=100, delta=-1e-3)
+    x0 = fp.sample_initial_states(model.dynamics, 256, n_steps=50, noise=0.1, seed=0)
+    assert len(_detect(model.dynamics, x0)) == 0
+
+
+# ---------------------------------------------------------------------------- discrimination
+@pytest.mark.parametrize("time", ["continuous", "discrete"])
+def test_no_ghost_with_true_fixed_points_only(time):
+    # just before the saddle-node: the node-saddle pair still exists
+    dyn = systems.saddle_node(-1e-4, n_states=20, time=time, seed=2)
+    ghosts = _detect(dyn, _states(20))
+    assert len(ghosts) == 0
+    assert ghosts.info["rejected"]["fixed_point"] > 0
+    rng = np.random.default_rng(0)
+    A = -np.eye(5) + 0.3 * rng.standard_normal((5, 5)) if time == "continuous" else \
+        0.5 * np.eye(5) + 0.1 * rng.standard_normal((5, 5))
+    assert len(_detect(systems.linear(A, time), _states(5))) == 0
+
+
+def test_no_ghost_in_flipflop_or_bistable_tanh_map():
+    dyn = systems.rotated_flipflop(16, seed=0)
+    assert len(_detect(dyn, np.random.default_rng(0).uniform(-1, 1, (256, 16)))) == 0
+    dyn = systems.tanh_map(2.0, 0.40, n_states=10)
+    assert len(_detect(dyn, np.random.default_rng(0).uniform(-1, 1, (256, 10)))) == 0
+
+
+@pytest.mark.parametrize("time", ["continuous", "discrete"])
+def test_no_ghost_on_line_attractor_or_slow_manifold(time):
+    x0 = _states(20)
+    line = _detect(systems.line_attractor(20, time, seed=1), x0)
+    assert len(line) == 0 and line.info["rejected"]["fixed_point"] > 0
+    # a flat valley of q: constant drift along a line (every point of it is a minimum of q)
+    drift = _detect(_drift_manifold(20, 1e-3, time), x0)
+    assert len(drift) == 0
+    rejected = drift.info["rejected"]
+    assert rejected["not_bottleneck"] + rejected["flat"] + rejected["not_minimum"] > 0
+    # a drift modulated by ±10% has isolated minima of q, but the speed never rises far above s
+    corrugated = _detect(_drift_manifold(20, 1e-3, time, corrugation=0.1), x0)
+    assert len(corrugated) == 0 and corrugated.info["rejected"]["shallow"] > 0
+
+
+def test_no_ghost_from_points_along_a_fast_trajectory():
+    dyn = systems.linear(-np.eye(5) + 0.5 * np.diag(np.ones(4), 1), "continuous")
+    trajectory = dyn.simulate(3 * np.ones((1, 5)), 30, dt=0.1)[0].numpy()
+    assert len(_detect(dyn, trajectory)) == 0
+
+
+def test_known_fixed_point_inside_the_window_vetoes_the_ghost():
+    n, r = 5, 1e-4
+    dyn = systems.saddle_node(r, n_states=n, time="continuous", seed=0)
+    x0 = _states(n)
+    assert len(_detect(dyn, x0)) == 1
+    # pretend a fixed point lies 3 widths (√r) from the ghost, inside its window of 10 widths
+    fake = FakeFixedPoints(np.full((1, n), 3 * math.sqrt(r) / math.sqrt(n)), x0)
+    vetoed = detect_ghosts(dyn, fixed_points=fake, initial_states=x0)
+    assert len(vetoed) == 0 and vetoed.info["rejected"]["near_fixed_point"] == 1
+    far = FakeFixedPoints(np.full((1, n), 30 * math.sqrt(r) / math.sqrt(n)), x0)
+    kept = detect_ghosts(dyn, fixed_points=far, initial_states=x0)
+    assert len(kept) == 1
+    assert kept.fixed_point_distance[0] == pytest.approx(30 * math.sqrt(r), rel=1e-6)
+
+
+def FakeFixedPoints(x, x0):
+    centred = x0 - x0.mean(0)
+    return fp.FixedPoints(x=x, speed=np.zeros(len(x)), eigvals=-np.ones(x.shape, complex),
+                          kind=np.array(["stable"] * len(x)), n_unstable=np.zeros(len(x), int),
+                          time="continuous", q_fixed=1e-20,
+                          scale=float(np.sqrt((centred ** 2).sum(1).mean())))
+
+
+# ---------------------------------------------------------------------------- invariance
+@pytest.mark.parametrize("factor", [10.0, 0.1])
+def test_scaling_a_continuous_field_changes_no_verdict(factor):
+    n = 6
+    x0 = _states(n, n_samples=128)
+    systems_ = {
+        "ghost": systems.saddle_node(1e-4, n_states=n, time="continuous", seed=1),
+        "fixed": systems.saddle_node(-1e-4, n_states=n, time="continuous", seed=1),
+        "valley": _drift_manifold(n, 1e-3, "continuous"),
+        "broad": _drift_manifold(n, 1e-3, "continuous", corrugation=0.1),
+        "narrow": _drift_manifold(n, 1e-2, "continuous", corrugation=0.9),
+    }
+    for name, dyn in systems_.items():
+        base = _detect(dyn, x0)
+        scaled = _detect(_scaled(dyn, factor), x0)
+        assert len(scaled) == len(base), name
+        assert scaled.info["rejected"] == base.info["rejected"], name
+        if len(base):
+            np.testing.assert_allclose(scaled.x, base.x, atol=1e-9)
+            np.testing.assert_allclose(scaled.width, base.width, rtol=1e-6)
+            np.testing.assert_allclose(scaled.passage_time, base.passage_time / factor, rtol=1e-6)
+            np.testing.assert_allclose(scaled.dwell_time, base.dwell_time / factor, rtol=1e-3)
+    assert len(_detect(systems_["ghost"], x0)) == 1
+    assert len(_detect(systems_["narrow"], x0)) >= 1
+
+
+def test_with_the_finder_and_its_result():
+    b = systems.tanh_saddle_node_b(2.0) + 1e-3
+    dyn = systems.tanh_map(2.0, b, n_states=10, seed=2)
+    x0 = np.random.default_rng(3).uniform(-1, 1, (128, 10)) @ dyn.Q.T
+    ghosts = detect_ghosts(dyn, initial_states=x0)            # runs find_fixed_points first
+    assert len(ghosts) == 1
+    result = fp.find_fixed_points(dyn, x0)
+    again = detect_ghosts(dyn, fixed_points=result, initial_states=x0)
+    np.testing.assert_allclose(again.x, ghosts.x, atol=1e-9)
+    # the finder's slow points alone are candidates too
+    alone = detect_ghosts(dyn, fixed_points=result)
+    np.testing.assert_allclose(alone.x, ghosts.x, atol=1e-9)
+    # the only true fixed point (the far stable node) is known and far away
+    assert np.isfinite(ghosts.fixed_point_distance[0])
+    assert ghosts.fixed_point_distance[0] > 10 * ghosts.width[0]
+
+
+# ---------------------------------------------------------------------------- result object
+def test_ghosts_result_container_and_round_trip(tmp_path):
+    dyn, _ = _saddle_ghost(6, 1e-3, seed=4)
+    x0 = _states(6)
+    ghosts = _detect(dyn, x0)
+    both = detect_ghosts(systems.saddle_node(1e-3, n_states=6, seed=4), initial_states=x0,
+                         run_finder=False)
+    assert len(ghosts) == 1 and len(both) == 1
+    assert isinstance(ghosts[0], Ghosts) and len(ghosts[0]) == 1
+    assert len(ghosts[np.array([False])]) == 0
+    assert ghosts.index_counts() == {1: 1}
+    assert "saddle=1" in repr(ghosts)
+    with pytest.raises(Exception):
+        ghosts.x = None  # frozen
+    stem = ghosts.save(tmp_path / "g")
+    loaded = Ghosts.load(stem)
+    for name in Ghosts._ARRAYS:
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(ghosts, name))
+    assert loaded.time == ghosts.time and loaded.scale == ghosts.scale
+    text = json.dumps(ghosts.to_dict())
+    assert json.loads(text)["counts"]["saddle"] == 1
+    empty = Ghosts.empty(4, "continuous")
+    assert len(empty) == 0 and empty.transverse_eigvals.shape == (0, 3)
+
+
+# ---------------------------------------------------------------------------- errors
+def test_bad_input_raises_clear_errors():
+    dyn = systems.saddle_node(1e-4, n_states=3)
+    with pytest.raises(ValueError, match="fixed_points .* or .*initial_states"):
+        detect_ghosts(dyn)
+    with pytest.raises(ValueError, match="unknown option"):
+        detect_ghosts(dyn, initial_states=_states(3), windw=3)
+    with pytest.raises(ValueError, match="min_contrast"):
+        GhostOptions(min_contrast=-1)
+    with pytest.raises(ValueError, match="shape"):
+        detect_ghosts(dyn, initial_states=_states(4))
+    with pytest.raises(ValueError, match="non-finite"):
+        detect_ghosts(dyn, initial_states=np.full((3, 3), np.nan))
+    with pytest.raises(ValueError, match="Dynamics"):
+        detect_ghosts(lambda x: x, initial_states=_states(3))
