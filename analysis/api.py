@@ -1,24 +1,58 @@
-"""The Python API: analyze a whole checkpoint series (the CLI calls only this and
+"""The Python API: analyze a checkpoint series (the CLI calls only this module's functions and
 :func:`analysis.analyze_checkpoint`).
+
+Pipeline: every checkpoint is analyzed on its own (fixed points, ghosts, topology; in worker
+processes or on Dask through :func:`analysis.execution.run_tasks`, one model in memory per
+worker), results are written to ``out`` as they arrive, then consecutive epochs are compared
+(:mod:`analysis.events`), points are followed across epochs (:mod:`analysis.matching`), the
+training log is read and its abrupt drop found (:mod:`analysis.learning`), and every event gets
+its signed lead time. With ``localize=True`` each event is placed between its two checkpoints by
+bisection along the interpolated weights (:mod:`analysis.localize`).
 
 Example
 -------
->>> from analysis import analyze_series                                   # doctest: +SKIP
->>> result = analyze_series("runs/flipflop", jobs=2, out="runs/flipflop_analysis")  # doctest: +SKIP
->>> result.events[0].kind, result.drop_epoch                              # doctest: +SKIP
+>>> from fixedpoints import systems
+>>> from analysis import analyze_series
+>>> series = [(e, systems.tanh_map(2.0, b)) for e, b in enumerate([0.40, 0.46, 0.52, 0.54])]
+>>> result = analyze_series(series)
+>>> [(e.kind, e.epoch_before, e.epoch_after) for e in result.events]
+[('saddle_node', 2, 3)]
 """
 from __future__ import annotations
 
+import copy
+import csv
+import io
+import json
+import logging
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .epoch import EpochAnalysis, EpochSettings, analyze_checkpoint, make_settings
+from .epoch import (EpochAnalysis, EpochSettings, _atomic_write, _clean, _json_default,
+                    analyze_checkpoint, make_settings)
+from .events import EventOptions, RestructuringEvent, detect_events
+from .learning import Drop, DropOptions, LossCurve, detect_drop, find_training_log, \
+    read_training_log
+from .matching import Track, build_tracks, match_points
 
-__all__ = ["SeriesAnalysis", "FailedEpoch", "analyze_series", "analyze_checkpoint"]
+__all__ = ["SeriesAnalysis", "FailedEpoch", "analyze_series", "analyze_checkpoint",
+           "epoch_file_stem"]
+
+logger = logging.getLogger(__name__)
+
+#: Columns of events.csv.
+EVENT_COLUMNS = ("epoch_before", "epoch_after", "kind", "epoch", "alpha", "lead_time", "points",
+                 "detail")
+
+
+def epoch_file_stem(epoch: int) -> str:
+    """File stem of one epoch's result: ``epoch_0012`` (at least four digits)."""
+    return f"epoch_{int(epoch):04d}"
 
 
 @dataclass(frozen=True)
@@ -32,12 +66,15 @@ class FailedEpoch:
     source : str
         The file (or model description).
     reason : str
-        What went wrong and what to do.
+        What went wrong (the exception's type and message, which says what to do).
     """
 
     epoch: Optional[int]
     source: str
     reason: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"epoch": self.epoch, "source": self.source, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -48,28 +85,30 @@ class SeriesAnalysis:
     ----------
     results : tuple of EpochAnalysis
         One per analyzed checkpoint, in epoch order.
-    events : tuple of analysis.events.RestructuringEvent
-        Restructuring events between consecutive analyzed checkpoints (each with
-        ``epoch_before``, ``epoch_after``, ``kind``, ``points``, ``detail``; ``lead_time`` is
-        ``drop_epoch - epoch_after`` when a drop was found: positive = before the drop).
-    tracks : tuple of analysis.matching.Track
-        Each point followed across epochs.
+    events : tuple of RestructuringEvent
+        Restructuring events between consecutive analyzed checkpoints, each with
+        ``epoch_before``, ``epoch_after``, ``kind``, ``points``, ``location`` and ``detail``;
+        ``lead_time`` is ``drop_epoch − event epoch`` when a drop was found (positive: the event
+        came first); ``alpha`` is set when the event was localized.
+    tracks : tuple of Track
+        Each fixed point (family ``"fixed"``) and ghost (``"ghost"``) followed across epochs.
     failed : tuple of FailedEpoch
-    loss : analysis.learning.LossCurve or None
+        Checkpoints that could not be analyzed, with the reason.
+    loss : LossCurve or None
         The training loss read beside the checkpoints (or given).
-    drop : analysis.learning.Drop or None
+    drop : Drop or None
         The abrupt drop of the loss, when one was found.
     settings : EpochSettings
     options : dict
-        Event, drop and run options used.
+        Event and drop options and run facts (source, jobs, seconds, reused epochs).
     """
 
     results: Tuple[EpochAnalysis, ...]
-    events: Tuple[Any, ...]
-    tracks: Tuple[Any, ...]
+    events: Tuple[RestructuringEvent, ...]
+    tracks: Tuple[Track, ...]
     failed: Tuple[FailedEpoch, ...]
-    loss: Any
-    drop: Any
+    loss: Optional[LossCurve]
+    drop: Optional[Drop]
     settings: EpochSettings
     options: Dict[str, Any] = field(default_factory=dict)
 
@@ -89,61 +128,556 @@ class SeriesAnalysis:
     def __getitem__(self, i) -> EpochAnalysis:
         return self.results[i]
 
+    def __repr__(self) -> str:
+        kinds: Dict[str, int] = {}
+        for e in self.events:
+            kinds[e.kind] = kinds.get(e.kind, 0) + 1
+        ev = ", ".join(f"{k}={v}" for k, v in kinds.items()) or "none"
+        return (f"SeriesAnalysis({len(self.results)} epochs, events: {ev}; drop_epoch="
+                f"{self.drop_epoch}, failed={len(self.failed)})")
+
     def result_at(self, epoch: int) -> EpochAnalysis:
         """The analysis at a given epoch (KeyError if it was not analyzed)."""
-        raise NotImplementedError
+        for r in self.results:
+            if r.epoch == epoch:
+                return r
+        raise KeyError(f"epoch {epoch} was not analyzed; analyzed epochs are {self.epochs}")
 
+    def events_of(self, *kinds: str) -> List[RestructuringEvent]:
+        """The events of the given kinds."""
+        return [e for e in self.events if e.kind in kinds]
+
+    def first_event(self, *kinds: str) -> Optional[RestructuringEvent]:
+        """The earliest event (of the given kinds, or of any kind)."""
+        pool = self.events_of(*kinds) if kinds else list(self.events)
+        return min(pool, key=lambda e: (e.epoch, e.epoch_before)) if pool else None
+
+    def summary(self) -> Dict[str, Any]:
+        """JSON-ready overview (what ``summary.json`` holds)."""
+        kinds: Dict[str, int] = {}
+        for e in self.events:
+            kinds[e.kind] = kinds.get(e.kind, 0) + 1
+        return _clean({
+            "n_epochs": len(self.results), "epochs": self.epochs,
+            "drop_epoch": self.drop_epoch,
+            "drop": None if self.drop is None else self.drop.to_dict(),
+            "loss_source": None if self.loss is None else self.loss.source,
+            "loss_column": None if self.loss is None else self.loss.column,
+            "n_events": len(self.events), "event_counts": kinds,
+            "first_event": None if not self.events else self.first_event().to_dict(),
+            "per_epoch": [r.summary() for r in self.results],
+            "failed": [f.to_dict() for f in self.failed],
+            "settings": self.settings.to_dict(), "settings_hash": self.settings.hash(),
+            "options": self.options,
+            "n_tracks": len(self.tracks),
+        })
+
+    # ---------------------------------------------------------------- persistence
     def to_dir(self, out) -> Path:
-        """Write ``summary.json``, ``events.csv`` and ``epochs/epoch_XXXX.{json,npz}`` to ``out``."""
-        raise NotImplementedError
+        """Write ``summary.json``, ``events.csv``, ``events.json``, ``tracks.json`` and
+        ``epochs/epoch_XXXX.{json,npz}`` to ``out`` (each file written, then renamed).
+
+        Returns
+        -------
+        Path
+            The directory.
+        """
+        out = Path(out)
+        (out / "epochs").mkdir(parents=True, exist_ok=True)
+        for r in self.results:
+            stem = out / "epochs" / epoch_file_stem(r.epoch)
+            if not _same_saved(stem, r):
+                r.save(stem)
+        _write_text(out / "events.csv", events_csv(self.events))
+        _write_text(out / "events.json", json.dumps(_clean([e.to_dict() for e in self.events]),
+                                                    indent=1, default=_json_default))
+        _write_text(out / "tracks.json", json.dumps([t.to_dict() for t in self.tracks], indent=1))
+        _write_text(out / "summary.json", json.dumps(self.summary(), indent=1,
+                                                     default=_json_default))
+        return out
 
     @classmethod
     def from_dir(cls, out) -> "SeriesAnalysis":
-        """Read a directory written by :meth:`to_dir`."""
-        raise NotImplementedError
+        """Read a directory written by :meth:`to_dir` (tracks are rebuilt from the epochs)."""
+        out = Path(out)
+        summary_path = out / "summary.json"
+        if not summary_path.is_file():
+            raise FileNotFoundError(f"{summary_path} is missing; {out} was not written by "
+                                    f"SeriesAnalysis.to_dir (run analyze_series(..., out=...))")
+        summary = json.loads(summary_path.read_text())
+        results = tuple(EpochAnalysis.load(out / "epochs" / epoch_file_stem(e))
+                        for e in summary["epochs"])
+        events = tuple(RestructuringEvent.from_dict(d)
+                       for d in json.loads((out / "events.json").read_text()))
+        drop = None if summary.get("drop") is None else Drop(**summary["drop"])
+        loss = _loss_from_results(results, summary.get("loss_source"),
+                                  summary.get("loss_column"))
+        settings = make_settings(None, **_settings_kwargs(summary["settings"]))
+        options = summary.get("options", {})
+        gate = EventOptions.make(options.get("events")).gate
+        return cls(results=results, events=events, tracks=tuple(series_tracks(results, gate)),
+                   failed=tuple(FailedEpoch(**f) for f in summary.get("failed", [])),
+                   loss=loss, drop=drop, settings=settings, options=options)
+
+
+def _settings_kwargs(d: Dict[str, Any]) -> Dict[str, Any]:
+    d = dict(d)
+    for key in ("input",):
+        if d.get(key) is not None:
+            d[key] = tuple(d[key])
+    return d
+
+
+def _loss_from_results(results, source, column) -> Optional[LossCurve]:
+    e = np.array([r.epoch for r in results], float)
+    v = np.array([r.loss for r in results], float)
+    if not np.any(np.isfinite(v)):
+        return None
+    return LossCurve(e, v, source or "", column or "loss")
+
+
+def _write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda h: h.write(text.encode()))
+
+
+def _same_saved(stem: Path, result: EpochAnalysis) -> bool:
+    """Whether ``stem`` already holds this epoch's result with the same settings and loss."""
+    meta = _read_meta(stem)
+    if meta is None:
+        return False
+    loss = meta.get("loss")
+    same_loss = (loss is None and not math.isfinite(result.loss)) or (
+        loss is not None and math.isfinite(result.loss) and float(loss) == float(result.loss))
+    return (meta.get("settings_hash") == result.settings_hash and
+            int(meta.get("epoch", -1)) == result.epoch and same_loss and
+            stem.with_suffix(".npz").is_file())
+
+
+def _read_meta(stem: Path) -> Optional[Dict[str, Any]]:
+    path = stem.with_suffix(".json")
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def events_csv(events: Sequence[RestructuringEvent]) -> str:
+    """The events as CSV text (columns :data:`EVENT_COLUMNS`; ``detail`` as JSON)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EVENT_COLUMNS)
+    for e in events:
+        writer.writerow([e.epoch_before, e.epoch_after, e.kind, f"{e.epoch:g}",
+                         "" if e.alpha is None else f"{e.alpha:.6g}",
+                         "" if e.lead_time is None else f"{e.lead_time:g}",
+                         " ".join(e.points),
+                         json.dumps(_clean(e.detail), default=_json_default, sort_keys=True)])
+    return buffer.getvalue()
+
+
+def series_tracks(results: Sequence[EpochAnalysis], gate: float = 0.5) -> List[Track]:
+    """Fixed points and ghosts followed across consecutive analyzed epochs.
+
+    Parameters
+    ----------
+    results : sequence of EpochAnalysis
+    gate : float
+        Matching gate relative to the larger spread of each pair of epochs (as in
+        :mod:`analysis.events`).
+    """
+    epochs = [r.epoch for r in results]
+    fixed_sets, ghost_sets = [], []
+    for r in results:
+        fp = r.fixed_points
+        keep = fp.kind != "slow"
+        fixed_sets.append((fp.x[keep], fp.kind[keep], fp.n_unstable[keep]))
+        if r.ghosts is not None:
+            g = np.asarray(r.ghosts.x, float).reshape(-1, fp.x.shape[1])
+            gi = np.asarray(r.ghosts.n_unstable, int).reshape(-1)
+        else:
+            g, gi = fp.x[~keep], fp.n_unstable[~keep]
+        ghost_sets.append((g, np.array(["ghost"] * len(g)), gi))
+    tracks: List[Track] = []
+    for family, sets in (("fixed", fixed_sets), ("ghost", ghost_sets)):
+        matchings = []
+        for k in range(len(results) - 1):
+            spread = max(results[k].scale, results[k + 1].scale)
+            matchings.append(match_points(sets[k][0], sets[k + 1][0], gate * spread))
+        made = build_tracks(epochs, sets, matchings, family=family)
+        offset = len(tracks)
+        tracks.extend(replace(t, track_id=t.track_id + offset) for t in made)
+    return tracks
+
+
+# ---------------------------------------------------------------------------- sources
+class _ModuleTemplate:
+    """A picklable factory returning copies of a template module (state dicts load into it)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.__qualname__ = f"copy of {type(module).__name__}"
+
+    def __call__(self):
+        return copy.deepcopy(self.module)
+
+
+@dataclass
+class _Item:
+    """One checkpoint to analyze: its epoch, how to get its model, and a label."""
+
+    epoch: Optional[int]
+    payload: Tuple[str, Any]
+    source: str
+
+
+def _resolve_source(path_or_series, model, strict: bool,
+                    load_options: Optional[Dict[str, Any]]) -> Tuple[List[_Item], Optional[str], Any]:
+    """Items to analyze, the directory (for the log), and the series (or None)."""
+    from checkpoints import ARCHITECTURES, CheckpointSeries
+
+    options = dict(load_options or {})
+    if model is not None:
+        import torch
+
+        if isinstance(model, str) and model in ARCHITECTURES:
+            options.setdefault("architecture", model)
+        elif isinstance(model, torch.nn.Module):
+            options.setdefault("model_factory", _ModuleTemplate(model))
+        elif isinstance(model, str) or callable(model):
+            options.setdefault("model_factory", model)
+        else:
+            raise TypeError(f"model={model!r} is not understood; pass an architecture name "
+                            f"({sorted(ARCHITECTURES)}), a factory ('pkg.module:build', "
+                            f"'file.py:build' or a callable), or an nn.Module template")
+    if isinstance(path_or_series, (str, os.PathLike)):
+        path = Path(path_or_series)
+        if path.is_file():
+            series = CheckpointSeries.from_files([path], strict=strict, **options)
+        else:
+            series = CheckpointSeries.from_dir(path, strict=strict, **options)
+        return _series_items(series), (str(path) if path.is_dir() else str(path.parent)), series
+    if isinstance(path_or_series, CheckpointSeries):
+        series = path_or_series
+        return _series_items(series), series.directory, series
+    if isinstance(path_or_series, (list, tuple)) or hasattr(path_or_series, "__iter__"):
+        items = []
+        for k, entry in enumerate(path_or_series):
+            if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+                raise TypeError(f"series entry {k} is {type(entry).__name__}; pass pairs "
+                                f"(epoch, model) where model is an nn.Module, a Dynamics or a "
+                                f"checkpoint path")
+            epoch, obj = entry
+            if isinstance(obj, (str, os.PathLike)):
+                items.append(_Item(int(epoch), ("file", (str(obj), options)), str(obj)))
+            else:
+                label = getattr(obj, "name", None) or type(obj).__name__
+                items.append(_Item(int(epoch), ("object", obj), str(label)))
+        epochs = [i.epoch for i in items]
+        if len(set(epochs)) != len(epochs):
+            raise ValueError(f"the series has duplicate epochs {sorted(epochs)}; give each model "
+                             f"its own epoch")
+        items.sort(key=lambda i: i.epoch)
+        return items, None, None
+    raise TypeError(f"cannot analyze {type(path_or_series).__name__}; pass a directory, a "
+                    f"CheckpointSeries, or a sequence of (epoch, model) pairs")
+
+
+def _series_items(series) -> List[_Item]:
+    items = []
+    last = None
+    for i, entry in enumerate(series.entries):
+        epoch = entry.epoch
+        if epoch is None:  # files without numbers go last: number them after the others
+            epoch = (last + 1) if last is not None else i
+        last = epoch if last is None else max(last, epoch)
+        items.append(_Item(int(epoch), ("series", series[i:i + 1]), entry.path))
+    return items
+
+
+def _load_model(payload):
+    """The model (nn.Module or Dynamics) and its epoch for one payload."""
+    kind, value = payload
+    if kind == "object":
+        return value, None
+    if kind == "file":
+        from checkpoints import load_checkpoint
+
+        path, options = value
+        checkpoint = load_checkpoint(path, **options)
+        return checkpoint.model, checkpoint.epoch
+    if kind == "series":
+        checkpoint = value.load(0)
+        return checkpoint.model, checkpoint.epoch
+    raise ValueError(f"unknown payload kind {kind!r}")
+
+
+def analyze_epoch_task(payload, epoch: int, loss: float, settings: EpochSettings,
+                       device: str, source: str) -> EpochAnalysis:
+    """Analyze one checkpoint (a top-level, picklable function for worker processes / Dask).
+
+    Parameters
+    ----------
+    payload : tuple
+        ``("series", one-entry CheckpointSeries)``, ``("file", (path, load options))`` or
+        ``("object", model or Dynamics)``.
+    epoch : int
+    loss : float
+    settings : EpochSettings
+    device : str
+    source : str
+        Label stored with the result.
+    """
+    model, _ = _load_model(payload)
+    result = analyze_checkpoint(model, epoch=epoch, loss=loss, settings=settings, device=device)
+    return replace(result, source=source)
+
+
+def _localize_task(payload_before, payload_after, event, before, after, interpolate,
+                   settings: EpochSettings, device: str):
+    """Localize one event (top-level, picklable)."""
+    from .epoch import _as_dynamics
+    from .localize import interpolate_modules, localize_event
+
+    if interpolate is not None:
+        def system_at(alpha):
+            return _as_dynamics(interpolate(event.epoch_before, event.epoch_after, alpha),
+                                settings, device)
+    else:
+        model_a, _ = _load_model(payload_before)
+        model_b, _ = _load_model(payload_after)
+        import torch
+
+        if not (isinstance(model_a, torch.nn.Module) and isinstance(model_b, torch.nn.Module)):
+            raise TypeError("localize=True needs nn.Module checkpoints or interpolate=; for "
+                            "synthetic Dynamics pass interpolate(epoch_before, epoch_after, "
+                            "alpha) -> Dynamics")
+
+        def system_at(alpha):
+            return _as_dynamics(interpolate_modules(model_a, model_b, alpha), settings, device)
+    return localize_event(event, system_at, before=before, after=after,
+                          finder_options=settings.finder)
+
+
+def _run(func, args_list, jobs, scheduler, progress, desc):
+    """run_tasks when analysis.execution is available, else a serial loop."""
+    try:
+        from .execution import run_tasks
+    except ImportError:  # pragma: no cover - execution.py ships with the package
+        run_tasks = None
+    if run_tasks is None:
+        def serial():
+            for k, args in enumerate(args_list):
+                try:
+                    yield k, func(*args)
+                except Exception as error:  # noqa: BLE001 - failures are results here
+                    yield k, error
+        return serial()
+    return run_tasks(func, args_list, jobs=jobs, scheduler=scheduler, progress=progress,
+                     desc=desc)
+
+
+def _picklable(items: Sequence[_Item], interpolate) -> bool:
+    """Whether the in-memory models (and interpolate) can travel to other processes."""
+    import pickle
+
+    try:
+        for item in items:
+            if item.payload[0] == "object":
+                pickle.dumps(item.payload[1])
+        if interpolate is not None:
+            pickle.dumps(interpolate)
+    except Exception:  # noqa: BLE001 - any pickling failure means: stay in this process
+        return False
+    return True
+
+
+def _read_log(log, log_column, directory) -> Optional[LossCurve]:
+    if isinstance(log, LossCurve):
+        return log
+    if isinstance(log, dict):
+        return LossCurve(np.asarray(log["epochs"]), np.asarray(log["loss"]), "given", "loss")
+    if isinstance(log, (tuple, list)) and len(log) == 2:
+        return LossCurve(np.asarray(log[0]), np.asarray(log[1]), "given", "loss")
+    if log is not None:
+        return read_training_log(log, log_column)
+    if directory is not None:
+        found = find_training_log(directory)
+        if found is not None:
+            return read_training_log(found, log_column)
+    return None
 
 
 def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
                    device: str = "cpu", progress: bool = False, strict: bool = False,
                    out=None, force: bool = False, log=None, log_column: Optional[str] = None,
-                   drop=None, events=None, localize: bool = False, interpolate=None,
-                   **options) -> SeriesAnalysis:
+                   drop=None, events=None, localize: bool = False,
+                   interpolate: Optional[Callable] = None,
+                   load_options: Optional[Dict[str, Any]] = None,
+                   settings: Optional[EpochSettings] = None, **options) -> SeriesAnalysis:
     """Analyze every checkpoint of a series and track restructuring across epochs.
 
     Parameters
     ----------
     path_or_series : str, path, checkpoints.CheckpointSeries, or sequence of (epoch, model)
-        A directory of checkpoints, a series, or pairs of epoch and model/Dynamics (synthetic).
-    model : optional
-        Passed to ``CheckpointSeries.from_dir`` (a model or factory to load state dicts into).
+        A directory of checkpoints (or one file), a series, or pairs of an epoch and an
+        ``nn.Module``, a :class:`fixedpoints.Dynamics` or a checkpoint path (synthetic series).
+    model : str, callable or nn.Module, optional
+        How to rebuild models from the files: an architecture name (``"leaky_rnn"``), a factory
+        (``"pkg.module:build"``, ``"file.py:build"`` or a callable), or a template module whose
+        copies receive each state dict.
     jobs : int, default 1
-        Worker processes (via ``analysis.execution.run_tasks``).
-    scheduler : str or dask client, optional
+        Worker processes (``analysis.execution.run_tasks``); -1 for all cores.
+    scheduler : str or distributed.Client, optional
+        A Dask scheduler to run the per-epoch work on (``jobs`` is then ignored).
     device : str, default "cpu"
     progress : bool, default False
+        A progress bar on a terminal (log lines otherwise).
     strict : bool, default False
-        Raise on the first bad checkpoint instead of recording it in ``.failed``.
+        Raise at the first checkpoint that fails instead of recording it in ``.failed``.
     out : path, optional
-        Write results there; epochs already analyzed there with the same settings are reused.
+        Write results there as they arrive (``epochs/epoch_XXXX.{json,npz}``) and, at the end,
+        ``summary.json``, ``events.csv``, ``events.json``, ``tracks.json``. Epochs already
+        there with the same settings are loaded instead of recomputed.
     force : bool, default False
-        Re-analyze even what ``out`` already holds.
-    log : path, optional
-        Training log (train_log.csv or .npz with ``loss_history``); looked up beside the
-        checkpoints when omitted.
+        Recompute even the epochs ``out`` already holds.
+    log : path, LossCurve or (epochs, loss), optional
+        The training loss: ``train_log.csv`` or an ``.npz`` with ``loss_history`` (see
+        :func:`analysis.learning.read_training_log`). Looked up beside the checkpoints when
+        omitted.
     log_column : str, optional
-        Column (CSV) or key (.npz) of the loss.
-    drop : analysis.learning.DropOptions or dict, optional
-    events : analysis.events.EventOptions or dict, optional
+        Column (CSV) or key (.npz) holding the loss.
+    drop : DropOptions or dict, optional
+        Abrupt-drop detection parameters (:class:`analysis.learning.DropOptions`).
+    events : EventOptions or dict, optional
+        Event-rule thresholds (:class:`analysis.events.EventOptions`).
     localize : bool, default False
-        Bisect along the interpolated weights to locate each event between its checkpoints.
+        Place each event between its two checkpoints by bisection along the interpolated
+        weights (state dicts for modules; ``interpolate`` for other models).
     interpolate : callable, optional
-        ``interpolate(epoch_before, epoch_after, alpha) -> model or Dynamics`` for synthetic
-        series (``nn.Module`` checkpoints are interpolated through their state dicts).
+        ``interpolate(epoch_before, epoch_after, alpha) -> model or Dynamics`` (synthetic series).
+    load_options : dict, optional
+        Extra options for ``CheckpointSeries.from_dir`` (``pattern``, ``prefix``, ``config``,
+        ``trust_pickle``, ``architecture``, ``model_factory``).
+    settings : EpochSettings, optional
     **options
-        Fields of :class:`EpochSettings`.
+        Fields of :class:`EpochSettings` (``n_initial=512``, ``input=(0, 0, 0)``,
+        ``drive=inputs``, ``finder={...}``, ``ghosts=False`` ...).
 
     Returns
     -------
     SeriesAnalysis
+
+    Raises
+    ------
+    checkpoints.CheckpointError
+        No checkpoints found, or (with ``strict``) a bad file.
+    ValueError
+        Unknown options or bad values (the message lists the valid ones).
     """
-    raise NotImplementedError
+    import time
+
+    started = time.perf_counter()
+    settings = make_settings(settings, **options)
+    event_options = EventOptions.make(events)
+    drop_options = DropOptions.make(drop)
+    items, directory, series = _resolve_source(path_or_series, model, strict, load_options)
+    if not items:
+        raise ValueError("the series is empty; pass at least one checkpoint")
+    loss_curve = _read_log(log, log_column, directory)
+
+    def loss_at(epoch):
+        return math.nan if loss_curve is None or epoch is None else loss_curve.at(epoch)
+
+    out_dir = Path(out) if out is not None else None
+    settings_hash = settings.hash()
+    results: Dict[int, EpochAnalysis] = {}
+    failed: List[FailedEpoch] = []
+    reused = 0
+    todo: List[_Item] = []
+    for item in items:
+        stem = None if out_dir is None else out_dir / "epochs" / epoch_file_stem(item.epoch)
+        meta = None if (stem is None or force) else _read_meta(stem)
+        if (meta is not None and meta.get("settings_hash") == settings_hash
+                and meta.get("source") == item.source):
+            try:
+                r = EpochAnalysis.load(stem)
+                results[item.epoch] = replace(r, loss=loss_at(item.epoch)) \
+                    if math.isfinite(loss_at(item.epoch)) else r
+                reused += 1
+                continue
+            except Exception as error:  # noqa: BLE001 - an older or damaged file: recompute
+                logger.warning("re-analyzing epoch %s: could not reuse %s (%s)", item.epoch,
+                               stem, error)
+        todo.append(item)
+    if (scheduler is not None or jobs != 1) and not _picklable(items, interpolate):
+        logger.warning("some models in the series cannot be sent to worker processes (e.g. "
+                       "Dynamics built from lambdas); analyzing in this process (jobs=1)")
+        jobs, scheduler = 1, None
+    args = [(item.payload, item.epoch, loss_at(item.epoch), settings, device, item.source)
+            for item in todo]
+    for k, value in _run(analyze_epoch_task, args, jobs, scheduler, progress,
+                         desc="analyzing checkpoints"):
+        item = todo[k]
+        if isinstance(value, BaseException):
+            if strict:
+                raise value
+            reason = f"{type(value).__name__}: {value}"
+            failed.append(FailedEpoch(item.epoch, item.source, reason))
+            logger.warning("epoch %s (%s) failed: %s", item.epoch, item.source, reason)
+            continue
+        results[item.epoch] = value
+        if out_dir is not None:
+            value.save(out_dir / "epochs" / epoch_file_stem(item.epoch))
+    ordered = tuple(results[e] for e in sorted(results))
+    found_events: List[RestructuringEvent] = []
+    for a, b in zip(ordered[:-1], ordered[1:]):
+        found_events.extend(detect_events(a, b, event_options))
+
+    if localize and found_events:
+        found_events = _localize_all(found_events, ordered, items, interpolate, settings, device,
+                                     jobs, scheduler, progress)
+    drop_found = detect_drop(loss_curve, options=drop_options) if loss_curve is not None else None
+    if drop_found is not None:
+        found_events = [replace(e, lead_time=float(drop_found.epoch) - e.epoch)
+                        for e in found_events]
+    tracks = series_tracks(ordered, event_options.gate)
+    run_options = {"events": event_options.to_dict(), "drop": drop_options.to_dict(),
+                   "source": directory if directory is not None else
+                   (str(path_or_series) if isinstance(path_or_series, (str, os.PathLike))
+                    else "sequence"),
+                   "jobs": jobs, "device": device, "localize": bool(localize),
+                   "reused_epochs": reused, "seconds": time.perf_counter() - started}
+    failed.sort(key=lambda f: (f.epoch is None, f.epoch if f.epoch is not None else 0))
+    result = SeriesAnalysis(results=ordered, events=tuple(found_events), tracks=tuple(tracks),
+                            failed=tuple(failed), loss=loss_curve, drop=drop_found,
+                            settings=settings, options=run_options)
+    if out_dir is not None:
+        result.to_dir(out_dir)
+    return result
+
+
+def _localize_all(found_events, ordered, items, interpolate, settings, device, jobs, scheduler,
+                  progress):
+    from .localize import LOCALIZABLE
+
+    by_epoch = {r.epoch: r for r in ordered}
+    payloads = {item.epoch: item.payload for item in items}
+    todo = [k for k, e in enumerate(found_events) if e.kind in LOCALIZABLE]
+    args = [(payloads[found_events[k].epoch_before], payloads[found_events[k].epoch_after],
+             found_events[k], by_epoch[found_events[k].epoch_before],
+             by_epoch[found_events[k].epoch_after], interpolate, settings, device)
+            for k in todo]
+    events = list(found_events)
+    for j, value in _run(_localize_task, args, jobs, scheduler, progress,
+                         desc="localizing events"):
+        k = todo[j]
+        e = events[k]
+        if isinstance(value, BaseException):
+            events[k] = replace(e, detail={**e.detail, "localization": f"failed: "
+                                           f"{type(value).__name__}: {value}"})
+            continue
+        events[k] = replace(e, alpha=value.alpha,
+                            detail={**e.detail, "localization": value.to_dict()})
+    return events

@@ -21,77 +21,205 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["EpochSettings", "EpochAnalysis", "analyze_checkpoint", "make_settings"]
+__all__ = ["EpochSettings", "EpochAnalysis", "analyze_checkpoint", "analyze_dynamics", "make_settings",
+           "initial_states_for"]
 
 logger = logging.getLogger(__name__)
 
 
+_TIMES = (None, "discrete", "continuous")
+
+
+def _freeze(value):
+    """Nested lists/arrays -> nested tuples (hashable, JSON-friendly)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
 @dataclass(frozen=True)
 class EpochSettings:
-    """Settings of the per-checkpoint analysis (all have defaults that keep small models fast).
+    """Settings of the per-checkpoint analysis (defaults keep small models fast).
 
     Attributes
     ----------
-    n_initial : int, default 256
+    n_initial : int, default 128
         Number of initial states for the fixed-point search.
     n_steps : int, default 100
         Length of the trajectories the initial states are sampled from.
+    n_trajectories : int, default 64
+        Number of autonomous trajectories (ignored when ``drive`` is given).
+    burn_in : int, default 0
+        Steps at the start of each trajectory that are not sampled.
+    init_scale : float, default 1.0
+        Standard deviation of the random starting states. A model's own ``initial_state`` (when
+        it has one) starts a quarter of the trajectories.
     noise : float, default 0.01
         Gaussian noise added to the sampled states, relative to their spread.
     seed : int, default 0
+        The same seed for every checkpoint, so that nearby weights give nearby initial states.
     input : tuple of float, optional
         Constant input at which fixed points are sought (zeros when omitted).
     drive : tuple, optional
-        Task-like input sequence, shape (T, n_inputs) or (b, T, n_inputs) as nested tuples, used
-        to drive the trajectories that initial states are sampled from. When omitted, models
-        with inputs run autonomously (at ``input``) from random states plus noise.
+        Task-like input sequences, shape ``(T, n_inputs)`` or ``(b, T, n_inputs)`` (arrays are
+        converted to nested tuples), that drive the trajectories the initial states are sampled
+        from. When omitted, models with inputs run autonomously at ``input`` from random states.
     time : {"discrete", "continuous"}, optional
         Which form of a model that has both (default: the model's own ``time``).
+    scale : float, optional
+        Spread of the states used for every relative distance. Default: the RMS distance of
+        the sampled initial states to their centroid.
     finder : dict
-        Extra keyword options for :func:`fixedpoints.find_fixed_points`.
+        Extra options for :func:`fixedpoints.find_fixed_points` (``FinderOptions`` fields).
     ghosts : bool, default True
-        Detect ghosts (needs :mod:`fixedpoints.ghosts`; skipped with a log message if absent).
+        Detect ghosts with :func:`fixedpoints.ghosts.detect_ghosts` (skipped, with a log message,
+        when that module is unavailable).
     ghost_options : dict
-        Extra keyword options for :func:`fixedpoints.ghosts.detect_ghosts`.
+        Extra options for ``detect_ghosts``.
+    ghost_starts : int, default 24
+        At most this many states start the ghost search (``detect_ghosts``'s ``max_starts``,
+        unless ``ghost_options`` sets it): the sampled states farther than 2% of the spread from
+        every fixed point, thinned to one per 5% of the spread. Each start costs a Newton
+        search with exact Hessians, the dominant cost of the per-epoch analysis.
     topology : bool, default True
         Integrate along unstable directions to connect saddles and ghosts to attractors.
     topology_eps : float, default 1e-2
-        Offset along each unstable eigenvector, relative to the state spread.
+        Offset along each unstable direction, relative to the spread.
     topology_steps : int, default 2000
-        Maximum number of steps (discrete) / integration steps (continuous) per trajectory.
+        Step budget of each topology trajectory.
+    topology_reach : float, default 0.05
+        Relative distance at which a trajectory has reached an attractor.
+    segment_seeds : int, default 4
+        Saddles lie between attractors, where sampled trajectories rarely linger: this many
+        extra initial states are placed evenly on the segment between each distinct end state
+        of autonomous runs (from a subset of the samples) and its three nearest others, for at
+        most 32 pairs. 0 turns this off.
     """
 
-    n_initial: int = 256
+    n_initial: int = 128
     n_steps: int = 100
+    n_trajectories: int = 64
+    burn_in: int = 0
+    init_scale: float = 1.0
     noise: float = 0.01
     seed: int = 0
     input: Optional[Tuple[float, ...]] = None
     drive: Optional[tuple] = None
     time: Optional[str] = None
+    scale: Optional[float] = None
     finder: Dict[str, Any] = field(default_factory=dict)
     ghosts: bool = True
     ghost_options: Dict[str, Any] = field(default_factory=dict)
+    ghost_starts: int = 24
     topology: bool = True
     topology_eps: float = 1e-2
     topology_steps: int = 2000
+    topology_reach: float = 0.05
+    segment_seeds: int = 4
 
     def __post_init__(self):
-        raise NotImplementedError  # filled below in the real implementation
+        for name in ("n_initial", "n_steps", "n_trajectories", "topology_steps", "ghost_starts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid; pass a positive integer")
+        for name in ("burn_in", "seed", "segment_seeds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name}={value!r} is invalid; pass an integer >= 0")
+        if self.burn_in >= self.n_steps:
+            raise ValueError(f"burn_in={self.burn_in} leaves no state of trajectories with "
+                             f"n_steps={self.n_steps}; pass burn_in < n_steps")
+        for name in ("init_scale", "topology_eps", "topology_reach"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}={value!r} is invalid; pass a positive number")
+        if not isinstance(self.noise, (int, float)) or not math.isfinite(self.noise) or self.noise < 0:
+            raise ValueError(f"noise={self.noise!r} is invalid; pass a number >= 0")
+        if self.scale is not None and (not math.isfinite(self.scale) or self.scale <= 0):
+            raise ValueError(f"scale={self.scale!r} is invalid; pass a positive number or None")
+        if self.time not in _TIMES:
+            raise ValueError(f"time={self.time!r} is invalid; pass 'discrete', 'continuous' or "
+                             f"None (the model's own)")
+        for name in ("finder", "ghost_options"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; pass a dict of "
+                                 f"options")
+            object.__setattr__(self, name, dict(getattr(self, name)))
+        if self.input is not None:
+            object.__setattr__(self, "input", tuple(float(v) for v in
+                                                    np.asarray(self.input, float).reshape(-1)))
+        if self.drive is not None:
+            arr = np.asarray(self.drive, dtype=float)
+            if arr.ndim not in (2, 3) or not np.all(np.isfinite(arr)):
+                raise ValueError(f"drive has shape {arr.shape}; pass finite inputs of shape "
+                                 f"(T, n_inputs) or (b, T, n_inputs)")
+            object.__setattr__(self, "drive", _freeze(arr))
+        if self.finder:
+            from fixedpoints.finder import FinderOptions
+            known = {f.name for f in dataclasses.fields(FinderOptions)}
+            bad = sorted(set(self.finder) - known)
+            if bad:
+                raise ValueError(f"finder has unknown option(s) {bad}; valid options are "
+                                 f"{sorted(known)}")
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dictionary of the settings."""
-        raise NotImplementedError
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        out["drive"] = None if self.drive is None else np.asarray(self.drive).tolist()
+        return json.loads(json.dumps(out, default=_json_default))
 
     def hash(self) -> str:
         """A short stable hash of the settings (used to resume an output directory)."""
-        raise NotImplementedError
+        text = json.dumps(self.to_dict(), sort_keys=True, default=_json_default)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (complex, np.complexfloating)):
+        return [float(np.real(value)), float(np.imag(value))]
+    if hasattr(value, "name") and hasattr(value, "value"):  # enums
+        return value.name
+    return str(value)
 
 
 def make_settings(settings: Optional[EpochSettings] = None, **options) -> EpochSettings:
-    """Build :class:`EpochSettings` from keyword options; unknown names raise a ValueError."""
-    raise NotImplementedError
+    """Build :class:`EpochSettings` from keyword options; unknown names raise a ValueError.
+
+    Parameters
+    ----------
+    settings : EpochSettings, optional
+        Starting point (defaults when omitted); ``options`` replace single fields.
+    """
+    base = settings if settings is not None else EpochSettings()
+    if not isinstance(base, EpochSettings):
+        if isinstance(base, Mapping):
+            return make_settings(None, **{**dict(base), **options})
+        raise TypeError(f"settings={settings!r} is not an EpochSettings or dict")
+    if not options:
+        return base
+    known = {f.name for f in dataclasses.fields(EpochSettings)}
+    bad = sorted(set(options) - known)
+    if bad:
+        raise ValueError(f"unknown option(s) {bad}; valid per-epoch options are {sorted(known)}")
+    return dataclasses.replace(base, **options)
 
 
+# ------------------------------------------------------------------------------ the result
 @dataclass(frozen=True)
 class EpochAnalysis:
     """The analysis of one checkpoint.
@@ -103,12 +231,11 @@ class EpochAnalysis:
         Fixed and slow points (``x (k, n)``, ``kind``, ``n_unstable``, ``eigvals`` ...).
     ghosts : fixedpoints.ghosts.Ghosts or None
         Ghosts found (None when ghost detection was off or unavailable).
-    topology : analysis.topology.Topology
-        Nodes (fixed points, ghosts, slow regions) and edges (where unstable directions and
-        ghost outflows lead); ``.graph`` gives the networkx DiGraph.
+    topology : analysis.topology.Topology or None
+        Nodes (fixed points, ghosts, slow regions) and edges (where unstable directions and ghost
+        outflows lead); ``.topology.graph`` is the networkx DiGraph.
     scale : float
-        Spread of the states visited (RMS distance to their centroid); distances are relative
-        to it.
+        Spread of the sampled states (RMS distance to their centroid); relative distances use it.
     loss : float
         Training loss at this epoch (NaN when unknown).
     source : str
@@ -117,6 +244,8 @@ class EpochAnalysis:
     seconds : float
         Wall time of the analysis.
     info : dict
+        ``n_states``, ``time``, the finder's counters, and any messages (e.g. why ghosts were
+        skipped).
     """
 
     epoch: int
@@ -132,39 +261,435 @@ class EpochAnalysis:
 
     @property
     def signature(self):
-        """The topology's signature (counts by kind and index, number of attractors)."""
-        return self.topology.signature()
+        """The topology's :class:`~analysis.topology.Signature` (None without a topology)."""
+        return None if self.topology is None else self.topology.signature()
 
+    @property
+    def n_states(self) -> int:
+        return int(self.fixed_points.x.shape[1])
+
+    def counts(self) -> Dict[str, int]:
+        """Points by kind, ghosts included (``{"stable": 8, "saddle": 19, "ghost": 1, ...}``)."""
+        counts = self.fixed_points.counts()
+        counts["ghost"] = 0 if self.ghosts is None else int(len(self.ghosts.x))
+        counts["slow_region"] = len(self.fixed_points.slow_regions)
+        return counts
+
+    def summary(self) -> Dict[str, Any]:
+        """JSON-ready summary: epoch, loss, counts, signature, seconds."""
+        sig = self.signature
+        return {"epoch": int(self.epoch),
+                "loss": None if not math.isfinite(self.loss) else float(self.loss),
+                "counts": self.counts(), "index_counts": self.fixed_points.index_counts(),
+                "n_attractors": None if sig is None else sig.n_attractors,
+                "signature": None if sig is None else str(sig),
+                "scale": float(self.scale), "seconds": float(self.seconds),
+                "source": self.source}
+
+    def __repr__(self) -> str:
+        return (f"EpochAnalysis(epoch={self.epoch}, {self.fixed_points!r}, "
+                f"ghosts={self.counts()['ghost']}, loss={self.loss:.4g})")
+
+    # -------------------------------------------------------------- persistence
     def save(self, path) -> Path:
-        """Write ``<path>.json`` + ``<path>.npz`` (write then rename). Returns the stem."""
-        raise NotImplementedError
+        """Write ``<path>.json`` + ``<path>.npz`` (each written to a temporary name, then renamed).
+
+        Returns the stem (path without suffix).
+        """
+        stem = Path(path)
+        if stem.suffix in (".json", ".npz"):
+            stem = stem.with_suffix("")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        arrays: Dict[str, np.ndarray] = {}
+        meta: Dict[str, Any] = {"type": "EpochAnalysis", "format": 1, "epoch": int(self.epoch),
+                                "loss": None if not math.isfinite(self.loss) else float(self.loss),
+                                "scale": float(self.scale), "source": self.source,
+                                "settings_hash": self.settings_hash, "seconds": float(self.seconds),
+                                "info": self.info, "summary": self.summary()}
+        meta["fixed_points"] = _dump_dataclass(self.fixed_points, "fp.", arrays)
+        if self.ghosts is not None:
+            meta["ghosts"] = _dump_dataclass(self.ghosts, "ghost.", arrays)
+            meta["ghosts"]["__class__"] = f"{type(self.ghosts).__module__}:{type(self.ghosts).__name__}"
+        if self.topology is not None:
+            arrays.update(self.topology.to_arrays())
+            meta["topology"] = {"info": self.topology.info,
+                                "signature": self.topology.signature().to_dict(),
+                                "edges": self.topology.edges()}
+        _atomic_write(stem.with_suffix(".npz"),
+                      lambda h: np.savez_compressed(h, **arrays))
+        text = json.dumps(_clean(meta), indent=1, default=_json_default)
+        _atomic_write(stem.with_suffix(".json"), lambda h: h.write(text.encode()))
+        return stem
 
     @classmethod
     def load(cls, path) -> "EpochAnalysis":
-        """Read what :meth:`save` wrote."""
-        raise NotImplementedError
+        """Read what :meth:`save` wrote (``path``, ``path.json`` or ``path.npz``)."""
+        from fixedpoints.results import FixedPoints
+
+        from .topology import Topology
+
+        stem = Path(path)
+        if stem.suffix in (".json", ".npz"):
+            stem = stem.with_suffix("")
+        for p in (stem.with_suffix(".json"), stem.with_suffix(".npz")):
+            if not p.exists():
+                raise FileNotFoundError(f"{p} is missing; an epoch analysis is a .json and .npz "
+                                        f"pair written by EpochAnalysis.save")
+        meta = json.loads(stem.with_suffix(".json").read_text())
+        if meta.get("type") != "EpochAnalysis":
+            raise ValueError(f"{stem.with_suffix('.json')} is not an EpochAnalysis file "
+                             f"(type={meta.get('type')!r})")
+        with np.load(stem.with_suffix(".npz"), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        fixed_points = _load_dataclass(FixedPoints, "fp.", arrays, meta["fixed_points"])
+        ghosts = None
+        if "ghosts" in meta:
+            module, _, name = meta["ghosts"]["__class__"].partition(":")
+            import importlib
+            ghost_cls = getattr(importlib.import_module(module), name)
+            ghosts = _load_dataclass(ghost_cls, "ghost.", arrays, meta["ghosts"])
+        topology = None
+        if "topology" in meta:
+            topology = Topology.from_arrays(arrays, info=meta["topology"].get("info"))
+        loss = meta.get("loss")
+        return cls(epoch=int(meta["epoch"]), fixed_points=fixed_points, ghosts=ghosts,
+                   topology=topology, scale=float(meta["scale"]),
+                   loss=math.nan if loss is None else float(loss), source=meta.get("source", ""),
+                   settings_hash=meta.get("settings_hash", ""),
+                   seconds=float(meta.get("seconds", 0.0)), info=meta.get("info", {}))
 
 
-def analyze_checkpoint(model, *, epoch: int = 0, loss: float = math.nan, settings=None,
-                       device: str = "cpu", architecture: Optional[str] = None,
+def _clean(value):
+    """Replace non-finite floats by None, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    return value
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        write(handle)
+    os.replace(tmp, path)
+
+
+def _dump_dataclass(obj, prefix: str, arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    """Split a frozen result dataclass into arrays (into ``arrays``) and JSON metadata."""
+    import enum
+
+    from fixedpoints.results import SlowRegion
+
+    meta: Dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, np.ndarray):
+            arrays[prefix + f.name] = value.astype(str) if value.dtype == object else value
+        elif isinstance(value, tuple) and value and all(isinstance(v, SlowRegion) for v in value):
+            meta[f.name] = {"slow_regions": []}
+            for j, region in enumerate(value):
+                for name in ("points", "speed", "center", "axes", "extent"):
+                    arrays[f"{prefix}{f.name}.{j}.{name}"] = getattr(region, name)
+                meta[f.name]["slow_regions"].append({"dimension": int(region.dimension)})
+        elif isinstance(value, enum.Enum):
+            meta[f.name] = {"enum": type(value).__name__, "name": value.name,
+                            "module": type(value).__module__}
+        else:
+            meta[f.name] = json.loads(json.dumps(_clean(value), default=_json_default))
+    return meta
+
+
+def _load_dataclass(cls, prefix: str, arrays: Dict[str, np.ndarray], meta: Dict[str, Any]):
+    """Inverse of :func:`_dump_dataclass`."""
+    import importlib
+
+    from fixedpoints.results import SlowRegion
+
+    kwargs: Dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if prefix + f.name in arrays:
+            kwargs[f.name] = arrays[prefix + f.name]
+        elif f.name in meta:
+            value = meta[f.name]
+            if isinstance(value, dict) and "enum" in value and "name" in value:
+                enum_cls = getattr(importlib.import_module(value["module"]), value["enum"])
+                value = enum_cls[value["name"]]
+            elif isinstance(value, dict) and "slow_regions" in value:
+                value = tuple(
+                    SlowRegion(dimension=entry["dimension"],
+                               **{n: arrays[f"{prefix}{f.name}.{j}.{n}"]
+                                  for n in ("points", "speed", "center", "axes", "extent")})
+                    for j, entry in enumerate(value["slow_regions"]))
+            elif f.name == "slow_regions" and value == []:
+                value = ()
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+# ------------------------------------------------------------------------------ the work
+def _as_dynamics(model, settings: EpochSettings, device: str = "cpu"):
+    """A Dynamics from a Dynamics or an nn.Module (with the settings' input and time)."""
+    import torch
+
+    from fixedpoints import Dynamics, from_module
+
+    if isinstance(model, Dynamics):
+        dyn = model
+        if settings.input is not None:
+            dyn = dyn.with_input(settings.input)
+        if str(dyn.device) != str(torch.device(device)):
+            dyn = dyn.to(device)
+        return dyn
+    if isinstance(model, torch.nn.Module):
+        return from_module(model, input=settings.input, time=settings.time, device=device)
+    raise TypeError(f"cannot analyze a {type(model).__name__}; pass a torch.nn.Module, a "
+                    f"fixedpoints.Dynamics, or a checkpoint file path")
+
+
+def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarray:
+    """Initial states for the fixed-point search, sampled from the system's own trajectories.
+
+    With ``settings.drive``, trajectories are driven by those inputs; otherwise they run
+    autonomously (at the bound input) from ``init_scale`` · standard-normal states, a quarter of
+    them starting from the model's own ``initial_state`` (when ``module`` has one) plus noise.
+
+    Returns
+    -------
+    ndarray of shape (n_initial, n_states)
+    """
+    import torch
+
+    from fixedpoints import sample_initial_states
+
+    n = dynamics.n_states
+    gen = np.random.default_rng(settings.seed)
+    if settings.drive is not None:
+        drive = np.asarray(settings.drive, dtype=float)
+        if drive.shape[-1] != dynamics.n_inputs:
+            raise ValueError(f"drive has {drive.shape[-1]} input channel(s) but the model takes "
+                             f"{dynamics.n_inputs}; pass drive of shape (T, {dynamics.n_inputs}) "
+                             f"or (b, T, {dynamics.n_inputs})")
+        b = 1 if drive.ndim == 2 else drive.shape[0]
+        x0 = settings.init_scale * gen.standard_normal((b, n))
+        own = _own_initial_state(module, b)
+        if own is not None:
+            x0 = own
+        return sample_initial_states(dynamics, settings.n_initial, inputs=drive, x0=x0,
+                                     burn_in=min(settings.burn_in, drive.shape[-2] - 1),
+                                     noise=settings.noise, seed=settings.seed)
+    b = settings.n_trajectories
+    x0 = settings.init_scale * gen.standard_normal((b, n))
+    k = max(1, b // 4)
+    own = _own_initial_state(module, k)
+    if own is not None:
+        x0[:k] = own + 0.01 * settings.init_scale * gen.standard_normal((k, n))
+    return sample_initial_states(dynamics, settings.n_initial, x0=x0, n_steps=settings.n_steps,
+                                 burn_in=settings.burn_in, noise=settings.noise,
+                                 seed=settings.seed)
+
+
+def initial_states_for(dynamics, settings: EpochSettings, module=None) -> np.ndarray:
+    """Initial states for the fixed-point search, sampled from the system's own trajectories.
+
+    With ``settings.drive``, trajectories are driven by those inputs; otherwise they run
+    autonomously (at the bound input) from ``init_scale`` · standard-normal states, a quarter of
+    them starting from the model's own ``initial_state`` (when ``module`` has one). Noise is
+    added as ``settings.noise`` says. Then ``segment_seeds`` states are added on the segments
+    between the distinct end states of autonomous runs (see :class:`EpochSettings`).
+
+    Returns
+    -------
+    ndarray of shape (n_initial + extra, n_states)
+    """
+    states = _sampled_states(dynamics, settings, module=module)
+    if settings.segment_seeds <= 0:
+        return states
+    return np.concatenate([states, _segment_seeds(dynamics, states, settings)])
+
+
+def _segment_seeds(dynamics, states: np.ndarray, settings: EpochSettings) -> np.ndarray:
+    """States on the segments between distinct end points of autonomous runs from ``states``."""
+    import torch
+
+    from fixedpoints import deduplicate
+
+    from .matching import state_spread
+
+    n = dynamics.n_states
+    rng = np.random.default_rng(settings.seed + 1)
+    pick = rng.choice(len(states), size=min(64, len(states)), replace=False)
+    with torch.no_grad():
+        ends = dynamics.simulate(states[pick], settings.n_steps)[:, -1].cpu().numpy()
+    ends = ends[np.all(np.isfinite(ends), axis=1)]
+    spread = state_spread(states)
+    if len(ends) < 2 or not spread > 0:
+        return np.zeros((0, n))
+    ends = ends[deduplicate(ends, np.zeros(len(ends)), 0.05 * spread)]
+    if len(ends) < 2:
+        return np.zeros((0, n))
+    # pair each end state with its nearest neighbours only: saddles sit between neighbouring
+    # attractors (a cube's edges, not its diagonals)
+    d = np.linalg.norm(ends[:, None, :] - ends[None, :, :], axis=2)
+    np.fill_diagonal(d, np.inf)
+    k = min(3, len(ends) - 1)
+    near = np.argsort(d, axis=1)[:, :k]
+    pairs = {(min(a, b), max(a, b)) for a in range(len(ends)) for b in near[a]}
+    pairs = sorted(pairs)
+    if len(pairs) > 32:
+        pairs = [pairs[t] for t in np.sort(rng.choice(len(pairs), size=32, replace=False))]
+    i = np.array([p[0] for p in pairs], int)
+    j = np.array([p[1] for p in pairs], int)
+    t = (np.arange(1, settings.segment_seeds + 1) / (settings.segment_seeds + 1))[None, :, None]
+    seeds = ends[i][:, None, :] * (1 - t) + ends[j][:, None, :] * t
+    return seeds.reshape(-1, n)
+
+
+def _own_initial_state(module, batch: int) -> Optional[np.ndarray]:
+    import torch
+
+    if module is None or not callable(getattr(module, "initial_state", None)):
+        return None
+    try:
+        with torch.no_grad():
+            x = module.initial_state(batch)
+        x = x.detach().double().cpu().numpy().reshape(batch, -1)
+        return x if np.all(np.isfinite(x)) else None
+    except Exception:  # noqa: BLE001 - a model without a usable initial state
+        return None
+
+
+def _detect_ghosts(dynamics, fixed_points, initial_states, settings: EpochSettings, info):
+    if not settings.ghosts:
+        return None
+    try:
+        from fixedpoints.ghosts import detect_ghosts
+    except ImportError as error:
+        info["ghosts"] = f"skipped: fixedpoints.ghosts is unavailable ({error})"
+        logger.info("ghost detection skipped: %s", error)
+        return None
+    options = {"max_starts": settings.ghost_starts, **settings.ghost_options}
+    return detect_ghosts(dynamics, fixed_points=fixed_points,
+                         initial_states=_away_from_fixed_points(initial_states, fixed_points),
+                         **options)
+
+
+def _away_from_fixed_points(states: np.ndarray, fixed_points, rtol: float = 0.02) -> np.ndarray:
+    """The states farther than ``rtol · scale`` from every fixed point found.
+
+    Trajectories spend most of their time at attractors; starting a ghost search there is
+    wasted. All states are returned when fewer than 16 would be left.
+    """
+    fixed = fixed_points.x[fixed_points.kind != "slow"]
+    if not len(fixed) or not len(states):
+        return states
+    from scipy.spatial import cKDTree
+
+    from fixedpoints import deduplicate
+
+    scale = max(float(fixed_points.scale), 1e-12)
+    distance, _ = cKDTree(fixed).query(states)
+    keep = distance > rtol * scale
+    states = states[keep] if keep.sum() >= 16 else states
+    return states[np.sort(deduplicate(states, np.zeros(len(states)), 0.05 * scale))]
+
+
+def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
+                     loss: float = math.nan, source: str = "", module=None) -> EpochAnalysis:
+    """Analyze one :class:`fixedpoints.Dynamics` (the core of :func:`analyze_checkpoint`)."""
+    import warnings
+
+    from fixedpoints import find_fixed_points
+
+    from .matching import state_spread
+    from .topology import build_topology
+
+    started = _time.perf_counter()
+    info: Dict[str, Any] = {"n_states": int(dynamics.n_states), "time": dynamics.time}
+    init = initial_states_for(dynamics, settings, module=module)
+    scale = float(settings.scale) if settings.scale is not None else state_spread(init)
+    if not (math.isfinite(scale) and scale > 0):
+        scale = 1.0
+        info["scale"] = "the sampled states had no spread; scale set to 1"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fp = find_fixed_points(dynamics, init, **settings.finder)
+    messages = sorted({str(w.message)[:500] for w in caught
+                       if issubclass(w.category, RuntimeWarning)})
+    if messages:
+        info["finder_warnings"] = messages
+    info["finder"] = {k: v for k, v in fp.info.items() if not isinstance(v, np.ndarray)}
+    info["finder_status"] = fp.status.name
+    ghosts = _detect_ghosts(dynamics, fp, init, settings, info)
+    topology = None
+    if settings.topology:
+        topology = build_topology(dynamics, fp, ghosts, scale=scale, eps=settings.topology_eps,
+                                  max_steps=settings.topology_steps,
+                                  reach=settings.topology_reach)
+    return EpochAnalysis(epoch=int(epoch), fixed_points=fp, ghosts=ghosts, topology=topology,
+                         scale=scale, loss=float(loss), source=str(source),
+                         settings_hash=settings.hash(),
+                         seconds=_time.perf_counter() - started, info=info)
+
+
+def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math.nan,
+                       settings: Optional[EpochSettings] = None, device: str = "cpu",
+                       load_options: Optional[Dict[str, Any]] = None,
                        **options) -> EpochAnalysis:
     """Analyze one model: fixed points, ghosts, topology.
 
     Parameters
     ----------
     model : torch.nn.Module, fixedpoints.Dynamics, str or path
-        A recurrent model (built-in ``checkpoints.models`` class, torch RNN/GRU/LSTM, or any
-        module with ``step``/``velocity``), a Dynamics, or a checkpoint file readable by
-        :mod:`checkpoints`.
-    epoch : int, default 0
+        A recurrent model (a ``checkpoints.models`` class, torch RNN/GRU/LSTM, or any module
+        with ``step``/``velocity``), a Dynamics, or a checkpoint file (read with
+        :func:`checkpoints.loading.load_checkpoint`).
+    epoch : int, optional
+        Defaults to the checkpoint's own epoch for files, else 0.
     loss : float, optional
+        Training loss at this epoch, stored with the result.
     settings : EpochSettings, optional
+        ``options`` replace single fields.
     device : str, default "cpu"
+    load_options : dict, optional
+        Keyword arguments for ``load_checkpoint`` (``architecture``, ``config``,
+        ``model_factory``, ``prefix``, ``trust_pickle``) when ``model`` is a path.
     **options
         Fields of :class:`EpochSettings` (e.g. ``n_initial=512, input=(0, 0, 0)``).
 
     Returns
     -------
     EpochAnalysis
+
+    Examples
+    --------
+    >>> from fixedpoints import systems
+    >>> result = analyze_checkpoint(systems.tanh_map(2.0, 0.4), n_initial=64)
+    >>> result.fixed_points.counts()["stable"]
+    2
     """
-    raise NotImplementedError
+    settings = make_settings(settings, **options)
+    module = None
+    source = ""
+    if isinstance(model, (str, os.PathLike)):
+        from checkpoints.loading import load_checkpoint
+
+        checkpoint = load_checkpoint(model, **(load_options or {}))
+        module, source = checkpoint.model, str(checkpoint.path)
+        if epoch is None:
+            epoch = checkpoint.epoch
+    else:
+        import torch
+
+        if isinstance(model, torch.nn.Module):
+            module = model
+            source = type(model).__name__
+        else:
+            source = getattr(model, "name", type(model).__name__)
+    dynamics = _as_dynamics(module if module is not None else model, settings, device)
+    return analyze_dynamics(dynamics, settings, epoch=0 if epoch is None else int(epoch),
+                            loss=loss, source=source, module=module)

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional, Tuple
@@ -98,6 +99,17 @@ def _call(func: Callable, args: tuple) -> Any:
             return error
         except Exception:  # noqa: BLE001
             return TaskError(type(error).__name__, str(error), text)
+
+
+#: Serializes tasks that share one process on Dask: torch.func's forward-mode AD keeps
+#: process-wide state, so two analyses in two threads of one worker corrupt each other.
+_PROCESS_LOCK = threading.Lock()
+
+
+def _call_serialized(func: Callable, args: tuple) -> Any:
+    """:func:`_call` holding the process-wide lock (Dask workers may run several threads)."""
+    with _PROCESS_LOCK:
+        return _call(func, args)
 
 
 def _init_worker() -> None:
@@ -194,6 +206,9 @@ def run_tasks(func: Callable, args_list: Iterable[Any], *, jobs: Optional[int] =
     scheduler : str or distributed.Client, optional
         Address of a running Dask distributed scheduler (``"tcp://host:8786"``) or a
         ``Client``; tasks are submitted there and ``jobs`` is ignored. Needs ``dask[distributed]``.
+        Tasks that land in one worker process run one at a time (torch.func keeps process-wide
+        state); for parallelism start workers with one thread each and several processes
+        (``dask worker ADDRESS --nworkers N --nthreads 1``).
     progress : bool
         Show a tqdm progress bar when stderr is a terminal; log one INFO line per task otherwise.
     desc : str
@@ -356,7 +371,7 @@ def _run_dask(func: Callable, args_list: Iterable[Any], scheduler: Any,
                 index, item = next(items)
             except StopIteration:
                 return False
-            future = client.submit(_call, func, _as_args(item), pure=False,
+            future = client.submit(_call_serialized, func, _as_args(item), pure=False,
                                    key=f"ghostscope-task-{index}-{os.getpid()}-{id(queue)}")
             futures[future] = index
             queue.add(future)

@@ -137,6 +137,34 @@ def test_dask_local_cluster():
             assert client.submit(square, 5).result() == 25
 
 
+def overlap_probe(_):
+    """Records how many probes run at once in this process."""
+    with _PROBE_LOCK:
+        _PROBE["now"] += 1
+        _PROBE["max"] = max(_PROBE["max"], _PROBE["now"])
+    time.sleep(0.05)
+    with _PROBE_LOCK:
+        _PROBE["now"] -= 1
+    return _PROBE["max"]
+
+
+import threading  # noqa: E402
+
+_PROBE = {"now": 0, "max": 0}
+_PROBE_LOCK = threading.Lock()
+
+
+def test_dask_tasks_in_one_worker_process_do_not_overlap():
+    """torch.func is not thread-safe: a multi-threaded worker must run tasks one at a time."""
+    distributed = pytest.importorskip("distributed")
+    _PROBE.update(now=0, max=0)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=4, processes=False,
+                                  dashboard_address=None) as cluster:
+        results = dict(run_tasks(overlap_probe, range(8), scheduler=cluster.scheduler_address))
+    assert sorted(results) == list(range(8))
+    assert _PROBE["max"] == 1
+
+
 def test_dask_unreachable_scheduler_names_the_address(monkeypatch):
     pytest.importorskip("distributed")
     monkeypatch.setattr("analysis.execution.CONNECT_TIMEOUT", "1s")

@@ -1,0 +1,7 @@
+"""``python -m analysis``: the ``ghostscope`` command line (see :mod:`analysis.cli`)."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

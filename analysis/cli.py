@@ -1,0 +1,891 @@
+"""The ``ghostscope`` command line: a checkpoint directory in; portraits, events and a report out.
+
+Subcommands::
+
+    ghostscope demo [--out DIR]                 train a small flip-flop RNN, analyze it, report
+    ghostscope analyze DIR --out OUT [...]      analyze every checkpoint of a directory
+    ghostscope find FILE [...]                  fixed points, slow points and ghosts of one file
+    ghostscope info DIR                         what the reader sees: files, epochs, model, problems
+    ghostscope train TASK --out DIR [...]       train a built-in model and write checkpoints
+
+Exit status: 0 on success, 2 on bad usage, 1 on failure. Errors are one line naming the file
+and the fix (``-v`` adds the traceback). The per-checkpoint work goes through
+:func:`analysis.analyze_series` / :func:`analysis.analyze_checkpoint` only.
+"""
+from __future__ import annotations
+
+import os
+
+# OpenMP's default busy-wait makes torch up to 100x slower on a shared machine; this must be set
+# before torch is imported (the command imports it lazily, below).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+__all__ = ["main", "build_parser", "UsageError", "DEMO_TRAINING"]
+
+PROG = "ghostscope"
+logger = logging.getLogger("analysis.cli")
+
+#: The demo's training run: a 3-bit flip-flop leaky RNN that reaches the 8-attractor solution
+#: (27 fixed points: 8 stable, 12 + 6 + 1 saddles) in a few hundred Adam steps.
+DEMO_TRAINING: Dict[str, Any] = dict(task="flipflop", architecture="leaky_rnn", n_states=32,
+                                     epochs=400, lr=0.01, optimizer="adam", save_every=20,
+                                     seed=0)
+
+
+#: Extra per-epoch settings of the demo's analysis (tests shrink them).
+_DEMO_SETTINGS: Dict[str, Any] = {}
+
+
+class UsageError(Exception):
+    """A command-line argument that cannot work (exit status 2)."""
+
+
+class _Failure(Exception):
+    """A failure already explained in one line (exit status 1)."""
+
+
+# ------------------------------------------------------------------------------ parsing helpers
+def _parse_floats(text: str, what: str) -> Tuple[float, ...]:
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"{what} {text!r} is not a list of numbers; write e.g. '0,0,0'") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"{what} {text!r} needs finite numbers; write e.g. '0,0,0'")
+    return values
+
+
+def _load_array(path: str, what: str) -> np.ndarray:
+    """A numeric array from .npy, .npz (one array, or key drive/inputs/input), .json, .csv/.txt."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{path}: no such file for {what}; pass an existing .npy, .npz, .json, "
+                         f".csv or .txt file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npy":
+            array = np.load(p, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(p, allow_pickle=False) as data:
+                keys = list(data.files)
+                key = next((k for k in ("drive", "inputs", "input") if k in keys), None)
+                if key is None:
+                    if len(keys) != 1:
+                        raise UsageError(f"{path}: holds arrays {keys}; name the one for {what} "
+                                         f"'drive', 'inputs' or 'input', or save just one")
+                    key = keys[0]
+                array = data[key]
+        elif suffix == ".json":
+            array = np.asarray(json.loads(p.read_text()), dtype=float)
+        else:
+            array = np.loadtxt(p, delimiter="," if suffix == ".csv" else None, ndmin=1)
+    except UsageError:
+        raise
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{path}: cannot read {what} ({error}); save it with numpy.save, as JSON "
+                         f"lists, or as comma-separated numbers") from None
+    array = np.asarray(array, dtype=float)
+    if not np.all(np.isfinite(array)):
+        raise UsageError(f"{path}: {what} holds NaN or inf; replace them with numbers")
+    return array
+
+
+def _parse_epoch_range(text: str) -> Tuple[Optional[int], Optional[int]]:
+    if ":" not in text:
+        raise UsageError(f"--epochs {text!r}: write a range A:B (inclusive), A: or :B")
+    a, _, b = text.partition(":")
+    try:
+        lo = int(a) if a.strip() else None
+        hi = int(b) if b.strip() else None
+    except ValueError:
+        raise UsageError(f"--epochs {text!r}: A and B must be whole epochs, e.g. 100:500") from None
+    if lo is not None and hi is not None and hi < lo:
+        raise UsageError(f"--epochs {text!r}: the end comes before the start; write A:B with "
+                         f"A <= B")
+    return lo, hi
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"{text!r}: use N >= 1 worker processes, or -1 for "
+                                         f"all cores")
+    return value
+
+
+# ------------------------------------------------------------------------------ the parser
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="more log output, and the traceback of an error")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars and only warnings and errors")
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--model", metavar="SPEC",
+                       help="a model factory for custom checkpoints: 'pkg.module:build' or "
+                            "'path/to/file.py:build'")
+    group.add_argument("--arch", metavar="NAME",
+                       help="the built-in architecture (leaky_rnn, rank_one_rnn, plrnn, gru, "
+                            "lstm, ...), when config.json does not say it")
+    p.add_argument("--pattern", metavar="GLOB",
+                   help="only files matching this shell pattern (e.g. 'model_epoch*.pt')")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow checkpoints that are whole pickled modules (runs code from the "
+                        "file: trusted files only)")
+
+
+def _add_system(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--input", metavar="VALUES",
+                       help="the constant input at which fixed points are sought, e.g. '0,0,1' "
+                            "(default: zeros)")
+    group.add_argument("--inputs", metavar="FILE",
+                       help="the constant input read from a file (.npy, .json, .csv, .txt) "
+                            "holding one vector")
+    p.add_argument("--drive", metavar="FILE",
+                   help="task-like input sequences (T, n_inputs) or (b, T, n_inputs) that drive "
+                        "the trajectories the search starts from (.npy, .npz, .json, .csv)")
+    p.add_argument("--time", choices=("discrete", "continuous"),
+                   help="for models with both forms: analyze the map or the flow")
+    p.add_argument("--n-initial", type=_positive_int, metavar="N",
+                   help="initial states of the fixed-point search (default 256)")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of the initial states")
+    p.add_argument("--no-ghosts", action="store_true", help="skip ghost detection")
+    p.add_argument("--device", default="cpu", metavar="DEV",
+                   help="torch device for the math: cpu (default) or cuda")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ghostscope`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Fixed points, slow points, ghosts and restructuring events of "
+                               "RNN checkpoints across training.",
+        epilog="Start with `ghostscope demo`, then `ghostscope analyze DIR --out OUT`.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("analyze", help="analyze every checkpoint of a directory",
+                       description="Analyze every checkpoint of DIR and write summary.json, "
+                                   "events.csv, epochs/, portraits/, timeline.png, "
+                                   "portraits.gif and report.html to OUT.")
+    p.add_argument("dir", metavar="DIR", help="directory of checkpoints")
+    p.add_argument("--out", "-o", required=True, metavar="OUT", help="output directory")
+    _add_model(p)
+    _add_system(p)
+    p.add_argument("--every", type=_positive_int, metavar="K",
+                   help="analyze every K-th checkpoint (the first and the last always)")
+    p.add_argument("--epochs", metavar="A:B", help="only epochs A to B (inclusive; A: or :B)")
+    p.add_argument("--log", metavar="FILE",
+                   help="training log (train_log.csv or .npz with loss_history); found beside "
+                        "the checkpoints when omitted")
+    p.add_argument("--log-column", metavar="NAME", help="the loss column / key in the log")
+    p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
+                   help="worker processes (default 1; -1 for all cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--force", action="store_true",
+                   help="redo epochs already analyzed in OUT with the same settings")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first checkpoint that fails (exit 1)")
+    p.add_argument("--localize", action="store_true",
+                   help="place each event between its two checkpoints by bisection")
+    p.add_argument("--projection", choices=("auto", "pca", "latent", "identity"), default="auto",
+                   help="coordinates of the portraits (default: latent for rank-1/2 models, "
+                        "else PCA across all epochs)")
+    p.add_argument("--no-report", action="store_true",
+                   help="write the data files only (no portraits, timeline, GIF or HTML)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("find", help="fixed points, slow points and ghosts of one checkpoint",
+                       description="Analyze one checkpoint file and print its points.")
+    p.add_argument("file", metavar="FILE", help="a checkpoint file")
+    _add_model(p)
+    _add_system(p)
+    p.add_argument("--out", "-o", metavar="OUT",
+                   help="also write epoch_XXXX.json/.npz and a portrait PNG there")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_common(p)
+    p.set_defaults(func=_cmd_find)
+
+    p = sub.add_parser("info", help="what the reader sees in a directory",
+                       description="List the checkpoint files, epochs, the model, the training "
+                                   "log and any problem, without analyzing.")
+    p.add_argument("dir", metavar="DIR", help="directory of checkpoints")
+    _add_model(p)
+    p.add_argument("--quick", action="store_true",
+                   help="load only the first checkpoint (skip checking every file)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_common(p)
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("train", help="train a built-in model on a task, writing checkpoints",
+                       description="Train a built-in model and write model_epoch{e}.pt, "
+                                   "train_log.csv and config.json to DIR.")
+    p.add_argument("task", metavar="TASK",
+                   help="flipflop, delayed_activation, cue_discrimination, match_to_sample, "
+                        "delayed_addition or evidence_accumulation")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--arch", default=None, metavar="NAME",
+                   help="architecture (default: rank_one_rnn for delayed_activation, else "
+                        "leaky_rnn)")
+    p.add_argument("--epochs", type=int, default=400, metavar="N", help="updates (default 400)")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--n-states", type=_positive_int, default=100, metavar="N",
+                   help="units (default 100)")
+    p.add_argument("--rank", type=_positive_int, default=None, metavar="K",
+                   help="low rank K of a leaky RNN")
+    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="B")
+    p.add_argument("--save-every", type=_positive_int, default=None, metavar="K",
+                   help="checkpoint every K epochs (default: about 20 checkpoints)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tcr-lambda", type=float, default=0.0, metavar="L",
+                   help="weight of the temporal-consistency penalty (default 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoints, log and config already in DIR")
+    _add_common(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("demo", help="train a small flip-flop RNN, analyze it, write the report",
+                       description="Train a 3-bit flip-flop leaky RNN into a new directory, "
+                                   "analyze its checkpoints and write the report.")
+    p.add_argument("--out", "-o", metavar="DIR", default=None,
+                   help="a new or empty directory (default: ./ghostscope_demo, numbered if it "
+                        "exists)")
+    p.add_argument("--jobs", "-j", type=_jobs, default=-1, metavar="N",
+                   help="worker processes (default: all cores)")
+    _add_common(p)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("ghostscope")
+    except Exception:  # noqa: BLE001 - running from a source tree
+        return "0.1.0 (source tree)"
+
+
+# ------------------------------------------------------------------------------ logging / output
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = " ".join(record.getMessage().split()) if record.levelno < logging.ERROR else \
+            record.getMessage()
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        return f"{PROG}: {level}{text}"
+
+
+_LOGGERS = ("analysis", "checkpoints", "fixedpoints", "py.warnings")
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> logging.Handler:
+    """Messages to stderr, one line each: this command's progress at INFO, the libraries'
+    warnings (everything with -v; only warnings and errors with -q)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    for name in _LOGGERS:
+        log = logging.getLogger(name)
+        log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        log.addHandler(handler)
+        log.propagate = False
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    logging.captureWarnings(True)
+    if not verbose:
+        # the finder's convergence warnings are recorded per epoch in the results
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="fixedpoints")
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="analysis")
+    return handler
+
+
+def _remove_logging(handler: logging.Handler) -> None:
+    for name in _LOGGERS:
+        log = logging.getLogger(name)
+        log.removeHandler(handler)
+        log.setLevel(logging.NOTSET)
+        log.propagate = True
+    logger.setLevel(logging.NOTSET)
+    logging.captureWarnings(False)
+
+
+def _say(args, text: str) -> None:
+    """A line of results for the user (stdout)."""
+    print(text, flush=True)
+
+
+def _progress(args) -> bool:
+    return not args.quiet and sys.stderr is not None and sys.stderr.isatty()
+
+
+# ------------------------------------------------------------------------------ shared pieces
+def _settings_options(args) -> Dict[str, Any]:
+    """EpochSettings fields from the command line."""
+    options: Dict[str, Any] = {}
+    if getattr(args, "input", None):
+        options["input"] = _parse_floats(args.input, "--input")
+    if getattr(args, "inputs", None):
+        vector = _load_array(args.inputs, "--inputs")
+        if vector.ndim > 2 or (vector.ndim == 2 and min(vector.shape) != 1):
+            raise UsageError(f"{args.inputs}: holds {vector.shape[0]} input vectors; give one "
+                             f"constant input (run once per input, each with its own --out)")
+        options["input"] = tuple(float(v) for v in vector.reshape(-1))
+    if getattr(args, "drive", None):
+        drive = _load_array(args.drive, "--drive")
+        if drive.ndim == 1:
+            drive = drive[:, None]
+        if drive.ndim not in (2, 3):
+            raise UsageError(f"{args.drive}: --drive has shape {drive.shape}; save (T, n_inputs) "
+                             f"or (b, T, n_inputs)")
+        options["drive"] = drive
+    if getattr(args, "time", None):
+        options["time"] = args.time
+    if getattr(args, "n_initial", None):
+        options["n_initial"] = args.n_initial
+    if getattr(args, "seed", None) is not None:
+        options["seed"] = args.seed
+    if getattr(args, "no_ghosts", False):
+        options["ghosts"] = False
+    return options
+
+
+def _check_model_args(args) -> None:
+    """--arch and --model name something that exists (bad usage otherwise)."""
+    from checkpoints import ARCHITECTURES, CheckpointError, load_factory
+
+    arch = getattr(args, "arch", None)
+    if arch and arch not in ARCHITECTURES:
+        raise UsageError(f"--arch {arch!r} is not a built-in architecture; use one of "
+                         f"{', '.join(sorted(ARCHITECTURES))}, or --model for your own")
+    spec = getattr(args, "model", None)
+    if spec:
+        try:
+            load_factory(spec)
+        except CheckpointError as error:
+            raise UsageError(f"--model {_one_line(error)}") from None
+
+
+def _preflight(series, settings: Dict[str, Any]) -> None:
+    """Load the first checkpoints and bind the input, the drive and the time form, so that
+    options that cannot fit the model fail once, now, instead of once per epoch."""
+    from checkpoints import CheckpointError
+    from fixedpoints import from_module
+
+    errors = []
+    for index in range(min(3, len(series))):
+        try:
+            checkpoint = series.load(index)
+        except CheckpointError as error:
+            errors.append(error)
+            continue
+        try:
+            dynamics = from_module(checkpoint.model, input=settings.get("input"),
+                                   time=settings.get("time"))
+        except ValueError as error:
+            raise UsageError(f"{checkpoint.path}: {_one_line(error)} (check --input / --inputs "
+                             f"/ --time)") from None
+        drive = settings.get("drive")
+        if drive is not None and np.shape(drive)[-1] != dynamics.n_inputs:
+            raise UsageError(f"--drive has {np.shape(drive)[-1]} input channel(s) but the model "
+                             f"in {checkpoint.path} takes {dynamics.n_inputs}; save the drive "
+                             f"with shape (T, {dynamics.n_inputs}) or (b, T, {dynamics.n_inputs})")
+        return
+    if errors and len({e.reason for e in errors}) == 1:
+        raise errors[0]  # the same problem in every file tried: report it once
+
+
+def _load_options(args) -> Dict[str, Any]:
+    options: Dict[str, Any] = {}
+    if getattr(args, "arch", None):
+        options["architecture"] = args.arch
+    if getattr(args, "model", None):
+        options["model_factory"] = args.model
+    if getattr(args, "trust_pickle", False):
+        options["trust_pickle"] = True
+    return options
+
+
+def _check_device(device: str) -> None:
+    if device == "cpu":
+        return
+    import torch
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device!r} is not a torch device; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: this torch build sees no CUDA GPU; use --device "
+                         f"cpu, or install a CUDA build of torch on a GPU machine")
+
+
+def _open_series(directory: str, args):
+    from checkpoints import CheckpointSeries
+
+    path = Path(directory)
+    if not path.exists():
+        raise UsageError(f"{directory}: no such directory; pass the directory that holds the "
+                         f"checkpoint files")
+    if not path.is_dir():
+        raise UsageError(f"{directory}: is a file; pass its directory, or use "
+                         f"`{PROG} find {directory}` for one checkpoint")
+    return CheckpointSeries.from_dir(path, pattern=getattr(args, "pattern", None),
+                                     **_load_options(args))
+
+
+def _select(series, epochs: Optional[str], every: Optional[int]):
+    """The series restricted to --epochs A:B and every K-th file (first and last kept)."""
+    from checkpoints import CheckpointSeries
+
+    entries = list(series.entries)
+    if epochs:
+        lo, hi = _parse_epoch_range(epochs)
+        entries = [e for e in entries if e.epoch is not None
+                   and (lo is None or e.epoch >= lo) and (hi is None or e.epoch <= hi)]
+        if not entries:
+            known = [e.epoch for e in series.entries if e.epoch is not None]
+            span = f"{min(known)}..{max(known)}" if known else "none"
+            raise UsageError(f"--epochs {epochs}: no checkpoint in that range (the directory has "
+                             f"epochs {span})")
+    if every and every > 1:
+        keep = list(range(0, len(entries), every))
+        if keep[-1] != len(entries) - 1:
+            keep.append(len(entries) - 1)
+        entries = [entries[i] for i in keep]
+    if len(entries) == len(series.entries):
+        return series
+    return CheckpointSeries(entries, directory=series.directory, architecture=series.architecture,
+                            prefix=series.prefix, model_factory=series.model_factory,
+                            trust_pickle=series.trust_pickle, strict=series.strict,
+                            config=series.config, dtype=series.dtype)
+
+
+def _prepare_out(out: str) -> Path:
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{out}: --out is a file; pass a directory (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{out}: cannot create the output directory ({error.strerror}); pass a "
+                         f"writable path") from None
+    _remove_stale_temporaries(path)
+    return path
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete half-written files an interrupted run left (every file is written to a temporary
+    name and renamed when complete, so these are never results)."""
+    import re
+    pattern = re.compile(r"(\.tmp\d*$)|(^\..+\.\d+\.tmp$)")
+    for folder in (out, out / "epochs", out / "portraits"):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if entry.is_file() and pattern.search(entry.name):
+                try:
+                    entry.unlink()
+                    logger.debug("removed %s, left by an interrupted run", entry)
+                except OSError:
+                    pass
+
+
+# ------------------------------------------------------------------------------ commands
+def _cmd_analyze(args) -> int:
+    from . import analyze_series
+    from .report import PortraitOptions, write_report
+
+    settings = _settings_options(args)
+    _check_device(args.device)
+    _check_model_args(args)
+    if args.scheduler and args.jobs not in (1, -1):
+        logger.info("--scheduler given: --jobs %s is ignored (the cluster decides)", args.jobs)
+    series = _select(_open_series(args.dir, args), args.epochs, args.every)
+    _preflight(series, settings)
+    out = _prepare_out(args.out)
+    progress = _progress(args)
+    started = time.perf_counter()
+    logger.info("analyzing %d checkpoint(s) of %s", len(series), args.dir)
+    analysis = analyze_series(series, jobs=args.jobs, scheduler=args.scheduler,
+                              device=args.device, progress=progress, strict=args.strict,
+                              out=out, force=args.force, log=args.log,
+                              log_column=args.log_column, localize=args.localize, **settings)
+    reused = analysis.options.get("reused_epochs", 0)
+    if not analysis.results:
+        first = analysis.failed[0] if analysis.failed else None
+        reason = "nothing was analyzed" if first is None else (
+            first.reason if first.source in first.reason else f"{first.source}: {first.reason}")
+        raise _Failure(f"no checkpoint could be analyzed; first failure: {reason}")
+    report = None
+    if not args.no_report:
+        report = write_report(analysis, out, models=series, jobs=args.jobs,
+                              scheduler=args.scheduler, progress=progress, force=args.force,
+                              device=args.device,
+                              options=PortraitOptions(projection=args.projection),
+                              title=f"ghostscope: {Path(args.dir).name or args.dir}",
+                              source=str(Path(args.dir).resolve()))
+    seconds = time.perf_counter() - started
+    _say(args, _analysis_summary(analysis, reused, seconds))
+    _say(args, f"results: {out}{os.sep}summary.json, events.csv, epochs{os.sep}")
+    if report is not None:
+        _say(args, f"report: {report}")
+    return 0
+
+
+def _analysis_summary(analysis, reused: int, seconds: float) -> str:
+    n = len(analysis.results)
+    parts = [f"analyzed {n} epoch{'s' if n != 1 else ''} in {seconds:.1f} s"]
+    if reused:
+        parts.append(f"{reused} reused from an earlier run")
+    if analysis.failed:
+        parts.append(f"{len(analysis.failed)} failed (listed in summary.json)")
+    kinds: Dict[str, int] = {}
+    for e in analysis.events:
+        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    events = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) or "none"
+    drop = analysis.drop_epoch
+    last = analysis.results[-1]
+    from .report import _counts_text, epoch_counts
+    return (f"{'; '.join(parts)}\n"
+            f"events: {events}\n"
+            f"loss drop: {'epoch %g' % drop if drop is not None else 'none found'}\n"
+            f"last epoch ({last.epoch}): {_counts_text(epoch_counts(last))}")
+
+
+def _cmd_find(args) -> int:
+    from . import analyze_checkpoint
+
+    path = Path(args.file)
+    if not path.exists():
+        raise UsageError(f"{args.file}: no such file; pass a checkpoint file")
+    if path.is_dir():
+        raise UsageError(f"{args.file}: is a directory; use `{PROG} analyze {args.file} --out "
+                         f"OUT` for a series, or pass one of its files")
+    settings = _settings_options(args)
+    _check_device(args.device)
+    _check_model_args(args)
+    result = analyze_checkpoint(str(path), device=args.device, load_options=_load_options(args),
+                                **settings)
+    if args.out:
+        out = _prepare_out(args.out)
+        stem = result.save(out / f"epoch_{int(result.epoch):04d}")
+        png = _single_portrait(result, str(path), _load_options(args), settings, args.device,
+                               out / f"epoch_{int(result.epoch):04d}.png")
+        logger.info("wrote %s.json, %s.npz and %s", stem, stem, png)
+    if args.json:
+        payload = result.summary()
+        payload["points"] = result.fixed_points.to_dict()["points"]
+        print(json.dumps(payload, indent=1, default=_json_default))
+    else:
+        print(_points_table(result))
+    return 0
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value) if math.isfinite(float(value)) else None
+    return str(value)
+
+
+def _single_portrait(result, file: str, load_options, settings, device, png: Path) -> Path:
+    """A portrait of one analysis (projection fitted on this epoch alone)."""
+    from .plotting import plot_portrait, save_figure
+    from .projection import ProjectionFitter
+    from .report import ModelSource, PortraitOptions, _Context, _collect, _epoch_geometry, \
+        _grid_trajectories, build_portrait
+
+    options = PortraitOptions()
+    ctx = _Context(result, ModelSource(file, dict(load_options)), settings.get("input"),
+                   settings.get("drive"), settings.get("time"), device, options)
+    collected = _collect(ctx)
+    fitter = ProjectionFitter()
+    fitter.add(collected["states"], collected["basis"], points=collected["points"])
+    projection = fitter.fit()
+    dynamics, traj, basis = _epoch_geometry(ctx)
+    if dynamics is not None:
+        extra = _grid_trajectories(dynamics, projection, basis, options.n_steps,
+                                   per_axis=5 if projection.exact else 4)
+        traj = extra if traj is None else np.concatenate([traj, extra])
+    portrait = build_portrait(result, projection, trajectories=traj, basis=basis,
+                              dynamics=dynamics, grid=options.grid)
+    return save_figure(plot_portrait(portrait)["figure"], png)
+
+
+def _points_table(result) -> str:
+    fp = result.fixed_points
+    from .report import _counts_text, epoch_counts
+    lines = [f"{result.source}: epoch {result.epoch}, {fp.n_states} states, {fp.time} time",
+             f"{len(fp)} point{'s' if len(fp) != 1 else ''}: {_counts_text(epoch_counts(result))}"
+             f"  (finder: {fp.status.name.lower()})"]
+    if len(fp):
+        native = "|λ|max" if fp.time == "discrete" else "Re λmax"
+        lines.append(f"{'#':>3}  {'kind':<9}{'index':>5}  {'speed q':>10}  {'|x|':>8}  "
+                     f"{native:>8}")
+        order = np.lexsort((fp.speed, fp.n_unstable))
+        for i in order[:200]:
+            ev = fp.eigvals[i]
+            top = np.max(np.abs(ev)) if fp.time == "discrete" else np.max(np.real(ev))
+            lines.append(f"{i:>3}  {str(fp.kind[i]):<9}{int(fp.n_unstable[i]):>5}  "
+                         f"{float(fp.speed[i]):>10.2e}  {float(np.linalg.norm(fp.x[i])):>8.3f}  "
+                         f"{float(top):>8.4f}")
+        if len(fp) > 200:
+            lines.append(f"... {len(fp) - 200} more (use --json or --out)")
+    ghosts = result.ghosts
+    if ghosts is not None and len(getattr(ghosts, "x", ())):
+        lines.append(f"{len(ghosts.x)} ghost(s):")
+        for j in range(len(ghosts.x)):
+            bits = [f"|x|={float(np.linalg.norm(ghosts.x[j])):.3f}"]
+            for name in ("speed", "passage_time", "fixed_point_distance"):
+                values = getattr(ghosts, name, None)
+                if values is not None and np.ndim(values) and len(values) > j:
+                    bits.append(f"{name}={float(values[j]):.3g}")
+            lines.append(f"  ghost {j}: " + ", ".join(bits))
+    return "\n".join(lines)
+
+
+def _cmd_info(args) -> int:
+    from checkpoints import CheckpointError
+
+    _check_model_args(args)
+    series = _open_series(args.dir, args)
+    entries = series.entries
+    info: Dict[str, Any] = {"directory": str(Path(args.dir).resolve()), "files": len(entries)}
+    epochs = [e.epoch for e in entries if e.epoch is not None]
+    info["epochs"] = {"first": min(epochs) if epochs else None,
+                      "last": max(epochs) if epochs else None, "count": len(epochs),
+                      "unnumbered": series.unnumbered}
+    config = series.config
+    info["config"] = None if config is None else config.get("path")
+    try:
+        from .learning import find_training_log, read_training_log
+        log = find_training_log(args.dir)
+        if log is not None:
+            curve = read_training_log(log)
+            info["training_log"] = {"path": str(log), "rows": len(curve),
+                                    "first_loss": float(curve.loss[0]),
+                                    "last_loss": float(curve.loss[-1])}
+        else:
+            info["training_log"] = None
+    except Exception as error:  # noqa: BLE001 - a bad log is a problem to report, not a crash
+        info["training_log"] = f"unreadable: {error}"
+    model: Dict[str, Any] = {}
+    for i in range(len(entries)):
+        try:
+            checkpoint = series.load(i)
+        except CheckpointError:
+            continue
+        m = checkpoint.model
+        model = {"file": checkpoint.path, "architecture": checkpoint.architecture,
+                 "class": type(m).__name__,
+                 "n_states": getattr(m, "n_states", getattr(m, "hidden_size", None)),
+                 "n_inputs": getattr(m, "n_inputs", getattr(m, "input_size", None)),
+                 "n_outputs": getattr(m, "n_outputs", None),
+                 "time": getattr(m, "time", "discrete"),
+                 "continuous_form": callable(getattr(m, "velocity", None)),
+                 "config": checkpoint.config, "notes": list(checkpoint.notes)}
+        break
+    info["model"] = model or None
+    if not args.quick:
+        series.validate()
+    info["problems"] = [str(p) for p in series.problems]
+    info["files_list"] = [{"file": e.name, "epoch": e.epoch, "step": e.step}
+                          for e in entries]
+    if args.json:
+        print(json.dumps(info, indent=1, default=_json_default))
+    else:
+        print(_info_text(info, args.quick))
+    return 0 if model else 1
+
+
+def _info_text(info: Dict[str, Any], quick: bool) -> str:
+    e = info["epochs"]
+    lines = [f"directory: {info['directory']}",
+             f"files: {info['files']} checkpoint(s), epochs {e['first']}..{e['last']}"
+             + (f", {len(e['unnumbered'])} without a number (last)" if e["unnumbered"] else "")]
+    names = [f["file"] for f in info["files_list"]]
+    shown = names if len(names) <= 8 else names[:4] + ["..."] + names[-3:]
+    lines.append("  " + "  ".join(shown))
+    lines.append(f"config: {info['config'] or 'none found (sizes read from the weights)'}")
+    log = info["training_log"]
+    if isinstance(log, dict):
+        lines.append(f"training log: {log['path']} ({log['rows']} rows, loss {log['first_loss']:.4g}"
+                     f" -> {log['last_loss']:.4g})")
+    else:
+        lines.append(f"training log: {log or 'none found (no loss curve, no drop detection)'}")
+    m = info["model"]
+    if m:
+        form = " (also a continuous form: --time continuous)" if m["continuous_form"] else ""
+        lines.append(f"model: {m['architecture']} ({m['class']}), {m['n_states']} states, "
+                     f"{m['n_inputs']} inputs, {m['n_outputs']} outputs, {m['time']} time{form}")
+        for note in m["notes"]:
+            lines.append(f"  note: {note}")
+    else:
+        lines.append("model: no checkpoint could be loaded (see problems)")
+    problems = info["problems"]
+    checked = "first loadable file only (--quick)" if quick else "every file loaded"
+    lines.append(f"problems ({checked}): {len(problems) or 'none'}")
+    lines.extend(f"  {p}" for p in problems)
+    return "\n".join(lines)
+
+
+def _cmd_train(args) -> int:
+    from checkpoints.train import train
+
+    arch = args.arch or ("rank_one_rnn" if args.task == "delayed_activation" else "leaky_rnn")
+    if args.epochs < 1:
+        raise UsageError(f"--epochs {args.epochs}: train at least 1 epoch")
+    save_every = args.save_every or max(1, args.epochs // 20)
+    out = Path(args.out)
+    started = time.perf_counter()
+    try:
+        result = train(args.task, arch, out, epochs=args.epochs, lr=args.lr,
+                       optimizer=args.optimizer, seed=args.seed, batch_size=args.batch_size,
+                       save_every=save_every, n_states=args.n_states, rank=args.rank,
+                       tcr_lambda=args.tcr_lambda, overwrite=args.overwrite,
+                       progress=True if _progress(args) else None)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+    except FileExistsError as error:
+        raise UsageError(f"{args.out}: {error}".replace("train: out_dir=", "")) from None
+    n_files = len(list(out.glob("model_epoch*.pt")))
+    _say(args, f"trained {arch} on {args.task} for {args.epochs} epochs in "
+               f"{time.perf_counter() - started:.1f} s: loss {result.losses[0]:.4g} -> "
+               f"{result.final_loss:.4g}, accuracy {result.accuracies[-1]:.3f}")
+    _say(args, f"checkpoints: {n_files} files in {out} (analyze them with `{PROG} analyze "
+               f"{out} --out {out}-analysis`)")
+    return 0
+
+
+def _demo_dir(out: Optional[str]) -> Path:
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UsageError(f"{out}: exists and is not empty; pass a new directory with --out")
+        return path
+    base = Path("ghostscope_demo")
+    path, k = base, 2
+    while path.exists():
+        path = Path(f"{base}_{k}")
+        k += 1
+    return path
+
+
+def _cmd_demo(args) -> int:
+    from checkpoints.train import train
+
+    from . import analyze_series
+    from .report import write_report
+
+    root = _demo_dir(args.out)
+    ckpt_dir, out = root / "checkpoints", root / "analysis"
+    progress = _progress(args)
+    started = time.perf_counter()
+    cfg = DEMO_TRAINING
+    logger.info("training a %d-unit leaky RNN on the 3-bit flip-flop (%d epochs) into %s",
+                cfg["n_states"], cfg["epochs"], ckpt_dir)
+    train(cfg["task"], cfg["architecture"], ckpt_dir, epochs=cfg["epochs"], lr=cfg["lr"],
+          optimizer=cfg["optimizer"], seed=cfg["seed"], save_every=cfg["save_every"],
+          n_states=cfg["n_states"], progress=True if progress else None)
+    trained = time.perf_counter()
+    from checkpoints import CheckpointSeries
+    series = CheckpointSeries.from_dir(ckpt_dir)
+    logger.info("analyzing %d checkpoints", len(series))
+    analysis = analyze_series(series, jobs=args.jobs, progress=progress, out=out,
+                              **_DEMO_SETTINGS)
+    report = write_report(analysis, out, models=series, jobs=args.jobs, progress=progress,
+                          title="ghostscope demo: 3-bit flip-flop",
+                          source=str(ckpt_dir.resolve()))
+    done = time.perf_counter()
+    _say(args, f"trained {len(series)} checkpoints in {trained - started:.1f} s")
+    _say(args, _analysis_summary(analysis, 0, done - trained).replace(
+        "epochs in", "epochs and wrote the report in", 1))
+    _say(args, f"re-run the analysis (reuses what is done): {PROG} analyze {ckpt_dir} "
+               f"--out {out}")
+    _say(args, f"report: {report}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ entry point
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if not text:
+        text = type(error).__name__
+    return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``ghostscope`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse: --help/--version (0) or bad usage (2)
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+    command = f"{PROG} {args.command}"
+    with warnings.catch_warnings():
+        handler = _configure_logging(args.verbose, args.quiet)
+        try:
+            return _run(args, command)
+        finally:
+            _remove_logging(handler)
+
+
+def _run(args, command: str) -> int:
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as error:
+        print(f"{command}: error: {_one_line(error)}", file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        return 2
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted; files written so far are complete, re-run to resume",
+              file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - every failure becomes one line
+        from checkpoints import CheckpointError
+        if isinstance(error, (CheckpointError, _Failure)):
+            text = _one_line(error)
+        else:
+            text = f"{type(error).__name__}: {_one_line(error)}"
+        hint = "" if args.verbose else " (run with -v for the traceback)"
+        print(f"{command}: error: {text}{hint}", file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

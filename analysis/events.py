@@ -1,0 +1,590 @@
+"""Restructuring events between two consecutive checkpoints.
+
+Every rule compares two epoch analyses, *before* (A) and *after* (B). Distances are relative to
+the **spread** ``s`` of the states: the larger of the two epochs' ``scale`` (RMS distance of the
+visited states to their centroid), so that an epoch whose states collapse onto one attractor does
+not shrink the gates. The options are fields of :class:`EventOptions`.
+
+Point sets
+    *Fixed points*: the finder's points of kind stable / saddle / unstable (any index).
+    *Ghosts*: the ghost detector's ghosts; when ghost detection was off, the finder's slow points
+    stand in for them. *Slow regions*: the finder's line attractors / slow manifolds (by centre).
+
+Matching
+    Each set is matched between A and B by an optimal assignment on distance, gated at
+    ``gate · s`` (:func:`analysis.matching.match_points`). Unmatched points of A disappeared,
+    unmatched points of B appeared. The compound rules below run first and *consume* the points
+    they explain, so one bifurcation gives one event (its parts are listed in ``detail``).
+
+Rules, in the order they are applied
+    ``saddle_node``
+        Two fixed points of A whose indices differ by exactly one (a stable node and a saddle,
+        or generally index k and k+1), that both disappeared and lay within ``pair_distance · s``
+        of each other, collided: ``detail["direction"] = "vanish"``. The nearest ghost that
+        appeared within ``max(pair distance, gate · s)`` of the pair's midpoint is the remnant and
+        is consumed too (``detail["ghost"]``; None when no ghost was found). The reverse, a pair
+        of indices k, k+1 appearing together (and a ghost that vanished near them), is
+        ``direction = "appear"``. Pairs are taken closest first; each point is used once.
+        A single fixed point that disappeared (appeared) within ``gate · s`` of a ghost that
+        appeared (vanished) is a saddle-node whose partner the search missed
+        (``detail["partner"] = None``): generically a fixed point can only vanish by colliding
+        with another one.
+    ``pitchfork``
+        One point splits into three at the same place: a fixed point m of B whose index differs
+        by one from that of a point a of A, flanked by two fixed points c1, c2 of B with a's
+        index, all within ``pair_distance · s`` of a, with m near the flanks' midpoint
+        (``|m − (c1 + c2)/2| ≤ symmetry · |c1 − c2|/2``), and at least two of the three new
+        (unmatched), the third being a's partner (``direction = "split"``). Three merging into
+        one (the time-reverse, flanks carrying the merged point's index) is ``"merge"``.
+    ``stability_change``
+        A matched fixed point whose index changed. ``detail["crossing"]`` is ``"complex"`` when
+        the eigenvalues that crossed the stability boundary (the least unstable ones on the more
+        unstable side) have a non-zero imaginary part (a Hopf-like crossing of a complex pair),
+        else ``"real"``.
+    jumps (no event of their own)
+        Fixed points of A and B left over by the rules above that have the same index are paired
+        by a second assignment gated at ``jump · s``: during training a point can move farther
+        between two checkpoints than the matching gate while nothing is born or dies (generically
+        a fixed point can only appear or vanish with a partner). A jumping attractor is reported
+        as ``attractor_moved`` with ``detail["jump"] = True``; other jumping points are consumed
+        silently.
+    ``birth`` / ``death``
+        A fixed point (or slow region) that appeared / disappeared and no rule above explained.
+    ``ghost_appeared`` / ``ghost_vanished``
+        A ghost that appeared / vanished and no ``saddle_node`` consumed.
+    ``attractor_moved``
+        A stable fixed point matched to a stable fixed point that moved more than
+        ``move · s`` (within the gate, or a jump).
+    ``connection_change``
+        The robust connections of the topology (from index-1 saddles and ghosts, see
+        :mod:`analysis.topology`) changed among points that exist on both sides: for each such
+        source matched between A and B, with the same index on both sides and whose targets are
+        all matched too, its set of targets (mapped through
+        the matching; the ``escape`` and ``unresolved`` sinks map to themselves) differs.
+        Connections that changed only because a target appeared or vanished, or because the
+        source changed stability, are part of that event, not a connection change. One event
+        per interval, listing the sources.
+    ``attractor_count``
+        The number of attractors (stable points, slow regions, and the ``unresolved`` sink when
+        some trajectories end on a non-point attractor such as a cycle) changed. When the events
+        above account for the whole change (a stable point born, dead, or changing stability,
+        a saddle-node or pitchfork), each of them carries ``detail["n_attractors"] = [before,
+        after]`` and no separate event is made; otherwise an ``attractor_count`` event reports
+        the change that no point event explains.
+
+Every event has ``epoch_before``, ``epoch_after``, ``kind``, ``points`` (node ids such as
+``"before/fp3"`` or ``"after/ghost0"``), ``location`` (a representative state, shape
+``(n_states,)``) and a JSON-ready ``detail``. ``lead_time`` (drop epoch − event epoch; positive:
+the event precedes the drop) and ``alpha`` (where between the two checkpoints, from
+:mod:`analysis.localize`) are filled later.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .matching import Matching, match_points
+
+__all__ = ["EVENT_KINDS", "EventOptions", "RestructuringEvent", "detect_events", "event_epoch"]
+
+#: All event kinds, in the order rules are applied.
+EVENT_KINDS = ("saddle_node", "pitchfork", "stability_change", "birth", "death",
+               "ghost_appeared", "ghost_vanished", "attractor_moved", "connection_change",
+               "attractor_count")
+
+#: Kinds that change the number of attractors through points.
+_POINT_KINDS = ("saddle_node", "pitchfork", "stability_change", "birth", "death")
+
+
+@dataclass(frozen=True)
+class EventOptions:
+    """Thresholds of the event rules (all distances relative to the state spread).
+
+    Attributes
+    ----------
+    gate : float, default 0.5
+        Largest relative distance of a matched pair.
+    pair_distance : float, default 2.0
+        Largest relative distance between the two points of a saddle-node pair, and between the
+        three points of a pitchfork and their source.
+    symmetry : float, default 0.5
+        Pitchfork: largest offset of the middle point from the flanks' midpoint, relative to the
+        flanks' half distance.
+    move : float, default 0.1
+        Relative displacement above which a matched attractor is reported as moved.
+    jump : float, default 2.0
+        Largest relative distance of a same-index pair of left-over points (see the rules).
+    imag_tol : float, default 1e-6
+        Relative imaginary part above which a crossing eigenvalue counts as complex.
+    kinds : tuple of str, optional
+        Only report these kinds (default: all of :data:`EVENT_KINDS`).
+    """
+
+    gate: float = 0.5
+    pair_distance: float = 2.0
+    symmetry: float = 0.5
+    move: float = 0.1
+    jump: float = 2.0
+    imag_tol: float = 1e-6
+    kinds: Optional[Tuple[str, ...]] = None
+
+    def __post_init__(self):
+        for name in ("gate", "pair_distance", "symmetry", "move", "jump", "imag_tol"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"EventOptions.{name}={value!r} is invalid; pass a positive "
+                                 f"number")
+        if self.kinds is not None:
+            kinds = tuple(self.kinds)
+            bad = sorted(set(kinds) - set(EVENT_KINDS))
+            if bad:
+                raise ValueError(f"EventOptions.kinds has unknown kind(s) {bad}; valid kinds are "
+                                 f"{list(EVENT_KINDS)}")
+            object.__setattr__(self, "kinds", kinds)
+
+    @classmethod
+    def make(cls, value=None) -> "EventOptions":
+        """From None, an EventOptions, or a dict of its fields (unknown names raise)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            known = {f.name for f in fields(cls)}
+            bad = sorted(set(value) - known)
+            if bad:
+                raise ValueError(f"unknown event option(s) {bad}; valid options are "
+                                 f"{sorted(known)}")
+            return cls(**value)
+        raise TypeError(f"events={value!r} is not an EventOptions or dict")
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["kinds"] = None if self.kinds is None else list(self.kinds)
+        return d
+
+
+@dataclass(frozen=True)
+class RestructuringEvent:
+    """One restructuring event between two consecutive checkpoints.
+
+    Attributes
+    ----------
+    epoch_before, epoch_after : int
+        The checkpoints that bracket it.
+    kind : str
+        One of :data:`EVENT_KINDS`.
+    points : tuple of str
+        Node ids involved, prefixed ``before/`` or ``after/`` (e.g. ``before/fp2``).
+    location : ndarray of shape (n_states,)
+        A representative state (the pair's midpoint, the new point, ...).
+    detail : dict
+        Rule-specific, JSON-ready facts (indices, distances, eigenvalues, ...).
+    lead_time : float or None
+        ``drop_epoch − epoch`` (positive: before the drop), when a drop was found.
+    alpha : float or None
+        Where the event happens on the straight path between the two checkpoints' weights
+        (0: at epoch_before, 1: at epoch_after), when localized.
+    """
+
+    epoch_before: int
+    epoch_after: int
+    kind: str
+    points: Tuple[str, ...] = ()
+    location: Optional[np.ndarray] = None
+    detail: Dict[str, Any] = field(default_factory=dict)
+    lead_time: Optional[float] = None
+    alpha: Optional[float] = None
+
+    @property
+    def epoch(self) -> float:
+        """The event's epoch: interpolated with ``alpha`` when localized, else ``epoch_after``."""
+        return event_epoch(self)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"epoch_before": int(self.epoch_before), "epoch_after": int(self.epoch_after),
+                "kind": self.kind, "points": list(self.points),
+                "location": None if self.location is None else np.asarray(self.location).tolist(),
+                "detail": _jsonable(self.detail), "lead_time": self.lead_time,
+                "alpha": self.alpha, "epoch": float(self.epoch)}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RestructuringEvent":
+        loc = d.get("location")
+        return cls(epoch_before=int(d["epoch_before"]), epoch_after=int(d["epoch_after"]),
+                   kind=str(d["kind"]), points=tuple(d.get("points", ())),
+                   location=None if loc is None else np.asarray(loc, dtype=float),
+                   detail=dict(d.get("detail", {})), lead_time=d.get("lead_time"),
+                   alpha=d.get("alpha"))
+
+    def summary(self) -> str:
+        """One line: epochs, kind and the most telling detail."""
+        bits = [f"{self.kind} between epochs {self.epoch_before} and {self.epoch_after}"]
+        if self.alpha is not None:
+            bits.append(f"at alpha={self.alpha:.3f} (epoch ≈ {self.epoch:.1f})")
+        if self.lead_time is not None:
+            bits.append(f"lead time {self.lead_time:+.1f} epochs")
+        return ", ".join(bits)
+
+
+def event_epoch(event: RestructuringEvent) -> float:
+    """``epoch_before + alpha · (epoch_after − epoch_before)`` if localized, else epoch_after."""
+    if event.alpha is None:
+        return float(event.epoch_after)
+    return float(event.epoch_before + event.alpha * (event.epoch_after - event.epoch_before))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, (complex, np.complexfloating)):
+        return [float(np.real(value)), float(np.imag(value))]
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+# ------------------------------------------------------------------------ epoch views
+@dataclass
+class _View:
+    """The point sets of one epoch that the rules look at."""
+
+    epoch: int
+    scale: float
+    time: str
+    fx: np.ndarray          # (k, n) fixed points
+    f_index: np.ndarray     # (k,)
+    f_kind: np.ndarray      # (k,)
+    f_eig: np.ndarray       # (k, n) native spectra
+    f_id: List[str]         # node ids
+    gx: np.ndarray          # (g, n) ghosts (or slow points)
+    g_id: List[str]
+    rx: np.ndarray          # (r, n) region centres
+    r_id: List[str]
+    edges: Dict[str, set]   # source node id -> set of target node ids
+    n_attractors: int
+    unresolved_attractor: bool
+
+
+def _view(result) -> _View:
+    fp = result.fixed_points
+    n = fp.x.shape[1] if fp.x.ndim == 2 else 0
+    fixed = np.flatnonzero(fp.kind != "slow")
+    ghosts = getattr(result, "ghosts", None)
+    if ghosts is not None:
+        gx = np.asarray(ghosts.x, dtype=float).reshape(-1, n)
+        g_id = [f"ghost{j}" for j in range(len(gx))]
+    else:
+        slow = np.flatnonzero(fp.kind == "slow")
+        gx = fp.x[slow].reshape(-1, n)
+        g_id = [f"slow{i}" for i in slow]
+    rx = np.array([r.center for r in fp.slow_regions], dtype=float).reshape(-1, n)
+    edges: Dict[str, set] = {}
+    topo = getattr(result, "topology", None)
+    unresolved = bool(topo is not None and topo.ends_unresolved())
+    if topo is not None:
+        for s, t in topo.edges(max_source_index=1):
+            edges.setdefault(s, set()).add(t)
+    n_attr = (topo.signature().n_attractors if topo is not None else
+              int(np.sum(fp.kind[fixed] == "stable")) + len(fp.slow_regions))
+    return _View(epoch=int(result.epoch), scale=float(result.scale), time=str(fp.time),
+                 fx=fp.x[fixed].reshape(-1, n), f_index=fp.n_unstable[fixed].astype(int),
+                 f_kind=fp.kind[fixed].astype(str), f_eig=fp.eigvals[fixed],
+                 f_id=[f"fp{i}" for i in fixed], gx=gx, g_id=g_id, rx=rx,
+                 r_id=[f"region{r}" for r in range(len(rx))], edges=edges,
+                 n_attractors=n_attr, unresolved_attractor=unresolved)
+
+
+def _margin(eig: np.ndarray, time: str) -> np.ndarray:
+    """Signed distance of eigenvalues to the stability boundary (positive: unstable)."""
+    return np.abs(eig) - 1.0 if time == "discrete" else np.real(eig)
+
+
+def _crossing(eig_a: np.ndarray, eig_b: np.ndarray, ia: int, ib: int, time: str,
+              imag_tol: float) -> Dict[str, Any]:
+    """The eigenvalues that crossed: the least unstable ones on the more unstable side."""
+    eig = eig_b if ib > ia else eig_a
+    m = _margin(eig, time)
+    unstable = np.flatnonzero(m > 0)
+    k = abs(ib - ia)
+    crossed = eig[unstable[np.argsort(m[unstable])][:k]] if len(unstable) else eig[:0]
+    scale = np.maximum(1.0, np.abs(crossed))
+    is_complex = bool(len(crossed) and np.any(np.abs(np.imag(crossed)) > imag_tol * scale))
+    return {"crossing": "complex" if is_complex else "real",
+            "crossed_eigvals": [[float(np.real(v)), float(np.imag(v))] for v in crossed],
+            "side": "after" if ib > ia else "before"}
+
+
+def detect_events(before, after, options: Optional[EventOptions] = None) -> List[RestructuringEvent]:
+    """Restructuring events between two consecutive epoch analyses.
+
+    Parameters
+    ----------
+    before, after : analysis.EpochAnalysis
+        Anything with ``epoch``, ``scale``, ``fixed_points`` (FixedPoints), ``ghosts`` (Ghosts
+        or None) and ``topology`` (Topology or None).
+    options : EventOptions, optional
+
+    Returns
+    -------
+    list of RestructuringEvent
+        In rule order (see the module docstring).
+    """
+    opts = EventOptions.make(options)
+    A, B = _view(before), _view(after)
+    spread = float(max([v for v in (A.scale, B.scale) if np.isfinite(v) and v > 0] or [1.0]))
+    gate = opts.gate * spread
+    pair_gate = opts.pair_distance * spread
+    mf = match_points(A.fx, B.fx, gate)
+    mg = match_points(A.gx, B.gx, gate)
+    mr = match_points(A.rx, B.rx, gate)
+    a2b = mf.partner_of_a()
+    b2a = mf.partner_of_b()
+    dead = set(int(i) for i in mf.unmatched_a)
+    born = set(int(j) for j in mf.unmatched_b)
+    ghost_new = set(int(j) for j in mg.unmatched_b)
+    ghost_gone = set(int(i) for i in mg.unmatched_a)
+    changed_index = {int(i): int(j) for i, j in mf.pairs if A.f_index[i] != B.f_index[j]}
+    events: List[RestructuringEvent] = []
+    jumps: List[Tuple[int, int, float]] = []
+    ea, eb = A.epoch, B.epoch
+
+    def ev(kind, points, location, detail):
+        events.append(RestructuringEvent(ea, eb, kind, tuple(points),
+                                         None if location is None else np.asarray(location, float),
+                                         detail))
+
+    # ---- saddle-node: a pair of adjacent indices vanishes (a ghost may appear), or appears
+    for side in ("vanish", "appear"):
+        V, pool = (A, dead) if side == "vanish" else (B, born)
+        ghosts_v = B if side == "vanish" else A
+        ghost_pool = ghost_new if side == "vanish" else ghost_gone
+        cands = []
+        for i, j in itertools.combinations(sorted(pool), 2):
+            if abs(V.f_index[i] - V.f_index[j]) != 1:
+                continue
+            d = float(np.linalg.norm(V.fx[i] - V.fx[j]))
+            if d <= pair_gate:
+                cands.append((d, i, j))
+        for d, i, j in sorted(cands):
+            if i not in pool or j not in pool:
+                continue
+            pool.discard(i)
+            pool.discard(j)
+            lo, hi = (i, j) if V.f_index[i] < V.f_index[j] else (j, i)
+            mid = 0.5 * (V.fx[i] + V.fx[j])
+            ghost = None
+            if ghost_pool:
+                gl = sorted(ghost_pool)
+                gd = np.linalg.norm(ghosts_v.gx[gl] - mid, axis=1)
+                k = int(np.argmin(gd))
+                if gd[k] <= max(d, gate):
+                    ghost = gl[k]
+                    ghost_pool.discard(ghost)
+            tag, gtag = ("before", "after") if side == "vanish" else ("after", "before")
+            pts = [f"{tag}/{V.f_id[lo]}", f"{tag}/{V.f_id[hi]}"]
+            detail = {"direction": side, "indices": [int(V.f_index[lo]), int(V.f_index[hi])],
+                      "kinds": [str(V.f_kind[lo]), str(V.f_kind[hi])],
+                      "pair_distance": d / spread, "ghost": None}
+            if ghost is not None:
+                pts.append(f"{gtag}/{ghosts_v.g_id[ghost]}")
+                detail["ghost"] = ghosts_v.g_id[ghost]
+                detail["ghost_distance"] = float(np.linalg.norm(ghosts_v.gx[ghost] - mid)) / spread
+            ev("saddle_node", pts, mid, detail)
+        # a lone point that vanished where a ghost appeared (its partner was not found)
+        for i in sorted(pool):
+            if not ghost_pool:
+                break
+            gl = sorted(ghost_pool)
+            gd = np.linalg.norm(ghosts_v.gx[gl] - V.fx[i], axis=1)
+            k = int(np.argmin(gd))
+            if gd[k] > gate:
+                continue
+            pool.discard(i)
+            ghost_pool.discard(gl[k])
+            tag, gtag = ("before", "after") if side == "vanish" else ("after", "before")
+            ev("saddle_node", [f"{tag}/{V.f_id[i]}", f"{gtag}/{ghosts_v.g_id[gl[k]]}"],
+               0.5 * (V.fx[i] + ghosts_v.gx[gl[k]]),
+               {"direction": side, "indices": [int(V.f_index[i])], "kinds": [str(V.f_kind[i])],
+                "pair_distance": None, "partner": None, "ghost": ghosts_v.g_id[gl[k]],
+                "ghost_distance": float(gd[k]) / spread})
+
+    # ---- pitchfork: one point -> three (split) or three -> one (merge)
+    for side in ("split", "merge"):
+        # S: the side with one point (a), T: the side with three (c1, m, c2)
+        S, T = (A, B) if side == "split" else (B, A)
+        partner = a2b if side == "split" else b2a
+        new_pool = born if side == "split" else dead
+        for a in sorted(partner):
+            t_a = partner[a]
+            near = [t for t in sorted(new_pool) if np.linalg.norm(T.fx[t] - S.fx[a]) <= pair_gate]
+            if len(near) < 2:
+                continue
+            members = near + [t_a]
+            found = None
+            for m in members:
+                if abs(T.f_index[m] - S.f_index[a]) != 1:
+                    continue
+                flanks = [c for c in members if c != m and T.f_index[c] == S.f_index[a]]
+                for c1, c2 in itertools.combinations(flanks, 2):
+                    half = 0.5 * np.linalg.norm(T.fx[c1] - T.fx[c2])
+                    off = np.linalg.norm(T.fx[m] - 0.5 * (T.fx[c1] + T.fx[c2]))
+                    if half > 0 and off <= opts.symmetry * half and t_a in (c1, m, c2):
+                        found = (c1, m, c2, half, off)
+                        break
+                if found:
+                    break
+            if not found:
+                continue
+            c1, m, c2, half, off = found
+            for t in (c1, m, c2):
+                new_pool.discard(t)
+            if side == "split":
+                changed_index.pop(a, None)
+            else:
+                changed_index.pop(t_a, None)
+            s_tag, t_tag = ("before", "after") if side == "split" else ("after", "before")
+            ev("pitchfork", [f"{s_tag}/{S.f_id[a]}"] + [f"{t_tag}/{T.f_id[t]}" for t in (c1, m, c2)],
+               S.fx[a], {"direction": side, "index_single": int(S.f_index[a]),
+                         "index_middle": int(T.f_index[m]), "index_flanks": int(T.f_index[c1]),
+                         "half_width": float(half) / spread,
+                         "asymmetry": float(off) / max(float(half), 1e-300)})
+
+    # ---- stability changes of matched points
+    for i, j in sorted(changed_index.items()):
+        detail = {"index_before": int(A.f_index[i]), "index_after": int(B.f_index[j]),
+                  "kind_before": str(A.f_kind[i]), "kind_after": str(B.f_kind[j]),
+                  "distance": float(np.linalg.norm(A.fx[i] - B.fx[j])) / spread}
+        detail.update(_crossing(A.f_eig[i], B.f_eig[j], int(A.f_index[i]), int(B.f_index[j]),
+                                A.time, opts.imag_tol))
+        ev("stability_change", [f"before/{A.f_id[i]}", f"after/{B.f_id[j]}"], B.fx[j], detail)
+
+    # ---- same-index points that jumped farther than the gate
+    if dead and born:
+        da, db = sorted(dead), sorted(born)
+        d = np.linalg.norm(A.fx[da][:, None, :] - B.fx[db][None, :, :], axis=2)
+        ok = (A.f_index[da][:, None] == B.f_index[db][None, :]) & (d <= opts.jump * spread)
+        if ok.any():
+            from scipy.optimize import linear_sum_assignment
+
+            rows, cols = linear_sum_assignment(np.where(ok, d, 1e6 * (1 + d.max())))
+            for r, c in zip(rows, cols):
+                if not ok[r, c]:
+                    continue
+                i, j = da[r], db[c]
+                dead.discard(i)
+                born.discard(j)
+                if A.f_index[i] == 0:
+                    jumps.append((i, j, float(d[r, c])))
+
+    # ---- births and deaths left unexplained
+    for j in sorted(born):
+        ev("birth", [f"after/{B.f_id[j]}"], B.fx[j],
+           {"kind": str(B.f_kind[j]), "index": int(B.f_index[j]),
+            "nearest_before": _nearest(B.fx[j], A.fx, spread)})
+    for i in sorted(dead):
+        ev("death", [f"before/{A.f_id[i]}"], A.fx[i],
+           {"kind": str(A.f_kind[i]), "index": int(A.f_index[i]),
+            "nearest_after": _nearest(A.fx[i], B.fx, spread)})
+    for j in mr.unmatched_b:
+        ev("birth", [f"after/{B.r_id[j]}"], B.rx[j], {"kind": "slow_region", "index": -1})
+    for i in mr.unmatched_a:
+        ev("death", [f"before/{A.r_id[i]}"], A.rx[i], {"kind": "slow_region", "index": -1})
+
+    # ---- ghosts left unexplained
+    for j in sorted(ghost_new):
+        ev("ghost_appeared", [f"after/{B.g_id[j]}"], B.gx[j],
+           {"nearest_fixed_before": _nearest(B.gx[j], A.fx, spread)})
+    for i in sorted(ghost_gone):
+        ev("ghost_vanished", [f"before/{A.g_id[i]}"], A.gx[i],
+           {"nearest_fixed_after": _nearest(A.gx[i], B.fx, spread)})
+
+    # ---- attractors that moved
+    for (i, j), d in zip(mf.pairs, mf.distance):
+        if A.f_index[i] == 0 and B.f_index[j] == 0 and d > opts.move * spread:
+            ev("attractor_moved", [f"before/{A.f_id[i]}", f"after/{B.f_id[j]}"], B.fx[j],
+               {"displacement": float(d) / spread, "jump": False})
+    for i, j, d in jumps:
+        ev("attractor_moved", [f"before/{A.f_id[i]}", f"after/{B.f_id[j]}"], B.fx[j],
+           {"displacement": d / spread, "jump": True})
+
+    # ---- connections among points present on both sides
+    node_a2b = {A.f_id[i]: B.f_id[j] for i, j in mf.pairs}
+    index_changed = {A.f_id[i] for i, j in mf.pairs if A.f_index[i] != B.f_index[j]}
+    node_a2b.update({A.g_id[i]: B.g_id[j] for i, j in mg.pairs})
+    node_a2b.update({A.r_id[i]: B.r_id[j] for i, j in mr.pairs})
+    node_a2b.update({s: s for s in ("escape", "unresolved")})
+    b2a_nodes = {v: k for k, v in node_a2b.items()}
+    changed = []
+    for src_a, src_b in sorted(node_a2b.items()):
+        if src_a in ("escape", "unresolved") or src_a in index_changed:
+            continue
+        ta = A.edges.get(src_a, set())
+        tb = B.edges.get(src_b, set())
+        if not ta and not tb:
+            continue
+        if any(t not in node_a2b for t in ta) or any(t not in b2a_nodes for t in tb):
+            continue  # a target appeared or vanished: explained by that event
+        mapped = {node_a2b[t] for t in ta}
+        if mapped != tb:
+            changed.append({"source_before": src_a, "source_after": src_b,
+                            "targets_before": sorted(ta), "targets_after": sorted(tb)})
+    if changed:
+        ev("connection_change", [f"before/{c['source_before']}" for c in changed], None,
+           {"changes": changed})
+
+    # ---- attractor count
+    if A.n_attractors != B.n_attractors:
+        deltas = [_attractor_delta(e) for e in events]
+        explained = int(sum(deltas))
+        counts = [A.n_attractors, B.n_attractors]
+        if explained == B.n_attractors - A.n_attractors and any(deltas):
+            for k, e in enumerate(events):
+                if deltas[k]:
+                    events[k] = replace(e, detail={**e.detail, "n_attractors": counts})
+        else:
+            ev("attractor_count", [], None,
+               {"n_attractors": counts, "explained_by_point_events": explained,
+                "unresolved_before": A.unresolved_attractor,
+                "unresolved_after": B.unresolved_attractor})
+    if opts.kinds is not None:
+        events = [e for e in events if e.kind in opts.kinds]
+    return events
+
+
+def _attractor_delta(e: RestructuringEvent) -> int:
+    """Change in the number of attractors that one point event accounts for."""
+    d = e.detail
+    if e.kind == "saddle_node":
+        n_stable = sum(1 for i in d["indices"] if i == 0)
+        return -n_stable if d["direction"] == "vanish" else n_stable
+    if e.kind == "pitchfork":
+        single = 1 if d["index_single"] == 0 else 0
+        three = (1 if d["index_middle"] == 0 else 0) + 2 * (1 if d["index_flanks"] == 0 else 0)
+        return three - single if d["direction"] == "split" else single - three
+    if e.kind == "stability_change":
+        return int(d["index_after"] == 0) - int(d["index_before"] == 0)
+    if e.kind in ("birth", "death"):
+        counts = d.get("kind") in ("stable", "slow_region")
+        return (1 if e.kind == "birth" else -1) if counts else 0
+    return 0
+
+
+def _nearest(x: np.ndarray, others: np.ndarray, spread: float) -> Optional[float]:
+    """Relative distance from x to the nearest row of others (None when there is none)."""
+    if len(others) == 0:
+        return None
+    return float(np.min(np.linalg.norm(others - x, axis=1))) / spread
