@@ -339,20 +339,22 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
 def _hessian_of_speed(dynamics: Dynamics, x: torch.Tensor) -> torch.Tensor:
     """Exact Hessian of q at each state, shape (b, n, n).
 
-    Double backward with plain autograd, one pass per state dimension over the whole batch:
-    ``torch.func``'s reverse mode imports torch._dynamo on first use, measured at 3-8 s per
-    process on a 2-core machine, which every worker of a parallel series run would pay.
+    Double backward with plain autograd, the n rows batched into one pass
+    (``is_grads_batched``); a Python loop over rows where an operation has no batching rule.
     """
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         v = dynamics.velocity(xg)
         (grad,) = torch.autograd.grad(0.5 * (v * v).sum(), xg, create_graph=True)
-        rows = []
-        for i in range(dynamics.n_states):
-            (row,) = torch.autograd.grad(grad[:, i].sum(), xg, retain_graph=True,
-                                         allow_unused=True)
-            rows.append(torch.zeros_like(xg) if row is None else row)
-    return torch.stack(rows, dim=1).detach()
+        n = dynamics.n_states
+        basis = torch.eye(n, dtype=x.dtype, device=x.device).unsqueeze(1).expand(n, *x.shape)
+        try:  # all n rows in one batched backward pass
+            (rows,) = torch.autograd.grad(grad, xg, grad_outputs=basis, is_grads_batched=True)
+            return rows.transpose(0, 1).detach()
+        except RuntimeError:  # an operation without a batching rule: one pass per row
+            rows = [torch.autograd.grad(grad[:, i].sum(), xg, retain_graph=True)[0]
+                    for i in range(n)]
+            return torch.stack(rows, dim=1).detach()
 
 
 class _Found:
