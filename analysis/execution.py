@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 __all__ = ["run_tasks", "TaskError", "resolve_jobs", "WORKER_ENVIRONMENT"]
 
@@ -262,6 +262,13 @@ def _broken_message(error: BaseException) -> TaskError:
                      str(error))
 
 
+def _start_failure() -> TaskError:
+    return TaskError("WorkerStartFailed", "worker processes die before finishing any task. If "
+                     "this runs from a script, put the call under `if __name__ == \"__main__\":` "
+                     "(spawned workers import the main script again); otherwise run with jobs=1 "
+                     "to see the error")
+
+
 def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
               max_in_flight: Optional[int]) -> Iterator[Tuple[int, Any]]:
     limit = max(workers, max_in_flight or 2 * workers)
@@ -279,6 +286,9 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
 
     pool = new_pool()
     pending: Dict[cf.Future, Tuple[int, Any]] = {}
+    completed = 0     # tasks that came back (with a result or an exception)
+    solo_deaths = 0   # tasks that killed their worker while running alone, in a row
+    held: List[Tuple[int, BaseException]] = []  # such tasks, before anything ever completed
     try:
         while True:
             if suspects:
@@ -296,9 +306,12 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
                     attempts[index] += 1
                     pending[pool.submit(_call, func, _as_args(item))] = (index, item)
             if not pending:
+                for i, error in held:
+                    yield i, _broken_message(error)
                 return
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             broken = False
+            blamed: List[Tuple[int, BaseException]] = []
             for future in done:
                 index, item = pending.pop(future)
                 try:
@@ -307,13 +320,43 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
                     broken = True
                     if attempts[index] < _MAX_ATTEMPTS:
                         suspects.append((index, item))
-                        continue
-                    result = _broken_message(error)
+                    else:
+                        blamed.append((index, error))
+                    continue
                 except Exception as error:  # noqa: BLE001 - e.g. unpicklable arguments
                     result = error
                 attempts.pop(index, None)
+                completed += 1
+                solo_deaths = 0
                 yield index, result
+                while held:  # workers do run: the tasks held back really killed theirs
+                    i, error = held.pop()
+                    yield i, _broken_message(error)
             if broken:
+                solo_deaths += len(blamed)
+                if completed == 0:  # hold them until we know whether any worker can work
+                    held.extend(blamed)
+                    blamed = []
+                if solo_deaths >= 2 and completed == 0:
+                    # two different tasks, each alone, killed their worker and nothing ever
+                    # finished: the workers cannot start; stop retrying
+                    failure = _start_failure()
+                    logger.error("%s", failure)
+                    for future in pending:
+                        future.cancel()
+                    stranded = ([i for i, _ in held] + [i for i, _ in pending.values()]
+                                + [i for i, _ in suspects])
+                    held.clear()
+                    pending.clear()
+                    suspects.clear()
+                    for index in sorted(stranded):
+                        yield index, failure
+                    for index, _ in items:
+                        yield index, failure
+                    return
+                for index, error in blamed:
+                    attempts.pop(index, None)
+                    yield index, _broken_message(error)
                 logger.warning("a worker process died; restarting the pool and rerunning the "
                                "tasks it held one at a time")
                 for future, (index, item) in list(pending.items()):

@@ -84,7 +84,7 @@ def trained_gru(hidden=128, bits=3, epochs=1500, seed=0) -> torch.nn.Module:
     return model
 
 
-def leaky_rnn(n: int, gain: float = 1.5, seed: int = 0) -> fp.Dynamics:
+def leaky_rnn(n: int, gain: float = 1.2, seed: int = 0) -> fp.Dynamics:
     """r <- (1-α) r + α tanh(W r + b), W ~ N(0, gain²/n), α = 0.5 (closed-form Jacobian)."""
     gen = torch.Generator().manual_seed(seed)
     W = torch.randn(n, n, generator=gen, dtype=torch.float64) * gain / np.sqrt(n)

@@ -102,7 +102,7 @@ class FinderOptions:
         estimated distance to the nearest root) are merged into it before the polish.
     polish_batch : int, optional
         Candidates polished per round, slowest first (default: 64 up to 128 states, shrinking
-        as 1/n² above so a round's Jacobians stay near 8 MB per 128² block). After each round, remaining candidates
+        as 1/n above, at least 8). After each round, remaining candidates
         that the linearization around a point already found explains to within
         ``attribution_rtol`` are attributed to it and not polished (they would converge to it).
     attribution_rtol : float
@@ -411,7 +411,7 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
     remaining = torch.ones(len(x), dtype=torch.bool, device=x.device)
     while bool(remaining.any()):
         idx = torch.nonzero(remaining).flatten()
-        size = opts.polish_batch or int(np.clip(64 * (128 / dynamics.n_states) ** 2, 4, 64))
+        size = opts.polish_batch or int(np.clip(64 * 128 / dynamics.n_states, 8, 64))
         batch, rest = idx[:size], idx[size:]
         remaining[batch] = False
         xp, qp, cp, iters, at_limit = _polish(dynamics, x[batch], lo, hi, q_floor, opts, on_wall,

@@ -116,6 +116,20 @@ def test_dead_worker_fails_only_its_task():
     assert all(results[i] == i for i in range(6) if i != 2)
 
 
+def always_die(x):
+    os._exit(3)
+
+
+def test_workers_that_always_die_fail_fast_with_a_hint():
+    started = time.perf_counter()
+    results = dict(run_tasks(always_die, range(12), jobs=2))
+    assert sorted(results) == list(range(12))
+    assert all(isinstance(r, TaskError) and r.type_name == "WorkerStartFailed"
+               for r in results.values())
+    assert "__main__" in str(results[0])
+    assert time.perf_counter() - started < 60  # not 12 tasks x 2 attempts x a pool start
+
+
 def test_progress_logs_when_not_a_tty(caplog):
     with caplog.at_level("INFO", logger="analysis.execution"):
         list(run_tasks(square, range(3), progress=True, desc="epochs"))
