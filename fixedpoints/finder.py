@@ -244,11 +244,12 @@ def _descend(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Te
 # ---------------------------------------------------------------------------- stage 3
 def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
             q_floor: float, opts: FinderOptions, on_wall=None, q_give_up: float = float("inf"),
-            sigma2: float = 1e-300):
+            sigma2: float = 1e-300, explained=None):
     """Batched Levenberg–Marquardt on v(x) = 0.
 
-    Returns (x, q, grad_cos, iterations, at_limit): ``at_limit`` marks points still converging
-    when ``newton_steps`` ran out.
+    Returns (x, q, grad_cos, iterations, at_limit, attributed): ``at_limit`` marks points still
+    converging when ``newton_steps`` ran out; ``attributed`` those stopped because
+    ``explained(x)`` said they entered the linear regime of a point already found.
 
     A point stops when q reaches ``q_floor`` (a fixed point), when it is stationary
     (gradient cosine below ``grad_rtol / 10``: a slow point), when it reaches the box wall
@@ -260,9 +261,10 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
     n = dynamics.n_states
     if x.shape[0] == 0:
         empty = x.new_zeros(0)
-        return x, empty, empty, 0, torch.zeros(0, dtype=torch.bool, device=x.device)
+        none = torch.zeros(0, dtype=torch.bool, device=x.device)
+        return x, empty, empty, 0, none, none
     eye = torch.eye(n, dtype=x.dtype, device=x.device)
-    out_x, out_q, out_cos, out_limit, iters = [], [], [], [], 0
+    out_x, out_q, out_cos, out_limit, out_attr, iters = [], [], [], [], [], 0
     for start in range(0, x.shape[0], opts.batch_size):
         xb = x[start:start + opts.batch_size].clone()
         with torch.no_grad():
@@ -271,6 +273,7 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
         mu = None
         active = torch.isfinite(q)
         history = [q.clone()]
+        attributed = torch.zeros_like(active)
         for it in range(opts.newton_steps):
             idx = torch.nonzero(active & (q > q_floor)).flatten()
             if idx.numel() == 0:
@@ -324,6 +327,12 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                 stalled = stalled | crawl
             history.append(q.clone())
             active[idx[stalled]] = False
+            if explained is not None and it % 2 == 1:
+                live = idx[~stalled & (q[idx] > q_floor)]
+                if live.numel():
+                    hit = live[explained(xb[live])]
+                    active[hit] = False
+                    attributed[hit] = True
         # final gradient cosine at the polished points
         jac = dynamics.jacobian(xb).detach()
         jtv = (jac.transpose(1, 2) @ v.unsqueeze(-1)).squeeze(-1)
@@ -332,8 +341,9 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
         out_q.append(q)
         out_cos.append(cos)
         out_limit.append(active & (q > q_floor))
+        out_attr.append(attributed)
     return (torch.cat(out_x), torch.cat(out_q), torch.cat(out_cos), iters,
-            torch.cat(out_limit))
+            torch.cat(out_limit), torch.cat(out_attr))
 
 
 def _hessian_of_speed(dynamics: Dynamics, x: torch.Tensor) -> torch.Tensor:
@@ -414,9 +424,13 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
         size = opts.polish_batch or int(np.clip(64 * 128 / dynamics.n_states, 8, 64))
         batch, rest = idx[:size], idx[size:]
         remaining[batch] = False
-        xp, qp, cp, iters, at_limit = _polish(dynamics, x[batch], lo, hi, q_floor, opts, on_wall,
-                                    q_give_up=q_give_up, sigma2=sigma2)
-        ok, stats = accept(xp, qp, cp, at_limit)
+        explained = (lambda xs: _attribute(dynamics, xs, found, opts.attribution_rtol)) \
+            if len(found.x) else None
+        xp, qp, cp, iters, at_limit, attributed = _polish(
+            dynamics, x[batch], lo, hi, q_floor, opts, on_wall, q_give_up=q_give_up,
+            sigma2=sigma2, explained=explained)
+        ok, stats = accept(xp, qp, cp, at_limit, attributed)
+        counters["attributed"] += int(attributed.sum())
         for key, value in stats.items():
             counters[key] += value
         counters["polished"] += int(len(batch))
@@ -581,16 +595,16 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     q_floor = q_fixed * 1e-6
     on_wall = lambda xp: ((xp <= lo + 1e-9 * width) | (xp >= hi - 1e-9 * width)).any(1)  # noqa
 
-    def accept(xp, qp, cosp, at_limit):
+    def accept(xp, qp, cosp, at_limit, attributed):
         fin = torch.isfinite(qp)
         is_fixed = fin & (qp <= q_fixed)
         is_slow = fin & (qp > q_fixed) & (qp <= q_slow) & (cosp <= opts.grad_rtol)
         wall = on_wall(xp)
-        ok = (is_fixed | is_slow) & ~wall
+        ok = (is_fixed | is_slow) & ~wall & ~attributed
         # still converging when newton_steps ran out; the others stalled on a plateau (q
         # crawling down a saturated region) or converged to something too fast to keep
         unconverged = fin & ~ok & ~wall & at_limit
-        plateau = fin & ~ok & ~wall & ~at_limit & (qp <= q_slow)
+        plateau = fin & ~ok & ~wall & ~at_limit & ~attributed & (qp <= q_slow)
         return ok, {"unconverged": int(unconverged.sum()), "plateau": int(plateau.sum()),
                     "outside_box": int((wall & fin).sum()),
                     "non_finite": int((~fin).sum())}
