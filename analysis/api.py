@@ -170,6 +170,8 @@ class SeriesAnalysis:
             "settings": self.settings.to_dict(), "settings_hash": self.settings.hash(),
             "options": self.options,
             "n_tracks": len(self.tracks),
+            "checkpoints": [{"epoch": r.epoch, "file": r.source} for r in self.results],
+            "versions": _versions(),
         })
 
     # ---------------------------------------------------------------- persistence
@@ -681,3 +683,20 @@ def _localize_all(found_events, ordered, items, interpolate, settings, device, j
         events[k] = replace(e, alpha=value.alpha,
                             detail={**e.detail, "localization": value.to_dict()})
     return events
+
+
+def _versions() -> Dict[str, str]:
+    """Versions of ghostscope and the libraries whose numerics the results depend on."""
+    import platform
+    from importlib import metadata
+
+    import numpy
+    import scipy
+    import torch
+
+    try:
+        ghostscope = metadata.version("ghostscope")
+    except metadata.PackageNotFoundError:
+        ghostscope = "source"
+    return {"ghostscope": ghostscope, "torch": torch.__version__, "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "python": platform.python_version()}

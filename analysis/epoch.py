@@ -310,6 +310,10 @@ class EpochAnalysis:
         if self.ghosts is not None:
             meta["ghosts"] = _dump_dataclass(self.ghosts, "ghost.", arrays)
             meta["ghosts"]["__class__"] = f"{type(self.ghosts).__module__}:{type(self.ghosts).__name__}"
+        # human-readable per-point lists (the arrays in the .npz are what load() reads)
+        meta["points"] = self.fixed_points.to_dict()["points"]
+        meta["slow_regions"] = [r.to_dict() for r in self.fixed_points.slow_regions]
+        meta["ghost_list"] = [] if self.ghosts is None else self.ghosts.to_dict()["ghosts"]
         if self.topology is not None:
             arrays.update(self.topology.to_arrays())
             meta["topology"] = {"info": self.topology.info,

@@ -13,8 +13,10 @@ The search has four stages, all batched over points:
    attributed to it instead of being polished again, and each point stops when it converges. True fixed points converge quadratically to q at round-off (≤ 1e-20 relative
    to the system's speed scale in float64); slow points converge to local minima of q, where
    ∇q = J_vᵀ v = 0.
-4. **Saddle seeding**: midpoints between pairs of the points found are polished too, which finds
-   the saddles between attractors that trajectory-sampled states rarely start near.
+4. **Saddle seeding**: points at 1/4, 1/2 and 3/4 of the segments between pairs of the points
+   found are polished too (with steps capped at 0.2 · scale, so Newton cannot jump across the
+   basin), which finds the saddles between attractors that trajectory-sampled states rarely
+   start near.
 
 The result is de-duplicated, linearized (eigenvalues of every point) and classified. Connected
 sets of slow or fixed points (line attractors, slow manifolds, saturated plateaus) are reported as
@@ -97,6 +99,11 @@ class FinderOptions:
         (continuous: |Re λ| ≤ marginal_rtol · σ; discrete: ||λ| - 1| ≤ marginal_rtol).
     batch_size : int
         Points per batched Jacobian / solve (bounds memory at batch_size · n²).
+    polish_budget : float, optional
+        At most ``polish_budget / n_states³`` candidates are polished (slowest first; about a
+        minute of 2-core time for the default 5e10), so a 1024-unit network is polished from
+        ~50 candidates while a 128-unit one has room for ~24,000. ``None``: no limit. When the
+        budget cuts candidates off, the status is ``BUDGET``.
     merge_fraction : float
         Candidates closer to a slower one than ``merge_fraction · |v|/σ`` (a fraction of their
         estimated distance to the nearest root) are merged into it before the polish.
@@ -130,6 +137,7 @@ class FinderOptions:
     marginal_rtol: float = 1e-3
     batch_size: int = 1024
     merge_fraction: float = 0.2
+    polish_budget: Optional[float] = 5e10
     polish_batch: Optional[int] = None
     attribution_rtol: float = 0.25
     seed: int = 0
@@ -159,6 +167,9 @@ class FinderOptions:
                                               or self.polish_batch < 1):
             raise ValueError(f"polish_batch={self.polish_batch!r} is invalid; pass a positive "
                              f"integer or None (automatic: 64 for n <= 128, fewer above)")
+        if self.polish_budget is not None and not (self.polish_budget > 0):
+            raise ValueError(f"polish_budget={self.polish_budget!r} is invalid; pass a positive "
+                             f"number (about n_states³ × candidates) or None for no limit")
         if not np.isfinite(self.box_margin) or self.box_margin < 0:
             raise ValueError(f"box_margin={self.box_margin!r} is invalid; pass a number >= 0")
         if self.newton_steps == 0 and self.max_iter == 0:
@@ -244,7 +255,7 @@ def _descend(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Te
 # ---------------------------------------------------------------------------- stage 3
 def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
             q_floor: float, opts: FinderOptions, on_wall=None, q_give_up: float = float("inf"),
-            sigma2: float = 1e-300, explained=None):
+            sigma2: float = 1e-300, explained=None, max_step: Optional[float] = None):
     """Batched Levenberg–Marquardt on v(x) = 0.
 
     Returns (x, q, grad_cos, iterations, at_limit, attributed): ``at_limit`` marks points still
@@ -305,6 +316,9 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                 delta = torch.linalg.solve(system, -jtv.unsqueeze(-1)).squeeze(-1)
             except RuntimeError:
                 delta = torch.linalg.lstsq(system, -jtv.unsqueeze(-1)).solution.squeeze(-1)
+            if max_step is not None:  # trust region: no Newton jump across a basin
+                norm = delta.norm(dim=1, keepdim=True)
+                delta = delta * torch.clamp(max_step / (norm + 1e-300), max=1.0)
             trial = torch.maximum(torch.minimum(xa + delta, hi), lo)
             with torch.no_grad():
                 v_trial = dynamics.velocity(trial)
@@ -414,12 +428,17 @@ def _attribute(dynamics: Dynamics, x: torch.Tensor, found: _Found, rtol: float) 
 
 
 def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
-                   q_give_up, sigma2):
+                   q_give_up, sigma2, max_step=None):
     """Polish candidates in rounds of ``polish_batch``, slowest first, attributing the rest."""
     order = torch.argsort(q)
     x = x[order]
     remaining = torch.ones(len(x), dtype=torch.bool, device=x.device)
+    limit = (float("inf") if opts.polish_budget is None
+             else max(opts.polish_budget / dynamics.n_states ** 3, 8))
     while bool(remaining.any()):
+        if counters["polished"] >= limit:
+            counters["over_budget"] += int(remaining.sum())
+            break
         idx = torch.nonzero(remaining).flatten()
         size = opts.polish_batch or int(np.clip(64 * 128 / dynamics.n_states, 8, 64))
         batch, rest = idx[:size], idx[size:]
@@ -428,7 +447,7 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
             if len(found.x) else None
         xp, qp, cp, iters, at_limit, attributed = _polish(
             dynamics, x[batch], lo, hi, q_floor, opts, on_wall, q_give_up=q_give_up,
-            sigma2=sigma2, explained=explained)
+            sigma2=sigma2, explained=explained, max_step=max_step)
         ok, stats = accept(xp, qp, cp, at_limit, attributed)
         counters["attributed"] += int(attributed.sum())
         for key, value in stats.items():
@@ -610,7 +629,7 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                     "non_finite": int((~fin).sum())}
 
     found = _Found(dynamics, x.new_zeros(0, n), x.new_zeros(0), tol)
-    counters = {"unconverged": 0, "plateau": 0, "outside_box": 0, "non_finite": n_nonfinite, "polished": 0,
+    counters = {"unconverged": 0, "plateau": 0, "over_budget": 0, "outside_box": 0, "non_finite": n_nonfinite, "polished": 0,
                 "attributed": 0, "newton_iterations": 0}
     _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
                    q_slow, sigma ** 2)
@@ -624,14 +643,18 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                                                            replace=False)
             pick = torch.as_tensor(np.sort(pick), device=x.device)
             ii, jj = ii[pick], jj[pick]
-        mids = 0.5 * (base[ii] + base[jj])
+        # points along each segment (not only its middle): a saddle between two attractors
+        # need not sit half-way, and a Newton step from the middle can jump past it
+        frac = torch.tensor([0.25, 0.5, 0.75], dtype=base.dtype, device=base.device)
+        mids = (base[ii][:, None, :] * (1 - frac)[None, :, None]
+                + base[jj][:, None, :] * frac[None, :, None]).reshape(-1, n)
         with torch.no_grad():
             q_mid = dynamics.speed(mids)
         reps = deduplicate(mids.cpu().numpy(), q_mid.cpu().numpy(), tol)
         pick = torch.as_tensor(reps, device=x.device)
         info["midpoints"] = int(len(pick))
         _polish_rounds(dynamics, mids[pick], q_mid[pick], found, accept, counters, lo, hi,
-                       q_floor, on_wall, opts, q_slow, sigma ** 2)
+                       q_floor, on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale)
     x, q = found.x, found.q
     n_unconv, n_nonfinite = counters["unconverged"], counters["non_finite"]
     info.update(counters)
@@ -669,6 +692,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         status = FinderStatus.NON_FINITE
     elif n_unconv:
         status = FinderStatus.MAX_ITER
+    elif counters["over_budget"]:
+        status = FinderStatus.BUDGET
     info["seconds"] = _time.perf_counter() - started
     result = FixedPoints(x=x_np[order], speed=q_np[order], eigvals=eigvals[order],
                          kind=kind[order], n_unstable=n_unstable[order], time=dynamics.time,
@@ -679,6 +704,5 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         text = f"find_fixed_points: {status.value} ({info})"
         if opts.throw:
             raise FixedPointError(text)
-        if status is not FinderStatus.MAX_ITER or n_unconv > 0:
-            warnings.warn(text, RuntimeWarning, stacklevel=2)
+        warnings.warn(text, RuntimeWarning, stacklevel=2)
     return result

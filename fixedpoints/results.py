@@ -29,6 +29,8 @@ class FinderStatus(enum.Enum):
                 "newton_steps, or start closer (sample initial states from trajectories)")
     NON_FINITE = ("the velocity became NaN/inf at some states; those points were dropped. Check the "
                   "weights, or keep initial states inside the region the network visits")
+    BUDGET = ("the polish budget ran out before every candidate was polished (the slowest were "
+              "done first); raise polish_budget, or pass fewer initial states")
     NONE_FOUND = ("no fixed or slow point was found; sample more initial states, add noise, or "
                   "raise slow_tol to accept slower points")
 

@@ -212,3 +212,16 @@ def test_a_stationary_point_where_q_curves_down_is_not_a_slow_point():
     res = fp.find_fixed_points(dyn, np.array([[0.0], [0.001], [-0.3], [0.3]]), slow_tol=1.0)
     assert res.counts()["slow"] == 0
     assert len(res.of_kind("stable", "unstable")) == 2
+
+
+@pytest.mark.parametrize("n_states", [1, 100])
+def test_saddle_between_two_attractors_is_found_from_trajectory_states(n_states):
+    # trajectories collapse onto the two attractors; the saddle between them is found only by
+    # seeding along the segment between them (a Newton step from the midpoint jumps past it)
+    dyn = systems.tanh_map(2.0, 0.40, n_states=n_states)
+    x0 = fp.sample_initial_states(dyn, 128, seed=0)
+    res = fp.find_fixed_points(dyn, x0)
+    truth = systems.tanh_map_fixed_points(2.0, 0.40)
+    assert res.index_counts() == {0: 2, 1: 1}
+    found = np.sort((res.x @ dyn.Q)[:, 0])
+    np.testing.assert_allclose(found, truth, atol=1e-9)
