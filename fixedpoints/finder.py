@@ -100,9 +100,9 @@ class FinderOptions:
     batch_size : int
         Points per batched Jacobian / solve (bounds memory at batch_size · n²).
     polish_budget : float, optional
-        At most ``polish_budget / n_states³`` candidates are polished (slowest first; about a
-        minute of 2-core time for the default 5e10), so a 1024-unit network is polished from
-        ~50 candidates while a 128-unit one has room for ~24,000. ``None``: no limit. When the
+        At most ``polish_budget / n_states³`` candidates are polished (slowest first; the
+        default 2e10 is about 20-40 s of 2-core time), so a 1024-unit network is polished from
+        ~19 candidates while a 128-unit one has room for ~9,500. ``None``: no limit. When the
         budget cuts candidates off, the status is ``BUDGET``.
     merge_fraction : float
         Candidates closer to a slower one than ``merge_fraction · |v|/σ`` (a fraction of their
@@ -137,7 +137,7 @@ class FinderOptions:
     marginal_rtol: float = 1e-3
     batch_size: int = 1024
     merge_fraction: float = 0.2
-    polish_budget: Optional[float] = 5e10
+    polish_budget: Optional[float] = 2e10
     polish_batch: Optional[int] = None
     attribution_rtol: float = 0.25
     seed: int = 0
@@ -312,10 +312,19 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                     jtj = jtj.clone()
                     jtj[linear] = _hessian_of_speed(dynamics, xa[linear])
             system = jtj + damping[:, None, None] * eye
-            try:
-                delta = torch.linalg.solve(system, -jtv.unsqueeze(-1)).squeeze(-1)
-            except RuntimeError:
-                delta = torch.linalg.lstsq(system, -jtv.unsqueeze(-1)).solution.squeeze(-1)
+            # a non-finite system (overflow far out) must not reach LAPACK: those points stop
+            sane = torch.isfinite(system).all(dim=(1, 2)) & torch.isfinite(jtv).all(dim=1)
+            if not bool(sane.all()):
+                system = torch.where(sane[:, None, None], system, eye)
+                jtv = torch.where(sane[:, None], jtv, torch.zeros_like(jtv))
+                active[idx[~sane]] = False
+            delta, info_ = torch.linalg.solve_ex(system, -jtv.unsqueeze(-1))
+            delta = delta.squeeze(-1)
+            singular = info_ != 0
+            if bool(singular.any()):  # exactly singular even with damping: least squares
+                delta[singular] = torch.linalg.lstsq(system[singular],
+                                                     -jtv[singular].unsqueeze(-1)
+                                                     ).solution.squeeze(-1)
             if max_step is not None:  # trust region: no Newton jump across a basin
                 norm = delta.norm(dim=1, keepdim=True)
                 delta = delta * torch.clamp(max_step / (norm + 1e-300), max=1.0)
