@@ -5,14 +5,17 @@ The search has four stages, all batched over points:
 1. **First-order descent** (optional, Adam on q) from every initial state, with per-point
    convergence so converged points stop costing, inside a box around the initial states so no
    point drifts to the saturated far field where every network looks slow.
-2. **De-duplication** of the candidates (keeping the slowest of each cluster), so the expensive
-   stage runs once per distinct point rather than once per initial state.
+2. **De-duplication** of the candidates (keeping the slowest of each cluster; starts much
+   closer to each other than to the nearest root are merged), so the expensive stage runs once
+   per distinct start rather than once per initial state.
 3. **Second-order polish in rounds**: batched Levenberg–Marquardt on v(x) = 0 with Jacobians
-   from ``torch.func`` (or the model's closed form), the slowest candidates first; after each
-   round, candidates that the linearization around a point already found explains are
-   attributed to it instead of being polished again, and each point stops when it converges. True fixed points converge quadratically to q at round-off (≤ 1e-20 relative
-   to the system's speed scale in float64); slow points converge to local minima of q, where
-   ∇q = J_vᵀ v = 0.
+   from the model's closed form or ``torch.func``, the slowest candidates first. During and
+   after each round, candidates that the linearization around a point already found explains
+   are attributed to it instead of being polished further. Where Gauss–Newton turns linear
+   near a slow point, the step uses the exact Hessian of q. True fixed points converge
+   quadratically to q at round-off (≤ 1e-20 relative to the system's speed scale in float64);
+   slow points converge to local minima of q, where ∇q = J_vᵀ v = 0 (stationary points where
+   q curves down are rejected). A ``polish_budget`` bounds the cost for very large networks.
 4. **Saddle seeding**: points at 1/4, 1/2 and 3/4 of the segments between pairs of the points
    found are polished too (with steps capped at 0.2 · scale, so Newton cannot jump across the
    basin), which finds the saddles between attractors that trajectory-sampled states rarely
