@@ -65,7 +65,7 @@ import math
 import os
 import time as _time
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Optional, Union
 
 import numpy as np
@@ -74,7 +74,7 @@ from torch.func import grad as _grad, jacrev as _jacrev, vmap
 
 from .dynamics import Dynamics
 from .linearize import EIG_RTOL, sort_spectrum
-from .results import FixedPoints, load_result, save_result
+from .results import FixedPoints, PointArrays, load_result, save_result
 from .unique import deduplicate
 
 __all__ = ["Ghosts", "GhostOptions", "detect_ghosts", "GHOST_KINDS"]
@@ -202,7 +202,7 @@ class GhostOptions:
 
 # ============================================================================ result
 @dataclass(frozen=True)
-class Ghosts:
+class Ghosts(PointArrays):
     """Ghosts of one system at one input, one row per ghost.
 
     Attributes
@@ -291,18 +291,6 @@ class Ghosts:
                    dwell_time=z.copy(), passed=np.zeros(0, bool),
                    fixed_point_distance=z.copy(), isolation=z.copy(), contrast=z.copy(),
                    time=time, **meta)
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-    def __getitem__(self, index) -> "Ghosts":
-        if isinstance(index, (int, np.integer)):
-            index = [int(index)]
-        return replace(self, **{name: getattr(self, name)[index] for name in self._ARRAYS})
-
-    @property
-    def n_states(self) -> int:
-        return int(self.x.shape[1])
 
     def counts(self) -> Dict[str, int]:
         """Number of ghosts of each kind, e.g. ``{"attracting": 1, "saddle": 0, ...}``."""

@@ -15,7 +15,8 @@ from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 
-__all__ = ["FinderStatus", "FixedPoints", "SlowRegion", "KINDS", "save_result", "load_result"]
+__all__ = ["FinderStatus", "FixedPoints", "PointArrays", "SlowRegion", "KINDS", "save_result",
+           "load_result"]
 
 #: Point kinds, in display order. ``slow`` is a local minimum of q with q > 0.
 KINDS = ("stable", "saddle", "unstable", "slow")
@@ -75,8 +76,30 @@ class SlowRegion:
                 "max_speed": float(np.max(self.speed)) if len(self.speed) else 0.0}
 
 
+class PointArrays:
+    """Container protocol of point results: one row per point on axis 0 of each ``_ARRAYS`` field.
+
+    ``len()`` counts points; indexing with an int, slice, index array or boolean mask returns
+    the same result type holding those rows (the other fields are kept).
+    """
+
+    _ARRAYS: tuple = ()
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return replace(self, **{name: getattr(self, name)[index] for name in self._ARRAYS})
+
+    @property
+    def n_states(self) -> int:
+        return int(self.x.shape[1])
+
+
 @dataclass(frozen=True)
-class FixedPoints:
+class FixedPoints(PointArrays):
     """Fixed points and slow points of one system at one input.
 
     Attributes
@@ -119,19 +142,6 @@ class FixedPoints:
     info: Dict[str, Any] = field(default_factory=dict)
 
     _ARRAYS = ("x", "speed", "eigvals", "kind", "n_unstable")
-
-    # --------------------------------------------------------------- container protocol
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-    def __getitem__(self, index) -> "FixedPoints":
-        if isinstance(index, (int, np.integer)):
-            index = [int(index)]
-        return replace(self, **{name: getattr(self, name)[index] for name in self._ARRAYS})
-
-    @property
-    def n_states(self) -> int:
-        return int(self.x.shape[1])
 
     @property
     def success(self) -> bool:
