@@ -142,7 +142,6 @@ def main() -> None:
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
         system, n_init, repeats = args.child[0], int(args.child[1]), int(args.child[2])
         print(json.dumps(run_one(system, n_init, args.device, repeats)))
         return
