@@ -597,10 +597,10 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     info = {"n_initial": int(len(x0)), "scale": scale, "q_scale": q_scale, "sigma": sigma}
 
     # 1. first-order descent
-    x, q, n_iter = x0, None, 0
+    x, n_iter = x0, 0
     if opts.max_iter > 0:
         step = opts.lr * scale / np.sqrt(n)
-        x, q, n_iter = _descend(dynamics, x0, lo, hi, q_scale, step, opts)
+        x, _, n_iter = _descend(dynamics, x0, lo, hi, q_scale, step, opts)
     info["descent_iterations"] = int(n_iter)
     with torch.no_grad():
         q = dynamics.speed(x)
@@ -641,8 +641,9 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                     "non_finite": int((~fin).sum())}
 
     found = _Found(dynamics, x.new_zeros(0, n), x.new_zeros(0), tol)
-    counters = {"unconverged": 0, "plateau": 0, "over_budget": 0, "outside_box": 0, "non_finite": n_nonfinite, "polished": 0,
-                "attributed": 0, "newton_iterations": 0}
+    counters = {"unconverged": 0, "plateau": 0, "over_budget": 0, "outside_box": 0,
+                "non_finite": n_nonfinite, "polished": 0, "attributed": 0,
+                "newton_iterations": 0}
     _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
                    q_slow, sigma ** 2)
 

@@ -225,3 +225,13 @@ def test_saddle_between_two_attractors_is_found_from_trajectory_states(n_states)
     assert res.index_counts() == {0: 2, 1: 1}
     found = np.sort((res.x @ dyn.Q)[:, 0])
     np.testing.assert_allclose(found, truth, atol=1e-9)
+
+
+def test_optional_first_order_descent_finds_the_same_points():
+    dyn = systems.rotated_flipflop(16, seed=6)
+    x0 = fp.sample_initial_states(dyn, 256, noise=0.5, n_steps=20, seed=2)
+    plain = fp.find_fixed_points(dyn, x0)
+    descended = fp.find_fixed_points(dyn, x0, max_iter=100)
+    assert descended.info["descent_iterations"] > 0
+    assert descended.index_counts() == plain.index_counts() == {0: 8, 1: 12, 2: 6, 3: 1}
+    assert two_way_match(descended.x, plain.x, 1e-9)
