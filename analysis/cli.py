@@ -29,7 +29,7 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: E402
+from typing import Any, Dict, Optional, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -604,20 +604,16 @@ def _cmd_find(args) -> int:
     if args.json:
         payload = result.summary()
         payload["points"] = result.fixed_points.to_dict()["points"]
-        print(json.dumps(payload, indent=1, default=_json_default))
+        print(_to_json(payload))
     else:
         print(_points_table(result))
     return 0
 
 
-def _json_default(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value) if math.isfinite(float(value)) else None
-    return str(value)
+def _to_json(payload) -> str:
+    """Strict JSON (non-finite floats as null), with the epoch files' conversions."""
+    from .epoch import _clean, _json_default
+    return json.dumps(_clean(payload), indent=1, default=_json_default)
 
 
 def _single_portrait(result, file: str, load_options, settings, device, png: Path) -> Path:
@@ -724,7 +720,7 @@ def _cmd_info(args) -> int:
     info["files_list"] = [{"file": e.name, "epoch": e.epoch, "step": e.step}
                           for e in entries]
     if args.json:
-        print(json.dumps(info, indent=1, default=_json_default))
+        print(_to_json(info))
     else:
         print(_info_text(info, args.quick))
     return 0 if model else 1

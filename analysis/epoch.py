@@ -17,7 +17,7 @@ import os
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -466,8 +466,6 @@ def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarra
     -------
     ndarray of shape (n_initial, n_states)
     """
-    import torch
-
     from fixedpoints import sample_initial_states
 
     n = dynamics.n_states

@@ -81,14 +81,15 @@ the event precedes the drop) and ``alpha`` (where between the two checkpoints, f
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .matching import Matching, match_points
+from fixedpoints.options import resolve_options
+
+from .matching import match_points
 
 __all__ = ["EVENT_KINDS", "EventOptions", "RestructuringEvent", "detect_events", "event_epoch"]
 
@@ -150,18 +151,7 @@ class EventOptions:
     @classmethod
     def make(cls, value=None) -> "EventOptions":
         """From None, an EventOptions, or a dict of its fields (unknown names raise)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            known = {f.name for f in fields(cls)}
-            bad = sorted(set(value) - known)
-            if bad:
-                raise ValueError(f"unknown event option(s) {bad}; valid options are "
-                                 f"{sorted(known)}")
-            return cls(**value)
-        raise TypeError(f"events={value!r} is not an EventOptions or dict")
+        return resolve_options(cls, value, name="event")
 
     def to_dict(self) -> Dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}

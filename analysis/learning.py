@@ -29,11 +29,13 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
+
+from fixedpoints.options import resolve_options
 from scipy.ndimage import maximum_filter1d, median_filter, minimum_filter1d
 
 __all__ = ["LossCurve", "DropOptions", "Drop", "read_training_log", "find_training_log",
@@ -213,17 +215,8 @@ class DropOptions:
 
     @classmethod
     def make(cls, value=None) -> "DropOptions":
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            known = {f.name for f in fields(cls)}
-            bad = sorted(set(value) - known)
-            if bad:
-                raise ValueError(f"unknown drop option(s) {bad}; valid options are {sorted(known)}")
-            return cls(**value)
-        raise TypeError(f"drop={value!r} is not a DropOptions or dict")
+        """From None, a DropOptions, or a dict of its fields (unknown names raise)."""
+        return resolve_options(cls, value, name="drop")
 
     def to_dict(self) -> Dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import time as _time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -42,7 +42,8 @@ import torch
 from scipy.spatial import cKDTree
 
 from .dynamics import Dynamics
-from .linearize import EIG_RTOL, classify, jacobian as _jacobian_np, _native_spectrum
+from .options import resolve_options
+from .linearize import classify, jacobian as _jacobian_np, _native_spectrum
 from .results import FinderStatus, FixedPoints, SlowRegion
 from .unique import deduplicate
 
@@ -577,13 +578,7 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     if not isinstance(dynamics, Dynamics):
         raise ValueError(f"dynamics must be a fixedpoints.Dynamics, got {type(dynamics).__name__}; "
                          f"wrap a torch model with fixedpoints.from_module(model)")
-    opts = options or FinderOptions()
-    if overrides:
-        known = {f.name for f in fields(FinderOptions)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown}; valid options are {sorted(known)}")
-        opts = FinderOptions(**{**asdict(opts), **overrides})
+    opts = resolve_options(FinderOptions, options, overrides)
     started = _time.perf_counter()
     x0 = _validate_initial_states(dynamics, initial_states)
     n = dynamics.n_states

@@ -65,7 +65,7 @@ import math
 import os
 import time as _time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional, Union
 
 import numpy as np
@@ -74,6 +74,7 @@ from torch.func import grad as _grad, jacrev as _jacrev, vmap
 
 from .dynamics import Dynamics
 from .linearize import EIG_RTOL, sort_spectrum
+from .options import resolve_options
 from .results import FixedPoints, PointArrays, load_result, save_result
 from .unique import deduplicate
 
@@ -633,13 +634,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     if not isinstance(dynamics, Dynamics):
         raise ValueError(f"dynamics must be a fixedpoints.Dynamics, got {type(dynamics).__name__};"
                          f" wrap a torch model with fixedpoints.from_module(model)")
-    opts = options or GhostOptions()
-    if overrides:
-        known = {f.name for f in fields(GhostOptions)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown}; valid options are {sorted(known)}")
-        opts = GhostOptions(**{**asdict(opts), **overrides})
+    opts = resolve_options(GhostOptions, options, overrides)
     if fixed_points is None and initial_states is None:
         raise ValueError("detect_ghosts needs fixed_points (from find_fixed_points) or "
                          "initial_states (states the system visits); pass at least one")
