@@ -85,7 +85,8 @@ def trained_gru(hidden=128, bits=3, epochs=1500, seed=0) -> torch.nn.Module:
 
 
 def leaky_rnn(n: int, gain: float = 1.2, seed: int = 0) -> fp.Dynamics:
-    """r <- (1-α) r + α tanh(W r + b), W ~ N(0, gain²/n), α = 0.5 (closed-form Jacobian)."""
+    """r <- (1-α) r + α tanh(W r + b), W ~ N(0, gain²/n), α = 0.5 (closed-form Jacobian and
+    curvature)."""
     gen = torch.Generator().manual_seed(seed)
     W = torch.randn(n, n, generator=gen, dtype=torch.float64) * gain / np.sqrt(n)
     b = 0.1 * torch.randn(n, generator=gen, dtype=torch.float64)
@@ -98,7 +99,12 @@ def leaky_rnn(n: int, gain: float = 1.2, seed: int = 0) -> fp.Dynamics:
         slope = 1 - torch.tanh(x @ W.T + b) ** 2
         return (1 - alpha) * torch.eye(n, dtype=x.dtype) + alpha * slope.unsqueeze(-1) * W
 
-    return fp.DiscreteDynamics(step, n, jacobian_fn=jac, name=f"leaky_rnn_{n}")
+    def curvature(x, u, weights):  # Σ_k w_k ∇²F_k = α Wᵀ diag(w tanh'') W
+        t = torch.tanh(x @ W.T + b)
+        return alpha * W.T @ ((weights * -2 * t * (1 - t ** 2)).unsqueeze(-1) * W)
+
+    return fp.DiscreteDynamics(step, n, jacobian_fn=jac, curvature_fn=curvature,
+                               name=f"leaky_rnn_{n}")
 
 
 def build(system: str, device: str):

@@ -10,7 +10,12 @@ Supported:
   field, continuous time) on batch-first 2-D tensors. Its sizes are read from ``n_states`` (or
   ``hidden_size``) and ``n_inputs`` (or ``input_size``). If it has both, ``time=`` picks one; the
   default is the module's own ``time`` attribute, else discrete. A ``jacobian(x, u)`` method, if
-  present, is used as the closed-form Jacobian of ``step``/``velocity``.
+  present, is used as the closed-form Jacobian of ``step``/``velocity``, and a
+  ``curvature(x, u, weights)`` method as its weighted second derivative (see
+  :class:`~fixedpoints.dynamics.Dynamics`).
+
+One-layer ``RNN`` and ``GRU`` (and their cells) also get a closed-form curvature, so the exact
+Hessian of the speed costs three batched matrix products.
 
 The user's model is never mutated: parameters are copied (detached, in the requested dtype and
 device), the copy runs in eval mode, and ``requires_grad``, ``.grad`` and ``training`` of the
@@ -145,7 +150,8 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
             h = x[:, l * hidden:(l + 1) * hidden]
             gi = _affine(inp, w["w_ih"], w["b_ih"])
             gh = _affine(h, w["w_hh"], w["b_hh"])
-            dh = x.new_zeros(b, hidden, n_states)
+            # one layer without a cell state: the block is the whole Jacobian (returned early)
+            dh = x.new_zeros(b, hidden, n_states) if n_layers > 1 or lstm else None
             own = slice(l * hidden, (l + 1) * hidden)
             if gru:
                 i_r, i_z, i_n = gi.chunk(3, dim=1)
@@ -159,8 +165,12 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
                 s_n = (1 - z) * dn  # ∂h'/∂(pre-activation of n)
                 s_z = (h - cand) * z * (1 - z)  # ∂h'/∂(pre-activation of z)
                 s_r = s_n * h_n * r * (1 - r)  # ∂h'/∂(pre-activation of r)
-                dh[:, :, own] = (rows(s_n * r, w_hn) + rows(s_z, w_hz) + rows(s_r, w_hr)
-                                 + torch.diag_embed(z))
+                block = rows(s_n * r, w_hn)  # accumulated in place: this is the hot path
+                block.addcmul_(s_z.unsqueeze(-1), w_hz).addcmul_(s_r.unsqueeze(-1), w_hr)
+                block.diagonal(dim1=1, dim2=2).add_(z)
+                if n_layers == 1:
+                    return block
+                dh[:, :, own] = block
                 d_in = rows(s_n, w_in) + rows(s_z, w_iz) + rows(s_r, w_ir)
                 h_new = (1 - z) * cand + z * h
             elif lstm:
@@ -191,6 +201,8 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
                 pre = gi + gh
                 h_new = torch.relu(pre) if relu else torch.tanh(pre)
                 slope = (pre > 0).to(x.dtype) if relu else 1 - h_new ** 2
+                if n_layers == 1:
+                    return rows(slope, w["w_hh"])
                 dh[:, :, own] = rows(slope, w["w_hh"])
                 d_in = rows(slope, w["w_ih"])
             if d_inp is not None:
@@ -204,6 +216,57 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
         return torch.cat(h_blocks + c_blocks, dim=1)
 
     return jacobian
+
+
+def _torch_rnn_curvature(module: nn.Module, dtype, device):
+    """Closed-form ``Σ_k w_k ∇²F_k`` of a one-layer torch RNN (tanh/relu) or GRU step, or None.
+
+    For ``F = φ(W_hh h + ...)`` it is ``W_hhᵀ diag(w φ'') W_hh``. For a GRU,
+    ``F = c + z (h - c)`` with ``r = σ(a_r)``, ``z = σ(a_z)``, ``c = tanh(i_n + r g)`` and
+    ``g = W_hn h + b_hn``; writing ``B = diag(r) W_hn + diag(g r') W_hr`` (the rows of
+    ``∂(i_n + r g)/∂h``) and primes for derivatives of the gate nonlinearities,
+
+    ``Σ_k w_k ∇²F_k = Bᵀ diag(w(1-z)c'') B + sym(W_hrᵀ M_r + W_hzᵀ M_z)`` with
+    ``M_r = diag(w(1-z)c'r') W_hn + ½ diag(w(1-z)c'g r'') W_hr`` and
+    ``M_z = diag(w z') (I - diag(c') B) + ½ diag(w(h-c)z'') W_hz``, ``sym(M) = M + Mᵀ``.
+
+    Three batched matrix products, against n double-backward passes. Multi-layer models and
+    LSTMs return None (the Hessian then comes from autograd).
+    """
+    if isinstance(module, (nn.LSTM, nn.LSTMCell)) or getattr(module, "num_layers", 1) != 1:
+        return None
+    (w,) = _layer_weights(module, dtype, device)
+    gru = isinstance(module, (nn.GRU, nn.GRUCell))
+
+    def sym(m):
+        return m + m.transpose(1, 2)
+
+    def curvature(x, u, weights):
+        gi = _affine(u, w["w_ih"], w["b_ih"])
+        gh = _affine(x, w["w_hh"], w["b_hh"])
+        if not gru:
+            if module.nonlinearity == "relu":  # piecewise linear: no curvature off the kinks
+                return x.new_zeros(x.shape[0], x.shape[1], x.shape[1])
+            t = torch.tanh(gi + gh)
+            scale = weights * (-2.0 * t * (1 - t ** 2))
+            return w["w_hh"].T @ (scale.unsqueeze(-1) * w["w_hh"])
+        i_r, i_z, i_n = gi.chunk(3, dim=1)
+        _, _, g = gh.chunk(3, dim=1)
+        w_hr, w_hz, w_hn = w["w_hh"].chunk(3, dim=0)
+        r = torch.sigmoid(i_r + gh[:, :x.shape[1]])
+        z = torch.sigmoid(i_z + gh[:, x.shape[1]:2 * x.shape[1]])
+        c = torch.tanh(i_n + r * g)
+        dr, dz, dc = r * (1 - r), z * (1 - z), 1 - c ** 2
+        ddr, ddz, ddc = dr * (1 - 2 * r), dz * (1 - 2 * z), -2 * c * dc
+        keep = weights * (1 - z)
+        b_rows = r.unsqueeze(-1) * w_hn + (g * dr).unsqueeze(-1) * w_hr  # (b, n, n)
+        m_r = (keep * dc * dr).unsqueeze(-1) * w_hn + (0.5 * keep * dc * g * ddr).unsqueeze(-1) * w_hr
+        m_z = (torch.diag_embed(weights * dz) - (weights * dz * dc).unsqueeze(-1) * b_rows
+               + (0.5 * weights * (x - c) * ddz).unsqueeze(-1) * w_hz)
+        outer = torch.cat([w_hr, w_hz], dim=0).T @ torch.cat([m_r, m_z], dim=1)
+        return b_rows.transpose(1, 2) @ ((keep * ddc).unsqueeze(-1) * b_rows) + sym(outer)
+
+    return curvature
 
 
 def _size(module: nn.Module, names, what: str) -> Optional[int]:
@@ -256,7 +319,8 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
         step, n_states, n_inputs, kind = _torch_rnn_step(module, dtype, device)
         return DiscreteDynamics(step, n_states, n_inputs=n_inputs, input=input, dtype=dtype,
                                 device=device, name=f"{name}({kind})",
-                                jacobian_fn=_torch_rnn_jacobian(module, dtype, device))
+                                jacobian_fn=_torch_rnn_jacobian(module, dtype, device),
+                                curvature_fn=_torch_rnn_curvature(module, dtype, device))
 
     has_step = callable(getattr(module, "step", None))
     has_velocity = callable(getattr(module, "velocity", None))
@@ -293,8 +357,10 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
         p.grad = None
     fn = clone.step if time == "discrete" else clone.velocity
     jac = getattr(clone, "jacobian", None)
+    curvature = getattr(clone, "curvature", None)
     cls = DiscreteDynamics if time == "discrete" else ContinuousDynamics
     dyn = cls(fn, n_states, n_inputs=n_inputs, input=input, dtype=dtype, device=device,
-              jacobian_fn=jac if callable(jac) else None, name=name)
+              jacobian_fn=jac if callable(jac) else None,
+              curvature_fn=curvature if callable(curvature) else None, name=name)
     dyn.module = clone
     return dyn

@@ -86,6 +86,12 @@ class Dynamics:
         When omitted it is computed with ``torch.func.vmap(jacfwd(...))`` (forward mode: the
         same n passes as reverse mode for a square Jacobian, without the multi-second import of
         torch._dynamo that reverse-mode ``torch.func`` triggers in every new process).
+    curvature_fn : callable, optional
+        ``curvature_fn(x, u, weights) -> (b, n_states, n_states)``: the second derivatives of
+        ``fn`` contracted with ``weights`` of shape ``(b, n_states)``,
+        ``Σ_k weights[:, k] ∇²fn_k(x)``, in closed form. It makes :meth:`speed_hessian` cost a
+        few batched matrix products instead of n double-backward passes. When omitted the
+        Hessian of the speed comes from autograd.
     name : str, optional
         A label used in messages.
     """
@@ -94,7 +100,8 @@ class Dynamics:
 
     def __init__(self, fn: StepFunction, n_states: int, *, n_inputs: int = 0, input=None,
                  dtype: torch.dtype = torch.float64, device="cpu", dt: float = 1.0,
-                 jacobian_fn: Optional[Callable] = None, name: Optional[str] = None):
+                 jacobian_fn: Optional[Callable] = None, curvature_fn: Optional[Callable] = None,
+                 name: Optional[str] = None):
         if type(self) is Dynamics:
             raise TypeError("Dynamics is abstract; use DiscreteDynamics (maps) or "
                             "ContinuousDynamics (vector fields)")
@@ -115,6 +122,7 @@ class Dynamics:
         self.device = torch.device(device)
         self.dt = float(dt)
         self.jacobian_fn = jacobian_fn
+        self.curvature_fn = curvature_fn
         self.name = name or type(self).__name__
         if input is None:
             self.input = torch.zeros(self.n_inputs, dtype=dtype, device=self.device)
@@ -222,6 +230,48 @@ class Dynamics:
         if self.time == "discrete":
             jac_fn = jac_fn - torch.eye(self.n_states, dtype=x.dtype, device=x.device)
         return jac_fn
+
+    def speed_hessian(self, x: torch.Tensor, u=None,
+                      jacobian: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Hessian of the speed, ``∇²q = J_vᵀ J_v + Σ_k v_k ∇²v_k``, shape ``(b, n, n)``.
+
+        The second term is what Gauss-Newton drops; it dominates near a slow point, where
+        ``J_v`` is singular but ``v`` is not zero. With ``curvature_fn`` it is computed in closed
+        form; otherwise by double backward through ``fn`` with the n rows batched into one pass
+        (``is_grads_batched``), or one pass per row where an operation has no batching rule.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (b, n_states)
+        u : torch.Tensor of shape (b, n_inputs) or (n_inputs,), optional
+        jacobian : torch.Tensor of shape (b, n_states, n_states), optional
+            ``J_v`` at ``x`` when the caller already has it (used with ``curvature_fn`` only).
+
+        Returns
+        -------
+        torch.Tensor of shape (b, n_states, n_states)
+        """
+        x = x.detach().to(self.dtype)
+        if self.curvature_fn is not None:
+            with torch.no_grad():
+                v = self.velocity(x, u)
+                jac = self.jacobian(x, u) if jacobian is None else jacobian
+                curvature = self.curvature_fn(x, self._inputs(x, u), v)
+                return jac.transpose(1, 2) @ jac + curvature
+        with torch.enable_grad():
+            xg = x.clone().requires_grad_(True)
+            v = self.velocity(xg, u)
+            (grad,) = torch.autograd.grad(0.5 * (v * v).sum(), xg, create_graph=True)
+            n = self.n_states
+            basis = torch.eye(n, dtype=x.dtype, device=x.device).unsqueeze(1).expand(n, *x.shape)
+            try:  # all n rows in one batched backward pass
+                (rows,) = torch.autograd.grad(grad, xg, grad_outputs=basis,
+                                              is_grads_batched=True)
+                return rows.transpose(0, 1).detach()
+            except RuntimeError:  # an operation without a batching rule: one pass per row
+                rows = [torch.autograd.grad(grad[:, i].sum(), xg, retain_graph=True)[0]
+                        for i in range(n)]
+                return torch.stack(rows, dim=1).detach()
 
     def step(self, x: torch.Tensor, u=None, dt: Optional[float] = None) -> torch.Tensor:
         """Advance the states by one step (one map iteration, or one RK4 step of length ``dt``)."""

@@ -314,10 +314,11 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                                        & (cos_a <= 0.3)).flatten()
                 if linear.numel():
                     jtj = jtj.clone()
-                    jtj[linear] = _hessian_of_speed(dynamics, xa[linear])
+                    jtj[linear] = dynamics.speed_hessian(xa[linear], jacobian=jac[linear])
             system = jtj + damping[:, None, None] * eye
             # a non-finite system (overflow far out) must not reach LAPACK: those points stop
-            sane = torch.isfinite(system).all(dim=(1, 2)) & torch.isfinite(jtv).all(dim=1)
+            # (a sum is non-finite exactly when a term is, or when it overflows: both insane)
+            sane = torch.isfinite(system.sum(dim=(1, 2))) & torch.isfinite(jtv.sum(dim=1))
             if not bool(sane.all()):
                 system = torch.where(sane[:, None, None], system, eye)
                 jtv = torch.where(sane[:, None], jtv, torch.zeros_like(jtv))
@@ -371,27 +372,6 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
         out_attr.append(attributed)
     return (torch.cat(out_x), torch.cat(out_q), torch.cat(out_cos), iters,
             torch.cat(out_limit), torch.cat(out_attr))
-
-
-def _hessian_of_speed(dynamics: Dynamics, x: torch.Tensor) -> torch.Tensor:
-    """Exact Hessian of q at each state, shape (b, n, n).
-
-    Double backward with plain autograd, the n rows batched into one pass
-    (``is_grads_batched``); a Python loop over rows where an operation has no batching rule.
-    """
-    with torch.enable_grad():
-        xg = x.detach().clone().requires_grad_(True)
-        v = dynamics.velocity(xg)
-        (grad,) = torch.autograd.grad(0.5 * (v * v).sum(), xg, create_graph=True)
-        n = dynamics.n_states
-        basis = torch.eye(n, dtype=x.dtype, device=x.device).unsqueeze(1).expand(n, *x.shape)
-        try:  # all n rows in one batched backward pass
-            (rows,) = torch.autograd.grad(grad, xg, grad_outputs=basis, is_grads_batched=True)
-            return rows.transpose(0, 1).detach()
-        except RuntimeError:  # an operation without a batching rule: one pass per row
-            rows = [torch.autograd.grad(grad[:, i].sum(), xg, retain_graph=True)[0]
-                    for i in range(n)]
-            return torch.stack(rows, dim=1).detach()
 
 
 class _Found:
@@ -673,8 +653,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     # a slow point is a local MINIMUM of q: drop stationary points where q curves down
     slow = np.flatnonzero(q_np > q_fixed)
     if len(slow):
-        hess = _hessian_of_speed(dynamics, torch.as_tensor(x_np[slow], dtype=dynamics.dtype,
-                                                           device=dynamics.device))
+        hess = dynamics.speed_hessian(torch.as_tensor(x_np[slow], dtype=dynamics.dtype,
+                                                      device=dynamics.device))
         lowest = torch.linalg.eigvalsh(0.5 * (hess + hess.transpose(1, 2)))[:, 0].cpu().numpy()
         not_minimum = slow[lowest < -1e-6 * sigma ** 2]
         info["not_minimum"] = int(len(not_minimum))

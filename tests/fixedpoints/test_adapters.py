@@ -31,11 +31,16 @@ class Flow(nn.Module):
     def velocity(self, x, u):
         return -x + torch.tanh(x @ self.W.T)
 
+    def curvature(self, x, u, weights):  # Σ_k w_k ∇²f_k = Wᵀ diag(w tanh'') W
+        t = torch.tanh(x @ self.W.T)
+        return self.W.T @ ((weights * -2 * t * (1 - t ** 2)).unsqueeze(-1) * self.W)
+
 
 def modules():
     torch.manual_seed(0)
     return [
-        nn.RNN(3, 6), nn.RNN(3, 6, nonlinearity="relu", num_layers=2), nn.GRU(3, 6, num_layers=2),
+        nn.RNN(3, 6), nn.RNN(3, 6, nonlinearity="relu", num_layers=2), nn.GRU(3, 6),
+        nn.GRU(3, 6, num_layers=2),
         nn.LSTM(3, 5, num_layers=2), nn.RNNCell(3, 6), nn.GRUCell(3, 6), nn.LSTMCell(3, 5),
         LeakyStep(), Flow(),
     ]
@@ -60,6 +65,16 @@ def test_adapter_conformance_and_model_untouched(module):
     fd = torch.stack([(dyn.velocity(x + eps * e) - dyn.velocity(x - eps * e)) / (2 * eps)
                       for e in torch.eye(dyn.n_states, dtype=torch.float64)], dim=-1)
     torch.testing.assert_close(J, fd, atol=1e-7, rtol=1e-6)
+    # Hessian of the speed (closed-form curvature where the adapter has one, else autograd)
+    # against central differences of the autograd gradient of q
+    def grad_q(states):
+        states = states.clone().requires_grad_(True)
+        return torch.autograd.grad(dyn.speed(states).sum(), states)[0]
+    H = dyn.speed_hessian(x)
+    assert H.shape == (7, dyn.n_states, dyn.n_states)
+    fd_h = torch.stack([(grad_q(x + eps * e) - grad_q(x - eps * e)) / (2 * eps)
+                        for e in torch.eye(dyn.n_states, dtype=torch.float64)], dim=-1)
+    torch.testing.assert_close(H, fd_h, atol=1e-7, rtol=1e-6)
     fp.find_fixed_points(dyn, x.numpy())
     # untouched: weights, requires_grad, .grad, training mode
     assert module.training
@@ -81,6 +96,29 @@ def test_torch_recurrent_modules_step_like_torch(cls):
         x = dyn.step(x, u[:, t])
     top_h = x[:, 4:8]  # layer 1's h is the second block
     torch.testing.assert_close(top_h, out[:, -1], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("module", [nn.GRU(3, 7), nn.GRUCell(3, 7), nn.RNN(3, 7), nn.RNNCell(3, 7),
+                                    nn.RNN(3, 7, nonlinearity="relu")],
+                         ids=lambda m: f"{type(m).__name__}-{getattr(m, 'nonlinearity', '')}")
+def test_closed_form_curvature_equals_double_backward(module):
+    """The adapters' closed-form Σ_k v_k ∇²v_k gives the autograd Hessian of q to round-off."""
+    dyn = fp.from_module(module, input=[0.3, -0.2, 0.5])
+    assert dyn.curvature_fn is not None
+    x = torch.randn(9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    exact = dyn.speed_hessian(x)
+    autograd = dyn._replace(curvature_fn=None).speed_hessian(x)
+    torch.testing.assert_close(exact, autograd, atol=1e-13, rtol=1e-12)
+    torch.testing.assert_close(exact, exact.transpose(1, 2), atol=1e-14, rtol=0)
+
+
+def test_speed_hessian_of_the_saddle_node_normal_form():
+    """dx/dt = r + x²: q = ½(r + x²)², so q'' = 2r + 6x² (autograd path, no closed form)."""
+    r = -0.3
+    dyn = fp.ContinuousDynamics(lambda x, u: r + x ** 2, 1)
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64).reshape(-1, 1)
+    torch.testing.assert_close(dyn.speed_hessian(x)[:, 0, 0], 2 * r + 6 * x[:, 0] ** 2,
+                               atol=1e-14, rtol=1e-14)
 
 
 def test_bad_models_and_inputs_raise_clear_errors():
