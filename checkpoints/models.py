@@ -74,6 +74,12 @@ class RecurrentModel(nn.Module):
     :meth:`config`. ``time`` is ``"discrete"`` for every built-in model: the map is what the
     model computes during training; models with a continuous form also define
     :meth:`velocity`.
+
+    Models whose derivatives have a closed form also define ``step_jacobian(x, u)`` (and
+    ``velocity_jacobian``), ``(b, n, n)``, and ``step_curvature(x, u, weights)`` (and
+    ``velocity_curvature``), ``Σ_k weights[:, k] ∇²F_k``, ``(b, n, n)``: the fixed-point finder
+    uses them instead of automatic differentiation (O(b n²) Jacobians, exact Hessians of the
+    speed in a few matrix products).
     """
 
     architecture: str = ""
@@ -158,6 +164,19 @@ def _output_map(z: torch.Tensor, output: str, confidence: float) -> torch.Tensor
     return torch.sigmoid(confidence * z) if output == "sigmoid" else z
 
 
+def _tanh_derivatives(pre: torch.Tensor):
+    """``tanh'`` and ``tanh''`` at ``pre``, each of its shape."""
+    t = torch.tanh(pre)
+    slope = 1 - t * t
+    return slope, -2.0 * t * slope
+
+
+def _identity_plus(scale: float, matrix: torch.Tensor) -> torch.Tensor:
+    """``c I + M`` for a batch of square matrices ``M (b, n, n)`` (in place on ``M``)."""
+    matrix.diagonal(dim1=1, dim2=2).add_(scale)
+    return matrix
+
+
 class LeakyRNN(RecurrentModel):
     r"""Leaky firing-rate RNN, full rank or low rank.
 
@@ -238,6 +257,42 @@ class LeakyRNN(RecurrentModel):
         """r ← (1 - α) r + α tanh(W r + W_in u + b), shape (b, n_states)."""
         return (1.0 - self.alpha) * x + self.alpha * self._drive(x, u)
 
+    def _drive_derivatives(self, x, u):
+        return _tanh_derivatives(self._recurrent(x) + self.W_in(self._inputs(x, u)))
+
+    def _scaled_rows(self, scale: torch.Tensor) -> torch.Tensor:
+        """``diag(scale) W`` for ``scale (b, N)``, shape (b, N, N)."""
+        if self.rank is None:
+            return scale.unsqueeze(-1) * self.W_rec
+        return (scale.unsqueeze(-1) * self.S_l) @ self.S_r
+
+    def _gram(self, scale: torch.Tensor) -> torch.Tensor:
+        """``Wᵀ diag(scale) W`` for ``scale (b, N)``, shape (b, N, N)."""
+        if self.rank is None:
+            return self.W_rec.T @ (scale.unsqueeze(-1) * self.W_rec)
+        inner = self.S_l.T @ (scale.unsqueeze(-1) * self.S_l)  # (b, K, K)
+        return self.S_r.T @ inner @ self.S_r
+
+    def velocity_jacobian(self, x, u=None):
+        """∂(dr/dt)/∂r = -I + diag(tanh') W, shape (b, N, N)."""
+        slope, _ = self._drive_derivatives(x, u)
+        return _identity_plus(-1.0, self._scaled_rows(slope))
+
+    def step_jacobian(self, x, u=None):
+        """∂F/∂r = (1 - α) I + α diag(tanh') W, shape (b, N, N)."""
+        slope, _ = self._drive_derivatives(x, u)
+        return _identity_plus(1.0 - self.alpha, self._scaled_rows(self.alpha * slope))
+
+    def velocity_curvature(self, x, u, weights):
+        """Σ_k w_k ∇²(dr/dt)_k = Wᵀ diag(w tanh'') W, shape (b, N, N)."""
+        _, bend = self._drive_derivatives(x, u)
+        return self._gram(weights * bend)
+
+    def step_curvature(self, x, u, weights):
+        """Σ_k w_k ∇²F_k = α Wᵀ diag(w tanh'') W, shape (b, N, N)."""
+        _, bend = self._drive_derivatives(x, u)
+        return self._gram(self.alpha * weights * bend)
+
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return _output_map(self.W_out(x), self.output, self.confidence)
 
@@ -307,6 +362,37 @@ class RankOneRNN(RecurrentModel):
         """x ← (1 - α) x + α tanh(m (n·x) + b), shape (b, n_states); u is ignored."""
         return (1.0 - self.alpha) * x + self.alpha * self._drive(x)
 
+    def _scaled_rows(self, scale: torch.Tensor) -> torch.Tensor:
+        """``diag(scale) m nᵀ``, shape (b, N, N)."""
+        return (scale * self.m).unsqueeze(-1) * self.n
+
+    def _gram(self, scale: torch.Tensor) -> torch.Tensor:
+        """``(m nᵀ)ᵀ diag(scale) m nᵀ = (Σ_k scale_k m_k²) n nᵀ``, shape (b, N, N)."""
+        return (scale @ (self.m * self.m))[:, None, None] * torch.outer(self.n, self.n)
+
+    def _drive_derivatives(self, x):
+        return _tanh_derivatives(self.kappa(x)[..., None] * self.m + self.b)
+
+    def velocity_jacobian(self, x, u=None):
+        """-I + diag(tanh') m nᵀ, shape (b, N, N)."""
+        slope, _ = self._drive_derivatives(x)
+        return _identity_plus(-1.0, self._scaled_rows(slope))
+
+    def step_jacobian(self, x, u=None):
+        """(1 - α) I + α diag(tanh') m nᵀ, shape (b, N, N)."""
+        slope, _ = self._drive_derivatives(x)
+        return _identity_plus(1.0 - self.alpha, self._scaled_rows(self.alpha * slope))
+
+    def velocity_curvature(self, x, u, weights):
+        """Σ_k w_k ∇²(dx/dt)_k = (Σ_k w_k tanh''_k m_k²) n nᵀ, shape (b, N, N)."""
+        _, bend = self._drive_derivatives(x)
+        return self._gram(weights * bend)
+
+    def step_curvature(self, x, u, weights):
+        """α times :meth:`velocity_curvature`, shape (b, N, N)."""
+        _, bend = self._drive_derivatives(x)
+        return self._gram(self.alpha * weights * bend)
+
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.confidence * (self.kappa(x) - 1.0))[..., None]
 
@@ -367,6 +453,25 @@ class XFormRNN(RecurrentModel):
         """x ← x + α (-x + J tanh(x) + W_in u + b), shape (b, n_states)."""
         return x + self.alpha * self.velocity(x, u)
 
+    def velocity_jacobian(self, x, u=None):
+        """-I + J diag(tanh'(x)), shape (b, N, N)."""
+        slope, _ = _tanh_derivatives(x)
+        return _identity_plus(-1.0, self.J * slope.unsqueeze(1))
+
+    def step_jacobian(self, x, u=None):
+        """I + α (-I + J diag(tanh'(x))), shape (b, N, N)."""
+        slope, _ = _tanh_derivatives(x)
+        return _identity_plus(1.0 - self.alpha, self.alpha * self.J * slope.unsqueeze(1))
+
+    def velocity_curvature(self, x, u, weights):
+        """Σ_k w_k ∇²(dx/dt)_k = diag(tanh''(x) ⊙ Jᵀw), shape (b, N, N)."""
+        _, bend = _tanh_derivatives(x)
+        return torch.diag_embed(bend * (weights @ self.J))
+
+    def step_curvature(self, x, u, weights):
+        """α times :meth:`velocity_curvature`, shape (b, N, N)."""
+        return self.alpha * self.velocity_curvature(x, u, weights)
+
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return _output_map(self.W_out(torch.tanh(x)), self.output, self.confidence)
 
@@ -423,6 +528,15 @@ class PLRNN(RecurrentModel):
         """z ← A ⊙ z + W_off ReLU(z) + C s + h, shape (b, n_states)."""
         u = self._inputs(x, u)
         return self.A * x + torch.relu(x) @ self.W_offdiagonal.T + u @ self.C.T + self.h
+
+    def step_jacobian(self, x, u=None):
+        """diag(A) + W_off diag(ReLU'(z)), shape (b, N, N)."""
+        active = (x > 0).to(x.dtype)
+        return self.W_offdiagonal * active.unsqueeze(1) + torch.diag(self.A)
+
+    def step_curvature(self, x, u, weights):
+        """Zero: the map is piecewise linear (no curvature off the ReLU kinks), (b, N, N)."""
+        return x.new_zeros(x.shape[0], self.n_states, self.n_states)
 
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.B.T
@@ -492,6 +606,12 @@ class TorchRNN(RecurrentModel):
         else:
             self.rnn = nn.RNN(nonlinearity=cell[4:], **kwargs)
         self.readout_layer = nn.Linear(self.hidden_size, self.n_outputs)
+
+    @property
+    def recurrent_module(self) -> nn.Module:
+        """The torch module whose dynamics :meth:`step` computes (same state layout), so that
+        analysis tools can use closed-form derivatives written for torch's own modules."""
+        return self.rnn
 
     @classmethod
     def check_module(cls, module: nn.Module, name: str = "rnn") -> str:

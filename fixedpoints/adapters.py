@@ -9,10 +9,13 @@ Supported:
 * Any ``nn.Module`` with ``step(x, u)`` (a map, discrete time) or ``velocity(x, u)`` (a vector
   field, continuous time) on batch-first 2-D tensors. Its sizes are read from ``n_states`` (or
   ``hidden_size``) and ``n_inputs`` (or ``input_size``). If it has both, ``time=`` picks one; the
-  default is the module's own ``time`` attribute, else discrete. A ``jacobian(x, u)`` method, if
-  present, is used as the closed-form Jacobian of ``step``/``velocity``, and a
-  ``curvature(x, u, weights)`` method as its weighted second derivative (see
-  :class:`~fixedpoints.dynamics.Dynamics`).
+  default is the module's own ``time`` attribute, else discrete. Closed-form derivatives are
+  used when the module has them: ``step_jacobian(x, u)`` / ``velocity_jacobian(x, u)`` (or a
+  plain ``jacobian`` for the form in use) and ``step_curvature(x, u, weights)`` /
+  ``velocity_curvature`` (or ``curvature``), the weighted second derivative of
+  :class:`~fixedpoints.dynamics.Dynamics`.
+* A module with a ``recurrent_module`` attribute that is a torch ``RNN``/``GRU``/``LSTM`` whose
+  dynamics (and state layout) it runs, such as ``checkpoints.TorchRNN``: treated as that module.
 
 One-layer ``RNN`` and ``GRU`` (and their cells) also get a closed-form curvature, so the exact
 Hessian of the speed costs three batched matrix products.
@@ -313,6 +316,9 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
     _check_finite(module)
     name = type(module).__name__
 
+    inner = getattr(module, "recurrent_module", None)
+    if isinstance(inner, _RECURRENT + _CELLS) and not isinstance(module, _RECURRENT + _CELLS):
+        module = inner  # a wrapper that runs a torch RNN's dynamics: use its closed forms
     if isinstance(module, _RECURRENT + _CELLS):
         if time == "continuous":
             raise ValueError(f"{name} is a discrete-time map; pass time='discrete' (or None)")
@@ -356,8 +362,12 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
         p.requires_grad_(False)
         p.grad = None
     fn = clone.step if time == "discrete" else clone.velocity
-    jac = getattr(clone, "jacobian", None)
-    curvature = getattr(clone, "curvature", None)
+    # derivatives of the form in use: step_jacobian / velocity_jacobian (and *_curvature) name
+    # it; a plain jacobian / curvature method is taken to be of that form too
+    jac = getattr(clone, f"{'step' if time == 'discrete' else 'velocity'}_jacobian", None)
+    curvature = getattr(clone, f"{'step' if time == 'discrete' else 'velocity'}_curvature", None)
+    jac = jac if callable(jac) else getattr(clone, "jacobian", None)
+    curvature = curvature if callable(curvature) else getattr(clone, "curvature", None)
     cls = DiscreteDynamics if time == "discrete" else ContinuousDynamics
     dyn = cls(fn, n_states, n_inputs=n_inputs, input=input, dtype=dtype, device=device,
               jacobian_fn=jac if callable(jac) else None,

@@ -231,14 +231,36 @@ class Dynamics:
             jac_fn = jac_fn - torch.eye(self.n_states, dtype=x.dtype, device=x.device)
         return jac_fn
 
+    def curvature(self, x: torch.Tensor, weights: torch.Tensor, u=None) -> torch.Tensor:
+        """Second derivatives of the velocity contracted with ``weights``, ``Σ_k w_k ∇²v_k``.
+
+        Closed form with ``curvature_fn``; otherwise the Hessian of ``x -> w · v(x)`` by double
+        backward (see :meth:`speed_hessian`).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (b, n_states)
+        weights : torch.Tensor of shape (b, n_states)
+        u : torch.Tensor of shape (b, n_inputs) or (n_inputs,), optional
+
+        Returns
+        -------
+        torch.Tensor of shape (b, n_states, n_states)
+        """
+        x = x.detach().to(self.dtype)
+        weights = weights.detach().to(self.dtype)
+        if self.curvature_fn is not None:
+            with torch.no_grad():
+                return self.curvature_fn(x, self._inputs(x, u), weights)
+        return _batched_hessian(lambda y: (weights * self.velocity(y, u)).sum(), x)
+
     def speed_hessian(self, x: torch.Tensor, u=None,
                       jacobian: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Hessian of the speed, ``∇²q = J_vᵀ J_v + Σ_k v_k ∇²v_k``, shape ``(b, n, n)``.
 
         The second term is what Gauss-Newton drops; it dominates near a slow point, where
         ``J_v`` is singular but ``v`` is not zero. With ``curvature_fn`` it is computed in closed
-        form; otherwise by double backward through ``fn`` with the n rows batched into one pass
-        (``is_grads_batched``), or one pass per row where an operation has no batching rule.
+        form (a few batched matrix products); otherwise by double backward through ``fn``.
 
         Parameters
         ----------
@@ -252,26 +274,12 @@ class Dynamics:
         torch.Tensor of shape (b, n_states, n_states)
         """
         x = x.detach().to(self.dtype)
-        if self.curvature_fn is not None:
-            with torch.no_grad():
-                v = self.velocity(x, u)
-                jac = self.jacobian(x, u) if jacobian is None else jacobian
-                curvature = self.curvature_fn(x, self._inputs(x, u), v)
-                return jac.transpose(1, 2) @ jac + curvature
-        with torch.enable_grad():
-            xg = x.clone().requires_grad_(True)
-            v = self.velocity(xg, u)
-            (grad,) = torch.autograd.grad(0.5 * (v * v).sum(), xg, create_graph=True)
-            n = self.n_states
-            basis = torch.eye(n, dtype=x.dtype, device=x.device).unsqueeze(1).expand(n, *x.shape)
-            try:  # all n rows in one batched backward pass
-                (rows,) = torch.autograd.grad(grad, xg, grad_outputs=basis,
-                                              is_grads_batched=True)
-                return rows.transpose(0, 1).detach()
-            except RuntimeError:  # an operation without a batching rule: one pass per row
-                rows = [torch.autograd.grad(grad[:, i].sum(), xg, retain_graph=True)[0]
-                        for i in range(n)]
-                return torch.stack(rows, dim=1).detach()
+        if self.curvature_fn is None:
+            return _batched_hessian(lambda y: self.speed(y, u).sum(), x)
+        with torch.no_grad():
+            v = self.velocity(x, u)
+            jac = self.jacobian(x, u) if jacobian is None else jacobian
+            return jac.transpose(1, 2) @ jac + self.curvature_fn(x, self._inputs(x, u), v)
 
     def step(self, x: torch.Tensor, u=None, dt: Optional[float] = None) -> torch.Tensor:
         """Advance the states by one step (one map iteration, or one RK4 step of length ``dt``)."""
@@ -330,6 +338,35 @@ class Dynamics:
         if self.time == "discrete":
             return np.abs(eig_native) > 1.0 + rtol
         return np.real(eig_native) > rtol
+
+
+def _batched_hessian(total: Callable[[torch.Tensor], torch.Tensor],
+                     x: torch.Tensor) -> torch.Tensor:
+    """Per-state Hessians ``(b, n, n)`` of ``total(x) = Σ_i f(x_i)`` (states independent).
+
+    Double backward with plain autograd, the n rows batched into one pass
+    (``is_grads_batched``); one pass per row where an operation has no batching rule.
+    """
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(total(xg), xg, create_graph=True)
+        n = x.shape[1]
+        if not grad.requires_grad:  # linear in x: no second derivative
+            return x.new_zeros(x.shape[0], n, n)
+        basis = torch.eye(n, dtype=x.dtype, device=x.device).unsqueeze(1).expand(n, *x.shape)
+        try:
+            (rows,) = torch.autograd.grad(grad, xg, grad_outputs=basis, is_grads_batched=True,
+                                          allow_unused=True)
+        except RuntimeError:  # an operation without a batching rule: one pass per row
+            rows = []
+            for i in range(n):
+                (row,) = torch.autograd.grad(grad[:, i].sum(), xg, retain_graph=True,
+                                             allow_unused=True)
+                rows.append(torch.zeros_like(x) if row is None else row)
+            rows = torch.stack(rows)
+        if rows is None:  # the gradient does not depend on x
+            return x.new_zeros(x.shape[0], n, n)
+        return rows.transpose(0, 1).detach()
 
 
 class DiscreteDynamics(Dynamics):

@@ -10,7 +10,7 @@ Why a zero eigenvalue proves nothing: at *any* minimum of q with q > 0 the gradi
 point has that. What tells a ghost apart is checked here, one test at a time:
 
 1. **A minimum of q above the fixed-point tolerance.** Candidates are polished with Newton's
-   method on ``∇q = 0`` using the exact Hessian of q (``torch.func``, float64, Levenberg–Marquardt
+   method on ``∇q = 0`` using the exact Hessian of q (``Dynamics.speed_hessian``, float64, Levenberg–Marquardt
    damping so the iteration only goes downhill). Points that reach ``q ≤ q_fixed`` are fixed
    points, not ghosts (they are used for test 5).
 2. **Reduced normal form.** With ``u = v/‖v‖`` (the flow direction, J_v's left null vector) and
@@ -70,7 +70,6 @@ from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
-from torch.func import grad as _grad, jacrev as _jacrev, vmap
 
 from .dynamics import Dynamics
 from .linearize import EIG_RTOL, sort_spectrum
@@ -344,17 +343,6 @@ def _finite_or_none(value):
 
 
 # ============================================================================ helpers
-def _single(dynamics: Dynamics):
-    """Per-state velocity and speed functions for ``torch.func`` transforms."""
-    def vel(xi):
-        return dynamics.velocity(xi.unsqueeze(0)).squeeze(0)
-
-    def q(xi):
-        v = vel(xi)
-        return 0.5 * (v * v).sum()
-    return vel, q
-
-
 def _chunks(n: int, size: int):
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
@@ -365,21 +353,19 @@ _HESSIAN_BUDGET = 1 << 23
 
 
 def _hessian_and_gradient(dynamics: Dynamics, x: torch.Tensor, batch_size: int):
-    """Exact Hessian ``(b, n, n)`` and gradient ``(b, n)`` of q."""
-    _, q = _single(dynamics)
-    # reverse over reverse: forward-mode AD would load torch's TorchScript decompositions (a few
-    # seconds on first use, and deprecation warnings)
-    hess_fn, grad_fn = vmap(_jacrev(_grad(q))), vmap(_grad(q))
+    """Exact Hessian ``(b, n, n)`` and gradient ``(b, n)`` of q, in chunks that bound memory."""
+    n = dynamics.n_states
+    if x.shape[0] == 0:
+        return x.new_zeros((0, n, n)), x.new_zeros((0, n))
     hs, gs = [], []
-    n = x.shape[1]
     batch_size = max(1, min(batch_size, _HESSIAN_BUDGET // max(n * n, 1)))
     for sl in _chunks(x.shape[0], batch_size):
         xb = x[sl].detach()
-        hs.append(hess_fn(xb).detach())
-        gs.append(grad_fn(xb).detach())
-    if not hs:
-        n = dynamics.n_states
-        return x.new_zeros((0, n, n)), x.new_zeros((0, n))
+        with torch.no_grad():
+            v = dynamics.velocity(xb)
+            jac = dynamics.jacobian(xb)
+        hs.append(dynamics.speed_hessian(xb, jacobian=jac))
+        gs.append((jac.transpose(1, 2) @ v.unsqueeze(-1)).squeeze(-1))
     h = torch.cat(hs)
     return 0.5 * (h + h.transpose(1, 2)), torch.cat(gs)
 
@@ -388,16 +374,10 @@ def _flow_curvature(dynamics: Dynamics, x: torch.Tensor, u: torch.Tensor,
                     e: torch.Tensor) -> torch.Tensor:
     """``c_u = u · d²v(x + z e)/dz²`` at z = 0 for each row, shape ``(b,)``.
 
-    It is ``eᵀ ∇²φ e`` for the scalar ``φ(y) = u·v(y)``: a Hessian-vector product by double
-    backward.
+    It is ``eᵀ (Σ_k u_k ∇²v_k) e``: the velocity's curvature contracted with ``u``
+    (closed form where the system has one, double backward otherwise).
     """
-    vel, _ = _single(dynamics)
-
-    def curvature(xi, ui, ei):
-        phi = lambda y: (ui * vel(y)).sum()  # noqa: E731
-        directional = lambda y: (_grad(phi)(y) * ei).sum()  # noqa: E731
-        return (_grad(directional)(xi) * ei).sum()
-    return vmap(curvature)(x, u, e)
+    return torch.einsum("bi,bij,bj->b", e, dynamics.curvature(x, u), e)
 
 
 def _spread(x: np.ndarray) -> float:

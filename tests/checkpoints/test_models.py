@@ -94,6 +94,34 @@ def test_step_is_traceable_by_vmap_jacrev(arch):
     torch.testing.assert_close(jac, fd, rtol=1e-6, atol=1e-7)
 
 
+CLOSED_FORMS = [(arch, form) for arch in ("leaky_rnn", "low_rank_rnn", "rank_one_rnn",
+                                           "xform_rnn", "plrnn")
+                for form in ("step", "velocity") if not (arch == "plrnn" and form == "velocity")]
+
+
+@pytest.mark.parametrize("arch,form", CLOSED_FORMS)
+def test_closed_form_jacobian_and_curvature_equal_autodiff(arch, form):
+    """``<form>_jacobian`` against jacrev and ``<form>_curvature`` against the Hessian of
+    ``w · F(x)``, at random states and inputs (PLRNN away from its ReLU kinks)."""
+    model = make(arch)
+    fn = getattr(model, form)
+    gen = torch.Generator().manual_seed(5)
+    x = 0.7 * torch.randn(4, model.n_states, dtype=DT, generator=gen)
+    u = torch.randn(4, model.n_inputs, dtype=DT, generator=gen)
+    w = torch.randn(4, model.n_states, dtype=DT, generator=gen)
+    jac = vmap(jacrev(lambda xi, ui: fn(xi[None], ui[None])[0]))(x, u)
+    torch.testing.assert_close(getattr(model, f"{form}_jacobian")(x, u), jac,
+                               rtol=1e-12, atol=1e-13)
+    hess = vmap(jacrev(jacrev(lambda xi, ui, wi: (wi * fn(xi[None], ui[None])[0]).sum())))(x, u, w)
+    torch.testing.assert_close(getattr(model, f"{form}_curvature")(x, u, w), hess,
+                               rtol=1e-12, atol=1e-13)
+
+
+def test_torch_rnn_names_its_recurrent_module():
+    model = make("gru")
+    assert model.recurrent_module is model.rnn
+
+
 # ----------------------------------------------------------------- leaky family
 def test_leaky_step_matches_equation_and_velocity():
     model = make("leaky_rnn")

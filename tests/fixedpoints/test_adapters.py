@@ -112,6 +112,69 @@ def test_closed_form_curvature_equals_double_backward(module):
     torch.testing.assert_close(exact, exact.transpose(1, 2), atol=1e-14, rtol=0)
 
 
+class TwoForms(nn.Module):
+    """A map and a flow with different derivatives: each time type must get its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(4, 4, generator=torch.Generator().manual_seed(2)))
+        self.n_states = 4
+
+    def _t(self, x):
+        return torch.tanh(x @ self.W.T)
+
+    def step(self, x, u):
+        return 0.5 * x + 0.5 * self._t(x)
+
+    def velocity(self, x, u):
+        return -x + self._t(x)
+
+    def step_jacobian(self, x, u):
+        return 0.5 * torch.eye(4, dtype=x.dtype) + 0.5 * (1 - self._t(x) ** 2).unsqueeze(-1) * self.W
+
+    def velocity_jacobian(self, x, u):
+        return -torch.eye(4, dtype=x.dtype) + (1 - self._t(x) ** 2).unsqueeze(-1) * self.W
+
+    def velocity_curvature(self, x, u, weights):
+        t = self._t(x)
+        return self.W.T @ ((weights * -2 * t * (1 - t ** 2)).unsqueeze(-1) * self.W)
+
+    def step_curvature(self, x, u, weights):
+        return 0.5 * self.velocity_curvature(x, u, weights)
+
+
+class WrapsGRU(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(2, 5, batch_first=True)
+        self.n_states, self.n_inputs = 5, 2
+        self.recurrent_module = self.rnn
+
+    def step(self, x, u):
+        return self.rnn(u.unsqueeze(1), x.unsqueeze(0))[1][0]
+
+
+@pytest.mark.parametrize("time", ["discrete", "continuous"])
+def test_each_time_type_uses_its_own_closed_forms(time):
+    module = TwoForms()
+    dyn = fp.from_module(module, time=time)
+    assert dyn.jacobian_fn.__name__ == ("step" if time == "discrete" else "velocity") + "_jacobian"
+    generic = dyn._replace(jacobian_fn=None, curvature_fn=None)
+    x = torch.randn(6, 4, dtype=torch.float64)
+    torch.testing.assert_close(dyn.jacobian(x), generic.jacobian(x), rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(dyn.speed_hessian(x), generic.speed_hessian(x),
+                               rtol=1e-12, atol=1e-13)
+
+
+def test_a_wrapper_of_a_torch_rnn_gets_its_closed_forms():
+    module = WrapsGRU()
+    dyn = fp.from_module(module, input=[0.2, -0.1])
+    assert dyn.curvature_fn is not None and dyn.n_states == 5
+    x = torch.randn(3, 5, dtype=torch.float64)
+    u = torch.tensor([[0.2, -0.1]] * 3, dtype=torch.float64)
+    torch.testing.assert_close(dyn.step(x), module.double().step(x, u), rtol=1e-12, atol=1e-13)
+
+
 def test_speed_hessian_of_the_saddle_node_normal_form():
     """dx/dt = r + x²: q = ½(r + x²)², so q'' = 2r + 6x² (autograd path, no closed form)."""
     r = -0.3
