@@ -5,30 +5,47 @@ Python API::
     from analysis import analyze_series, analyze_checkpoint
     result = analyze_series("runs/flipflop", jobs=2)
     result.events, result.drop_epoch
-"""
-from .epoch import EpochAnalysis, EpochSettings, analyze_checkpoint
-from .api import FailedEpoch, SeriesAnalysis, analyze_series
-from .events import EVENT_KINDS, EventOptions, RestructuringEvent, detect_events
-from .topology import Signature, Topology, build_topology, same_topology
-from .matching import Matching, Track, build_tracks, match_points, state_spread
-from .localize import Localization, interpolate_modules, localize_event
-from .learning import Drop, DropOptions, LossCurve, detect_drop, read_training_log
-from .execution import run_tasks
-from .projection import Projection, ProjectionFitter, latent_basis
-from .report import PortraitOptions, write_report
 
-__all__ = [
+The public names below are imported from their modules on first use (PEP 562), so that
+``import analysis.cli`` does not import torch: the ``ghostscope`` command answers ``--help`` at
+once, and with ``--jobs`` it starts its worker processes' imports alongside its own.
+"""
+from __future__ import annotations
+
+import importlib
+
+#: public name -> the module that defines it
+_EXPORTS = {
     # tracking API (analysis.api / analysis.epoch)
-    "analyze_series", "analyze_checkpoint", "SeriesAnalysis", "EpochAnalysis", "EpochSettings",
-    "FailedEpoch",
+    "analyze_series": "api", "SeriesAnalysis": "api", "FailedEpoch": "api",
+    "analyze_checkpoint": "epoch", "EpochAnalysis": "epoch", "EpochSettings": "epoch",
     # restructuring (analysis.events / .topology / .matching / .localize / .learning)
-    "RestructuringEvent", "EventOptions", "EVENT_KINDS", "detect_events",
-    "Topology", "Signature", "build_topology", "same_topology",
-    "Matching", "Track", "match_points", "build_tracks", "state_spread",
-    "Localization", "localize_event", "interpolate_modules",
-    "LossCurve", "Drop", "DropOptions", "read_training_log", "detect_drop",
-    # execution, projection and report (analysis.execution / .projection / .report; plots in
-    # analysis.plotting, the command line in analysis.cli)
-    "run_tasks", "Projection", "ProjectionFitter", "latent_basis", "PortraitOptions",
-    "write_report",
-]
+    "RestructuringEvent": "events", "EventOptions": "events", "EVENT_KINDS": "events",
+    "detect_events": "events",
+    "Topology": "topology", "Signature": "topology", "build_topology": "topology",
+    "same_topology": "topology",
+    "Matching": "matching", "Track": "matching", "match_points": "matching",
+    "build_tracks": "matching", "state_spread": "matching",
+    "Localization": "localize", "localize_event": "localize", "interpolate_modules": "localize",
+    "LossCurve": "learning", "Drop": "learning", "DropOptions": "learning",
+    "read_training_log": "learning", "detect_drop": "learning",
+    # execution, projection and report (plots in analysis.plotting, the CLI in analysis.cli)
+    "run_tasks": "execution", "Projection": "projection", "ProjectionFitter": "projection",
+    "latent_basis": "projection", "PortraitOptions": "report", "write_report": "report",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+

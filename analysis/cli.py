@@ -521,6 +521,9 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 # ------------------------------------------------------------------------------ commands
 def _cmd_analyze(args) -> int:
+    if args.jobs != 1 and not args.scheduler:  # workers import torch while this process does
+        from .execution import prepare_workers
+        prepare_workers(["analysis.api"] + ([] if args.no_report else ["analysis.report"]))
     from . import analyze_series
     from .report import PortraitOptions, write_report
 
@@ -800,6 +803,9 @@ def _demo_dir(out: Optional[str]) -> Path:
 
 
 def _cmd_demo(args) -> int:
+    if args.jobs != 1:  # the workers' imports overlap with the training
+        from .execution import prepare_workers
+        prepare_workers(["analysis.api", "analysis.report"])
     from checkpoints.train import train
 
     from . import analyze_series

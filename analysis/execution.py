@@ -5,9 +5,10 @@ It yields ``(index, result_or_exception)`` pairs as tasks complete, keeps only a
 tasks in flight (so a long series is streamed, never held in memory at once) and returns failures
 instead of raising them, so one bad checkpoint does not stop a series.
 
-Worker processes are started with the ``spawn`` method (safe with torch and threads) and with
-``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``, ``OMP_WAIT_POLICY=PASSIVE`` and one torch thread each:
-N workers on N cores then use the cores without oversubscribing them.
+Worker processes are forked from a fork server that imported torch once (where the platform
+has one; fresh ``spawn``-ed interpreters elsewhere, or with ``GHOSTSCOPE_START_METHOD=spawn``),
+with ``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``, ``OMP_WAIT_POLICY=PASSIVE`` and one torch
+thread each: N workers on N cores then use the cores without oversubscribing them.
 """
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple)
 
-__all__ = ["run_tasks", "TaskError", "resolve_jobs", "WORKER_ENVIRONMENT"]
+__all__ = ["run_tasks", "TaskError", "resolve_jobs", "prepare_workers", "WORKER_ENVIRONMENT"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +152,72 @@ class _SingleThreadSpawnContext(multiprocessing.context.SpawnContext):
     """The spawn context, with :class:`_SingleThreadSpawnProcess` as its process class."""
 
     Process = _SingleThreadSpawnProcess
+
+
+class _SingleThreadForkServerProcess(multiprocessing.context.ForkServerProcess):
+    """A process forked from the fork server, which is started with :data:`WORKER_ENVIRONMENT`."""
+
+    def start(self) -> None:
+        with _environment(WORKER_ENVIRONMENT):
+            super().start()
+
+
+class _SingleThreadForkServerContext(multiprocessing.context.ForkServerContext):
+    """The forkserver context, with :class:`_SingleThreadForkServerProcess`."""
+
+    Process = _SingleThreadForkServerProcess
+
+
+def _use_fork_server() -> bool:
+    return (os.environ.get("GHOSTSCOPE_START_METHOD", "") != "spawn"
+            and "forkserver" in multiprocessing.get_all_start_methods())
+
+
+def _worker_context(func: Callable):
+    """Where worker processes come from.
+
+    Spawning a fresh interpreter costs every worker the import of torch (over a second of CPU).
+    Where the platform has it, workers are instead forked from a fork server that imported
+    torch and ``func``'s module once, in a clean single-threaded process. (Forking the caller
+    itself would be cheaper still, but a child forked from a process whose OpenMP pool has run
+    hangs in its first parallel region; a fork server has never run one.) The fork server
+    lives as long as this process, so later pools start at once too.
+    ``GHOSTSCOPE_START_METHOD=spawn`` forces fresh interpreters.
+    """
+    if not _use_fork_server():
+        return _SingleThreadSpawnContext()
+    module = getattr(func, "__module__", None)
+    prepare_workers([module] if module and module != "__main__" else [])
+    return _SingleThreadForkServerContext()
+
+
+def prepare_workers(modules: Sequence[str] = ()) -> bool:
+    """Start the fork server that worker processes are forked from, importing ``modules``.
+
+    It returns at once: the server imports torch and ``modules`` in the background, while the
+    caller goes on (the ``ghostscope`` command calls this before importing torch itself, so
+    the two imports overlap). Modules named after the server has started are imported by each
+    worker instead.
+
+    Parameters
+    ----------
+    modules : sequence of str
+        Modules the workers will need, e.g. ``["analysis.api"]``.
+
+    Returns
+    -------
+    bool
+        False where workers are spawned instead (no fork server on this platform, or
+        ``GHOSTSCOPE_START_METHOD=spawn``).
+    """
+    if not _use_fork_server():
+        return False
+    from multiprocessing import forkserver
+
+    forkserver.set_forkserver_preload(["torch", *modules])
+    with _environment(WORKER_ENVIRONMENT):
+        forkserver.ensure_running()
+    return True
 
 
 class _Progress:
@@ -278,7 +346,7 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
     suspects: Deque[Tuple[int, Any]] = collections.deque()
     attempts: Dict[int, int] = collections.defaultdict(int)
     exhausted = False
-    context = _SingleThreadSpawnContext()
+    context = _worker_context(func)
 
     def new_pool() -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context,

@@ -173,14 +173,15 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
         return max(2, int(round(k * scale)))
 
     # ---- ghosts: the embedded normal form, r over four decades
-    for time in ("continuous", "discrete"):
+    for time_kind in ("continuous", "discrete"):
         dt = 0.5
         for i in range(count(30)):
             n = DIMS[i % len(DIMS)]
             r = 10 ** rng.uniform(-6, -2)
-            dyn = systems.saddle_node(r, n_states=n, time=time, dt=dt, seed=int(rng.integers(1e6)))
-            unit = 1.0 if time == "continuous" else dt
-            cases.append(Case("saddle_node", time, n, dyn, _normal(n, rng), np.zeros((1, n)),
+            dyn = systems.saddle_node(r, n_states=n, time=time_kind, dt=dt,
+                                      seed=int(rng.integers(1e6)))
+            unit = 1.0 if time_kind == "continuous" else dt
+            cases.append(Case("saddle_node", time_kind, n, dyn, _normal(n, rng), np.zeros((1, n)),
                               np.array([math.pi / math.sqrt(r) / unit]),
                               np.array([math.sqrt(r)]), f"r={r:.2e}"))
     # ---- ghosts: the one-unit tanh map past its saddle-node
@@ -198,13 +199,13 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
                           np.array([math.pi * math.sqrt(2 / (s * c))]),
                           np.array([math.sqrt(2 * s / c)]), f"delta={delta:.2e}"))
     # ---- ghosts: rank-one networks (both time types), and saddle-like ghosts
-    for time in ("discrete", "continuous"):
+    for time_kind in ("discrete", "continuous"):
         for i in range(count(10)):
             delta = 10 ** rng.uniform(-5, -2)
-            model = RankOne(delta, seed=40 + i, time=time, past=True)
+            model = RankOne(delta, seed=40 + i, time=time_kind, past=True)
             states = fp.sample_initial_states(model.dynamics, 256, n_steps=50, noise=0.1, seed=i,
                                               init_scale=3.0)
-            cases.append(Case("rank_one", time, 100, model.dynamics, states,
+            cases.append(Case("rank_one", time_kind, 100, model.dynamics, states,
                               model.location[None], np.array([model.passage]),
                               np.array([model.width]), f"delta={delta:.2e}"))
     for i in range(count(10)):
@@ -216,13 +217,13 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
                           np.array([math.sqrt(r)]), f"r={r:.2e}"))
 
     # ---- no ghost
-    for time in ("continuous", "discrete"):
+    for time_kind in ("continuous", "discrete"):
         for i in range(count(15)):
             n = DIMS[i % len(DIMS)]
             r = -10 ** rng.uniform(-6, -2)
-            dyn = systems.saddle_node(r, n_states=n, time=time, dt=0.5,
+            dyn = systems.saddle_node(r, n_states=n, time=time_kind, dt=0.5,
                                       seed=int(rng.integers(1e6)))
-            cases.append(Case("saddle_node-", time, n, dyn, _normal(n, rng), *none(n),
+            cases.append(Case("saddle_node-", time_kind, n, dyn, _normal(n, rng), *none(n),
                               f"r={r:.2e}"))
     for i in range(count(10)):
         n = DIMS[i % len(DIMS)]
@@ -232,28 +233,28 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
                           rng.uniform(-1, 1, (256, n)) @ dyn.Q.T, *none(n), f"delta={delta:.2e}"))
     for i in range(count(10)):
         delta = 10 ** rng.uniform(-5, -2)
-        time = ("discrete", "continuous")[i % 2]
-        model = RankOne(delta, seed=60 + i, time=time, past=False)
+        time_kind = ("discrete", "continuous")[i % 2]
+        model = RankOne(delta, seed=60 + i, time=time_kind, past=False)
         states = fp.sample_initial_states(model.dynamics, 256, n_steps=50, noise=0.1, seed=i,
                                           init_scale=3.0)
-        cases.append(Case("rank_one-", time, 100, model.dynamics, states, *none(100),
+        cases.append(Case("rank_one-", time_kind, 100, model.dynamics, states, *none(100),
                           f"delta={delta:.2e}"))
-    for time in ("continuous", "discrete"):
+    for time_kind in ("continuous", "discrete"):
         for i in range(count(5)):
             n = (2, 10, 50, 100, 200)[i % 5]
             A = rng.standard_normal((n, n)) / math.sqrt(n)
-            if time == "continuous":
+            if time_kind == "continuous":
                 A = A - (np.max(np.linalg.eigvals(A).real) + 0.5) * np.eye(n)
             else:
                 A = 0.8 * A / np.max(np.abs(np.linalg.eigvals(A)))
-            cases.append(Case("linear", time, n, systems.linear(A, time), _normal(n, rng),
+            cases.append(Case("linear", time_kind, n, systems.linear(A, time_kind), _normal(n, rng),
                               *none(n)))
-            cases.append(Case("line", time, n, systems.line_attractor(n, time, seed=i),
+            cases.append(Case("line", time_kind, n, systems.line_attractor(n, time_kind, seed=i),
                               _normal(n, rng), *none(n)))
             eps = 10 ** rng.uniform(-5, -2)
-            cases.append(Case("drift", time, n, drift_manifold(n, eps, time, 0.0, i),
+            cases.append(Case("drift", time_kind, n, drift_manifold(n, eps, time_kind, 0.0, i),
                               _normal(n, rng), *none(n), f"eps={eps:.1e}"))
-            cases.append(Case("corrugated", time, n, drift_manifold(n, eps, time, 0.1, i),
+            cases.append(Case("corrugated", time_kind, n, drift_manifold(n, eps, time_kind, 0.1, i),
                               _normal(n, rng), *none(n), f"eps={eps:.1e}"))
     for i in range(count(5)):
         n = (3, 16, 32, 64, 128)[i % 5]

@@ -1,8 +1,6 @@
 """The Python API: analyze_checkpoint and analyze_series on synthetic and trained series."""
 import json
 import math
-import os
-import time
 
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """Restructuring events: each rule on hand-made epochs, then on swept dynamical systems."""
-import math
 from types import SimpleNamespace
 
 import numpy as np

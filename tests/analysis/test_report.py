@@ -1,8 +1,5 @@
 """Portraits, timeline, GIF and report.html: closed-form heatmaps, caching, a self-contained page."""
-import json
-import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -2,7 +2,6 @@
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 
 from analysis.topology import Signature, Topology, build_topology, same_topology
 from fixedpoints import FixedPoints, classify, linearize, systems
