@@ -9,6 +9,7 @@ outflow lead), and returns a frozen :class:`EpochAnalysis`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -176,9 +177,33 @@ class EpochSettings:
         return json.loads(json.dumps(out, default=_json_default))
 
     def hash(self) -> str:
-        """A short stable hash of the settings (used to resume an output directory)."""
+        """A short stable hash of the settings and of the code that computes an epoch.
+
+        Used to resume an output directory: an epoch is reused only when both match, so
+        results written by an older version of the finder, the ghost detector or the built-in
+        models are recomputed rather than mixed with new ones.
+        """
         text = json.dumps(self.to_dict(), sort_keys=True, default=_json_default)
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
+        return hashlib.sha1((text + _epoch_code_digest()).encode()).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=1)
+def _epoch_code_digest() -> str:
+    """Digest of the sources an epoch's result depends on (read once per process)."""
+    import checkpoints
+    import fixedpoints
+
+    digest = hashlib.sha1()
+    here = Path(__file__).resolve().parent
+    files = sorted(Path(fixedpoints.__file__).resolve().parent.glob("*.py"))
+    files += [Path(checkpoints.__file__).resolve().parent / "models.py",
+              here / "epoch.py", here / "topology.py"]
+    for path in files:
+        try:
+            digest.update(path.name.encode() + path.read_bytes())
+        except OSError:  # an installed package without sources: the names still count
+            digest.update(path.name.encode())
+    return digest.hexdigest()
 
 
 def _json_default(value):

@@ -105,6 +105,18 @@ def test_resume_reuses_epochs_with_the_same_settings(tmp_path):
     assert analyze_series(series, n_initial=64, out=out, force=True).options["reused_epochs"] == 0
 
 
+def test_results_of_other_code_are_not_reused(tmp_path, monkeypatch):
+    """The settings hash covers the code that computes an epoch: a newer finder recomputes."""
+    from analysis import epoch
+
+    series = flipflop_series(epochs=2)
+    out = tmp_path / "run"
+    analyze_series(series, n_initial=64, out=out)
+    assert analyze_series(series, n_initial=64, out=out).options["reused_epochs"] == 2
+    monkeypatch.setattr(epoch, "_epoch_code_digest", lambda: "another version")
+    assert analyze_series(series, n_initial=64, out=out).options["reused_epochs"] == 0
+
+
 def test_weight_noise_only_gives_no_events():
     result = analyze_series(flipflop_series(epochs=4, eps=1e-6), n_initial=128)
     assert all(r.fixed_points.index_counts() == {0: 8, 1: 12, 2: 6, 3: 1} for r in result.results)

@@ -97,6 +97,40 @@ def test_process_pool_workers_are_single_threaded():
     assert all(r[3] != os.getpid() for r in seen)  # really other processes
 
 
+def test_spawned_workers_when_asked(monkeypatch):
+    """GHOSTSCOPE_START_METHOD=spawn: fresh interpreters, the same environment and results."""
+    import analysis.execution as execution
+
+    monkeypatch.setenv("GHOSTSCOPE_START_METHOD", "spawn")
+    assert isinstance(execution._worker_context(square), execution._SingleThreadSpawnContext)
+    assert execution.prepare_workers(["analysis.api"]) is False
+    seen = [r for _, r in run_tasks(worker_threads, range(2), jobs=2)]
+    assert {r[:3] for r in seen} == {("1", "PASSIVE", 1)}
+
+
+def test_fork_server_prepared_ahead_runs_tasks():
+    import multiprocessing
+
+    from analysis.execution import prepare_workers
+
+    expected = "forkserver" in multiprocessing.get_all_start_methods()
+    assert prepare_workers(["analysis.api"]) is expected
+    assert dict(run_tasks(square, range(5), jobs=2)) == {i: i * i for i in range(5)}
+
+
+def test_the_command_line_starts_without_torch():
+    """``import analysis.cli`` must not import torch: the command starts its workers' imports
+    before its own, and answers --help at once."""
+    import subprocess
+    import sys
+
+    code = "import sys, analysis.cli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_process_pool_yields_as_completed():
     order = [i for i, _ in run_tasks(sleep_then, range(4), jobs=2)]
     assert sorted(order) == [0, 1, 2, 3]
