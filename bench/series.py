@@ -152,8 +152,8 @@ def main() -> None:
         print(f"{r['what']:<58}{r['seconds']:>8.1f}{r['checkpoints_per_s']:>8.2f}"
               f"{cell(r['cpu_seconds'], 8, '.1f')}{cell(r['main_mib'], 10, '.0f')}"
               f"{cell(r['largest_worker_mib'], 12, '.0f')}")
-    print(f"speed-up of --jobs 2 over --jobs 1: {commands[0]['seconds'] / commands[1]['seconds']:.2f}x"
-          f" for the command, {api[0]['seconds'] / api[1]['seconds']:.2f}x for analyze_series "
+    command_ratio = commands[0]["seconds"] / commands[1]["seconds"]
+    print(f"speed-up of --jobs 2 over --jobs 1: {command_ratio:.2f}x for the command, {api[0]['seconds'] / api[1]['seconds']:.2f}x for analyze_series "
           f"(target >= 1.7x on 2 idle cores)")
     if reports:
         print(f"with the report: {reports[0]['seconds'] / reports[1]['seconds']:.2f}x")

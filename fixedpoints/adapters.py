@@ -263,7 +263,8 @@ def _torch_rnn_curvature(module: nn.Module, dtype, device):
         ddr, ddz, ddc = dr * (1 - 2 * r), dz * (1 - 2 * z), -2 * c * dc
         keep = weights * (1 - z)
         b_rows = r.unsqueeze(-1) * w_hn + (g * dr).unsqueeze(-1) * w_hr  # (b, n, n)
-        m_r = (keep * dc * dr).unsqueeze(-1) * w_hn + (0.5 * keep * dc * g * ddr).unsqueeze(-1) * w_hr
+        m_r = ((keep * dc * dr).unsqueeze(-1) * w_hn
+               + (0.5 * keep * dc * g * ddr).unsqueeze(-1) * w_hr)
         m_z = (torch.diag_embed(weights * dz) - (weights * dz * dc).unsqueeze(-1) * b_rows
                + (0.5 * weights * (x - c) * ddz).unsqueeze(-1) * w_hz)
         outer = torch.cat([w_hr, w_hz], dim=0).T @ torch.cat([m_r, m_z], dim=1)

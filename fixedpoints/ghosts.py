@@ -10,9 +10,9 @@ Why a zero eigenvalue proves nothing: at *any* minimum of q with q > 0 the gradi
 point has that. What tells a ghost apart is checked here, one test at a time:
 
 1. **A minimum of q above the fixed-point tolerance.** Candidates are polished with Newton's
-   method on ``∇q = 0`` using the exact Hessian of q (``Dynamics.speed_hessian``, float64, Levenberg–Marquardt
-   damping so the iteration only goes downhill). Points that reach ``q ≤ q_fixed`` are fixed
-   points, not ghosts (they are used for test 5).
+   method on ``∇q = 0`` using the exact Hessian of q (``Dynamics.speed_hessian``, float64,
+   Levenberg–Marquardt damping so the iteration only goes downhill). Points that reach
+   ``q ≤ q_fixed`` are fixed points, not ghosts (they are used for test 5).
 2. **Reduced normal form.** With ``u = v/‖v‖`` (the flow direction, J_v's left null vector) and
    ``e`` the right null vector of ``J_v`` (its smallest right singular vector, the **slow
    direction**, oriented so ``u·e > 0``), the coordinate ``z = u·(x − x_g)/(u·e)`` obeys, to

@@ -130,7 +130,8 @@ class TwoForms(nn.Module):
         return -x + self._t(x)
 
     def step_jacobian(self, x, u):
-        return 0.5 * torch.eye(4, dtype=x.dtype) + 0.5 * (1 - self._t(x) ** 2).unsqueeze(-1) * self.W
+        slope = 1 - self._t(x) ** 2
+        return 0.5 * torch.eye(4, dtype=x.dtype) + 0.5 * slope.unsqueeze(-1) * self.W
 
     def velocity_jacobian(self, x, u):
         return -torch.eye(4, dtype=x.dtype) + (1 - self._t(x) ** 2).unsqueeze(-1) * self.W
