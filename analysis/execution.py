@@ -140,12 +140,18 @@ def _environment(values: Dict[str, str]):
                 os.environ[name] = value
 
 
-class _SingleThreadSpawnProcess(multiprocessing.context.SpawnProcess):
-    """A spawned process that starts with :data:`WORKER_ENVIRONMENT` (inherited at exec time)."""
+class _StartsWithWorkerEnvironment:
+    """Process mix-in: :meth:`start` runs with :data:`WORKER_ENVIRONMENT` set, so that a spawned
+    interpreter (or the fork server, on its first start) inherits it before importing torch."""
 
     def start(self) -> None:
         with _environment(WORKER_ENVIRONMENT):
             super().start()
+
+
+class _SingleThreadSpawnProcess(_StartsWithWorkerEnvironment,
+                                multiprocessing.context.SpawnProcess):
+    """A spawned process that starts with :data:`WORKER_ENVIRONMENT`."""
 
 
 class _SingleThreadSpawnContext(multiprocessing.context.SpawnContext):
@@ -154,12 +160,9 @@ class _SingleThreadSpawnContext(multiprocessing.context.SpawnContext):
     Process = _SingleThreadSpawnProcess
 
 
-class _SingleThreadForkServerProcess(multiprocessing.context.ForkServerProcess):
-    """A process forked from the fork server, which is started with :data:`WORKER_ENVIRONMENT`."""
-
-    def start(self) -> None:
-        with _environment(WORKER_ENVIRONMENT):
-            super().start()
+class _SingleThreadForkServerProcess(_StartsWithWorkerEnvironment,
+                                     multiprocessing.context.ForkServerProcess):
+    """A process forked from the fork server (started with :data:`WORKER_ENVIRONMENT`)."""
 
 
 class _SingleThreadForkServerContext(multiprocessing.context.ForkServerContext):
