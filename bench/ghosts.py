@@ -73,36 +73,6 @@ class Case:
 
 
 # ---------------------------------------------------------------------------- systems
-def _rotated(n, seed):
-    return torch.as_tensor(systems.random_orthogonal(n, seed)) if n > 1 else \
-        torch.ones(1, 1, dtype=torch.float64)
-
-
-def drift_manifold(n, eps, time, corrugation, seed):
-    Q = _rotated(n, seed)
-    rates = torch.as_tensor(np.linspace(0.5, 2.0, max(n - 1, 1))[: n - 1])
-
-    def field_(x, u):
-        y = x @ Q
-        f0 = eps * (1 + corrugation * torch.sin(y[:, :1]))
-        return torch.cat([f0, -rates * y[:, 1:]], 1) @ Q.T
-
-    if time == "continuous":
-        return fp.ContinuousDynamics(field_, n)
-    return fp.DiscreteDynamics(lambda x, u: x + 0.5 * field_(x, u), n)
-
-
-def saddle_ghost(n, r, seed):
-    Q = _rotated(n, seed)
-    rates = torch.as_tensor(np.concatenate([[-1.0], np.linspace(0.5, 2.0, n - 2)]))
-
-    def field_(x, u):
-        y = x @ Q
-        return torch.cat([r + y[:, :1] ** 2, -rates * y[:, 1:]], 1) @ Q.T
-
-    return fp.ContinuousDynamics(field_, n)
-
-
 class RankOne:
     """Rank-one network just past (``past=True``: a ghost) or just before a saddle-node of its
     exact 1-D flow ``dκ/dt = -κ + n·tanh(mκ + β b̂)``, at distance ``delta`` in β."""
@@ -211,8 +181,10 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
     for i in range(count(10)):
         n = (3, 10, 50, 100)[i % 4]
         r = 10 ** rng.uniform(-6, -2)
-        cases.append(Case("saddle_ghost", "continuous", n,
-                          saddle_ghost(n, r, int(rng.integers(1e6))), _normal(n, rng),
+        # one unstable transverse direction (rate -1), the rest decays
+        rates = np.concatenate([[-1.0], np.linspace(0.5, 2.0, n - 2)])
+        ghost = systems.saddle_node(r, n_states=n, rates=rates, seed=int(rng.integers(1e6)))
+        cases.append(Case("saddle_ghost", "continuous", n, ghost, _normal(n, rng),
                           np.zeros((1, n)), np.array([math.pi / math.sqrt(r)]),
                           np.array([math.sqrt(r)]), f"r={r:.2e}"))
 
@@ -252,10 +224,10 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
             cases.append(Case("line", time_kind, n, systems.line_attractor(n, time_kind, seed=i),
                               _normal(n, rng), *none(n)))
             eps = 10 ** rng.uniform(-5, -2)
-            cases.append(Case("drift", time_kind, n, drift_manifold(n, eps, time_kind, 0.0, i),
-                              _normal(n, rng), *none(n), f"eps={eps:.1e}"))
-            cases.append(Case("corrugated", time_kind, n, drift_manifold(n, eps, time_kind, 0.1, i),
-                              _normal(n, rng), *none(n), f"eps={eps:.1e}"))
+            for name, corrugation in (("drift", 0.0), ("corrugated", 0.1)):
+                drift = systems.drift_manifold(eps, n, time_kind, corrugation, seed=i)
+                cases.append(Case(name, time_kind, n, drift, _normal(n, rng), *none(n),
+                                  f"eps={eps:.1e}"))
     for i in range(count(5)):
         n = (3, 16, 32, 64, 128)[i % 5]
         dyn = systems.rotated_flipflop(n, seed=i)

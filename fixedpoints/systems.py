@@ -16,7 +16,7 @@ import torch
 from .dynamics import ContinuousDynamics, DiscreteDynamics, Dynamics
 
 __all__ = [
-    "random_orthogonal", "linear", "saddle_node", "tanh_map", "tanh_map_fixed_points",
+    "random_orthogonal", "linear", "saddle_node", "drift_manifold", "tanh_map", "tanh_map_fixed_points",
     "tanh_saddle_node_b", "rotated_flipflop", "flipflop_fixed_points", "line_attractor",
     "ReferenceAnswer",
 ]
@@ -123,6 +123,52 @@ def saddle_node(r: float, n_states: int = 1, time: str = "continuous", dt: float
     else:
         dyn = DiscreteDynamics(lambda x, u: x + dt * field(x, u), n_states,
                                name=f"saddle_node_map(r={r}, dt={dt})")
+    dyn.Q = Q.numpy()
+    return dyn
+
+
+def drift_manifold(eps: float, n_states: int = 1, time: str = "continuous",
+                   corrugation: float = 0.0, dt: float = 0.5,
+                   seed: Optional[int] = 0) -> Dynamics:
+    """A slow manifold with no fixed point: ``dy_0/dt = eps (1 + corrugation sin y_0)``.
+
+    The speed is at least ``eps (1 - corrugation)`` everywhere along the attracting line
+    ``y_1 = … = 0``: a slow channel that is NOT a ghost (no isolated minimum of q for
+    ``corrugation = 0``; shallow periodic minima otherwise). Extra coordinates decay,
+    ``dy_i/dt = -rate_i y_i`` with rates evenly spaced in [0.5, 2].
+
+    Parameters
+    ----------
+    eps : float
+    n_states : int
+    time : {"continuous", "discrete"}
+        Discrete time is the Euler map ``y <- y + dt f(y)``.
+    corrugation : float
+        Relative modulation of the drift along the manifold (< 1).
+    dt : float
+        Euler step of the discrete version.
+    seed : int or None
+        Seed of the random rotation ``Q``; ``None`` leaves the coordinates unrotated.
+
+    Returns
+    -------
+    Dynamics
+        Attribute ``Q`` holds the rotation.
+    """
+    _check_time(time)
+    Q = _embedding(n_states, seed if n_states > 1 else None)
+    rates = _t(np.linspace(0.5, 2.0, max(n_states - 1, 1))[: n_states - 1])
+
+    def field(x, u):
+        y = x @ Q
+        drift = eps * (1 + corrugation * torch.sin(y[:, :1]))
+        return torch.cat([drift, -rates * y[:, 1:]], dim=1) @ Q.T
+
+    if time == "continuous":
+        dyn = ContinuousDynamics(field, n_states, name=f"drift_manifold(eps={eps})")
+    else:
+        dyn = DiscreteDynamics(lambda x, u: x + dt * field(x, u), n_states,
+                               name=f"drift_manifold_map(eps={eps}, dt={dt})")
     dyn.Q = Q.numpy()
     return dyn
 

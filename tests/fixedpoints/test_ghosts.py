@@ -31,31 +31,10 @@ def _scaled(dyn, factor):
     return fp.ContinuousDynamics(lambda x, u: factor * dyn.fn(x, u), dyn.n_states)
 
 
-def _drift_manifold(n, eps, time, corrugation=0.0, seed=0):
-    """A slow manifold: dy0/dt = eps (1 + corrugation sin y0), the rest decays (rotated)."""
-    Q = torch.as_tensor(systems.random_orthogonal(n, seed))
-    rates = torch.as_tensor(np.linspace(0.5, 2.0, n - 1))
-
-    def field(x, u):
-        y = x @ Q
-        f0 = eps * (1 + corrugation * torch.sin(y[:, :1]))
-        return torch.cat([f0, -rates * y[:, 1:]], 1) @ Q.T
-
-    if time == "continuous":
-        return fp.ContinuousDynamics(field, n)
-    return fp.DiscreteDynamics(lambda x, u: x + 0.5 * field(x, u), n)
-
-
 def _saddle_ghost(n, r, seed=0):
     """dy0/dt = r + y0², dy1/dt = +y1 (one unstable transverse direction), the rest decays."""
-    Q = torch.as_tensor(systems.random_orthogonal(n, seed))
-    rates = torch.as_tensor(np.concatenate([[-1.0], np.linspace(0.5, 2.0, n - 2)]))
-
-    def field(x, u):
-        y = x @ Q
-        return torch.cat([r + y[:, :1] ** 2, -rates * y[:, 1:]], 1) @ Q.T
-
-    return fp.ContinuousDynamics(field, n), Q.numpy()
+    rates = np.concatenate([[-1.0], np.linspace(0.5, 2.0, n - 2)])
+    return systems.saddle_node(r, n_states=n, rates=rates, seed=seed)
 
 
 def _tanh_ghost(b):
@@ -162,7 +141,7 @@ def test_tanh_map_ghost_in_high_dimension(n, delta):
 
 
 def test_saddle_like_ghost_reports_its_index():
-    dyn, Q = _saddle_ghost(12, 1e-4)
+    dyn = _saddle_ghost(12, 1e-4)
     ghosts = _detect(dyn, _states(12))
     assert len(ghosts) == 1
     assert ghosts.n_unstable[0] == 1 and ghosts.kind[0] == "saddle"
@@ -226,12 +205,12 @@ def test_no_ghost_on_line_attractor_or_slow_manifold(time):
     line = _detect(systems.line_attractor(20, time, seed=1), x0)
     assert len(line) == 0 and line.info["rejected"]["fixed_point"] > 0
     # a flat valley of q: constant drift along a line (every point of it is a minimum of q)
-    drift = _detect(_drift_manifold(20, 1e-3, time), x0)
+    drift = _detect(systems.drift_manifold(1e-3, 20, time), x0)
     assert len(drift) == 0
     rejected = drift.info["rejected"]
     assert rejected["not_bottleneck"] + rejected["flat"] + rejected["not_minimum"] > 0
     # a drift modulated by ±10% has isolated minima of q, but the speed never rises far above s
-    corrugated = _detect(_drift_manifold(20, 1e-3, time, corrugation=0.1), x0)
+    corrugated = _detect(systems.drift_manifold(1e-3, 20, time, corrugation=0.1), x0)
     assert len(corrugated) == 0 and corrugated.info["rejected"]["shallow"] > 0
 
 
@@ -272,9 +251,9 @@ def test_scaling_a_continuous_field_changes_no_verdict(factor):
     systems_ = {
         "ghost": systems.saddle_node(1e-4, n_states=n, time="continuous", seed=1),
         "fixed": systems.saddle_node(-1e-4, n_states=n, time="continuous", seed=1),
-        "valley": _drift_manifold(n, 1e-3, "continuous"),
-        "broad": _drift_manifold(n, 1e-3, "continuous", corrugation=0.1),
-        "narrow": _drift_manifold(n, 1e-2, "continuous", corrugation=0.9),
+        "valley": systems.drift_manifold(1e-3, n),
+        "broad": systems.drift_manifold(1e-3, n, corrugation=0.1),
+        "narrow": systems.drift_manifold(1e-2, n, corrugation=0.9),
     }
     for name, dyn in systems_.items():
         base = _detect(dyn, x0)
@@ -309,7 +288,7 @@ def test_with_the_finder_and_its_result():
 
 # ---------------------------------------------------------------------------- result object
 def test_ghosts_result_container_and_round_trip(tmp_path):
-    dyn, _ = _saddle_ghost(6, 1e-3, seed=4)
+    dyn = _saddle_ghost(6, 1e-3, seed=4)
     x0 = _states(6)
     ghosts = _detect(dyn, x0)
     both = detect_ghosts(systems.saddle_node(1e-3, n_states=6, seed=4), initial_states=x0,
