@@ -374,10 +374,19 @@ def _flow_curvature(dynamics: Dynamics, x: torch.Tensor, u: torch.Tensor,
                     e: torch.Tensor) -> torch.Tensor:
     """``c_u = u · d²v(x + z e)/dz²`` at z = 0 for each row, shape ``(b,)``.
 
-    It is ``eᵀ (Σ_k u_k ∇²v_k) e``: the velocity's curvature contracted with ``u``
-    (closed form where the system has one, double backward otherwise).
+    It is ``eᵀ (Σ_k u_k ∇²v_k) e``: the velocity's curvature contracted with ``u`` in closed
+    form where the system has one; otherwise two backward passes along ``e`` (the full
+    Hessian would take n).
     """
-    return torch.einsum("bi,bij,bj->b", e, dynamics.curvature(x, u), e)
+    if dynamics.curvature_fn is not None:
+        return torch.einsum("bi,bij,bj->b", e, dynamics.curvature(x, u), e)
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad((u * dynamics.velocity(xg)).sum(), xg, create_graph=True)
+        if not grad.requires_grad:  # the velocity is linear: no curvature
+            return x.new_zeros(x.shape[0])
+        (along,) = torch.autograd.grad((grad * e).sum(), xg, allow_unused=True)
+    return x.new_zeros(x.shape[0]) if along is None else (along * e).sum(1).detach()
 
 
 def _spread(x: np.ndarray) -> float:

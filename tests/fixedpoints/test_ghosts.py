@@ -326,3 +326,16 @@ def test_bad_input_raises_clear_errors():
         detect_ghosts(dyn, initial_states=np.full((3, 3), np.nan))
     with pytest.raises(ValueError, match="Dynamics"):
         detect_ghosts(lambda x: x, initial_states=_states(3))
+
+
+def test_flow_curvature_closed_form_equals_the_directional_double_backward():
+    """c_u = eᵀ(Σ u_k ∇²v_k)e: the GRU's closed form and the two-pass autograd fallback agree."""
+    from fixedpoints.ghosts import _flow_curvature
+
+    dyn = fp.from_module(torch.nn.GRU(3, 8), input=[0.1, 0.2, -0.3])
+    gen = torch.Generator().manual_seed(0)
+    x, u, e = (torch.randn(5, 8, dtype=torch.float64, generator=gen) for _ in range(3))
+    exact = _flow_curvature(dyn, x, u, e)
+    fallback = _flow_curvature(dyn._replace(curvature_fn=None), x, u, e)
+    assert float(exact.abs().max()) > 0.1
+    torch.testing.assert_close(exact, fallback, rtol=1e-12, atol=1e-13)
