@@ -9,7 +9,7 @@ export OMP_WAIT_POLICY := PASSIVE
 # numpy's OpenBLAS threads spin the same way; the heavy math runs in torch anyway.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: demo test test-slow test-all bench venv clean
+.PHONY: demo test test-slow test-all lint bench venv clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/ghostscope demo
+
+# ruff (rules in .ci/ruff.toml) on all Python code; mypy (config in setup.cfg) on the packages.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --config .ci/ruff.toml fixedpoints analysis checkpoints tests bench examples
+	$(VENV)/bin/mypy fixedpoints analysis checkpoints
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q
@@ -37,4 +42,4 @@ bench: $(STAMP)
 	$(PY) bench/series.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

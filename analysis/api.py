@@ -157,6 +157,7 @@ class SeriesAnalysis:
         kinds: Dict[str, int] = {}
         for e in self.events:
             kinds[e.kind] = kinds.get(e.kind, 0) + 1
+        first = self.first_event()
         return _clean({
             "n_epochs": len(self.results), "epochs": self.epochs,
             "drop_epoch": self.drop_epoch,
@@ -164,7 +165,7 @@ class SeriesAnalysis:
             "loss_source": None if self.loss is None else self.loss.source,
             "loss_column": None if self.loss is None else self.loss.column,
             "n_events": len(self.events), "event_counts": kinds,
-            "first_event": None if not self.events else self.first_event().to_dict(),
+            "first_event": None if first is None else first.to_dict(),
             "per_epoch": [r.summary() for r in self.results],
             "failed": [f.to_dict() for f in self.failed],
             "settings": self.settings.to_dict(), "settings_hash": self.settings.hash(),
@@ -329,13 +330,13 @@ class _ModuleTemplate:
 class _Item:
     """One checkpoint to analyze: its epoch, how to get its model, and a label."""
 
-    epoch: Optional[int]
+    epoch: int
     payload: Tuple[str, Any]
     source: str
 
 
-def _resolve_source(path_or_series, model, strict: bool,
-                    load_options: Optional[Dict[str, Any]]) -> Tuple[List[_Item], Optional[str], Any]:
+def _resolve_source(path_or_series, model, strict: bool, load_options: Optional[Dict[str, Any]]
+                    ) -> Tuple[List[_Item], Optional[str], Any]:
     """Items to analyze, the directory (for the log), and the series (or None)."""
     from checkpoints import ARCHITECTURES, CheckpointSeries
 

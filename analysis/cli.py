@@ -20,18 +20,18 @@ import os
 # before torch is imported (the command imports it lazily, below).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Dict, Optional, Sequence, Tuple  # noqa: E402
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 __all__ = ["main", "build_parser", "UsageError", "DEMO_TRAINING"]
 
@@ -647,8 +647,8 @@ def _points_table(result) -> str:
     fp = result.fixed_points
     from .report import _counts_text, epoch_counts
     lines = [f"{result.source}: epoch {result.epoch}, {fp.n_states} states, {fp.time} time",
-             f"{len(fp)} point{'s' if len(fp) != 1 else ''}: {_counts_text(epoch_counts(result))}"
-             f"  (finder: {fp.status.name.lower()})"]
+             (f"{len(fp)} point{'s' if len(fp) != 1 else ''}: "
+              f"{_counts_text(epoch_counts(result))}  (finder: {fp.status.name.lower()})")]
     if len(fp):
         native = "|λ|max" if fp.time == "discrete" else "Re λmax"
         lines.append(f"{'#':>3}  {'kind':<9}{'index':>5}  {'speed q':>10}  {'|x|':>8}  "
@@ -740,8 +740,8 @@ def _info_text(info: Dict[str, Any], quick: bool) -> str:
     lines.append(f"config: {info['config'] or 'none found (sizes read from the weights)'}")
     log = info["training_log"]
     if isinstance(log, dict):
-        lines.append(f"training log: {log['path']} ({log['rows']} rows, loss {log['first_loss']:.4g}"
-                     f" -> {log['last_loss']:.4g})")
+        lines.append(f"training log: {log['path']} ({log['rows']} rows, "
+                     f"loss {log['first_loss']:.4g} -> {log['last_loss']:.4g})")
     else:
         lines.append(f"training log: {log or 'none found (no loss curve, no drop detection)'}")
     m = info["model"]

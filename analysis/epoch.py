@@ -22,8 +22,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["EpochSettings", "EpochAnalysis", "analyze_checkpoint", "analyze_dynamics", "make_settings",
-           "initial_states_for"]
+__all__ = ["EpochSettings", "EpochAnalysis", "analyze_checkpoint", "analyze_dynamics",
+           "make_settings", "initial_states_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,8 @@ class EpochSettings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}={value!r} is invalid; pass a positive number")
-        if not isinstance(self.noise, (int, float)) or not math.isfinite(self.noise) or self.noise < 0:
+        if (not isinstance(self.noise, (int, float)) or not math.isfinite(self.noise)
+                or self.noise < 0):
             raise ValueError(f"noise={self.noise!r} is invalid; pass a number >= 0")
         if self.scale is not None and (not math.isfinite(self.scale) or self.scale <= 0):
             raise ValueError(f"scale={self.scale!r} is invalid; pass a positive number or None")
@@ -325,7 +326,7 @@ class EpochAnalysis:
         if stem.suffix in (".json", ".npz"):
             stem = stem.with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)
-        arrays: Dict[str, np.ndarray] = {}
+        arrays: Dict[str, Any] = {}  # Any: np.savez_compressed's stub types **kwds as bool
         meta: Dict[str, Any] = {"type": "EpochAnalysis", "format": 1, "epoch": int(self.epoch),
                                 "loss": None if not math.isfinite(self.loss) else float(self.loss),
                                 "scale": float(self.scale), "source": self.source,
@@ -334,7 +335,8 @@ class EpochAnalysis:
         meta["fixed_points"] = _dump_dataclass(self.fixed_points, "fp.", arrays)
         if self.ghosts is not None:
             meta["ghosts"] = _dump_dataclass(self.ghosts, "ghost.", arrays)
-            meta["ghosts"]["__class__"] = f"{type(self.ghosts).__module__}:{type(self.ghosts).__name__}"
+            kind = type(self.ghosts)
+            meta["ghosts"]["__class__"] = f"{kind.__module__}:{kind.__name__}"
         # human-readable per-point lists (the arrays in the .npz are what load() reads)
         meta["points"] = self.fixed_points.to_dict()["points"]
         meta["slow_regions"] = [r.to_dict() for r in self.fixed_points.slow_regions]
@@ -565,8 +567,7 @@ def _segment_seeds(dynamics, states: np.ndarray, settings: EpochSettings) -> np.
     np.fill_diagonal(d, np.inf)
     k = min(3, len(ends) - 1)
     near = np.argsort(d, axis=1)[:, :k]
-    pairs = {(min(a, b), max(a, b)) for a in range(len(ends)) for b in near[a]}
-    pairs = sorted(pairs)
+    pairs = sorted({(min(a, b), max(a, b)) for a in range(len(ends)) for b in near[a]})
     if len(pairs) > 32:
         pairs = [pairs[t] for t in np.sort(rng.choice(len(pairs), size=32, replace=False))]
     i = np.array([p[0] for p in pairs], int)

@@ -318,7 +318,8 @@ def _crossing(eig_a: np.ndarray, eig_b: np.ndarray, ia: int, ib: int, time: str,
             "side": "after" if ib > ia else "before"}
 
 
-def detect_events(before, after, options: Optional[EventOptions] = None) -> List[RestructuringEvent]:
+def detect_events(before, after,
+                  options: Optional[EventOptions] = None) -> List[RestructuringEvent]:
     """Restructuring events between two consecutive epoch analyses.
 
     Parameters
@@ -343,10 +344,10 @@ def detect_events(before, after, options: Optional[EventOptions] = None) -> List
     mr = match_points(A.rx, B.rx, gate)
     a2b = mf.partner_of_a()
     b2a = mf.partner_of_b()
-    dead = set(int(i) for i in mf.unmatched_a)
-    born = set(int(j) for j in mf.unmatched_b)
-    ghost_new = set(int(j) for j in mg.unmatched_b)
-    ghost_gone = set(int(i) for i in mg.unmatched_a)
+    dead = {int(i) for i in mf.unmatched_a}
+    born = {int(j) for j in mf.unmatched_b}
+    ghost_new = {int(j) for j in mg.unmatched_b}
+    ghost_gone = {int(i) for i in mg.unmatched_a}
     changed_index = {int(i): int(j) for i, j in mf.pairs if A.f_index[i] != B.f_index[j]}
     events: List[RestructuringEvent] = []
     jumps: List[Tuple[int, int, float]] = []
@@ -447,7 +448,8 @@ def detect_events(before, after, options: Optional[EventOptions] = None) -> List
             else:
                 changed_index.pop(t_a, None)
             s_tag, t_tag = ("before", "after") if side == "split" else ("after", "before")
-            ev("pitchfork", [f"{s_tag}/{S.f_id[a]}"] + [f"{t_tag}/{T.f_id[t]}" for t in (c1, m, c2)],
+            ev("pitchfork",
+               [f"{s_tag}/{S.f_id[a]}"] + [f"{t_tag}/{T.f_id[t]}" for t in (c1, m, c2)],
                S.fx[a], {"direction": side, "index_single": int(S.f_index[a]),
                          "index_middle": int(T.f_index[m]), "index_flanks": int(T.f_index[c1]),
                          "half_width": float(half) / spread,

@@ -93,13 +93,13 @@ def _call(func: Callable, args: tuple) -> Any:
     except Exception as error:  # noqa: BLE001 - failures are results here
         text = traceback.format_exc()
         try:
-            error.remote_traceback = text
+            error.remote_traceback = text  # type: ignore[attr-defined]  # any exception may carry it
         except Exception:  # noqa: BLE001 - exceptions with __slots__
             pass
         try:  # make sure it survives the trip back from a worker
             pickle.loads(pickle.dumps(error))
             return error
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - any pickling failure: send a plain TaskError instead
             return TaskError(type(error).__name__, str(error), text)
 
 
@@ -146,7 +146,7 @@ class _StartsWithWorkerEnvironment:
 
     def start(self) -> None:
         with _environment(WORKER_ENVIRONMENT):
-            super().start()
+            super().start()  # type: ignore[misc]  # a mix-in: the Process it joins has start()
 
 
 class _SingleThreadSpawnProcess(_StartsWithWorkerEnvironment,
@@ -377,8 +377,8 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
                     attempts[index] += 1
                     pending[pool.submit(_call, func, _as_args(item))] = (index, item)
             if not pending:
-                for i, error in held:
-                    yield i, _broken_message(error)
+                for i, cause in held:
+                    yield i, _broken_message(cause)
                 return
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             broken = False
@@ -401,8 +401,8 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
                 solo_deaths = 0
                 yield index, result
                 while held:  # workers do run: the tasks held back really killed theirs
-                    i, error = held.pop()
-                    yield i, _broken_message(error)
+                    i, cause = held.pop()
+                    yield i, _broken_message(cause)
             if broken:
                 solo_deaths += len(blamed)
                 if completed == 0:  # hold them until we know whether any worker can work
@@ -425,9 +425,9 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
                     for index, _ in items:
                         yield index, failure
                     return
-                for index, error in blamed:
+                for index, cause in blamed:
                     attempts.pop(index, None)
-                    yield index, _broken_message(error)
+                    yield index, _broken_message(cause)
                 logger.warning("a worker process died; restarting the pool and rerunning the "
                                "tasks it held one at a time")
                 for future, (index, item) in list(pending.items()):

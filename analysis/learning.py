@@ -255,7 +255,8 @@ def _count(value: float, length: int) -> int:
     return max(1, int(round(value * length)) if value < 1 else int(value))
 
 
-def detect_drop(epochs, loss=None, options: Optional[DropOptions] = None, **overrides) -> Optional[Drop]:
+def detect_drop(epochs, loss=None, options: Optional[DropOptions] = None,
+                **overrides) -> Optional[Drop]:
     """Find the first abrupt drop of a loss curve (see the module docstring for the rule).
 
     Parameters

@@ -211,7 +211,7 @@ def localize_event(event, system_at: Callable[[float], Any], *, before=None, aft
     if radius is None:
         far = max([float(np.linalg.norm(p - location)) for p in pts] or [0.0])
         radius = max(0.3 * spread, 1.5 * far)
-    seeds = [p for p in pts]
+    seeds = list(pts)
     for r in (before, after):
         if r is None:
             continue
@@ -245,7 +245,8 @@ def localize_event(event, system_at: Callable[[float], Any], *, before=None, aft
     lo, hi = 0.0, 1.0
     if not before_like(lo) or before_like(hi):
         return Localization(None, lo, hi, probe.n_evaluations,
-                            {**_suffix(probe.measure(lo), "_low"), **_suffix(probe.measure(hi), "_high")},
+                            {**_suffix(probe.measure(lo), "_low"),
+                             **_suffix(probe.measure(hi), "_high")},
                             False, "the test does not separate the two checkpoints (the event "
                                    "may depend on the search's seeds); not localized")
     while hi - lo > tol and probe.n_evaluations < max_evaluations:
@@ -273,7 +274,7 @@ def _event_points(event, before, after):
         r = before if side == "before" else after
         if r is None:
             continue
-        if node.startswith("fp") or node.startswith("slow"):
+        if node.startswith(("fp", "slow")):
             i = int(node[2:] if node.startswith("fp") else node[4:])
             if i < len(r.fixed_points.x):
                 out.append(np.asarray(r.fixed_points.x[i], float))

@@ -20,11 +20,11 @@ import matplotlib
 if "MPLBACKEND" not in os.environ:
     matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.colors import LogNorm
+from matplotlib.lines import Line2D
 
 __all__ = [
     "Portrait", "KIND_STYLES", "GHOST_STYLE", "plot_portrait", "plot_trajectories",
@@ -117,12 +117,13 @@ def _axes(ax, figsize=(6.4, 5.2)):
 
 # Fixed layouts (figure fractions): much faster than a layout engine, and every portrait of a
 # series gets the same axes, so the pictures line up when the report flips through them.
-_PORTRAIT_2D = dict(figsize=(6.4, 5.4), axes=(0.12, 0.15, 0.70, 0.75),
+# figure layouts: figsize (width, height) and axes rectangles (left, bottom, width, height)
+_PORTRAIT_2D: Dict[str, Any] = dict(figsize=(6.4, 5.4), axes=(0.12, 0.15, 0.70, 0.75),
                     axes_wide=(0.12, 0.15, 0.84, 0.75), colorbar=(0.835, 0.15, 0.025, 0.75))
-_PORTRAIT_1D = dict(figsize=(6.4, 5.8), top=(0.13, 0.61, 0.83, 0.29),
-                    bottom=(0.13, 0.14, 0.83, 0.43))
-_TIMELINE = dict(figsize=(8.0, 6.6), top=(0.17, 0.63, 0.79, 0.32),
-                 middle=(0.17, 0.39, 0.79, 0.21), bottom=(0.17, 0.08, 0.79, 0.28))
+_PORTRAIT_1D: Dict[str, Any] = dict(figsize=(6.4, 5.8), top=(0.13, 0.61, 0.83, 0.29),
+                                    bottom=(0.13, 0.14, 0.83, 0.43))
+_TIMELINE: Dict[str, Any] = dict(figsize=(8.0, 6.6), top=(0.17, 0.63, 0.79, 0.32),
+                                 middle=(0.17, 0.39, 0.79, 0.21), bottom=(0.17, 0.08, 0.79, 0.28))
 
 
 def plot_trajectories(trajectories, ax=None, *, color: str = _TRAJECTORY_COLOR,
@@ -153,7 +154,7 @@ def plot_trajectories(trajectories, ax=None, *, color: str = _TRAJECTORY_COLOR,
     fade = np.tile(np.linspace(0.25 if fade_in else 1.0, 1.0, max(t - 1, 1)), b)[: len(segments)]
     rgba = np.tile(np.asarray(matplotlib.colors.to_rgba(color)), (len(segments), 1))
     rgba[:, 3] = alpha * fade
-    lines = LineCollection(segments[ok], colors=rgba[ok], linewidths=linewidth, zorder=2,
+    lines = LineCollection(list(segments[ok]), colors=rgba[ok], linewidths=linewidth, zorder=2,
                            label="trajectories", capstyle="round")
     ax.add_collection(lines)
     starts = ax.scatter(paths[:, 0, 0], paths[:, 0, 1], s=7, color=color, alpha=alpha * 0.6,
@@ -174,9 +175,9 @@ def plot_trajectories(trajectories, ax=None, *, color: str = _TRAJECTORY_COLOR,
                 at.append(path[k])
                 toward.append((path[k + 1] - path[k]) / step[k])
         if at:
-            at, toward = np.asarray(at), np.asarray(toward)
+            where, heading = np.asarray(at), np.asarray(toward)
             # one Quiver for all arrowheads (fixed on-screen size, pointing along the motion)
-            heads = ax.quiver(at[:, 0], at[:, 1], toward[:, 0], toward[:, 1], angles="xy",
+            heads = ax.quiver(where[:, 0], where[:, 1], heading[:, 0], heading[:, 1], angles="xy",
                               scale_units="inches", scale=9.0, pivot="mid", width=0.0035,
                               headwidth=4.5, headlength=5, headaxislength=4.5, color=color,
                               alpha=min(1.0, alpha * 1.3), zorder=2)
@@ -455,9 +456,11 @@ def plot_portrait(portrait: Portrait, ax=None, *, legend: bool = True,
         bottom.set_xlabel(portrait.labels[0])
         bottom.set_ylabel("step")
         bottom.set_xlim(*limits[0])
-        title_ax, axes = top, (top, bottom)
+        title_ax = top
+        axes: Tuple[Any, ...] = (top, bottom)
     else:
-        heat = portrait.grid is not None and portrait.grid_speed is not None
+        grid, grid_speed = portrait.grid, portrait.grid_speed
+        heat = grid is not None and grid_speed is not None
         cax = None
         if ax is None:
             fig = plt.figure(figsize=_PORTRAIT_2D["figsize"])
@@ -466,11 +469,11 @@ def plot_portrait(portrait: Portrait, ax=None, *, legend: bool = True,
         fig = ax.figure
         ax.set_xlim(*limits[0])
         ax.set_ylim(*limits[1])
-        if heat:
-            artists["heatmap"] = plot_speed_heatmap(portrait.grid, portrait.grid_speed, ax,
+        if grid is not None and grid_speed is not None:
+            artists["heatmap"] = plot_speed_heatmap(grid, grid_speed, ax,
                                                     vmin=vmin, vmax=vmax, cax=cax)
             if portrait.grid_velocity is not None:
-                artists["flow"] = plot_flow(portrait.grid, portrait.grid_velocity, ax)
+                artists["flow"] = plot_flow(grid, portrait.grid_velocity, ax)
         on_dark = artists["heatmap"] is not None
         if portrait.trajectories is not None and len(portrait.trajectories):
             artists["trajectories"] = plot_trajectories(
@@ -583,8 +586,8 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
                "slow": "#7d8a96", "ghost": _GHOST_COLOR, "slow_region": _REGION_COLOR}
     markers = {"stable": "o", "saddle": "o", "unstable": "s", "slow": "D", "ghost": "*",
                "slow_region": "_"}
-    for kind, values in (counts or {}).items():
-        values = np.asarray(values, dtype=float)
+    for kind, given in (counts or {}).items():
+        values = np.asarray(given, dtype=float)
         if not np.any(values > 0):
             continue
         (line,) = bottom.plot(epochs, values, color=palette.get(kind, "#444"), lw=1.4,

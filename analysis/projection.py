@@ -251,11 +251,12 @@ class ProjectionFitter:
 
     def fit(self) -> Projection:
         """The projection for everything added so far."""
-        if self._count == 0 or self.n_states is None:
+        if self._count == 0 or self.n_states is None or self._rows is None:
             raise ValueError("no finite states were added; the projection needs at least one "
                              "epoch with trajectories or points")
         kind = self.resolved_kind()
         n = self.n_states
+        labels: Tuple[str, ...]
         if kind == "latent":
             if not self._latent_rows:
                 raise ValueError("projection kind 'latent' needs a low-rank model (a latent "

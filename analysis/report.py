@@ -322,7 +322,7 @@ def _epoch_geometry(ctx: _Context):
     if hasattr(model, "initial_state") and ctx.drive is not None:
         try:
             x0 = model.initial_state(1).detach().cpu().double().numpy()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - no usable initial state: draw without one
             x0 = None
     opts = ctx.options
     traj = portrait_trajectories(dynamics, ctx.result, n_trajectories=opts.n_trajectories,
@@ -366,7 +366,10 @@ def build_portrait(result, projection: Projection, *, trajectories=None, basis=N
     if projection.kind == "latent" and basis is None:
         raise ValueError(f"epoch {result.epoch}: a latent projection needs the model's latent "
                          f"basis; pass basis=latent_basis(model)")
-    tf = (lambda a: projection.transform(a, basis))
+
+    def tf(a):
+        return projection.transform(a, basis)
+
     gx, gdir = ghost_arrays(getattr(result, "ghosts", None), n)
     regions = tuple(tf(np.asarray(r.points, dtype=float).reshape(-1, n))
                     for r in getattr(fp, "slow_regions", ()))
@@ -536,7 +539,7 @@ def write_gif(pngs: Sequence[Path], path, *, max_frames: int = 60, width: int = 
         with Image.open(p) as image:
             image = image.convert("RGB")
             height = max(1, round(image.height * width / image.width))
-            frames.append(image.resize((width, height), Image.LANCZOS)
+            frames.append(image.resize((width, height), Image.Resampling.LANCZOS)
                           .quantize(colors=255, method=Image.Quantize.MEDIANCUT))
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -572,16 +575,19 @@ body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; 
 header, main { max-width: 1100px; margin: 0 auto; padding: 0 20px; }
 header { padding-top: 22px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
-h2 { font-size: 17px; margin: 26px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+h2 { font-size: 17px; margin: 26px 0 10px; border-bottom: 1px solid var(--line);
+     padding-bottom: 4px; }
 .sub { color: var(--muted); margin: 0; word-break: break-all; }
-.facts { display: flex; flex-wrap: wrap; gap: 10px; margin: 14px 0 0; padding: 0; list-style: none; }
-.facts li { background: white; border: 1px solid var(--line); border-radius: 8px; padding: 6px 12px; }
+.facts { display: flex; flex-wrap: wrap; gap: 10px; margin: 14px 0 0; padding: 0;
+         list-style: none; }
+.facts li { background: white; border: 1px solid var(--line); border-radius: 8px;
+            padding: 6px 12px; }
 .facts b { display: block; font-size: 18px; }
 .viewer { background: white; border: 1px solid var(--line); border-radius: 10px; padding: 14px; }
 .controls { display: flex; align-items: center; gap: 10px; flex-wrap: wrap; }
 .controls input[type=range] { flex: 1; min-width: 200px; accent-color: var(--accent); }
-.controls button { font: inherit; border: 1px solid var(--line); background: white; border-radius: 6px;
-                   padding: 3px 10px; cursor: pointer; }
+.controls button { font: inherit; border: 1px solid var(--line); background: white;
+                   border-radius: 6px; padding: 3px 10px; cursor: pointer; }
 #epoch-label { font-variant-numeric: tabular-nums; min-width: 150px; font-weight: 600; }
 #frames { text-align: center; margin-top: 10px; }
 #frames img { max-width: 100%; height: auto; }
@@ -589,15 +595,18 @@ h2 { font-size: 17px; margin: 26px 0 10px; border-bottom: 1px solid var(--line);
 img.timeline { max-width: 100%; height: auto; background: white; border: 1px solid var(--line);
                border-radius: 10px; }
 table { border-collapse: collapse; width: 100%; background: white; font-size: 14px; }
-th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
+th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: left;
+         vertical-align: top; }
 th { background: #eef2f7; position: sticky; top: 0; }
 tr.event { cursor: pointer; }
 tr.event:hover, tr.event.current { background: #f3e8ff; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 13px; }
-pre { background: white; border: 1px solid var(--line); border-radius: 8px; padding: 10px; overflow: auto; }
+pre { background: white; border: 1px solid var(--line); border-radius: 8px; padding: 10px;
+      overflow: auto; }
 .empty { color: var(--muted); font-style: italic; }
-footer { max-width: 1100px; margin: 30px auto; padding: 0 20px; color: var(--muted); font-size: 13px; }
+footer { max-width: 1100px; margin: 30px auto; padding: 0 20px; color: var(--muted);
+         font-size: 13px; }
 """
 
 _JS = """
@@ -617,7 +626,9 @@ _JS = """
     slider.value = String(i);
     label.textContent = 'epoch ' + f.dataset.epoch + ' (' + (i + 1) + ' / ' + frames.length + ')';
     caption.textContent = f.dataset.caption || '';
-    rows.forEach(function (r) { r.classList.toggle('current', r.dataset.epoch === f.dataset.epoch); });
+    rows.forEach(function (r) {
+      r.classList.toggle('current', r.dataset.epoch === f.dataset.epoch);
+    });
   }
   function step(d) { show(Number(slider.value) + d); }
   if (slider) {
@@ -678,7 +689,8 @@ def write_html(path, *, title: str, subtitle: str, facts: Sequence[Tuple[str, st
             out.write("<section id=\"portraits\"><h2>Phase portraits</h2>\n")
             if frames:
                 out.write("<div class=\"viewer\"><div class=\"controls\">"
-                          "<button id=\"prev\" type=\"button\" aria-label=\"previous epoch\">◀</button>"
+                          "<button id=\"prev\" type=\"button\" "
+                          "aria-label=\"previous epoch\">◀</button>"
                           f"<input id=\"epoch-slider\" type=\"range\" min=\"0\" "
                           f"max=\"{len(frames) - 1}\" value=\"0\" step=\"1\" "
                           "aria-label=\"epoch\">"
@@ -750,7 +762,7 @@ def _versions() -> Dict[str, str]:
                 out[name] = version("ghostscope")
             else:
                 out[name] = __import__(name).__version__
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a library missing or without a version: leave it out
             continue
     return out
 
@@ -761,7 +773,7 @@ def _settings_dict(settings) -> Dict[str, Any]:
     if hasattr(settings, "to_dict"):
         try:
             return settings.to_dict()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a user's settings object: fall back to its fields
             pass
     if hasattr(settings, "__dataclass_fields__"):
         return {k: getattr(settings, k) for k in settings.__dataclass_fields__}

@@ -139,7 +139,7 @@ class Topology:
 
     @property
     def graph(self):
-        """A ``networkx.DiGraph`` with node attributes kind, index, x and edge attribute branches."""
+        """A ``networkx.DiGraph``: node attributes kind, index, x; edge attribute branches."""
         return self.to_graph(max_source_index=None)
 
     def to_graph(self, max_source_index: Optional[int] = None):
@@ -294,14 +294,16 @@ def build_topology(dynamics, fixed_points, ghosts=None, *, scale: Optional[float
         xs.append(np.asarray(x, dtype=float).reshape(n))
         return len(ids) - 1
 
-    ghost_x = np.zeros((0, n)) if ghosts is None else np.asarray(ghosts.x, dtype=float).reshape(-1, n)
+    ghost_x = (np.zeros((0, n)) if ghosts is None
+               else np.asarray(ghosts.x, dtype=float).reshape(-1, n))
     ghost_index = (np.zeros(len(ghost_x), int) if ghosts is None
                    else np.asarray(ghosts.n_unstable, dtype=int).reshape(-1))
     fp_rows: Dict[int, int] = {}
     for i in range(len(fp)):
         kind = str(fp.kind[i])
         if kind == "slow":
-            if len(ghost_x) and np.min(np.linalg.norm(ghost_x - fp.x[i], axis=1)) <= ghost_match * scale:
+            if (len(ghost_x)
+                    and np.min(np.linalg.norm(ghost_x - fp.x[i], axis=1)) <= ghost_match * scale):
                 continue  # represented by its ghost
             fp_rows[i] = add(f"slow{i}", "slow", fp.n_unstable[i], i, fp.x[i])
         else:
@@ -334,7 +336,7 @@ def build_topology(dynamics, fixed_points, ghosts=None, *, scale: Optional[float
 
     # ---- attractor targets: stable fixed points and the points of slow regions
     target_x: List[np.ndarray] = []
-    target_row: List[int] = []
+    target_row: List[np.ndarray] = []
     for i, row in fp_rows.items():
         if str(fp.kind[i]) == "stable":
             target_x.append(fp.x[i][None])

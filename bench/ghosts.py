@@ -84,7 +84,7 @@ class RankOne:
         k_c, beta_c = self._fold()
         # near the fold h ≈ h_g + ½ h'' (κ - κ_g)²: no root (a ghost) when h_g h'' > 0
         for beta in (beta_c + delta, beta_c - delta):
-            kappa = brentq(lambda k: self.dh(k, beta), k_c - 0.5, k_c + 0.5, xtol=1e-14)
+            kappa = brentq(lambda k, beta=beta: self.dh(k, beta), k_c - 0.5, k_c + 0.5, xtol=1e-14)
             h_g = self.h(kappa, beta)
             eps = 1e-5
             h2 = (self.dh(kappa + eps, beta) - self.dh(kappa - eps, beta)) / (2 * eps)
@@ -277,7 +277,7 @@ def report(cases: List[Case]) -> None:
             true = sum(len(c.ghosts) for c in group)
             found = sum(len(c.result) for c in group)
             tp = sum(sum(1 for m in c.matched if m >= 0) for c in group)
-            hit = sum(len(set(m for m in c.matched if m >= 0)) for c in group)
+            hit = sum(len({m for m in c.matched if m >= 0}) for c in group)
             fp_ = found - tp
             fn = true - hit
             for key, value in zip(("true", "found", "tp", "fp", "fn"), (true, found, hit, fp_, fn)):
@@ -296,10 +296,10 @@ def report(cases: List[Case]) -> None:
                     if c.result.passed[j]:
                         err = abs(c.result.dwell_time[j] / c.passage[m] - 1)
                         dwell_err.append(err)
-                        worst.append((err, f"{c.family} {c.time} n={c.n} {c.label}: "
-                                           f"passage {c.passage[m]:.4g}, "
-                                           f"dwell {c.result.dwell_time[j]:.4g}, "
-                                           f"s = {c.result.velocity_norm[j]:.2e}"))
+                        worst.append((err, (f"{c.family} {c.time} n={c.n} {c.label}: "
+                                            f"passage {c.passage[m]:.4g}, "
+                                            f"dwell {c.result.dwell_time[j]:.4g}, "
+                                            f"s = {c.result.velocity_norm[j]:.2e}")))
     precision = tot["tp"] / tot["found"] if tot["found"] else 1.0
     recall = tot["tp"] / tot["true"] if tot["true"] else 1.0
     seconds = np.array([c.seconds for c in cases])
@@ -320,7 +320,7 @@ def report(cases: List[Case]) -> None:
     print(f"time: total {seconds.sum():.1f} s, per system median {np.median(seconds):.2f} s, "
           f"max {seconds.max():.2f} s")
     wrong = [c for c in cases if any(m < 0 for m in c.matched)
-             or len(set(m for m in c.matched if m >= 0)) < len(c.ghosts)]
+             or len({m for m in c.matched if m >= 0}) < len(c.ghosts)]
     for c in wrong:
         print(f"  miss/false: {c.family} {c.time} n={c.n} {c.label}: {c.result} "
               f"rejected={ {k: v for k, v in c.result.info['rejected'].items() if v} }")

@@ -27,14 +27,14 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -153,7 +153,8 @@ def main() -> None:
               f"{cell(r['cpu_seconds'], 8, '.1f')}{cell(r['main_mib'], 10, '.0f')}"
               f"{cell(r['largest_worker_mib'], 12, '.0f')}")
     command_ratio = commands[0]["seconds"] / commands[1]["seconds"]
-    print(f"speed-up of --jobs 2 over --jobs 1: {command_ratio:.2f}x for the command, {api[0]['seconds'] / api[1]['seconds']:.2f}x for analyze_series "
+    print(f"speed-up of --jobs 2 over --jobs 1: {command_ratio:.2f}x for the command, "
+          f"{api[0]['seconds'] / api[1]['seconds']:.2f}x for analyze_series "
           f"(target >= 1.7x on 2 idle cores)")
     if reports:
         print(f"with the report: {reports[0]['seconds'] / reports[1]['seconds']:.2f}x")

@@ -159,7 +159,8 @@ def build_from_factory(factory: Union[str, Factory], state_dict: Dict[str, torch
         The factory fails, returns no module or a module without dynamics, or the state dict
         does not fit (missing/unexpected keys, shape mismatch).
     """
-    spec_name = factory if isinstance(factory, str) else getattr(factory, "__qualname__", repr(factory))
+    spec_name = (factory if isinstance(factory, str)
+                 else getattr(factory, "__qualname__", repr(factory)))
     factory = load_factory(factory)
     where = path if path is not None else str(spec_name)
     takes_state = _wants_state_dict(factory)

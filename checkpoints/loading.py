@@ -41,7 +41,7 @@ import re
 import warnings
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ from torch import nn
 
 from .errors import CheckpointError
 from .factory import build_from_factory, check_custom_module
-from .models import ARCHITECTURES, TORCH_CELLS, RecurrentModel, build_model
+from .models import ARCHITECTURES, TORCH_CELLS, RecurrentModel, TorchRNN, build_model
 
 __all__ = [
     "Checkpoint", "CheckpointName", "RecurrentModuleKeys", "ArchitectureMatch",
@@ -138,7 +138,8 @@ def _check_file(path: str) -> None:
         raise CheckpointError(path, "file does not exist", "check the path")
     if not os.path.isfile(path):
         raise CheckpointError(path, "is not a regular file",
-                              "pass a checkpoint file (for a directory use CheckpointSeries.from_dir)")
+                              "pass a checkpoint file (for a directory use "
+                              "CheckpointSeries.from_dir)")
     if os.path.getsize(path) == 0:
         raise CheckpointError(path, "file is empty (0 bytes)",
                               "the save was probably interrupted: re-save it or delete it")
@@ -209,12 +210,13 @@ def _allowed_globals() -> set:
     try:
         from torch._weights_only_unpickler import _get_allowed_globals
         allowed = set(_get_allowed_globals())
-    except Exception:  # pragma: no cover - private torch API moved
+    except Exception:  # noqa: BLE001 - private torch API; any failure: it moved  # pragma: no cover
         allowed = set()
     try:
         allowed |= {f"{g.__module__}.{g.__qualname__}" for g in
-                    torch.serialization.get_safe_globals() if hasattr(g, "__qualname__")}
-    except Exception:  # pragma: no cover
+                    torch.serialization.get_safe_globals()
+                    if not isinstance(g, tuple) and hasattr(g, "__qualname__")}
+    except Exception:  # noqa: BLE001 - older torch without the list  # pragma: no cover
         pass
     return allowed
 
@@ -227,7 +229,7 @@ def _pickle_streams(path: str) -> List[bytes]:
                 return [archive.read(n) for n in archive.namelist() if n.endswith("data.pkl")]
         with open(path, "rb") as handle:
             return [handle.read()]
-    except Exception:  # a zip too broken to list: no pickle to inspect
+    except Exception:  # noqa: BLE001 - a zip too broken to list: no pickle to inspect
         return []
 
 
@@ -263,7 +265,7 @@ def _scan_globals(streams: List[bytes], allowed: set) -> List[str]:
                     if name not in allowed and not name.startswith("torch._utils._rebuild") \
                             and name not in found:
                         found.append(name)
-            except Exception:
+            except Exception:  # noqa: BLE001 - bytes past the last pickle: stop
                 break
             if stream.tell() == start:
                 break
@@ -342,9 +344,9 @@ def _scalar(value) -> Optional[float]:
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
-        return value.reshape(()).tolist()
+        return value.reshape(()).item()
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
-        return value.reshape(()).tolist()
+        return value.reshape(()).item()
     return None
 
 
@@ -419,7 +421,8 @@ def unwrap_payload(payload: Any, path: Optional[str] = None
     if skipped:
         logger.info("%s: ignoring non-tensor state-dict entries %s", path, skipped[:10])
     for key in METADATA_KEYS:
-        if key in state_dict and state_dict[key].numel() == 1 and not state_dict[key].is_floating_point():
+        if (key in state_dict and state_dict[key].numel() == 1
+                and not state_dict[key].is_floating_point()):
             metadata.setdefault(key, state_dict.pop(key).reshape(()).tolist())
     return state_dict, metadata, module
 
@@ -507,7 +510,7 @@ def find_recurrent_modules(state_dict: Mapping[str, torch.Tensor], prefix: Optio
 
 
 def _describe_rnn(state_dict, pre: str, keys: List[str], path) -> RecurrentModuleKeys:
-    layers = sorted({int(_RNN_KEY_RE.match(k).group("layer")) for k in keys})
+    layers = sorted({int(m.group("layer")) for m in map(_RNN_KEY_RE.match, keys) if m})
     if layers != list(range(len(layers))):
         raise CheckpointError(path, f"torch RNN under prefix {pre!r} has layers {layers}, not "
                               "0..L-1", "the checkpoint is missing layers: re-save the full model")
@@ -522,7 +525,7 @@ def _describe_rnn(state_dict, pre: str, keys: List[str], path) -> RecurrentModul
     hidden = int(state_dict[f"{pre}weight_hr_l0"].shape[1]) if proj_size else int(w_hh.shape[1])
     rows = int(w_ih.shape[0])
     gates = rows // hidden if hidden and rows % hidden == 0 else None
-    cells = {3: ("gru",), 4: ("lstm",), 1: ("rnn_tanh", "rnn_relu")}.get(gates)
+    cells = {3: ("gru",), 4: ("lstm",), 1: ("rnn_tanh", "rnn_relu")}.get(gates or 0)
     if cells is None:
         raise CheckpointError(path, f"{pre}weight_ih_l0 has {rows} rows for hidden size {hidden}: "
                               "not 1, 3 or 4 gates of an RNN, GRU or LSTM",
@@ -543,7 +546,7 @@ _FAMILY_KEYS = {
 }
 _FAMILY_OF = {"leaky_rnn": "leaky", "low_rank_rnn": "leaky", "xform_rnn": "xform_rnn",
               "rank_one_rnn": "rank_one_rnn", "plrnn": "plrnn",
-              **{cell: "torch" for cell in TORCH_CELLS}}
+              **dict.fromkeys(TORCH_CELLS, "torch")}
 
 
 @dataclass(frozen=True)
@@ -577,12 +580,15 @@ def _shape(state_dict, key, ndim, path) -> Tuple[int, ...]:
     tensor = state_dict[key]
     if tensor.dim() != ndim:
         raise CheckpointError(path, f"key {key!r} has shape {tuple(tensor.shape)}, expected a "
-                              f"{ndim}-D tensor", "check the file holds the model you think it does")
+                              f"{ndim}-D tensor",
+                              "check the file holds the model you think it does")
     return tuple(int(s) for s in tensor.shape)
 
 
 def _builtin_match(state_dict, arch: str, pre: str, path) -> ArchitectureMatch:
-    get = lambda key: f"{pre}{key}"  # noqa: E731
+    def get(key):
+        return f"{pre}{key}"
+
     cfg: Dict[str, Any] = {}
     if arch in ("leaky_rnn", "low_rank_rnn", "xform_rnn"):
         n_states, n_inputs = _shape(state_dict, get("W_in.weight"), 2, path)
@@ -668,8 +674,9 @@ def detect_architecture(state_dict: Mapping[str, torch.Tensor], architecture: Op
                 or (family == "torch" and c.architecture == "torch")]
         if not same:
             seen = [f"{c.architecture} at {c.prefix!r}" for c in found]
+            listed = "found " + ", ".join(seen) if seen else "keys seen: " + _key_list(state_dict)
             raise CheckpointError(path, f"architecture {architecture!r} was requested but its keys "
-                                  f"are not in the file ({'found ' + ', '.join(seen) if seen else 'keys seen: ' + _key_list(state_dict)})",
+                                  f"are not in the file ({listed})",
                                   f"check the architecture name; {architecture} needs keys like "
                                   f"{_expected_keys(architecture)}")
         found = same
@@ -688,6 +695,7 @@ def detect_architecture(state_dict: Mapping[str, torch.Tensor], architecture: Op
 
 def _torch_match(match: ArchitectureMatch, architecture, state_dict, path) -> ArchitectureMatch:
     rnn = match.rnn
+    assert rnn is not None, "called for torch RNN matches only"
     if rnn.bidirectional:
         raise CheckpointError(path, f"the torch RNN under prefix {rnn.prefix!r} is bidirectional "
                               "(keys *_reverse); it reads sequences backwards too and has no "
@@ -726,7 +734,8 @@ def _find_readout(state_dict, rnn: RecurrentModuleKeys) -> Optional[Tuple[str, O
     """The linear readout next to a torch RNN: ``readout_layer`` or the only fitting Linear."""
     parent = _parent(rnn.prefix)
     own = f"{parent}readout_layer.weight"
-    if own in state_dict and state_dict[own].dim() == 2 and state_dict[own].shape[1] == rnn.hidden_size:
+    if (own in state_dict and state_dict[own].dim() == 2
+            and state_dict[own].shape[1] == rnn.hidden_size):
         bias = f"{parent}readout_layer.bias"
         return own, bias if bias in state_dict else None
     fits = []
@@ -948,7 +957,7 @@ def _config_for(architecture: str, inferred: Dict[str, Any], cfg: Optional[Dict[
             given["hidden_size"] = given.pop("n_states")
     if cfg["flat"]:
         import inspect
-        accepted = set(inspect.signature(ARCHITECTURES[architecture].__init__).parameters)
+        accepted = set(inspect.signature(ARCHITECTURES[architecture]).parameters)
         ignored = sorted(set(given) - accepted)
         if ignored:
             notes.append(f"config {cfg.get('path')}: ignored entries {ignored}")
@@ -1048,20 +1057,21 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
 
     if module is not None and (isinstance(module, RecurrentModel) or (
             prefix is None and architecture is None
-            and (callable(getattr(module, "step", None)) or callable(getattr(module, "velocity", None))
+            and (callable(getattr(module, "step", None))
+                 or callable(getattr(module, "velocity", None))
                  or isinstance(module, (nn.RNN, nn.GRU, nn.LSTM))))):
         check_finite(state_dict, path)
         model = check_custom_module(module, path)
         arch = getattr(model, "architecture", None) if isinstance(model, RecurrentModel) else None
-        cfg = model.config() if isinstance(model, RecurrentModel) else {}
+        own_config = model.config() if isinstance(model, RecurrentModel) else {}
         notes.append("loaded a whole pickled module (trust_pickle=True)")
         return Checkpoint(path, epoch, step, arch or "custom", model.to(dtype), state_dict, "",
-                          cfg, metadata, numbered, tuple(notes))
+                          own_config, metadata, numbered, tuple(notes))
 
     cfg = _resolve_config(config, path)
     wanted = architecture or (cfg or {}).get("architecture")
     if wanted is not None and wanted not in ARCHITECTURES:
-        source = "architecture=" if architecture else f"config {cfg.get('path')}"
+        source = "architecture=" if architecture else f"config {(cfg or {}).get('path')}"
         raise CheckpointError(path, f"unknown architecture {wanted!r} (from {source})",
                               f"use one of {sorted(ARCHITECTURES)} or a model factory")
     match = detect_architecture(state_dict, architecture=wanted, prefix=prefix, path=path)
@@ -1070,7 +1080,8 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
     if cfg is None and arch in _UNSTORED:
         notes.append(f"no config.json: {arch} hyper-parameters that no weight stores use their "
                      f"defaults ({_UNSTORED[arch]})")
-    if architecture is not None and cfg is not None and cfg.get("architecture") not in (None, architecture):
+    if (architecture is not None and cfg is not None
+            and cfg.get("architecture") not in (None, architecture)):
         notes.append(f"architecture={architecture!r} overrides {cfg.get('architecture')!r} from "
                      f"{cfg.get('path')}")
     _check_required_keys(arch, kwargs, state_dict, match, path)
@@ -1085,12 +1096,13 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
             sub["readout_layer.weight"] = state_dict[readout[0]]
             if readout[1] is not None:
                 sub["readout_layer.bias"] = state_dict[readout[1]]
-            elif model.readout_layer.bias is not None:
+            elif (isinstance(model.readout_layer, nn.Linear)
+                  and model.readout_layer.bias is not None):
                 sub["readout_layer.bias"] = torch.zeros(model.n_outputs)
             if not readout[0].endswith("readout_layer.weight"):
                 notes.append(f"readout taken from {readout[0]}")
         else:
-            hidden = model.hidden_size
+            hidden = cast(TorchRNN, model).hidden_size  # a torch RNN match builds a TorchRNN
             if model.n_outputs != hidden:
                 raise CheckpointError(path, f"config asks for n_outputs={model.n_outputs} but no "
                                       f"readout of shape ({model.n_outputs}, {hidden}) was found "

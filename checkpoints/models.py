@@ -111,7 +111,7 @@ class RecurrentModel(nn.Module):
         return u
 
     def initial_state(self, batch_size: int) -> torch.Tensor:
-        """Initial states, zeros of shape ``(batch_size, n_states)`` unless a model says otherwise."""
+        """Initial states: zeros ``(batch_size, n_states)`` unless a model says otherwise."""
         ref = self._reference()
         return torch.zeros(batch_size, self.n_states, dtype=ref.dtype, device=ref.device)
 
@@ -138,13 +138,16 @@ class RecurrentModel(nn.Module):
         for t in range(n_time):
             x = self.step(x, inputs[:, t])
             states.append(x)
-        states_t = torch.stack(states, dim=1) if states else inputs.new_zeros(batch, 0, self.n_states)
+        states_t = (torch.stack(states, dim=1) if states
+                    else inputs.new_zeros(batch, 0, self.n_states))
         outputs = self.readout(states_t.reshape(batch * n_time, self.n_states))
         return outputs.reshape(batch, n_time, self.n_outputs), states_t
 
     def _check_sequence(self, inputs: torch.Tensor) -> torch.Tensor:
-        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3 or inputs.shape[2] != self.n_inputs:
-            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        if (not isinstance(inputs, torch.Tensor) or inputs.dim() != 3
+                or inputs.shape[2] != self.n_inputs):
+            shape = (tuple(inputs.shape) if isinstance(inputs, torch.Tensor)
+                     else type(inputs).__name__)
             raise ValueError(f"inputs has shape {shape}; {type(self).__name__}.forward expects a "
                              f"batch-first tensor of shape (batch, time, {self.n_inputs})")
         return inputs
@@ -599,6 +602,7 @@ class TorchRNN(RecurrentModel):
         self.n_states = self.n_layer_states * self.num_layers * self.hidden_size
         kwargs = dict(input_size=self.n_inputs, hidden_size=self.hidden_size,
                       num_layers=self.num_layers, bias=self.bias, batch_first=True)
+        self.rnn: nn.RNNBase
         if cell == "gru":
             self.rnn = nn.GRU(**kwargs)
         elif cell == "lstm":
@@ -615,7 +619,7 @@ class TorchRNN(RecurrentModel):
 
     @classmethod
     def check_module(cls, module: nn.Module, name: str = "rnn") -> str:
-        """Return the cell name of a torch recurrent module, or raise ValueError for unsupported ones."""
+        """The cell name of a torch recurrent module; ValueError for unsupported ones."""
         if isinstance(module, nn.GRU):
             cell = "gru"
         elif isinstance(module, nn.LSTM):
@@ -623,7 +627,8 @@ class TorchRNN(RecurrentModel):
         elif isinstance(module, nn.RNN):
             cell = "rnn_" + module.nonlinearity
         else:
-            raise ValueError(f"{name} is a {type(module).__name__}, not an nn.GRU, nn.LSTM or nn.RNN")
+            raise ValueError(f"{name} is a {type(module).__name__}, not an nn.GRU, nn.LSTM or "
+                             "nn.RNN")
         if module.bidirectional:
             raise ValueError(f"{name} is bidirectional; a bidirectional RNN reads the sequence "
                              "backwards too and has no forward-in-time dynamics to analyze: "
@@ -646,7 +651,8 @@ class TorchRNN(RecurrentModel):
         w_ih = getattr(self.rnn, f"weight_ih_l{layer}")
         w_hh = getattr(self.rnn, f"weight_hh_l{layer}")
         if self.bias:
-            return w_ih, w_hh, getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
+            return (w_ih, w_hh, getattr(self.rnn, f"bias_ih_l{layer}"),
+                    getattr(self.rnn, f"bias_hh_l{layer}"))
         return w_ih, w_hh, None, None
 
     @staticmethod
@@ -655,7 +661,10 @@ class TorchRNN(RecurrentModel):
         return y if b is None else y + b
 
     def step(self, x: torch.Tensor, u: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """One step of every layer; ``x (b, n_states)``, ``u (b, n_inputs)`` -> ``(b, n_states)``."""
+        """One step of every layer.
+
+        ``x (b, n_states)``, ``u (b, n_inputs)`` -> ``(b, n_states)``.
+        """
         u = self._inputs(x, u)
         hs, cs = self.split_state(x)
         new_h, new_c = [], []
@@ -718,7 +727,8 @@ class TorchRNN(RecurrentModel):
             for t in range(n_time):
                 _, hidden = self.rnn(inputs[:, t:t + 1], hidden)
                 states.append(self._from_hidden(hidden))
-            states_t = torch.stack(states, dim=1) if states else inputs.new_zeros(batch, 0, self.n_states)
+            states_t = (torch.stack(states, dim=1) if states
+                        else inputs.new_zeros(batch, 0, self.n_states))
         outputs = self.readout(states_t.reshape(batch * n_time, self.n_states))
         return outputs.reshape(batch, n_time, self.n_outputs), states_t
 
@@ -783,7 +793,7 @@ def build_model(architecture: str, **config) -> RecurrentModel:
     if architecture == "leaky_rnn" and config.get("rank") is not None:
         architecture = "low_rank_rnn"
     import inspect
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    accepted = set(inspect.signature(cls).parameters) - {"self"}
     unknown = sorted(set(config) - accepted)
     if unknown:
         raise ValueError(f"{cls.__name__} ({architecture!r}) does not take {unknown}; "

@@ -271,7 +271,9 @@ class CheckpointSeries(Sequence):
     def problems(self) -> List[CheckpointError]:
         """The bad files found so far, one CheckpointError each, in series order."""
         order = {e.path: i for i, e in enumerate(self.entries)}
-        return sorted(self._problems.values(), key=lambda err: order.get(err.path, len(order)))
+        return sorted(self._problems.values(),
+                      key=lambda err: len(order) if err.path is None else order.get(err.path,
+                                                                                  len(order)))
 
     def index_of(self, epoch: int) -> int:
         """Position of the (first) checkpoint with this epoch label."""
@@ -366,7 +368,8 @@ def _check_duplicates(entries: Sequence[SeriesEntry], directory: Optional[str]) 
             continue
         key = (entry.epoch, entry.step)
         if key in seen:
-            what = f"epoch {entry.epoch}" + (f", step {entry.step}" if entry.step is not None else "")
+            what = f"epoch {entry.epoch}" + (f", step {entry.step}" if entry.step is not None
+                                             else "")
             raise CheckpointError(directory or entry.path,
                                   f"duplicate {what}: {seen[key].name} and {entry.name}",
                                   "keep one of them, or pass pattern= to select one family of "
@@ -382,7 +385,7 @@ def _directory_config(directory: str, config) -> Optional[Dict[str, Any]]:
         return read_config(found) if found else None
     if isinstance(config, (str, os.PathLike)):
         return read_config(config)
-    from .loading import _normalize_config  # noqa: PLC0415 - shared private helper
+    from .loading import _normalize_config
     if isinstance(config, dict) and {"flat", "model", "path"} <= set(config):
         return dict(config)
     return _normalize_config(config, None)

@@ -50,14 +50,15 @@ def _ms_to_steps(owner: str, name: str, ms: float, dt_ms: float) -> int:
     """Convert a duration in ms to a whole number of steps of ``dt_ms``; refuse fractions."""
     steps = ms / dt_ms
     if ms <= 0 or abs(steps - round(steps)) > 1e-9:
-        raise ValueError(f"{owner}: {name}={ms!r} ms must be a positive multiple of dt_ms={dt_ms!r};"
-                         f" choose a duration that is a whole number of steps")
+        raise ValueError(f"{owner}: {name}={ms!r} ms must be a positive multiple of "
+                         f"dt_ms={dt_ms!r}; choose a duration that is a whole number of steps")
     return int(round(steps))
 
 
 def _check_batch(owner: str, batch_size: Any) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"{owner}.sample: batch_size must be a positive integer, got {batch_size!r}")
+        raise ValueError(f"{owner}.sample: batch_size must be a positive integer, "
+                         f"got {batch_size!r}")
 
 
 def masked_mse(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ def masked_mse(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor)
 
 def _sign_accuracy(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
                    threshold: float = 0.0) -> float:
-    """Fraction of scored entries whose output lies on the same side of ``threshold`` as the target."""
+    """Fraction of scored entries whose output is on the target's side of ``threshold``."""
     scored = mask > 0
     if not bool(scored.any()):
         return float("nan")
@@ -125,7 +126,8 @@ class Task:
                dtype: torch.dtype = torch.float64) -> Batch:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor,
+             mask: torch.Tensor) -> torch.Tensor:
         """Masked mean squared error, a scalar tensor (differentiable)."""
         return masked_mse(outputs, targets, mask)
 
@@ -182,7 +184,8 @@ class FlipFlop(Task):
         inputs = torch.where(pulse, sign, torch.zeros(()))
         # index of the last pulse at or before t, per bit: running max of (t where pulsed, else 0)
         steps = torch.arange(self.trial_steps).view(1, -1, 1).expand(shape)
-        last = torch.cummax(torch.where(pulse, steps, torch.zeros((), dtype=steps.dtype)), dim=1).values
+        pulsed_at = torch.where(pulse, steps, torch.zeros((), dtype=steps.dtype))
+        last = torch.cummax(pulsed_at, dim=1).values
         targets = torch.gather(inputs, 1, last)
         mask = torch.ones(shape)
         return inputs.to(dtype), targets.to(dtype), mask.to(dtype)
@@ -229,7 +232,8 @@ class DelayedActivation(Task):
         mask = torch.ones(batch_size, self.n_steps, 1, dtype=dtype)
         return inputs, targets, mask
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor,
+             mask: torch.Tensor) -> torch.Tensor:
         weight = mask.to(outputs.dtype)
         return (weight * (outputs - targets) ** 2).sum() / (self.delay * outputs.shape[0])
 
@@ -382,7 +386,8 @@ class MatchToSample(Task):
         response[:, start_response:] = 1.0
         midpoint = 0.5 * (float(self.match_target) + float(self.nonmatch_target))
         flip = -1.0 if self.match_target < self.nonmatch_target else 1.0
-        return _trial_accuracy(flip * (outputs - midpoint), flip * (targets - midpoint), response, 0.0)
+        return _trial_accuracy(flip * (outputs - midpoint), flip * (targets - midpoint), response,
+                               0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,10 +411,12 @@ class DelayedAddition(Task):
     def __post_init__(self) -> None:
         _positive_int("DelayedAddition", "trial_steps", self.trial_steps)
         if isinstance(self.delay, bool) or not isinstance(self.delay, int) or self.delay < 0:
-            raise ValueError(f"DelayedAddition: delay must be a non-negative integer, got {self.delay!r}")
+            raise ValueError(f"DelayedAddition: delay must be a non-negative integer, "
+                             f"got {self.delay!r}")
         if self.trial_steps - self.delay < 2:
-            raise ValueError(f"DelayedAddition: trial_steps - delay must be at least 2 (two markers), "
-                             f"got trial_steps={self.trial_steps}, delay={self.delay}")
+            raise ValueError("DelayedAddition: trial_steps - delay must be at least 2 "
+                             f"(two markers), got trial_steps={self.trial_steps}, "
+                             f"delay={self.delay}")
         _non_negative("DelayedAddition", "tolerance", self.tolerance)
 
     @property
@@ -495,7 +502,8 @@ class EvidenceAccumulation(Task):
         _check_batch("EvidenceAccumulation", batch_size)
         sign = torch.where(torch.rand(batch_size, generator=generator) < 0.5, -1.0, 1.0)
         evidence = (sign[:, None] * self.mean
-                    + self.noise * torch.randn(batch_size, self.stimulus_steps, generator=generator))
+                    + self.noise * torch.randn(batch_size, self.stimulus_steps,
+                                               generator=generator))
         total = evidence.sum(dim=1)
         answer = torch.where(total > 0, 1.0, torch.where(total < 0, -1.0, sign))
         inputs = torch.zeros(batch_size, self.n_steps, 1)

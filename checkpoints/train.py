@@ -182,9 +182,9 @@ def _prepare_dir(out_dir: Union[str, os.PathLike], overwrite: bool) -> Path:
         raise NotADirectoryError(f"train: out_dir={str(path)!r} is a file; pass a directory path")
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"train: out_dir={str(path)!r} is not empty; pass an empty or new "
-                                  "directory, or overwrite=True to replace its checkpoints, log "
-                                  "and config")
+            raise FileExistsError(f"train: out_dir={str(path)!r} is not empty; pass an empty "
+                                  "or new directory, or overwrite=True to replace its "
+                                  "checkpoints, log and config")
         for entry in path.iterdir():
             name = entry.name
             stale = (name in _OWN_FILES or _CHECKPOINT_RE.match(name)
@@ -211,11 +211,12 @@ def _resolve_task(task: Union[Task, str, Dict[str, Any]]) -> Task:
 
 
 def _model_kwargs(architecture: str, task: Task, n_states: Optional[int], rank: Optional[int],
-                  confidence: Optional[float], model_kwargs: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+                  confidence: Optional[float],
+                  model_kwargs: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     if architecture not in ARCHITECTURES:
         raise ValueError(f"train: unknown architecture {architecture!r}; pass one of "
                          f"{sorted(ARCHITECTURES)}")
-    signature = inspect.signature(ARCHITECTURES[architecture].__init__).parameters
+    signature = inspect.signature(ARCHITECTURES[architecture]).parameters
     accepted = set(signature) - {"self"}
     size_key = "hidden_size" if "hidden_size" in accepted else "n_states"
     kwargs = dict(model_kwargs or {})
@@ -256,7 +257,8 @@ def _time_weights(tcr_mask: Any, n_steps: int, dtype: torch.dtype,
     if weights.dim() != 1 or weights.shape[0] != n_steps:
         raise ValueError(f"train: tcr_mask has shape {tuple(weights.shape)}; pass one weight per "
                          f"time step, shape ({n_steps},), or None for all steps")
-    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()) or float(weights.sum()) <= 0:
+    if (not bool(torch.isfinite(weights).all()) or bool((weights < 0).any())
+            or float(weights.sum()) <= 0):
         raise ValueError("train: tcr_mask must hold finite non-negative weights with a positive "
                          f"sum, got {np.asarray(tcr_mask).tolist()}")
     return weights
@@ -312,7 +314,8 @@ class _LogWriter:
             return
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerows((e, repr(float(l)), repr(float(a)), repr(float(g))) for e, l, a, g in self.rows)
+        writer.writerows((e, repr(float(loss)), repr(float(a)), repr(float(g)))
+                         for e, loss, a, g in self.rows)
         with open(self.path, "a", newline="") as fh:
             fh.write(buffer.getvalue())
         self.rows.clear()
@@ -336,7 +339,8 @@ def train(task: Union[Task, str, Dict[str, Any]], architecture: str,
     task : Task, str or dict
         A task object, a registry name (default parameters) or ``{"name": ..., **params}``.
     architecture : str
-        A key of :data:`checkpoints.models.ARCHITECTURES` (``"leaky_rnn"``, ``"rank_one_rnn"``, ...).
+        A key of :data:`checkpoints.models.ARCHITECTURES` (``"leaky_rnn"``, ``"rank_one_rnn"``,
+        ...).
     out_dir : path or None
         Directory to write (created if missing; must be empty unless ``overwrite``). None trains
         without writing anything.
@@ -405,13 +409,15 @@ def train(task: Union[Task, str, Dict[str, Any]], architecture: str,
         _check_number("grad_clip", grad_clip, strict=True)
     optimizer_name = str(optimizer).lower()
     if optimizer_name not in _OPTIMIZERS:
-        raise ValueError(f"train: optimizer={optimizer!r} is unknown; pass one of {list(_OPTIMIZERS)}")
+        raise ValueError(f"train: optimizer={optimizer!r} is unknown; pass one of "
+                         f"{list(_OPTIMIZERS)}")
     if isinstance(dtype, str):
         if dtype not in _DTYPES:
             raise ValueError(f"train: dtype={dtype!r} is unknown; pass one of {sorted(_DTYPES)}")
         dtype = _DTYPES[dtype]
     if dtype not in _DTYPES.values():
-        raise ValueError(f"train: dtype={dtype!r} is unsupported; pass torch.float32 or torch.float64")
+        raise ValueError(f"train: dtype={dtype!r} is unsupported; pass torch.float32 or "
+                         "torch.float64")
     dtype_name = str(dtype).replace("torch.", "")
     device = torch.device(device)
     batch_size = task.default_batch_size if batch_size is None else batch_size
@@ -473,7 +479,8 @@ def train(task: Union[Task, str, Dict[str, Any]], architecture: str,
     start = time.perf_counter()
     for epoch in range(n):
         if fixed_batch is None:
-            inputs, targets, mask = (t.to(device) for t in task.sample(batch_size, generator, dtype=dtype))
+            sample = task.sample(batch_size, generator, dtype=dtype)
+            inputs, targets, mask = (t.to(device) for t in sample)
         else:
             inputs, targets, mask = fixed_batch
         x0 = model.initial_state(batch_size)

@@ -114,7 +114,10 @@ def main(argv=None):
         firsts = [r["first_event_epoch"] for r in sub if r["first_event_epoch"] is not None]
         bifs = [r["first_bifurcation_epoch"] for r in sub
                 if r["first_bifurcation_epoch"] is not None]
-        mean = (lambda v: f"{statistics.mean(v):.0f} ± {statistics.pstdev(v):.0f}" if v else "-")
+
+        def mean(v):
+            return f"{statistics.mean(v):.0f} ± {statistics.pstdev(v):.0f}" if v else "-"
+
         print(f"λ={tcr:g}: drop found in {len(drops)}/{len(sub)} runs, epochs to the drop "
               f"{mean(drops)}; first restructuring event at epoch {mean(firsts)}; first "
               f"bifurcation at epoch {mean(bifs)}; final loss "

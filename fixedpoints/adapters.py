@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union, cast
 
 import torch
 from torch import nn
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _RECURRENT = (nn.RNN, nn.GRU, nn.LSTM)
 _CELLS = (nn.RNNCell, nn.GRUCell, nn.LSTMCell)
+_TorchRecurrent = Union[nn.RNNBase, nn.RNNCellBase]
 
 
 def _check_finite(module: nn.Module) -> None:
@@ -57,7 +58,8 @@ def _weights(module: nn.Module, names: List[str], dtype, device) -> Dict[str, to
             for n in names if getattr(module, n, None) is not None}
 
 
-def _layer_weights(module: nn.Module, dtype, device) -> List[Dict[str, torch.Tensor]]:
+def _layer_weights(module: nn.Module, dtype,
+                   device) -> List[Dict[str, Optional[torch.Tensor]]]:
     """Per-layer weights ``w_ih, w_hh, b_ih, b_hh`` (biases may be absent)."""
     if isinstance(module, _CELLS):
         w = _weights(module, ["weight_ih", "weight_hh", "bias_ih", "bias_hh"], dtype, device)
@@ -70,7 +72,7 @@ def _layer_weights(module: nn.Module, dtype, device) -> List[Dict[str, torch.Ten
         raise ValueError(f"LSTM with proj_size={module.proj_size} is not supported; train without "
                          f"projections or wrap the model in a module with step(x, u)")
     layers = []
-    for layer in range(module.num_layers):
+    for layer in range(cast(nn.RNNBase, module).num_layers):
         w = _weights(module, [f"weight_ih_l{layer}", f"weight_hh_l{layer}",
                               f"bias_ih_l{layer}", f"bias_hh_l{layer}"], dtype, device)
         layers.append({"w_ih": w[f"weight_ih_l{layer}"], "w_hh": w[f"weight_hh_l{layer}"],
@@ -86,7 +88,7 @@ def _affine(x, w, b):
 def _torch_rnn_step(module: nn.Module, dtype, device):
     """Build ``step(x, u)`` for a torch recurrent module. Returns (step, n_states, n_inputs)."""
     layers = _layer_weights(module, dtype, device)
-    hidden = module.hidden_size
+    hidden = cast(_TorchRecurrent, module).hidden_size
     n_layers = len(layers)
     if isinstance(module, (nn.LSTM, nn.LSTMCell)):
         kind = "lstm"
@@ -97,24 +99,24 @@ def _torch_rnn_step(module: nn.Module, dtype, device):
     n_states = hidden * n_layers * (2 if kind == "lstm" else 1)
 
     def step(x, u):
-        hs = [x[:, l * hidden:(l + 1) * hidden] for l in range(n_layers)]
-        cs = ([x[:, (n_layers + l) * hidden:(n_layers + l + 1) * hidden] for l in range(n_layers)]
+        hs = [x[:, k * hidden:(k + 1) * hidden] for k in range(n_layers)]
+        cs = ([x[:, (n_layers + k) * hidden:(n_layers + k + 1) * hidden] for k in range(n_layers)]
               if kind == "lstm" else None)
         inp = u
         new_h, new_c = [], []
-        for l, w in enumerate(layers):
+        for k, w in enumerate(layers):
             gi = _affine(inp, w["w_ih"], w["b_ih"])
-            gh = _affine(hs[l], w["w_hh"], w["b_hh"])
+            gh = _affine(hs[k], w["w_hh"], w["b_hh"])
             if kind == "gru":
                 i_r, i_z, i_n = gi.chunk(3, dim=1)
                 h_r, h_z, h_n = gh.chunk(3, dim=1)
                 r = torch.sigmoid(i_r + h_r)
                 z = torch.sigmoid(i_z + h_z)
                 cand = torch.tanh(i_n + r * h_n)
-                h = (1 - z) * cand + z * hs[l]
+                h = (1 - z) * cand + z * hs[k]
             elif kind == "lstm":
                 i, f, g, o = (gi + gh).chunk(4, dim=1)
-                c = torch.sigmoid(f) * cs[l] + torch.sigmoid(i) * torch.tanh(g)
+                c = torch.sigmoid(f) * cs[k] + torch.sigmoid(i) * torch.tanh(g)
                 h = torch.sigmoid(o) * torch.tanh(c)
                 new_c.append(c)
             elif kind == "rnn_relu":
@@ -135,7 +137,7 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
     O(b n³) of generic autodiff; layers are chained with the input Jacobians.
     """
     layers = _layer_weights(module, dtype, device)
-    hidden = module.hidden_size
+    hidden = cast(_TorchRecurrent, module).hidden_size
     n_layers = len(layers)
     lstm = isinstance(module, (nn.LSTM, nn.LSTMCell))
     gru = isinstance(module, (nn.GRU, nn.GRUCell))
@@ -149,13 +151,13 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
         b = x.shape[0]
         h_blocks, c_blocks = [], []
         inp, d_inp = u, None  # d_inp: derivative of this layer's input w.r.t. the state
-        for l, w in enumerate(layers):
-            h = x[:, l * hidden:(l + 1) * hidden]
+        for k, w in enumerate(layers):
+            h = x[:, k * hidden:(k + 1) * hidden]
             gi = _affine(inp, w["w_ih"], w["b_ih"])
             gh = _affine(h, w["w_hh"], w["b_hh"])
             # one layer without a cell state: the block is the whole Jacobian (returned early)
             dh = x.new_zeros(b, hidden, n_states) if n_layers > 1 or lstm else None
-            own = slice(l * hidden, (l + 1) * hidden)
+            own = slice(k * hidden, (k + 1) * hidden)
             if gru:
                 i_r, i_z, i_n = gi.chunk(3, dim=1)
                 h_r, h_z, h_n = gh.chunk(3, dim=1)
@@ -177,8 +179,8 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
                 d_in = rows(s_n, w_in) + rows(s_z, w_iz) + rows(s_r, w_ir)
                 h_new = (1 - z) * cand + z * h
             elif lstm:
-                c = x[:, (n_layers + l) * hidden:(n_layers + l + 1) * hidden]
-                own_c = slice((n_layers + l) * hidden, (n_layers + l + 1) * hidden)
+                c = x[:, (n_layers + k) * hidden:(n_layers + k + 1) * hidden]
+                own_c = slice((n_layers + k) * hidden, (n_layers + k + 1) * hidden)
                 a_i, a_f, a_g, a_o = (gi + gh).chunk(4, dim=1)
                 si, sf, so, tg = (torch.sigmoid(a_i), torch.sigmoid(a_f), torch.sigmoid(a_o),
                                   torch.tanh(a_g))
@@ -362,7 +364,7 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
     for p in clone.parameters():
         p.requires_grad_(False)
         p.grad = None
-    fn = clone.step if time == "discrete" else clone.velocity
+    fn = cast(Callable, clone.step if time == "discrete" else clone.velocity)
     # derivatives of the form in use: step_jacobian / velocity_jacobian (and *_curvature) name
     # it; a plain jacobian / curvature method is taken to be of that form too
     jac = getattr(clone, f"{'step' if time == 'discrete' else 'velocity'}_jacobian", None)
@@ -370,7 +372,7 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
     jac = jac if callable(jac) else getattr(clone, "jacobian", None)
     curvature = curvature if callable(curvature) else getattr(clone, "curvature", None)
     cls = DiscreteDynamics if time == "discrete" else ContinuousDynamics
-    dyn = cls(fn, n_states, n_inputs=n_inputs, input=input, dtype=dtype, device=device,
+    dyn: Dynamics = cls(fn, n_states, n_inputs=n_inputs, input=input, dtype=dtype, device=device,
               jacobian_fn=jac if callable(jac) else None,
               curvature_fn=curvature if callable(curvature) else None, name=name)
     dyn.module = clone

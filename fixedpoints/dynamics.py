@@ -13,7 +13,7 @@ states. Everything is float64 unless asked otherwise.
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional
+from typing import Any, Callable, List, Literal, Optional
 
 import numpy as np
 import torch
@@ -97,6 +97,12 @@ class Dynamics:
     """
 
     time: TimeKind = "discrete"
+    #: Context a builder may attach: the copied ``nn.Module`` behind
+    #: :func:`fixedpoints.adapters.from_module`, and the rotation ``Q`` (and scales ``D``) of
+    #: the reference systems in :mod:`fixedpoints.systems`.
+    module: Any = None
+    Q: Optional[np.ndarray] = None
+    D: Optional[np.ndarray] = None
 
     def __init__(self, fn: StepFunction, n_states: int, *, n_inputs: int = 0, input=None,
                  dtype: torch.dtype = torch.float64, device="cpu", dt: float = 1.0,
@@ -358,12 +364,12 @@ def _batched_hessian(total: Callable[[torch.Tensor], torch.Tensor],
             (rows,) = torch.autograd.grad(grad, xg, grad_outputs=basis, is_grads_batched=True,
                                           allow_unused=True)
         except RuntimeError:  # an operation without a batching rule: one pass per row
-            rows = []
+            per_row: List[torch.Tensor] = []
             for i in range(n):
                 (row,) = torch.autograd.grad(grad[:, i].sum(), xg, retain_graph=True,
                                              allow_unused=True)
-                rows.append(torch.zeros_like(x) if row is None else row)
-            rows = torch.stack(rows)
+                per_row.append(torch.zeros_like(x) if row is None else row)
+            rows = torch.stack(per_row)
         if rows is None:  # the gradient does not depend on x
             return x.new_zeros(x.shape[0], n, n)
         return rows.transpose(0, 1).detach()

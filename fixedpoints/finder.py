@@ -35,7 +35,7 @@ import logging
 import time as _time
 import warnings
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -187,7 +187,7 @@ def _scales(dynamics: Dynamics, x0: torch.Tensor, opts: FinderOptions):
     centred = x0 - x0.mean(0, keepdim=True)
     scale = float(torch.sqrt((centred ** 2).sum(1).mean()))
     if not np.isfinite(scale) or scale <= 1e-12:
-        scale = float(max(1.0, x0.abs().max()))
+        scale = max(1.0, float(x0.abs().max()))
     gen = np.random.default_rng(opts.seed)
     probe = x0[gen.choice(len(x0), size=min(32, len(x0)), replace=False)]
     jac = dynamics.jacobian(probe)
@@ -475,13 +475,14 @@ def _find_regions(dynamics: Dynamics, x: np.ndarray, q: np.ndarray, eigvals: np.
     tree = cKDTree(x[cand])
     n_nb = min(len(cand), 7)
     _, nb = tree.query(x[cand], k=n_nb)
-    pairs = {(min(a, b), max(a, b)) for a, row in enumerate(nb) for b in row[1:] if a != b}
-    if not pairs:
+    linked_pairs = {(min(a, b), max(a, b)) for a, row in enumerate(nb) for b in row[1:] if a != b}
+    if not linked_pairs:
         return labels, []
-    pairs = np.array(sorted(pairs))
+    pairs = np.array(sorted(linked_pairs))
     i, j = cand[pairs[:, 0]], cand[pairs[:, 1]]
     fractions = np.array([0.25, 0.5, 0.75])
-    seg = x[i][:, None, :] * (1 - fractions)[None, :, None] + x[j][:, None, :] * fractions[None, :, None]
+    seg = (x[i][:, None, :] * (1 - fractions)[None, :, None]
+           + x[j][:, None, :] * fractions[None, :, None])
     with torch.no_grad():
         q_seg = dynamics.speed(dynamics.states(seg.reshape(-1, x.shape[1]))).cpu().numpy()
     q_seg = q_seg.reshape(len(pairs), len(fractions)).max(1)
@@ -494,7 +495,7 @@ def _find_regions(dynamics: Dynamics, x: np.ndarray, q: np.ndarray, eigvals: np.
     graph = coo_matrix((np.ones(len(linked)), (linked[:, 0], linked[:, 1])),
                        shape=(len(cand), len(cand)))
     n_comp, comp = connected_components(graph, directed=False)
-    regions = []
+    regions: List[SlowRegion] = []
     for c in range(n_comp):
         members = cand[comp == c]
         if len(members) < opts.min_region_points:
@@ -599,7 +600,9 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     # 3. polish in rounds, slowest candidates first; candidates that the linearization around
     #    a point already found explains are attributed to it instead of being polished again
     q_floor = q_fixed * 1e-6
-    on_wall = lambda xp: ((xp <= lo + 1e-9 * width) | (xp >= hi - 1e-9 * width)).any(1)  # noqa
+
+    def on_wall(xp):
+        return ((xp <= lo + 1e-9 * width) | (xp >= hi - 1e-9 * width)).any(1)
 
     def accept(xp, qp, cosp, at_limit, attributed):
         fin = torch.isfinite(qp)
@@ -627,10 +630,10 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         base = found.x
         ii, jj = torch.triu_indices(len(base), len(base), offset=1, device=x.device)
         if len(ii) > opts.max_midpoints:
-            pick = np.random.default_rng(opts.seed).choice(len(ii), opts.max_midpoints,
-                                                           replace=False)
-            pick = torch.as_tensor(np.sort(pick), device=x.device)
-            ii, jj = ii[pick], jj[pick]
+            chosen = np.random.default_rng(opts.seed).choice(len(ii), opts.max_midpoints,
+                                                             replace=False)
+            picked = torch.as_tensor(np.sort(chosen), device=x.device)
+            ii, jj = ii[picked], jj[picked]
         # points along each segment (not only its middle): a saddle between two attractors
         # need not sit half-way, and a Newton step from the middle can jump past it
         frac = torch.tensor([0.25, 0.5, 0.75], dtype=base.dtype, device=base.device)
@@ -638,11 +641,11 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                 + base[jj][:, None, :] * frac[None, :, None]).reshape(-1, n)
         with torch.no_grad():
             q_mid = dynamics.speed(mids)
-        reps = deduplicate(mids.cpu().numpy(), q_mid.cpu().numpy(), tol)
-        pick = torch.as_tensor(reps, device=x.device)
-        info["midpoints"] = int(len(pick))
-        _polish_rounds(dynamics, mids[pick], q_mid[pick], found, accept, counters, lo, hi,
-                       q_floor, on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale)
+        mid_reps = deduplicate(mids.cpu().numpy(), q_mid.cpu().numpy(), tol)
+        chosen_mids = torch.as_tensor(mid_reps, device=x.device)
+        info["midpoints"] = int(len(chosen_mids))
+        _polish_rounds(dynamics, mids[chosen_mids], q_mid[chosen_mids], found, accept, counters,
+                       lo, hi, q_floor, on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale)
     x, q = found.x, found.q
     n_unconv, n_nonfinite = counters["unconverged"], counters["non_finite"]
     info.update(counters)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -197,7 +197,8 @@ def activation_time(r, model: Optional[ToyModel] = None, max_time: Optional[floa
     return t
 
 
-def loss_and_gradient(r, model: Optional[ToyModel] = None) -> Tuple[np.ndarray, np.ndarray]:
+def loss_and_gradient(r, model: Optional[ToyModel] = None
+                      ) -> Tuple[Union[float, np.ndarray], Union[float, np.ndarray]]:
     """Loss ``L(r) = dt Σ (o − y)²`` and its exact derivative ``dL/dr`` (Euler, forward mode).
 
     Vectorized over r; stops early once every trajectory has saturated (the remaining steps add
@@ -272,7 +273,7 @@ def _loss_and_gradient_scalar(r: float, m: ToyModel) -> Tuple[float, float]:
     return dt * total, 2.0 * dt * a * grad
 
 
-def loss(r, model: Optional[ToyModel] = None) -> np.ndarray:
+def loss(r, model: Optional[ToyModel] = None) -> Union[float, np.ndarray]:
     """Loss ``L(r)`` (see :func:`loss_and_gradient`)."""
     return loss_and_gradient(r, model)[0]
 
@@ -453,11 +454,11 @@ class ThresholdResult:
 def _worst_case_eta(m: ToyModel, n_grid: int = 4000) -> float:
     r_opt = optimal_r(m.T)
     grid = r_opt * np.linspace(0.05, 1.0, 400)
-    zone_loss, _ = loss_and_gradient(grid, m)
+    zone_loss = np.asarray(loss_and_gradient(grid, m)[0])
     flat = zone_loss >= 0.99 * m.T
     r_zone = float(grid[flat].max()) if flat.any() else 0.0
     right = r_opt * np.linspace(0.9, 3.0, n_grid)
-    value, grad = loss_and_gradient(right, m)
+    value, grad = map(np.asarray, loss_and_gradient(right, m))
     beyond = right > right[np.argmin(value)]
     ok = beyond & (grad > 0)
     return float(np.min((right[ok] - r_zone) / grad[ok]))

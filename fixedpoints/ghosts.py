@@ -649,7 +649,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             fixed_points = find_fixed_points(dynamics, x0, **(opts.finder_options or {}))
-    info: Dict[str, Any] = {"rejected": {r: 0 for r in REJECTIONS}}
+    info: Dict[str, Any] = {"rejected": dict.fromkeys(REJECTIONS, 0)}
 
     # ---- scales
     cloud = [] if x0 is None else [x0.cpu().numpy()]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -53,7 +53,8 @@ class Linearization:
         for j in range(vecs.shape[1]):
             if np.iscomplex(vals[j]) and vals[j].imag < 0:
                 continue  # the conjugate partner already gave both real directions
-            parts = [vecs[:, j].real, vecs[:, j].imag] if np.iscomplex(vals[j]) else [vecs[:, j].real]
+            parts = ([vecs[:, j].real, vecs[:, j].imag] if np.iscomplex(vals[j])
+                     else [vecs[:, j].real])
             for p in parts:
                 norm = np.linalg.norm(p)
                 if norm > 1e-12:
@@ -83,7 +84,7 @@ def jacobian(dynamics: Dynamics, x, batch_size: int = 1024) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
-def sort_spectrum(eigvals: np.ndarray, time: str, eigvecs: np.ndarray = None):
+def sort_spectrum(eigvals: np.ndarray, time: str, eigvecs: Optional[np.ndarray] = None):
     """Sort native spectra per row: decreasing real part (continuous) or modulus (discrete)."""
     key = np.abs(eigvals) if time == "discrete" else np.real(eigvals)
     # tie-break on the imaginary part so conjugate pairs stay adjacent and the order is stable

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, Dict, Optional, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Optional, Type, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["resolve_options"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def resolve_options(cls: Type[T], options: Any = None, overrides: Optional[Dict[str, Any]] = None,

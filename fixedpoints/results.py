@@ -25,11 +25,12 @@ KINDS = ("stable", "saddle", "unstable", "slow")
 class FinderStatus(enum.Enum):
     """How a search ended. Each value is a message that says what to change."""
 
-    CONVERGED = "converged: every kept point is a fixed point (q at round-off) or a converged slow point"
+    CONVERGED = ("converged: every kept point is a fixed point (q at round-off) or a converged "
+                 "slow point")
     MAX_ITER = ("hit max_iter before some points converged; they were dropped. Raise max_iter or "
                 "newton_steps, or start closer (sample initial states from trajectories)")
-    NON_FINITE = ("the velocity became NaN/inf at some states; those points were dropped. Check the "
-                  "weights, or keep initial states inside the region the network visits")
+    NON_FINITE = ("the velocity became NaN/inf at some states; those points were dropped. Check "
+                  "the weights, or keep initial states inside the region the network visits")
     BUDGET = ("the polish budget ran out before every candidate was polished (the slowest were "
               "done first); raise polish_budget, or pass fewer initial states")
     NONE_FOUND = ("no fixed or slow point was found; sample more initial states, add noise, or "
@@ -84,6 +85,7 @@ class PointArrays:
     """
 
     _ARRAYS: tuple = ()
+    x: np.ndarray  # every point result has its locations, shape (n, n_states)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -234,7 +236,7 @@ def save_result(result, path: Union[str, os.PathLike]) -> Path:
     """
     stem = _as_path(path)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    arrays: Dict[str, np.ndarray] = {}
+    arrays: Dict[str, Any] = {}  # Any: np.savez_compressed's stub types **kwds as bool
     meta: Dict[str, Any] = {"type": type(result).__name__, "format": 1}
     for f in fields(result):
         value = getattr(result, f.name)

@@ -16,7 +16,8 @@ import torch
 from .dynamics import ContinuousDynamics, DiscreteDynamics, Dynamics
 
 __all__ = [
-    "random_orthogonal", "linear", "saddle_node", "drift_manifold", "tanh_map", "tanh_map_fixed_points",
+    "random_orthogonal", "linear", "saddle_node", "drift_manifold", "tanh_map",
+    "tanh_map_fixed_points",
     "tanh_saddle_node_b", "rotated_flipflop", "flipflop_fixed_points", "line_attractor",
     "ReferenceAnswer",
 ]
@@ -63,8 +64,13 @@ def linear(A, time: str = "continuous", b=None) -> Dynamics:
     A_t = _t(A)
     n = A_t.shape[0]
     b_t = _t(np.zeros(n) if b is None else b)
-    fn = lambda x, u: x @ A_t.T + b_t  # noqa: E731
-    jac = lambda x, u: A_t.expand(x.shape[0], n, n)  # noqa: E731
+
+    def fn(x, u):
+        return x @ A_t.T + b_t
+
+    def jac(x, u):
+        return A_t.expand(x.shape[0], n, n)
+
     cls = ContinuousDynamics if time == "continuous" else DiscreteDynamics
     _check_time(time)
     return cls(fn, n, jacobian_fn=jac, name=f"linear({time})")
@@ -108,9 +114,9 @@ def saddle_node(r: float, n_states: int = 1, time: str = "continuous", dt: float
     """
     _check_time(time)
     Q = _embedding(n_states, seed if n_states > 1 else None)
-    if rates is None:
-        rates = np.linspace(0.5, 2.0, max(n_states - 1, 1))[: n_states - 1]
-    rates_t = _t(np.concatenate([[0.0], np.asarray(rates, dtype=float)]))
+    rate_values = (np.linspace(0.5, 2.0, max(n_states - 1, 1))[: n_states - 1] if rates is None
+                   else np.asarray(rates, dtype=float))
+    rates_t = _t(np.concatenate([[0.0], rate_values]))
 
     def field(x, u):
         y = x @ Q
@@ -118,6 +124,7 @@ def saddle_node(r: float, n_states: int = 1, time: str = "continuous", dt: float
         fy = torch.cat([(r + y[:, :1] ** 2), fy[:, 1:]], dim=1)
         return fy @ Q.T
 
+    dyn: Dynamics
     if time == "continuous":
         dyn = ContinuousDynamics(field, n_states, name=f"saddle_node(r={r})")
     else:
@@ -164,6 +171,7 @@ def drift_manifold(eps: float, n_states: int = 1, time: str = "continuous",
         drift = eps * (1 + corrugation * torch.sin(y[:, :1]))
         return torch.cat([drift, -rates * y[:, 1:]], dim=1) @ Q.T
 
+    dyn: Dynamics
     if time == "continuous":
         dyn = ContinuousDynamics(field, n_states, name=f"drift_manifold(eps={eps})")
     else:
@@ -199,7 +207,7 @@ def tanh_map(w: float = 2.0, b: float = 0.0, n_states: int = 1, contraction: flo
 
 
 def tanh_map_fixed_points(w: float, b: float) -> np.ndarray:
-    """All real solutions of ``y = tanh(w y + b)``, sorted (1-D; found by a fine root bracketing)."""
+    """All real solutions of ``y = tanh(w y + b)``, sorted (1-D; by a fine root bracketing)."""
     grid = np.linspace(-1.0 - 1e-9, 1.0 + 1e-9, 200001)
     g = np.tanh(w * grid + b) - grid
     roots = []
@@ -267,6 +275,9 @@ def flipflop_fixed_points(dynamics: DiscreteDynamics, n_bits: int = 3,
     grids = np.stack(np.meshgrid(*[values] * n_bits, indexing="ij"), -1).reshape(-1, n_bits)
     y = np.zeros((len(grids), dynamics.n_states))
     y[:, :n_bits] = grids
+    if dynamics.Q is None:
+        raise ValueError("flipflop_fixed_points needs the dynamics built by rotated_flipflop "
+                         "(it carries the rotation Q)")
     return ReferenceAnswer(x=y @ dynamics.Q.T, n_unstable=(grids == 0).sum(1))
 
 
@@ -284,6 +295,7 @@ def line_attractor(n_states: int = 10, time: str = "continuous", decay: float = 
     def field(x, u):
         return ((x @ Q) * -rates) @ Q.T
 
+    dyn: Dynamics
     if time == "continuous":
         dyn = ContinuousDynamics(field, n_states, name="line_attractor")
     else:

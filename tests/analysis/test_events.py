@@ -66,7 +66,8 @@ def test_identical_epochs_have_no_events():
 
 
 def test_saddle_node_vanish_consumes_pair_and_ghost():
-    a = epoch(0, [((-1, 0), 0), ((-0.8, 0), 1), ((1, 0), 0)], edges=[("fp1", "fp0"), ("fp1", "fp2")])
+    a = epoch(0, [((-1, 0), 0), ((-0.8, 0), 1), ((1, 0), 0)],
+              edges=[("fp1", "fp0"), ("fp1", "fp2")])
     b = epoch(1, [((1, 0), 0)], ghosts=[(-0.9, 0)], edges=[("ghost0", "fp0")])
     events = detect_events(a, b)
     assert kinds(events) == ["saddle_node"]

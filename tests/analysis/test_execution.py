@@ -1,5 +1,6 @@
-"""run_tasks: serial, process pool and Dask execution give the same results; failures are returned."""
+"""run_tasks: serial, process pool and Dask runs give the same results; failures are returned."""
 import os
+import threading
 import time
 
 import pytest
@@ -195,8 +196,6 @@ def overlap_probe(_):
         _PROBE["now"] -= 1
     return _PROBE["max"]
 
-
-import threading  # noqa: E402
 
 _PROBE = {"now": 0, "max": 0}
 _PROBE_LOCK = threading.Lock()

@@ -58,8 +58,13 @@ def test_tracks_follow_points_and_break_at_gaps():
     x0 = np.array([[0.0], [1.0]])
     x1 = np.array([[1.01], [0.01], [3.0]])      # reordered, plus a new point
     x2 = np.array([[0.02], [3.01]])              # the point near 1 died
-    kinds = lambda k: np.array(["stable"] * k)   # noqa: E731
-    idx = lambda k: np.zeros(k, int)             # noqa: E731
+
+    def kinds(k):
+        return np.array(["stable"] * k)
+
+    def idx(k):
+        return np.zeros(k, int)
+
     points = [(x0, kinds(2), idx(2)), (x1, kinds(3), idx(3)), (x2, kinds(2), idx(2))]
     matchings = [match_points(x0, x1, 0.2), match_points(x1, x2, 0.2)]
     tracks = build_tracks(epochs, points, matchings)

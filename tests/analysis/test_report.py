@@ -1,4 +1,4 @@
-"""Portraits, timeline, GIF and report.html: closed-form heatmaps, caching, a self-contained page."""
+"""Portraits, timeline, GIF, report.html: closed-form heatmaps, caching, a self-contained page."""
 from dataclasses import replace
 
 import numpy as np

@@ -292,7 +292,8 @@ def test_explicit_architecture_overrides_and_mismatches(tmp_path):
 
 # ------------------------------------------------------------------ bad content
 def test_unknown_keys_name_what_was_seen(tmp_path):
-    torch.save({"encoder.weight": torch.zeros(3, 3), "decoder.bias": torch.zeros(3)}, tmp_path / "m.pt")
+    torch.save({"encoder.weight": torch.zeros(3, 3), "decoder.bias": torch.zeros(3)},
+               tmp_path / "m.pt")
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(tmp_path / "m.pt")
     assert "unknown architecture" in info.value.reason

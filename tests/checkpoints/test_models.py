@@ -141,7 +141,8 @@ def test_leaky_jacobian_closed_form():
     x = torch.randn(1, 5, dtype=DT)
     u = torch.zeros(1, 1, dtype=DT)
     pre = x @ model.W_rec.T + model.W_in.bias
-    expected = 0.8 * torch.eye(5, dtype=DT) + 0.2 * torch.diag((1 - torch.tanh(pre) ** 2)[0]) @ model.W_rec
+    expected = (0.8 * torch.eye(5, dtype=DT)
+                + 0.2 * torch.diag((1 - torch.tanh(pre) ** 2)[0]) @ model.W_rec)
     jac = jacrev(lambda xi: model.step(xi[None], u)[0])(x[0])
     torch.testing.assert_close(jac, expected, rtol=0, atol=1e-14)
 
@@ -266,7 +267,8 @@ def test_plrnn_exact_fixed_points_per_relu_pattern():
     consistent = 0
     for pattern in range(2 ** n):
         d = torch.tensor([(pattern >> i) & 1 for i in range(n)], dtype=DT)
-        z = torch.linalg.solve(eye - torch.diag(model.A) - model.W_offdiagonal @ torch.diag(d), model.h)
+        z = torch.linalg.solve(eye - torch.diag(model.A) - model.W_offdiagonal @ torch.diag(d),
+                               model.h)
         if torch.equal((z > 0).to(DT), d):
             consistent += 1
             torch.testing.assert_close(model.step(z[None])[0], z, rtol=0, atol=1e-13)

@@ -186,7 +186,8 @@ def test_shape_change_between_checkpoints(tmp_path):
     assert [c.epoch for c in series] == [1, 2, 4]
     (problem,) = series.problems
     assert problem.path.endswith("model_epoch3.pt")
-    assert "shapes changed from epoch 1" in problem.reason and "S_l (6, 2) -> (8, 2)" in problem.reason
+    assert "shapes changed from epoch 1" in problem.reason
+    assert "S_l (6, 2) -> (8, 2)" in problem.reason
 
 
 def test_architecture_change_between_checkpoints(tmp_path):

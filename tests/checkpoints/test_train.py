@@ -86,7 +86,8 @@ def test_log_row_e_describes_checkpoint_e(tmp_path):
         model.load_state_dict(torch.load(out / f"model_epoch{epoch}.pt", weights_only=True))
         with torch.no_grad():
             outputs, _ = model(inputs)
-        assert float(task.loss(outputs, targets, mask)) == pytest.approx(result.losses[epoch], rel=1e-6)
+        loss = float(task.loss(outputs, targets, mask))
+        assert loss == pytest.approx(result.losses[epoch], rel=1e-6)
     assert len(set(result.losses.tolist())) > 1, "training must change the loss"
 
 

@@ -3,6 +3,7 @@
 Ground truth comes from closed forms (the saddle-node normal form, the one-unit tanh map), from an
 independent 1-D reduction solved with scipy (the rank-one RNN), and from direct simulation.
 """
+import dataclasses
 import json
 import math
 
@@ -298,7 +299,7 @@ def test_ghosts_result_container_and_round_trip(tmp_path):
     assert len(ghosts[np.array([False])]) == 0
     assert ghosts.index_counts() == {1: 1}
     assert "saddle=1" in repr(ghosts)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         ghosts.x = None  # frozen
     stem = ghosts.save(tmp_path / "g")
     loaded = Ghosts.load(stem)

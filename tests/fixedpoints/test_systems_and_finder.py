@@ -52,7 +52,8 @@ def test_saddle_node_below_bifurcation_gives_two_fixed_points(time, n_states):
     assert stable[0] == pytest.approx(-0.2, abs=1e-8)
     # eigenvalue along the slow direction: ±2√|r| (discrete Euler map: 1 ± dt·2√|r|)
     lam = np.sort(np.real(fixed.eigvals[:, 0]))
-    expect = np.array([2 * 0.2, 2 * 0.2]) if time == "continuous" else 1 + 0.1 * np.array([0.4, 0.4])
+    expect = (np.array([2 * 0.2, 2 * 0.2]) if time == "continuous"
+              else 1 + 0.1 * np.array([0.4, 0.4]))
     assert lam.max() == pytest.approx(expect.max(), abs=1e-8)
 
 
