@@ -24,6 +24,7 @@ from .series import CheckpointSeries, SeriesEntry
 from .tasks import (TASKS, CueDiscrimination, DelayedActivation, DelayedAddition,
                     EvidenceAccumulation, FlipFlop, MatchToSample, Task, get_task, masked_mse)
 from .train import FLIPFLOP_DEMO, LOG_COLUMNS, TrainResult, checkpoint_name, tcr_penalty, train
+from . import ghost_model
 
 __all__ = [
     "CheckpointError",
@@ -36,4 +37,5 @@ __all__ = [
     "Task", "FlipFlop", "DelayedActivation", "CueDiscrimination", "MatchToSample",
     "DelayedAddition", "EvidenceAccumulation", "TASKS", "get_task", "masked_mse",
     "train", "TrainResult", "tcr_penalty", "LOG_COLUMNS", "checkpoint_name", "FLIPFLOP_DEMO",
+    "ghost_model",
 ]

@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fixedpoints import ghost_model as gm
+from checkpoints import ghost_model as gm
 
 
 def plot_flow(out: Path) -> Path:

@@ -13,7 +13,7 @@ from .linearize import jacobian, linearize, classify
 from .unique import deduplicate
 from .finder import FinderOptions, FixedPointError, find_fixed_points
 from .ghosts import GHOST_KINDS, GhostOptions, Ghosts, detect_ghosts
-from . import ghost_model, systems
+from . import systems
 
 __all__ = [
     "Dynamics", "DiscreteDynamics", "ContinuousDynamics",
@@ -21,5 +21,5 @@ __all__ = [
     "speed", "velocity", "from_module", "sample_initial_states",
     "jacobian", "linearize", "classify", "deduplicate",
     "FinderOptions", "FixedPointError", "find_fixed_points",
-    "Ghosts", "GhostOptions", "GHOST_KINDS", "detect_ghosts", "ghost_model", "systems",
+    "Ghosts", "GhostOptions", "GHOST_KINDS", "detect_ghosts", "systems",
 ]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fixedpoints import ghost_model as gm
+from checkpoints import ghost_model as gm
 
 T100 = gm.ToyModel()  # T = 100, dt = 0.1, a = 1, θ = 10
 
