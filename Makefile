@@ -31,10 +31,10 @@ test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow -q
+	$(PY) -m pytest --run-slow -m slow -q
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest --run-slow -q
 
 bench: $(STAMP)
 	$(PY) bench/fixedpoints.py
