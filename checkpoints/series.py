@@ -382,7 +382,7 @@ def _directory_config(directory: str, config) -> Optional[Dict[str, Any]]:
         return read_config(found) if found else None
     if isinstance(config, (str, os.PathLike)):
         return read_config(config)
-    from .loading import _normalize_config  # noqa: PLC0415 - shared private helper
+    from .config import _normalize_config  # noqa: PLC0415 - shared private helper
     if isinstance(config, dict) and {"flat", "model", "path"} <= set(config):
         return dict(config)
     return _normalize_config(config, None)
