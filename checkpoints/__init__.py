@@ -17,6 +17,7 @@ This package never imports ``fixedpoints``; ``analysis`` composes the two.
 from .errors import CheckpointError
 from .models import (ARCHITECTURES, LeakyRNN, PLRNN, RankOneRNN, RecurrentModel, TORCH_CELLS,
                      TorchRNN, XFormRNN, build_model)
+from .paper_model import PaperRNN
 from .factory import build_from_factory, load_factory
 from .loading import (CHECKPOINT_SUFFIXES, Checkpoint, detect_architecture, find_config,
                       find_recurrent_modules, load_checkpoint, parse_checkpoint_name, read_config)
@@ -28,7 +29,7 @@ from .train import FLIPFLOP_DEMO, LOG_COLUMNS, TrainResult, checkpoint_name, tcr
 __all__ = [
     "CheckpointError",
     "ARCHITECTURES", "TORCH_CELLS", "RecurrentModel", "LeakyRNN", "RankOneRNN", "XFormRNN",
-    "PLRNN", "TorchRNN", "build_model",
+    "PLRNN", "TorchRNN", "PaperRNN", "build_model",
     "load_factory", "build_from_factory",
     "CHECKPOINT_SUFFIXES", "Checkpoint", "load_checkpoint", "detect_architecture",
     "find_recurrent_modules", "parse_checkpoint_name", "find_config", "read_config",

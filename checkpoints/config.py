@@ -30,10 +30,15 @@ def read_config(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     Two forms are accepted: the trainer's ``{"architecture": name, "model": {kwargs}, ...}``
     and a flat ``{"architecture": name, **kwargs}``.
 
+    A ``"convention": "row" | "column"`` entry (top level or in ``model``) says whether a leaky
+    model's recurrent matrix acts on row vectors (``r @ M``, the ghost paper's code) or on
+    column vectors (``W r``), where the weights cannot tell.
+
     Returns
     -------
     dict
-        ``{"architecture": str or None, "model": dict, "flat": bool, "path": str}``.
+        ``{"architecture": str or None, "model": dict, "flat": bool, "path": str,
+        "convention": str or None}``.
 
     Raises
     ------
@@ -51,6 +56,7 @@ def read_config(path: Union[str, os.PathLike]) -> Dict[str, Any]:
 
 
 def _normalize_config(data, path: Optional[str]) -> Dict[str, Any]:
+    """``{"architecture", "model", "flat", "path", "convention"}`` of a config's JSON object."""
     if not isinstance(data, Mapping):
         raise CheckpointError(path, f"model config is a {type(data).__name__}, not a JSON object",
                               'write {"architecture": name, "model": {constructor kwargs}}')
@@ -59,10 +65,14 @@ def _normalize_config(data, path: Optional[str]) -> Dict[str, Any]:
         raise CheckpointError(path, f"config 'architecture' is {architecture!r}, not a string",
                               f"use one of {sorted(ARCHITECTURES)}")
     if isinstance(data.get("model"), Mapping):
-        return {"architecture": architecture, "model": dict(data["model"]), "flat": False,
-                "path": path}
-    model = {k: v for k, v in data.items() if k not in ("architecture", "task", "training")}
-    return {"architecture": architecture, "model": model, "flat": True, "path": path}
+        model = dict(data["model"])
+        convention = model.pop("convention", data.get("convention"))
+        return {"architecture": architecture, "model": model, "flat": False, "path": path,
+                "convention": convention}
+    model = {k: v for k, v in data.items()
+             if k not in ("architecture", "task", "training", "convention")}
+    return {"architecture": architecture, "model": model, "flat": True, "path": path,
+            "convention": data.get("convention")}
 
 
 def _resolve_config(config, file_path: str) -> Optional[Dict[str, Any]]:
@@ -95,7 +105,8 @@ def _config_for(architecture: str, inferred: Dict[str, Any], cfg: Optional[Dict[
     if cfg_arch in TORCH_CELLS or architecture in TORCH_CELLS:
         if "n_states" in given and "hidden_size" not in given:
             given["hidden_size"] = given.pop("n_states")
-    if cfg["flat"]:
+    if cfg["flat"] or (cfg_arch is not None and ARCHITECTURES.get(cfg_arch)
+                       is not ARCHITECTURES[architecture]):
         import inspect
         accepted = set(inspect.signature(ARCHITECTURES[architecture].__init__).parameters)
         ignored = sorted(set(given) - accepted)

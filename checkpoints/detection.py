@@ -11,7 +11,7 @@ from .errors import CheckpointError
 from .layout import _key_list, _normalize_prefix
 from .models import ARCHITECTURES, TORCH_CELLS, build_model
 
-__all__ = ["RecurrentModuleKeys", "ArchitectureMatch", "find_recurrent_modules",
+__all__ = ["RecurrentModuleKeys", "ArchitectureMatch", "CONVENTIONS", "find_recurrent_modules",
            "detect_architecture"]
 
 _ARCH_FIX = ("pass architecture= (one of {archs}), put a config.json with "
@@ -134,7 +134,8 @@ _FAMILY_KEYS = {
     "rank_one_rnn": ("m", "n"),
     "plrnn": ("A", "W", "h"),
 }
-_FAMILY_OF = {"leaky_rnn": "leaky", "low_rank_rnn": "leaky", "xform_rnn": "xform_rnn",
+_FAMILY_OF = {"leaky_rnn": "leaky", "low_rank_rnn": "leaky", "paper_rnn": "leaky",
+              "paper_low_rank_rnn": "leaky", "xform_rnn": "xform_rnn",
               "rank_one_rnn": "rank_one_rnn", "plrnn": "plrnn",
               **{cell: "torch" for cell in TORCH_CELLS}}
 
@@ -156,12 +157,20 @@ class ArchitectureMatch:
         Constructor keyword arguments read from the shapes.
     rnn : RecurrentModuleKeys or None
         For torch recurrent modules.
+    convention : {"row", "column"} or None
+        For the leaky family: ``"row"`` when the model computes ``r @ M`` on row vectors (the
+        ghost paper's scripts, :class:`~checkpoints.paper_model.PaperRNN`), ``"column"`` for
+        ``W r`` (:class:`~checkpoints.models.LeakyRNN`).
+    convention_reason : str
+        Why that convention was chosen.
     """
 
     architecture: str
     prefix: str
     config: Dict[str, Any] = field(default_factory=dict)
     rnn: Optional[RecurrentModuleKeys] = None
+    convention: Optional[str] = None
+    convention_reason: str = ""
 
     @property
     def family(self) -> str:
@@ -218,7 +227,8 @@ def _candidates(state_dict, path) -> List[ArchitectureMatch]:
 
 
 def detect_architecture(state_dict: Mapping[str, torch.Tensor], architecture: Optional[str] = None,
-                        prefix: Optional[str] = None, path: Optional[str] = None
+                        prefix: Optional[str] = None, path: Optional[str] = None,
+                        convention: Optional[str] = None, convention_source: str = "convention="
                         ) -> ArchitectureMatch:
     """Recognize the model in a state dict from its key names and shapes.
 
@@ -232,6 +242,14 @@ def detect_architecture(state_dict: Mapping[str, torch.Tensor], architecture: Op
         Restrict the search to models under this key prefix.
     path : str, optional
         For error messages.
+    convention : {"row", "column"}, optional
+        Leaky family only: whether the recurrent matrix acts on row vectors (``r @ M``, the
+        ghost paper's code) or on column vectors (``W r``). Needed only where the weights cannot
+        tell: a low-rank ``W_out.weight`` of shape ``(O, K)`` reads the latent ``r @ S_l`` and
+        means row; ``(O, N)`` means column; a full-rank ``W_rec`` (or no readout) is column
+        unless told otherwise.
+    convention_source : str, default "convention="
+        Where ``convention`` came from, for the reason and the messages.
 
     Returns
     -------
@@ -278,7 +296,67 @@ def detect_architecture(state_dict: Mapping[str, torch.Tensor], architecture: Op
     match = found[0]
     if match.rnn is not None:
         match = _torch_match(match, architecture, state_dict, path)
+    elif match.family == "leaky":
+        match = _leaky_convention(match, state_dict, architecture, convention, convention_source,
+                                  path)
     return match
+
+
+CONVENTIONS = ("row", "column")
+_ROW_HINT = ("pass --convention row (convention='row', or \"convention\": \"row\" in "
+             "config.json) if the training code computes r @ M on row vectors, as the ghost "
+             "paper's scripts do")
+
+
+def _leaky_convention(match: ArchitectureMatch, state_dict, architecture: Optional[str],
+                      convention: Optional[str], source: str, path) -> ArchitectureMatch:
+    """Row or column convention of a leaky-family match, and the architecture it gives."""
+    if convention is not None and convention not in CONVENTIONS:
+        raise CheckpointError(path, f"convention {convention!r} (from {source}) is not one of "
+                              f"{list(CONVENTIONS)}", "pass 'row' (r @ M) or 'column' (W r)")
+    if architecture in ("paper_rnn", "paper_low_rank_rnn"):
+        if convention == "column":
+            raise CheckpointError(path, f"architecture {architecture!r} is the row-convention "
+                                  f"model but {source} says column", "drop one of the two")
+        convention, source = "row", f"architecture={architecture!r}"
+    elif architecture in ("leaky_rnn", "low_rank_rnn") and convention is None:
+        convention, source = "column", f"architecture={architecture!r}"
+    cfg = dict(match.config)
+    n_states, rank = cfg["n_states"], cfg.get("rank")
+    out_key = f"{match.prefix}W_out.weight"
+    out = tuple(state_dict[out_key].shape) if out_key in state_dict else None
+    latent = rank is not None and out is not None and len(out) == 2 and out[1] == rank \
+        and rank != n_states
+    state = out is not None and len(out) == 2 and out[1] == n_states
+    if latent:
+        if convention == "column":
+            raise CheckpointError(path, f"W_out.weight has shape {out}: it reads the rank-{rank} "
+                                  f"latent r @ S_l (the ghost paper's row-convention model), but "
+                                  f"{source} says column", "drop the column convention; a "
+                                  f"column-convention model reads the state, W_out.weight "
+                                  f"({out[0]}, {n_states})")
+        reason = (f"W_out.weight {out} reads the rank-{rank} latent r @ S_l: the ghost paper's "
+                  f"row-vector model, z = tanh(W_in u + r @ (S_l @ S_r))")
+        convention = "row"
+    elif convention is not None:
+        reason = f"{source} says {convention}"
+    else:
+        convention = "column"
+        if rank is not None and state:
+            reason = (f"W_out.weight {out} reads the state (the ghost paper's row-vector model "
+                      f"reads the latent, ({out[0]}, {rank})): column convention, W = S_l S_r; "
+                      + _ROW_HINT)
+        else:
+            what = "a full-rank W_rec" if rank is None else "these S_l, S_r without a readout"
+            reason = (f"{what} reads the same in both conventions: column (W r) by default; "
+                      + _ROW_HINT)
+    if convention == "row":
+        arch = "paper_rnn" if rank is None else "paper_low_rank_rnn"
+        if out is not None and len(out) == 2:
+            cfg["readout_from"] = "latent" if latent else "state"
+    else:
+        arch = "leaky_rnn" if rank is None else "low_rank_rnn"
+    return ArchitectureMatch(arch, match.prefix, cfg, None, convention, reason)
 
 
 def _torch_match(match: ArchitectureMatch, architecture, state_dict, path) -> ArchitectureMatch:
@@ -340,7 +418,8 @@ def _expected_keys(architecture: str) -> List[str]:
     if architecture in TORCH_CELLS:
         return ["rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0",
                 "readout_layer.weight", "readout_layer.bias"]
-    cfg = {"rank_one_rnn": {}, "low_rank_rnn": dict(n_inputs=1, n_states=2, n_outputs=1, rank=1)}
+    low = dict(n_inputs=1, n_states=2, n_outputs=1, rank=1)
+    cfg = {"rank_one_rnn": {}, "low_rank_rnn": low, "paper_low_rank_rnn": low}
     model = build_model(architecture, **cfg.get(architecture, dict(n_inputs=1, n_states=2,
                                                                      n_outputs=1)))
     return sorted(model.state_dict())

@@ -96,6 +96,11 @@ class Checkpoint:
     notes : tuple of str
         Things worth knowing about how the model was rebuilt (defaults used, readout
         substituted, …).
+    convention : {"row", "column"} or None
+        Leaky models: whether the recurrent matrix acts on row vectors (``r @ M``, the ghost
+        paper's code, :class:`~checkpoints.paper_model.PaperRNN`) or column vectors (``W r``).
+    convention_reason : str
+        Why (the weights' shapes, a config key, an argument, or the default).
     """
 
     path: str
@@ -109,6 +114,8 @@ class Checkpoint:
     metadata: Dict[str, Any] = field(default_factory=dict)
     numbered: bool = True
     notes: Tuple[str, ...] = ()
+    convention: Optional[str] = None
+    convention_reason: str = ""
 
     def parameter_shapes(self) -> Dict[str, Tuple[int, ...]]:
         """Shapes of the model's state-dict entries, ``{key: shape}``."""
@@ -118,7 +125,8 @@ class Checkpoint:
 def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] = None,
                     prefix: Optional[str] = None, trust_pickle: bool = False, config=None,
                     model_factory=None, dtype: torch.dtype = torch.float64,
-                    epoch: Optional[int] = None, step: Optional[int] = None) -> Checkpoint:
+                    epoch: Optional[int] = None, step: Optional[int] = None,
+                    convention: Optional[str] = None) -> Checkpoint:
     """Load one checkpoint file into a ready-to-analyze model.
 
     Parameters
@@ -140,6 +148,11 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
         The model is converted to this dtype (float32 weights convert exactly).
     epoch, step : int, optional
         Override the epoch/step (a series passes the ones parsed from the file name).
+    convention : {"row", "column"}, optional
+        Leaky models whose weights cannot tell (a full-rank ``W_rec``): ``"row"`` for code that
+        computes ``r @ W_rec`` on row vectors (the ghost paper's scripts), ``"column"`` for
+        ``W_rec @ r``. Overrides a ``"convention"`` key in the config; column when neither
+        says (see :func:`~checkpoints.detection.detect_architecture`).
 
     Returns
     -------
@@ -192,7 +205,11 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
         source = "architecture=" if architecture else f"config {cfg.get('path')}"
         raise CheckpointError(path, f"unknown architecture {wanted!r} (from {source})",
                               f"use one of {sorted(ARCHITECTURES)} or a model factory")
-    match = detect_architecture(state_dict, architecture=wanted, prefix=prefix, path=path)
+    source = "convention="
+    if convention is None and cfg is not None and cfg.get("convention") is not None:
+        convention, source = cfg["convention"], f"config {cfg.get('path') or '(given)'}"
+    match = detect_architecture(state_dict, architecture=wanted, prefix=prefix, path=path,
+                                convention=convention, convention_source=source)
     arch = match.architecture  # for the leaky family the keys decide full vs low rank
     kwargs = _config_for(arch, match.config, cfg, path, notes)
     if cfg is None and arch in _UNSTORED:
@@ -202,8 +219,9 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
         notes.append(f"architecture={architecture!r} overrides {cfg.get('architecture')!r} from "
                      f"{cfg.get('path')}")
     _check_required_keys(arch, kwargs, state_dict, match, path)
-    model = _build(arch, kwargs, path, "config.json and the weights' shapes" if cfg else
-                   "the weights' shapes")
+    cfg_path = None if cfg is None else (cfg.get("path") or "the config given")
+    model = _build(arch, kwargs, path, f"{cfg_path} and the weights' shapes" if cfg else
+                   "the weights' shapes", cfg_path)
     model = model.to(dtype)
     if match.rnn is not None:
         sub = {f"rnn.{k[len(match.prefix):]}": state_dict[k] for k in state_dict
@@ -228,15 +246,16 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
             notes.append("no linear readout found next to the RNN: readout() returns the last "
                          "layer's h")
         check_finite(sub, path)
-        _load_into(model, sub, path, f"a {arch} with {kwargs}", match.prefix)
+        _load_into(model, sub, path, f"a {arch} with {kwargs}", match.prefix, cfg_path)
     else:
         sub = _sub_state_dict(state_dict, match.prefix)
         check_finite(sub, path)
-        _load_into(model, sub, path, f"{arch} with {kwargs}", match.prefix)
+        _load_into(model, sub, path, f"{arch} with {kwargs}", match.prefix, cfg_path)
     if match.prefix:
         outside = [k for k in state_dict if not k.startswith(match.prefix)]
         if outside:
             notes.append(f"{len(outside)} key(s) outside prefix {match.prefix!r} were not used")
     return Checkpoint(path, epoch, step, arch, model, state_dict, match.prefix,
-                      model.config(), metadata, numbered, tuple(notes))
+                      model.config(), metadata, numbered, tuple(notes), match.convention,
+                      match.convention_reason)
 
