@@ -164,6 +164,11 @@ class PaperRNN(RecurrentModel):
             raise ValueError("a full-rank paper_rnn has no latent r @ S_l; use readout()")
         return x @ self.S_l
 
+    def latent_basis(self) -> Optional[torch.Tensor]:
+        """``B = S_lᵀ (K, N)`` with κ = B r the authors' latent (None for full rank): the
+        recurrent drive depends on r only through κ, so κ has closed K-dimensional dynamics."""
+        return None if self.rank is None else self.S_l.T
+
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         """g(W_out(r S_l)) (latent readout) or g(W_out(r)), shape (b, n_outputs)."""
         z = self.W_out(self.latent(x) if self.readout_from == "latent" else x)
