@@ -7,16 +7,16 @@ import pickletools
 import re
 import warnings
 import zipfile
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
 
-from .errors import CheckpointError
-from .layout import METADATA_KEYS
+from .errors import CheckpointError, NotACheckpointError
+from .layout import METADATA_KEYS, histories_reason, non_checkpoint_reason
 from .names import CHECKPOINT_SUFFIXES
 
-__all__ = ["read_payload"]
+__all__ = ["read_payload", "peek_non_checkpoint"]
 
 _TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 _PICKLE_FIX = ("re-save the weights as a plain state dict (torch.save(model.state_dict(), path)) "
@@ -205,6 +205,10 @@ def _read_npz(path: str) -> Dict[str, Any]:
         raise _corrupt(path, exc, "an .npz archive") from exc
     except Exception as exc:
         raise _corrupt(path, exc, "an .npz archive") from exc
+    histories = histories_reason(result.keys())
+    if histories is not None:
+        raise NotACheckpointError(path, f"holds {histories}", "nothing to fix: a series skips "
+                                  "it; read it as a training log (log=, --log)")
     payload: Dict[str, Any] = {}
     tensors: Dict[str, torch.Tensor] = {}
     for key, array in result.items():
@@ -219,3 +223,20 @@ def _read_npz(path: str) -> Dict[str, Any]:
                                   "store weights as integer or floating arrays")
     payload["state_dict"] = tensors
     return payload
+
+
+def peek_non_checkpoint(path: Union[str, os.PathLike], trust_pickle: bool = False
+                        ) -> Optional[str]:
+    """Why the file at ``path`` holds no model by design, or None (cheap: an ``.npz`` is only
+    listed; a torch file is read only when its name says optimizer)."""
+    path = os.fspath(path)
+    name = os.path.basename(path).lower()
+    try:
+        if name.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as archive:
+                return histories_reason(archive.files)
+        if "optim" in name and name.endswith(_TORCH_SUFFIXES):
+            return non_checkpoint_reason(read_payload(path, trust_pickle=trust_pickle))
+    except Exception:  # noqa: BLE001 - unreadable here: loading it reports the real problem
+        return None
+    return None

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, NotACheckpointError
 
-__all__ = ["STATE_DICT_KEYS", "METADATA_KEYS", "unwrap_payload", "read_stored_index",
-           "check_finite"]
+__all__ = ["STATE_DICT_KEYS", "METADATA_KEYS", "HISTORY_KEYS", "unwrap_payload",
+           "read_stored_index", "check_finite", "non_checkpoint_reason", "histories_reason"]
 
 logger = logging.getLogger("checkpoints.loading")
 
@@ -89,6 +89,10 @@ def unwrap_payload(payload: Any, path: Optional[str] = None
             break
         current = nested
     if not _is_tensor_dict(current):
+        other = non_checkpoint_reason(payload)
+        if other is not None:
+            raise NotACheckpointError(path, f"holds {other}", "nothing to fix: a series skips "
+                                      "it; point at model checkpoints to load a model")
         what = type(payload).__name__
         keys = list(payload.keys())[:20] if isinstance(payload, Mapping) else None
         raise CheckpointError(path, f"holds a {what}{' with keys ' + str(keys) if keys else ''} "
@@ -161,3 +165,33 @@ def read_stored_index(metadata: Mapping[str, Any]) -> Tuple[Optional[int], Optio
 
 def _sub_state_dict(state_dict, prefix: str) -> Dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+# Arrays a training-history file holds besides ``*_history`` ones.
+HISTORY_KEYS = ("epochs", "epoch", "steps", "step", "loss", "accuracy")
+
+
+def histories_reason(keys) -> Optional[str]:
+    """Why an ``.npz`` with these array names is a training log, not weights (or None).
+
+    True when some name ends in ``_history`` and every other one is in :data:`HISTORY_KEYS`
+    (the ghost paper's ``final.npz``: ``loss_history``, ``grad_history``, ``accuracy_history``).
+    """
+    keys = [str(k) for k in keys]
+    if keys and any(k.endswith("_history") for k in keys) and all(
+            k.endswith("_history") or k in HISTORY_KEYS for k in keys):
+        return f"training histories ({', '.join(sorted(keys)[:6])}), not model weights"
+    return None
+
+
+def non_checkpoint_reason(payload: Any) -> Optional[str]:
+    """Why a loaded payload holds no model by design (an optimizer state), or None."""
+    if isinstance(payload, Mapping):
+        keys = {k for k in payload if isinstance(k, str)}
+        if {"state", "param_groups"} <= keys and not keys & set(STATE_DICT_KEYS):
+            return "an optimizer state (state, param_groups), not model weights"
+        only = {k: v for k, v in payload.items() if k != "state_dict"}
+        inner = payload.get("state_dict")
+        if isinstance(inner, Mapping) and not only and inner:
+            return histories_reason(inner.keys())
+    return None
