@@ -161,6 +161,17 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow checkpoints that are whole pickled modules (runs code from the "
                         "file: trusted files only)")
+    p.add_argument("--convention", choices=("row", "column"), default=None,
+                   help="leaky RNNs whose weights cannot tell (a full-rank W_rec): 'row' for "
+                        "code that computes r @ W_rec on row vectors (the ghost paper's "
+                        "scripts), 'column' for W_rec @ r (the default)")
+
+
+def _add_log_offset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-offset", type=int, default=None, metavar="K",
+                   help="add K to the log's epochs to align them with the checkpoints' "
+                        "(default: -1 for the ghost paper's final.npz, whose entry e is the loss "
+                        "of model_epoch{e-1}; else 0)")
 
 
 def _add_system(p: argparse.ArgumentParser) -> None:
@@ -209,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training log (train_log.csv or .npz with loss_history); found beside "
                         "the checkpoints when omitted")
     p.add_argument("--log-column", metavar="NAME", help="the loss column / key in the log")
+    _add_log_offset(p)
     p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
                    help="worker processes (default 1; -1 for all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -245,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("--quick", action="store_true",
                    help="load only the first checkpoint (skip checking every file)")
+    p.add_argument("--log", metavar="FILE", help="training log (found beside the checkpoints "
+                                                  "when omitted)")
+    p.add_argument("--log-column", metavar="NAME", help="the loss column / key / tag in the log")
+    _add_log_offset(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_common(p)
     p.set_defaults(func=_cmd_info)
@@ -432,6 +448,8 @@ def _load_options(args) -> Dict[str, Any]:
         options["model_factory"] = args.model
     if getattr(args, "trust_pickle", False):
         options["trust_pickle"] = True
+    if getattr(args, "convention", None):
+        options["convention"] = args.convention
     return options
 
 
@@ -458,13 +476,12 @@ def _open_series(directory: str, args):
     if not path.is_dir():
         raise UsageError(f"{directory}: is a file; pass its directory, or use "
                          f"`{PROG} find {directory}` for one checkpoint")
-    return CheckpointSeries.from_dir(path, pattern=getattr(args, "pattern", None),
+    return CheckpointSeries.from_run(path, pattern=getattr(args, "pattern", None),
                                      **_load_options(args))
 
 
 def _select(series, epochs: Optional[str], every: Optional[int]):
     """The series restricted to --epochs A:B and every K-th file (first and last kept)."""
-    from checkpoints import CheckpointSeries
 
     entries = list(series.entries)
     if epochs:
@@ -483,10 +500,7 @@ def _select(series, epochs: Optional[str], every: Optional[int]):
         entries = [entries[i] for i in keep]
     if len(entries) == len(series.entries):
         return series
-    return CheckpointSeries(entries, directory=series.directory, architecture=series.architecture,
-                            prefix=series.prefix, model_factory=series.model_factory,
-                            trust_pickle=series.trust_pickle, strict=series.strict,
-                            config=series.config, dtype=series.dtype)
+    return series.subset(entries)
 
 
 def _prepare_out(out: str) -> Path:
@@ -541,7 +555,8 @@ def _cmd_analyze(args) -> int:
     analysis = analyze_series(series, jobs=args.jobs, scheduler=args.scheduler,
                               device=args.device, progress=progress, strict=args.strict,
                               out=out, force=args.force, log=args.log,
-                              log_column=args.log_column, localize=args.localize, **settings)
+                              log_column=args.log_column, log_offset=args.log_offset,
+                              localize=args.localize, **settings)
     reused = analysis.options.get("reused_epochs", 0)
     if not analysis.results:
         first = analysis.failed[0] if analysis.failed else None
@@ -578,7 +593,10 @@ def _analysis_summary(analysis, reused: int, seconds: float) -> str:
     drop = analysis.drop_epoch
     last = analysis.results[-1]
     from .report import _counts_text, epoch_counts
-    return (f"{'; '.join(parts)}\n"
+    from checkpoints import group_problems
+    failures = "".join(f"\n  {g}" for g in group_problems(
+        (f.source, f.reason) for f in analysis.failed))
+    return (f"{'; '.join(parts)}{failures}\n"
             f"events: {events}\n"
             f"loss drop: {'epoch %g' % drop if drop is not None else 'none found'}\n"
             f"last epoch ({last.epoch}): {_counts_text(epoch_counts(last))}")
@@ -681,7 +699,11 @@ def _cmd_info(args) -> int:
     _check_model_args(args)
     series = _open_series(args.dir, args)
     entries = series.entries
-    info: Dict[str, Any] = {"directory": str(Path(args.dir).resolve()), "files": len(entries)}
+    info: Dict[str, Any] = {"directory": str(Path(series.directory or args.dir).resolve()),
+                            "files": len(entries)}
+    run = series.run
+    if run is not None and os.path.abspath(run.root) != os.path.abspath(run.checkpoint_dir):
+        info["run"] = {"root": str(Path(run.root).resolve()), "reason": run.reason}
     epochs = [e.epoch for e in entries if e.epoch is not None]
     info["epochs"] = {"first": min(epochs) if epochs else None,
                       "last": max(epochs) if epochs else None, "count": len(epochs),
@@ -689,13 +711,12 @@ def _cmd_info(args) -> int:
     config = series.config
     info["config"] = None if config is None else config.get("path")
     try:
-        from .learning import find_training_log, read_training_log
-        log = find_training_log(args.dir)
+        from .training_logs import curves_summary, find_training_log, read_training_log
+        log = args.log or find_training_log(series.directory or args.dir,
+                                            also=(run.root,) if run is not None else ())
         if log is not None:
-            curve = read_training_log(log)
-            info["training_log"] = {"path": str(log), "rows": len(curve),
-                                    "first_loss": float(curve.loss[0]),
-                                    "last_loss": float(curve.loss[-1])}
+            curve = read_training_log(log, args.log_column, args.log_offset)
+            info["training_log"] = curves_summary(curve)
         else:
             info["training_log"] = None
     except Exception as error:  # noqa: BLE001 - a bad log is a problem to report, not a crash
@@ -714,12 +735,19 @@ def _cmd_info(args) -> int:
                  "n_outputs": getattr(m, "n_outputs", None),
                  "time": getattr(m, "time", "discrete"),
                  "continuous_form": callable(getattr(m, "velocity", None)),
-                 "config": checkpoint.config, "notes": list(checkpoint.notes)}
+                 "config": checkpoint.config, "notes": list(checkpoint.notes),
+                 "convention": checkpoint.convention,
+                 "convention_reason": checkpoint.convention_reason}
         break
     info["model"] = model or None
     if not args.quick:
         series.validate()
+    from checkpoints import group_problems
     info["problems"] = [str(p) for p in series.problems]
+    info["problem_groups"] = [{"reason": g.reason, "fix": g.fix, "count": len(g.paths),
+                               "first": g.paths[0], "text": str(g)}
+                              for g in group_problems(series.problems)]
+    info["skipped"] = [{"file": path, "reason": reason} for path, reason in series.skipped]
     info["files_list"] = [{"file": e.name, "epoch": e.epoch, "step": e.step}
                           for e in entries]
     if args.json:
@@ -731,8 +759,11 @@ def _cmd_info(args) -> int:
 
 def _info_text(info: Dict[str, Any], quick: bool) -> str:
     e = info["epochs"]
-    lines = [f"directory: {info['directory']}",
-             f"files: {info['files']} checkpoint(s), epochs {e['first']}..{e['last']}"
+    lines = []
+    if info.get("run"):
+        lines.append(f"run: {info['run']['root']} ({info['run']['reason']})")
+    lines += [f"directory: {info['directory']}",
+              f"files: {info['files']} checkpoint(s), epochs {e['first']}..{e['last']}"
              + (f", {len(e['unnumbered'])} without a number (last)" if e["unnumbered"] else "")]
     names = [f["file"] for f in info["files_list"]]
     shown = names if len(names) <= 8 else names[:4] + ["..."] + names[-3:]
@@ -740,8 +771,10 @@ def _info_text(info: Dict[str, Any], quick: bool) -> str:
     lines.append(f"config: {info['config'] or 'none found (sizes read from the weights)'}")
     log = info["training_log"]
     if isinstance(log, dict):
-        lines.append(f"training log: {log['path']} ({log['rows']} rows, loss {log['first_loss']:.4g}"
-                     f" -> {log['last_loss']:.4g})")
+        lines.append(f"training log: {log['path']} ({log['column']}, {log['rows']} rows, loss "
+                     f"{log['first_loss']:.4g} -> {log['last_loss']:.4g})")
+        if log.get("note"):
+            lines.append(f"  note: {log['note']}")
     else:
         lines.append(f"training log: {log or 'none found (no loss curve, no drop detection)'}")
     m = info["model"]
@@ -749,14 +782,20 @@ def _info_text(info: Dict[str, Any], quick: bool) -> str:
         form = " (also a continuous form: --time continuous)" if m["continuous_form"] else ""
         lines.append(f"model: {m['architecture']} ({m['class']}), {m['n_states']} states, "
                      f"{m['n_inputs']} inputs, {m['n_outputs']} outputs, {m['time']} time{form}")
+        if m.get("convention"):
+            lines.append(f"  convention: {m['convention']} ({m['convention_reason']})")
         for note in m["notes"]:
             lines.append(f"  note: {note}")
     else:
         lines.append("model: no checkpoint could be loaded (see problems)")
+    for item in info.get("skipped", []):
+        lines.append(f"skipped (not a checkpoint): {Path(item['file']).name}: {item['reason']}")
     problems = info["problems"]
     checked = "first loadable file only (--quick)" if quick else "every file loaded"
-    lines.append(f"problems ({checked}): {len(problems) or 'none'}")
-    lines.extend(f"  {p}" for p in problems)
+    groups = info.get("problem_groups", [])
+    distinct = f" ({len(groups)} distinct)" if len(groups) > 1 else ""
+    lines.append(f"problems ({checked}): {len(problems) or 'none'}{distinct}")
+    lines.extend(f"  {g['text']}" for g in groups)
     return "\n".join(lines)
 
 

@@ -249,6 +249,16 @@ class CheckpointSeries(Sequence):
         _check_duplicates(series.entries, None)
         return series
 
+    def subset(self, entries: Sequence[SeriesEntry]) -> "CheckpointSeries":
+        """A series of some of these entries with the same loading options (and run layout)."""
+        sub = CheckpointSeries(entries, directory=self.directory, architecture=self.architecture,
+                               prefix=self.prefix, model_factory=self.model_factory,
+                               trust_pickle=self.trust_pickle, strict=self.strict,
+                               config=self.config, dtype=self.dtype, convention=self.convention)
+        sub.run = self.run
+        sub._skipped = dict(self._skipped)
+        return sub
+
     def _make_entry(self, path: str) -> SeriesEntry:
         entry = _entry_from_name(path)
         if entry.numbered:
