@@ -252,7 +252,8 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
         check_finite(sub, path)
         _load_into(model, sub, path, f"{arch} with {kwargs}", match.prefix, cfg_path)
     if match.prefix:
-        outside = [k for k in state_dict if not k.startswith(match.prefix)]
+        used = set(_find_readout(state_dict, match.rnn) or ()) if match.rnn is not None else set()
+        outside = [k for k in state_dict if not k.startswith(match.prefix) and k not in used]
         if outside:
             notes.append(f"{len(outside)} key(s) outside prefix {match.prefix!r} were not used")
     return Checkpoint(path, epoch, step, arch, model, state_dict, match.prefix,
