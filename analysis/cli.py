@@ -270,13 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "train_log.csv and config.json to DIR.")
     p.add_argument("task", metavar="TASK",
                    help="flipflop, delayed_activation, cue_discrimination, match_to_sample, "
-                        "delayed_addition or evidence_accumulation")
+                        "delayed_addition or evidence_accumulation; dcdt or dmts for the "
+                        "paper's runs (--paper)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory")
     p.add_argument("--arch", default=None, metavar="NAME",
                    help="architecture (default: rank_one_rnn for delayed_activation, else "
                         "leaky_rnn)")
     p.add_argument("--epochs", type=int, default=400, metavar="N", help="updates (default 400)")
-    p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 0.01; with --paper the paper's)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--n-states", type=_positive_int, default=100, metavar="N",
                    help="units (default 100)")
@@ -290,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the temporal-consistency penalty (default 0)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoints, log and config already in DIR")
+    p.add_argument("--paper", action="store_true",
+                   help="the ghost paper's run (tasks dcdt / cue_discrimination, dmts / "
+                        "match_to_sample): their model, settings and layout (DIR/models/"
+                        "model_epoch{e}.pt every epoch, DIR/final.npz, DIR/model_final.pt)")
+    p.add_argument("--repeats", type=_positive_int, default=None, metavar="R",
+                   help="with --paper: tiling of the trial types (default 500, the paper's)")
     _add_common(p)
     p.set_defaults(func=_cmd_train)
 
@@ -799,9 +807,34 @@ def _info_text(info: Dict[str, Any], quick: bool) -> str:
     return "\n".join(lines)
 
 
+def _cmd_train_paper(args) -> int:
+    from checkpoints import train_paper_run
+
+    started = time.perf_counter()
+    try:
+        run = train_paper_run(args.task, args.out, epochs=args.epochs, n_states=args.n_states,
+                              rank=args.rank if args.rank is not None else 2, seed=args.seed,
+                              lr=args.lr, repeats=args.repeats,
+                              save_every=args.save_every or 1, overwrite=args.overwrite)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except FileExistsError as error:
+        raise UsageError(f"{args.out}: {error}") from None
+    _say(args, f"trained the paper's model on {args.task} for {args.epochs} epochs in "
+               f"{time.perf_counter() - started:.1f} s: loss {run.loss_history[0]:.4g} -> "
+               f"{run.loss_history[-1]:.4g}, accuracy {run.accuracy_history[-1]:.3f}")
+    _say(args, f"wrote {args.out}/models/model_epoch*.pt, final.npz and model_final.pt "
+               f"(analyze them with `{PROG} analyze {args.out} --out {args.out}-analysis`)")
+    return 0
+
+
 def _cmd_train(args) -> int:
     from checkpoints.train import train
 
+    if args.paper or args.task in ("dcdt", "dmts"):
+        return _cmd_train_paper(args)
+    if args.lr is None:
+        args.lr = 0.01
     arch = args.arch or ("rank_one_rnn" if args.task == "delayed_activation" else "leaky_rnn")
     if args.epochs < 1:
         raise UsageError(f"--epochs {args.epochs}: train at least 1 epoch")

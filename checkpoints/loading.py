@@ -53,6 +53,7 @@ from .config import (CONFIG_NAMES, _config_for, _resolve_config, find_config,
                      read_config)
 from .detection import (ArchitectureMatch, RecurrentModuleKeys, _find_readout, detect_architecture,
                         find_recurrent_modules)
+from .custom import adapt_custom_module
 from .factory import build_from_factory, check_custom_module
 from .formats import read_payload
 from .layout import (METADATA_KEYS, STATE_DICT_KEYS, _key_list, _normalize_prefix,
@@ -193,6 +194,8 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
                  or isinstance(module, (nn.RNN, nn.GRU, nn.LSTM))))):
         check_finite(state_dict, path)
         model = check_custom_module(module, path)
+        if not isinstance(model, RecurrentModel):
+            model = adapt_custom_module(model, state_dict, path)
         arch = getattr(model, "architecture", None) if isinstance(model, RecurrentModel) else None
         cfg = model.config() if isinstance(model, RecurrentModel) else {}
         notes.append("loaded a whole pickled module (trust_pickle=True)")
