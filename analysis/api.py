@@ -359,7 +359,7 @@ def _resolve_source(path_or_series, model, strict: bool, load_options: Optional[
         if path.is_file():
             series = CheckpointSeries.from_files([path], strict=strict, **options)
         else:
-            series = CheckpointSeries.from_dir(path, strict=strict, **options)
+            series = CheckpointSeries.from_run(path, strict=strict, **options)
         return _series_items(series), (str(path) if path.is_dir() else str(path.parent)), series
     if isinstance(path_or_series, CheckpointSeries):
         series = path_or_series
@@ -496,7 +496,7 @@ def _picklable(items: Sequence[_Item], interpolate) -> bool:
     return True
 
 
-def _read_log(log, log_column, directory) -> Optional[LossCurve]:
+def _read_log(log, log_column, directory, offset=None, also=()) -> Optional[LossCurve]:
     if isinstance(log, LossCurve):
         return log
     if isinstance(log, dict):
@@ -504,17 +504,18 @@ def _read_log(log, log_column, directory) -> Optional[LossCurve]:
     if isinstance(log, (tuple, list)) and len(log) == 2:
         return LossCurve(np.asarray(log[0]), np.asarray(log[1]), "given", "loss")
     if log is not None:
-        return read_training_log(log, log_column)
+        return read_training_log(log, log_column, offset)
     if directory is not None:
-        found = find_training_log(directory)
+        found = find_training_log(directory, also=also)
         if found is not None:
-            return read_training_log(found, log_column)
+            return read_training_log(found, log_column, offset)
     return None
 
 
 def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
                    device: str = "cpu", progress: bool = False, strict: bool = False,
                    out=None, force: bool = False, log=None, log_column: Optional[str] = None,
+                   log_offset: Optional[float] = None,
                    drop=None, events=None, localize: bool = False,
                    interpolate: Optional[Callable] = None,
                    load_options: Optional[Dict[str, Any]] = None,
@@ -550,7 +551,11 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
         :func:`analysis.learning.read_training_log`). Looked up beside the checkpoints when
         omitted.
     log_column : str, optional
-        Column (CSV) or key (.npz) holding the loss.
+        Column (CSV), key (.npz) or tag (TensorBoard) holding the loss.
+    log_offset : float, optional
+        Added to the log's epochs to align them with the checkpoints' (None: -1 for the ghost
+        paper's ``final.npz``, whose entry e belongs to ``model_epoch{e-1}``, else 0; see
+        :mod:`analysis.training_logs`).
     drop : DropOptions or dict, optional
         Abrupt-drop detection parameters (:class:`analysis.learning.DropOptions`).
     events : EventOptions or dict, optional
@@ -588,7 +593,9 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
     items, directory, series = _resolve_source(path_or_series, model, strict, load_options)
     if not items:
         raise ValueError("the series is empty; pass at least one checkpoint")
-    loss_curve = _read_log(log, log_column, directory)
+    run = getattr(series, "run", None)
+    loss_curve = _read_log(log, log_column, directory, log_offset,
+                           (run.root,) if run is not None else ())
 
     def loss_at(epoch):
         return math.nan if loss_curve is None or epoch is None else loss_curve.at(epoch)

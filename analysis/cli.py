@@ -20,18 +20,18 @@ import os
 # before torch is imported (the command imports it lazily, below).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse
-import json
-import logging
-import math
-import sys
-import time
-import traceback
-import warnings
-from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Dict, Optional, Sequence, Tuple  # noqa: E402
 
-import numpy as np
+import numpy as np  # noqa: E402
 
 __all__ = ["main", "build_parser", "UsageError", "DEMO_TRAINING"]
 
@@ -161,6 +161,17 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow checkpoints that are whole pickled modules (runs code from the "
                         "file: trusted files only)")
+    p.add_argument("--convention", choices=("row", "column"), default=None,
+                   help="leaky RNNs whose weights cannot tell (a full-rank W_rec): 'row' for "
+                        "code that computes r @ W_rec on row vectors (the ghost paper's "
+                        "scripts), 'column' for W_rec @ r (the default)")
+
+
+def _add_log_offset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-offset", type=int, default=None, metavar="K",
+                   help="add K to the log's epochs to align them with the checkpoints' "
+                        "(default: -1 for the ghost paper's final.npz, whose entry e is the loss "
+                        "of model_epoch{e-1}; else 0)")
 
 
 def _add_system(p: argparse.ArgumentParser) -> None:
@@ -209,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training log (train_log.csv or .npz with loss_history); found beside "
                         "the checkpoints when omitted")
     p.add_argument("--log-column", metavar="NAME", help="the loss column / key in the log")
+    _add_log_offset(p)
     p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
                    help="worker processes (default 1; -1 for all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -245,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("--quick", action="store_true",
                    help="load only the first checkpoint (skip checking every file)")
+    p.add_argument("--log", metavar="FILE", help="training log (found beside the checkpoints "
+                                                  "when omitted)")
+    p.add_argument("--log-column", metavar="NAME", help="the loss column / key / tag in the log")
+    _add_log_offset(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_common(p)
     p.set_defaults(func=_cmd_info)
@@ -254,13 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "train_log.csv and config.json to DIR.")
     p.add_argument("task", metavar="TASK",
                    help="flipflop, delayed_activation, cue_discrimination, match_to_sample, "
-                        "delayed_addition or evidence_accumulation")
+                        "delayed_addition or evidence_accumulation; dcdt or dmts for the "
+                        "paper's runs (--paper)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory")
     p.add_argument("--arch", default=None, metavar="NAME",
                    help="architecture (default: rank_one_rnn for delayed_activation, else "
                         "leaky_rnn)")
     p.add_argument("--epochs", type=int, default=400, metavar="N", help="updates (default 400)")
-    p.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 0.01; with --paper the paper's)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--n-states", type=_positive_int, default=100, metavar="N",
                    help="units (default 100)")
@@ -274,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the temporal-consistency penalty (default 0)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoints, log and config already in DIR")
+    p.add_argument("--paper", action="store_true",
+                   help="the ghost paper's run (tasks dcdt / cue_discrimination, dmts / "
+                        "match_to_sample): their model, settings and layout (DIR/models/"
+                        "model_epoch{e}.pt every epoch, DIR/final.npz, DIR/model_final.pt)")
+    p.add_argument("--repeats", type=_positive_int, default=None, metavar="R",
+                   help="with --paper: tiling of the trial types (default 500, the paper's)")
     _add_common(p)
     p.set_defaults(func=_cmd_train)
 
@@ -432,6 +456,8 @@ def _load_options(args) -> Dict[str, Any]:
         options["model_factory"] = args.model
     if getattr(args, "trust_pickle", False):
         options["trust_pickle"] = True
+    if getattr(args, "convention", None):
+        options["convention"] = args.convention
     return options
 
 
@@ -458,13 +484,12 @@ def _open_series(directory: str, args):
     if not path.is_dir():
         raise UsageError(f"{directory}: is a file; pass its directory, or use "
                          f"`{PROG} find {directory}` for one checkpoint")
-    return CheckpointSeries.from_dir(path, pattern=getattr(args, "pattern", None),
+    return CheckpointSeries.from_run(path, pattern=getattr(args, "pattern", None),
                                      **_load_options(args))
 
 
 def _select(series, epochs: Optional[str], every: Optional[int]):
     """The series restricted to --epochs A:B and every K-th file (first and last kept)."""
-    from checkpoints import CheckpointSeries
 
     entries = list(series.entries)
     if epochs:
@@ -483,10 +508,7 @@ def _select(series, epochs: Optional[str], every: Optional[int]):
         entries = [entries[i] for i in keep]
     if len(entries) == len(series.entries):
         return series
-    return CheckpointSeries(entries, directory=series.directory, architecture=series.architecture,
-                            prefix=series.prefix, model_factory=series.model_factory,
-                            trust_pickle=series.trust_pickle, strict=series.strict,
-                            config=series.config, dtype=series.dtype)
+    return series.subset(entries)
 
 
 def _prepare_out(out: str) -> Path:
@@ -541,7 +563,8 @@ def _cmd_analyze(args) -> int:
     analysis = analyze_series(series, jobs=args.jobs, scheduler=args.scheduler,
                               device=args.device, progress=progress, strict=args.strict,
                               out=out, force=args.force, log=args.log,
-                              log_column=args.log_column, localize=args.localize, **settings)
+                              log_column=args.log_column, log_offset=args.log_offset,
+                              localize=args.localize, **settings)
     reused = analysis.options.get("reused_epochs", 0)
     if not analysis.results:
         first = analysis.failed[0] if analysis.failed else None
@@ -578,7 +601,10 @@ def _analysis_summary(analysis, reused: int, seconds: float) -> str:
     drop = analysis.drop_epoch
     last = analysis.results[-1]
     from .report import _counts_text, epoch_counts
-    return (f"{'; '.join(parts)}\n"
+    from checkpoints import group_problems
+    failures = "".join(f"\n  {g}" for g in group_problems(
+        (f.source, f.reason) for f in analysis.failed))
+    return (f"{'; '.join(parts)}{failures}\n"
             f"events: {events}\n"
             f"loss drop: {'epoch %g' % drop if drop is not None else 'none found'}\n"
             f"last epoch ({last.epoch}): {_counts_text(epoch_counts(last))}")
@@ -647,8 +673,8 @@ def _points_table(result) -> str:
     fp = result.fixed_points
     from .report import _counts_text, epoch_counts
     lines = [f"{result.source}: epoch {result.epoch}, {fp.n_states} states, {fp.time} time",
-             (f"{len(fp)} point{'s' if len(fp) != 1 else ''}: "
-              f"{_counts_text(epoch_counts(result))}  (finder: {fp.status.name.lower()})")]
+             f"{len(fp)} point{'s' if len(fp) != 1 else ''}: {_counts_text(epoch_counts(result))}"
+             f"  (finder: {fp.status.name.lower()})"]
     if len(fp):
         native = "|λ|max" if fp.time == "discrete" else "Re λmax"
         lines.append(f"{'#':>3}  {'kind':<9}{'index':>5}  {'speed q':>10}  {'|x|':>8}  "
@@ -681,7 +707,11 @@ def _cmd_info(args) -> int:
     _check_model_args(args)
     series = _open_series(args.dir, args)
     entries = series.entries
-    info: Dict[str, Any] = {"directory": str(Path(args.dir).resolve()), "files": len(entries)}
+    info: Dict[str, Any] = {"directory": str(Path(series.directory or args.dir).resolve()),
+                            "files": len(entries)}
+    run = series.run
+    if run is not None and os.path.abspath(run.root) != os.path.abspath(run.checkpoint_dir):
+        info["run"] = {"root": str(Path(run.root).resolve()), "reason": run.reason}
     epochs = [e.epoch for e in entries if e.epoch is not None]
     info["epochs"] = {"first": min(epochs) if epochs else None,
                       "last": max(epochs) if epochs else None, "count": len(epochs),
@@ -689,13 +719,12 @@ def _cmd_info(args) -> int:
     config = series.config
     info["config"] = None if config is None else config.get("path")
     try:
-        from .learning import find_training_log, read_training_log
-        log = find_training_log(args.dir)
+        from .training_logs import curves_summary, find_training_log, read_training_log
+        log = args.log or find_training_log(series.directory or args.dir,
+                                            also=(run.root,) if run is not None else ())
         if log is not None:
-            curve = read_training_log(log)
-            info["training_log"] = {"path": str(log), "rows": len(curve),
-                                    "first_loss": float(curve.loss[0]),
-                                    "last_loss": float(curve.loss[-1])}
+            curve = read_training_log(log, args.log_column, args.log_offset)
+            info["training_log"] = curves_summary(curve)
         else:
             info["training_log"] = None
     except Exception as error:  # noqa: BLE001 - a bad log is a problem to report, not a crash
@@ -714,12 +743,19 @@ def _cmd_info(args) -> int:
                  "n_outputs": getattr(m, "n_outputs", None),
                  "time": getattr(m, "time", "discrete"),
                  "continuous_form": callable(getattr(m, "velocity", None)),
-                 "config": checkpoint.config, "notes": list(checkpoint.notes)}
+                 "config": checkpoint.config, "notes": list(checkpoint.notes),
+                 "convention": checkpoint.convention,
+                 "convention_reason": checkpoint.convention_reason}
         break
     info["model"] = model or None
     if not args.quick:
         series.validate()
+    from checkpoints import group_problems
     info["problems"] = [str(p) for p in series.problems]
+    info["problem_groups"] = [{"reason": g.reason, "fix": g.fix, "count": len(g.paths),
+                               "first": g.paths[0], "text": str(g)}
+                              for g in group_problems(series.problems)]
+    info["skipped"] = [{"file": path, "reason": reason} for path, reason in series.skipped]
     info["files_list"] = [{"file": e.name, "epoch": e.epoch, "step": e.step}
                           for e in entries]
     if args.json:
@@ -731,8 +767,11 @@ def _cmd_info(args) -> int:
 
 def _info_text(info: Dict[str, Any], quick: bool) -> str:
     e = info["epochs"]
-    lines = [f"directory: {info['directory']}",
-             f"files: {info['files']} checkpoint(s), epochs {e['first']}..{e['last']}"
+    lines = []
+    if info.get("run"):
+        lines.append(f"run: {info['run']['root']} ({info['run']['reason']})")
+    lines += [f"directory: {info['directory']}",
+              f"files: {info['files']} checkpoint(s), epochs {e['first']}..{e['last']}"
              + (f", {len(e['unnumbered'])} without a number (last)" if e["unnumbered"] else "")]
     names = [f["file"] for f in info["files_list"]]
     shown = names if len(names) <= 8 else names[:4] + ["..."] + names[-3:]
@@ -740,8 +779,10 @@ def _info_text(info: Dict[str, Any], quick: bool) -> str:
     lines.append(f"config: {info['config'] or 'none found (sizes read from the weights)'}")
     log = info["training_log"]
     if isinstance(log, dict):
-        lines.append(f"training log: {log['path']} ({log['rows']} rows, "
-                     f"loss {log['first_loss']:.4g} -> {log['last_loss']:.4g})")
+        lines.append(f"training log: {log['path']} ({log['column']}, {log['rows']} rows, loss "
+                     f"{log['first_loss']:.4g} -> {log['last_loss']:.4g})")
+        if log.get("note"):
+            lines.append(f"  note: {log['note']}")
     else:
         lines.append(f"training log: {log or 'none found (no loss curve, no drop detection)'}")
     m = info["model"]
@@ -749,20 +790,51 @@ def _info_text(info: Dict[str, Any], quick: bool) -> str:
         form = " (also a continuous form: --time continuous)" if m["continuous_form"] else ""
         lines.append(f"model: {m['architecture']} ({m['class']}), {m['n_states']} states, "
                      f"{m['n_inputs']} inputs, {m['n_outputs']} outputs, {m['time']} time{form}")
+        if m.get("convention"):
+            lines.append(f"  convention: {m['convention']} ({m['convention_reason']})")
         for note in m["notes"]:
             lines.append(f"  note: {note}")
     else:
         lines.append("model: no checkpoint could be loaded (see problems)")
+    for item in info.get("skipped", []):
+        lines.append(f"skipped (not a checkpoint): {Path(item['file']).name}: {item['reason']}")
     problems = info["problems"]
     checked = "first loadable file only (--quick)" if quick else "every file loaded"
-    lines.append(f"problems ({checked}): {len(problems) or 'none'}")
-    lines.extend(f"  {p}" for p in problems)
+    groups = info.get("problem_groups", [])
+    distinct = f" ({len(groups)} distinct)" if len(groups) > 1 else ""
+    lines.append(f"problems ({checked}): {len(problems) or 'none'}{distinct}")
+    lines.extend(f"  {g['text']}" for g in groups)
     return "\n".join(lines)
+
+
+def _cmd_train_paper(args) -> int:
+    from checkpoints import train_paper_run
+
+    started = time.perf_counter()
+    try:
+        run = train_paper_run(args.task, args.out, epochs=args.epochs, n_states=args.n_states,
+                              rank=args.rank if args.rank is not None else 2, seed=args.seed,
+                              lr=args.lr, repeats=args.repeats,
+                              save_every=args.save_every or 1, overwrite=args.overwrite)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except FileExistsError as error:
+        raise UsageError(f"{args.out}: {error}") from None
+    _say(args, f"trained the paper's model on {args.task} for {args.epochs} epochs in "
+               f"{time.perf_counter() - started:.1f} s: loss {run.loss_history[0]:.4g} -> "
+               f"{run.loss_history[-1]:.4g}, accuracy {run.accuracy_history[-1]:.3f}")
+    _say(args, f"wrote {args.out}/models/model_epoch*.pt, final.npz and model_final.pt "
+               f"(analyze them with `{PROG} analyze {args.out} --out {args.out}-analysis`)")
+    return 0
 
 
 def _cmd_train(args) -> int:
     from checkpoints.train import train
 
+    if args.paper or args.task in ("dcdt", "dmts"):
+        return _cmd_train_paper(args)
+    if args.lr is None:
+        args.lr = 0.01
     arch = args.arch or ("rank_one_rnn" if args.task == "delayed_activation" else "leaky_rnn")
     if args.epochs < 1:
         raise UsageError(f"--epochs {args.epochs}: train at least 1 epoch")

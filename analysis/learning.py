@@ -1,12 +1,7 @@
 """Training logs and abrupt learning: read the loss curve, find the abrupt drop.
 
-Reading (:func:`read_training_log`)
-    * a CSV file with a header (``train_log.csv`` written by ``checkpoints.train``: columns
-      ``epoch,loss,accuracy,grad_norm``); the loss column is ``loss`` unless named, the epochs
-      come from an ``epoch`` (or ``step``) column, else the row number;
-    * an ``.npz`` file with a ``loss_history`` array (or the key named), epochs from an
-      ``epochs`` / ``epoch`` array of the same length, else ``0, 1, 2, ...``;
-    * a directory: ``train_log.csv`` in it, else the one ``.npz`` holding ``loss_history``.
+Reading (:func:`read_training_log`): see :mod:`analysis.training_logs` (CSV, Lightning
+``metrics.csv``, ``.npz`` with ``loss_history``, TensorBoard event files; ``log_offset``).
 
 Abrupt drop (:func:`detect_drop`), with the parameters of :class:`DropOptions`
     1. The loss is smoothed with a running median over ``smooth`` epochs (a fraction of the
@@ -26,158 +21,20 @@ before the drop, negative after it. Its sign is never assumed.
 """
 from __future__ import annotations
 
-import csv
 import math
-import os
 from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Optional
 
 import numpy as np
 
 from fixedpoints.options import resolve_options
 from scipy.ndimage import maximum_filter1d, median_filter, minimum_filter1d
 
+# The reading half lives in analysis.training_logs; its names stay importable from here.
+from .training_logs import LossCurve, find_training_log, read_training_log
+
 __all__ = ["LossCurve", "DropOptions", "Drop", "read_training_log", "find_training_log",
            "detect_drop", "lead_time"]
-
-LOG_NAMES = ("train_log.csv",)
-
-
-@dataclass(frozen=True)
-class LossCurve:
-    """A training loss over epochs.
-
-    Attributes
-    ----------
-    epochs : ndarray of shape (T,)
-    loss : ndarray of shape (T,)
-    source : str
-        The file it came from.
-    column : str
-        The column or key read.
-    """
-
-    epochs: np.ndarray
-    loss: np.ndarray
-    source: str = ""
-    column: str = "loss"
-
-    def __post_init__(self):
-        e = np.asarray(self.epochs, dtype=float).reshape(-1)
-        v = np.asarray(self.loss, dtype=float).reshape(-1)
-        if len(e) != len(v):
-            raise ValueError(f"epochs ({len(e)}) and loss ({len(v)}) differ in length"
-                             f"{' in ' + self.source if self.source else ''}")
-        order = np.argsort(e, kind="stable")
-        object.__setattr__(self, "epochs", e[order])
-        object.__setattr__(self, "loss", v[order])
-
-    def __len__(self) -> int:
-        return int(len(self.epochs))
-
-    def at(self, epoch: float) -> float:
-        """Loss at an epoch (NaN when that epoch is not logged)."""
-        hit = np.flatnonzero(self.epochs == epoch)
-        return float(self.loss[hit[-1]]) if len(hit) else math.nan
-
-
-def find_training_log(directory: Union[str, os.PathLike]) -> Optional[Path]:
-    """The training log in a checkpoint directory, or None.
-
-    Looks for ``train_log.csv``, then for an ``.npz`` file that holds ``loss_history``.
-    """
-    d = Path(directory)
-    if not d.is_dir():
-        return None
-    for name in LOG_NAMES:
-        if (d / name).is_file():
-            return d / name
-    for p in sorted(d.glob("*.npz")):
-        try:
-            with np.load(p, allow_pickle=False) as data:
-                if "loss_history" in data.files:
-                    return p
-        except Exception:  # noqa: BLE001 - a checkpoint .npz or a broken file: not a log
-            continue
-    return None
-
-
-def read_training_log(path: Union[str, os.PathLike], column: Optional[str] = None) -> LossCurve:
-    """Read a training loss curve.
-
-    Parameters
-    ----------
-    path : str or path
-        A CSV file, an ``.npz`` file, or a directory holding one (see the module docstring).
-    column : str, optional
-        The CSV column or ``.npz`` key holding the loss (``loss`` / ``loss_history``).
-
-    Returns
-    -------
-    LossCurve
-
-    Raises
-    ------
-    FileNotFoundError
-        Nothing readable at ``path``.
-    ValueError
-        The column/key is missing (the message lists those present) or holds non-numbers.
-    """
-    p = Path(path)
-    if p.is_dir():
-        found = find_training_log(p)
-        if found is None:
-            raise FileNotFoundError(f"{p} holds no train_log.csv and no .npz with loss_history; "
-                                    f"pass the log file and column explicitly (log=..., "
-                                    f"log_column=...)")
-        p = found
-    if not p.is_file():
-        raise FileNotFoundError(f"training log {p} does not exist; pass a CSV or .npz file")
-    if p.suffix == ".npz":
-        return _read_npz(p, column)
-    return _read_csv(p, column)
-
-
-def _read_npz(p: Path, column: Optional[str]) -> LossCurve:
-    key = column or "loss_history"
-    with np.load(p, allow_pickle=False) as data:
-        if key not in data.files:
-            raise ValueError(f"{p} has no array {key!r}; it has {sorted(data.files)}. Pass the "
-                             f"key holding the loss as log_column=")
-        loss = np.asarray(data[key], dtype=float).reshape(-1)
-        epochs = None
-        for name in ("epochs", "epoch"):
-            if name in data.files and data[name].size == loss.size:
-                epochs = np.asarray(data[name], dtype=float).reshape(-1)
-                break
-    if epochs is None:
-        epochs = np.arange(len(loss), dtype=float)
-    return LossCurve(epochs, loss, str(p), key)
-
-
-def _read_csv(p: Path, column: Optional[str]) -> LossCurve:
-    with open(p, newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        key = column or "loss"
-        if key not in header:
-            raise ValueError(f"{p} has no column {key!r}; its columns are {header}. Pass the "
-                             f"column holding the loss as log_column=")
-        epoch_key = next((k for k in ("epoch", "step") if k in header and k != key), None)
-        epochs, loss = [], []
-        for row_number, row in enumerate(reader):
-            try:
-                value = float(row[key])
-            except (TypeError, ValueError):
-                raise ValueError(f"{p} row {row_number + 2}: {key}={row[key]!r} is not a number; "
-                                 f"fix the file or pick another column") from None
-            loss.append(value)
-            epochs.append(float(row[epoch_key]) if epoch_key else float(row_number))
-    if not loss:
-        raise ValueError(f"{p} has a header but no rows; nothing to read")
-    return LossCurve(np.array(epochs), np.array(loss), str(p), key)
-
 
 @dataclass(frozen=True)
 class DropOptions:

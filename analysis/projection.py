@@ -35,6 +35,8 @@ def latent_basis(model) -> Optional[np.ndarray]:
         return None
     if callable(getattr(model, "latent_basis", None)):
         basis = model.latent_basis()
+        if basis is None:
+            return None
     elif getattr(model, "architecture", None) == "rank_one_rnn" and hasattr(model, "n"):
         basis = model.n
     elif getattr(model, "rank", None) is not None and hasattr(model, "S_r"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Union
 
-__all__ = ["CheckpointError"]
+__all__ = ["CheckpointError", "NotACheckpointError"]
 
 
 class CheckpointError(Exception):
@@ -46,3 +46,8 @@ class CheckpointError(Exception):
 
     def __reduce__(self):
         return (type(self), (self.path, self.reason, self.fix))
+
+
+class NotACheckpointError(CheckpointError):
+    """A file with a checkpoint suffix that holds no model weights by design (an optimizer
+    state, a ``final.npz`` of training histories): skipped by a series, never a problem."""

@@ -8,7 +8,9 @@ keys are exactly the file's keys, the weights are loaded as well (harmless if th
 already did it).
 
 The module must give its dynamics as ``step(x, u)`` (discrete) and/or ``velocity(x, u)``
-(continuous) on batch-first 2-D tensors, or be a torch ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``.
+(continuous) on batch-first 2-D tensors (``step(x)`` / ``velocity(x)`` without input), or be a
+torch ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``. Nothing else is needed: sizes it does not state
+are inferred (:mod:`checkpoints.custom`).
 
 Importing a factory runs the user's own code (a module or file the user names); nothing from a
 checkpoint file is ever executed.
@@ -26,6 +28,7 @@ from typing import Callable, Dict, Optional, Union
 import torch
 from torch import nn
 
+from .custom import adapt_custom_module
 from .errors import CheckpointError
 
 __all__ = ["load_factory", "build_from_factory", "check_custom_module"]
@@ -176,7 +179,8 @@ def build_from_factory(factory: Union[str, Factory], state_dict: Dict[str, torch
     module = check_custom_module(module, where)
     own_keys = set(module.state_dict())
     if takes_state and own_keys != set(state_dict):
-        return module  # the factory consumed the state dict its own way
+        # the factory consumed the state dict its own way
+        return adapt_custom_module(module, state_dict, where)
     try:
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
@@ -188,4 +192,4 @@ def build_from_factory(factory: Union[str, Factory], state_dict: Dict[str, torch
                               f"{unexpected[:10]}): {detail[:400]}",
                               "make the factory build the architecture that was saved, or pass "
                               "prefix= to select the sub-module's keys") from exc
-    return module
+    return adapt_custom_module(module, state_dict, where)

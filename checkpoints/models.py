@@ -20,6 +20,9 @@ Registry (:data:`ARCHITECTURES`, used by :func:`build_model`)::
 
     "leaky_rnn"     LeakyRNN         keys W_in.weight, W_in.bias, W_rec, W_out.weight, W_out.bias
     "low_rank_rnn"  LeakyRNN(rank=K) keys W_in.weight, W_in.bias, S_l, S_r, W_out.weight, W_out.bias
+    "paper_rnn"     PaperRNN         the ghost paper's row-vector model, r @ W_rec (paper_model.py)
+    "paper_low_rank_rnn"
+                    PaperRNN(rank=K) r @ (S_l @ S_r), readout W_out(r @ S_l), W_out.weight (O, K)
     "rank_one_rnn"  RankOneRNN       keys m, n, b
     "xform_rnn"     XFormRNN         keys W_in.weight, W_in.bias, J, W_out.weight, W_out.bias
     "plrnn"         PLRNN            keys A, W, C, h, B

@@ -7,6 +7,10 @@ no number anywhere (``model_final.pt``) go last and are marked (``entry.numbered
 Nothing is loaded until a checkpoint is asked for (except the peek at files whose names carry
 no number).
 
+Files that hold no model by design (an optimizer state, a ``final.npz`` of training
+histories) are recognized, left out of the series and listed in
+:attr:`CheckpointSeries.skipped`, never reported as problems.
+
 Bad files do not stop a series: iterating skips them and records a :class:`CheckpointError`
 in :attr:`CheckpointSeries.problems`, one per file (``strict=True`` raises at the first).
 Indexing (``series[i]``) always raises for a bad file.
@@ -23,10 +27,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, NotACheckpointError
+from .formats import peek_non_checkpoint
 from .loading import (CHECKPOINT_SUFFIXES, Checkpoint, find_config, load_checkpoint,
                       parse_checkpoint_name, read_config, read_payload, read_stored_index,
                       unwrap_payload)
+from .runs import RunLayout, find_run
 
 __all__ = ["SeriesEntry", "CheckpointSeries"]
 
@@ -111,7 +117,8 @@ class CheckpointSeries(Sequence):
                  architecture: Optional[str] = None, prefix: Optional[str] = None,
                  model_factory: Union[str, Callable[..., nn.Module], None] = None,
                  trust_pickle: bool = False, strict: bool = False,
-                 config: Optional[Dict[str, Any]] = None, dtype: torch.dtype = torch.float64):
+                 config: Optional[Dict[str, Any]] = None, dtype: torch.dtype = torch.float64,
+                 convention: Optional[str] = None):
         self.entries = tuple(sorted(entries, key=lambda e: e.order_key))
         self.directory = directory
         self.architecture = architecture
@@ -121,6 +128,9 @@ class CheckpointSeries(Sequence):
         self.strict = bool(strict)
         self.config = config
         self.dtype = dtype
+        self.convention = convention
+        self.run: Optional[RunLayout] = None
+        self._skipped: Dict[str, str] = {}
         self._problems: Dict[str, CheckpointError] = {}
         self._reference: Optional[Tuple[SeriesEntry, str, Dict[str, Tuple[int, ...]]]] = None
         _check_duplicates(self.entries, directory)
@@ -131,7 +141,8 @@ class CheckpointSeries(Sequence):
                  architecture: Optional[str] = None, prefix: Optional[str] = None,
                  model_factory: Union[str, Callable[..., nn.Module], None] = None,
                  trust_pickle: bool = False, strict: bool = False, config=None,
-                 dtype: torch.dtype = torch.float64) -> "CheckpointSeries":
+                 dtype: torch.dtype = torch.float64,
+                 convention: Optional[str] = None) -> "CheckpointSeries":
         """List the checkpoints of a directory, in epoch order, without loading them.
 
         Parameters
@@ -147,6 +158,9 @@ class CheckpointSeries(Sequence):
         config : dict, str, None or False
             Model config; None looks for ``config.json`` / ``model.json`` in the directory.
         dtype : torch.dtype, default torch.float64
+        convention : {"row", "column"}, optional
+            For leaky models whose weights cannot tell (see
+            :func:`~checkpoints.loading.load_checkpoint`).
 
         Returns
         -------
@@ -181,10 +195,44 @@ class CheckpointSeries(Sequence):
         resolved = _directory_config(directory, config)
         series = cls([], directory=directory, architecture=architecture, prefix=prefix,
                      model_factory=model_factory, trust_pickle=trust_pickle, strict=strict,
-                     config=resolved, dtype=dtype)
-        entries = [series._make_entry(os.path.join(directory, n)) for n in found]
+                     config=resolved, dtype=dtype, convention=convention)
+        kept = []
+        for name in found:
+            reason = peek_non_checkpoint(os.path.join(directory, name), trust_pickle)
+            if reason is None:
+                kept.append(name)
+            else:
+                series._skipped[os.path.join(directory, name)] = reason
+        if not kept:
+            raise CheckpointError(directory, f"holds no model checkpoints, only {found[:5]} "
+                                  f"({next(iter(series._skipped.values()))})",
+                                  _empty_fix(directory, names))
+        entries = [series._make_entry(os.path.join(directory, n)) for n in kept]
+        entries = [e for e in entries if e.path not in series._skipped]
         series.entries = tuple(sorted(entries, key=lambda e: e.order_key))
         _check_duplicates(series.entries, directory)
+        return series
+
+    @classmethod
+    def from_run(cls, path: Union[str, os.PathLike], run: Optional[str] = None,
+                 **options) -> "CheckpointSeries":
+        """The series of a run directory as training code leaves it.
+
+        ``path`` may be the checkpoint folder itself or a run's root above it (the ghost
+        paper's ``seed_0/`` with ``models/``, Lightning's ``lightning_logs/`` with
+        ``version_0/checkpoints/``); see :func:`checkpoints.runs.find_run`. ``run`` picks a
+        sub-folder when several runs lie below. Other options as :meth:`from_dir`; the
+        layout found is kept in :attr:`run`.
+
+        Raises
+        ------
+        CheckpointError
+            As :meth:`from_dir`, and when several runs lie below ``path`` (the message lists
+            them).
+        """
+        layout = find_run(path, run)
+        series = cls.from_dir(layout.checkpoint_dir, **options)
+        series.run = layout
         return series
 
     @classmethod
@@ -201,6 +249,16 @@ class CheckpointSeries(Sequence):
         _check_duplicates(series.entries, None)
         return series
 
+    def subset(self, entries: Sequence[SeriesEntry]) -> "CheckpointSeries":
+        """A series of some of these entries with the same loading options (and run layout)."""
+        sub = CheckpointSeries(entries, directory=self.directory, architecture=self.architecture,
+                               prefix=self.prefix, model_factory=self.model_factory,
+                               trust_pickle=self.trust_pickle, strict=self.strict,
+                               config=self.config, dtype=self.dtype, convention=self.convention)
+        sub.run = self.run
+        sub._skipped = dict(self._skipped)
+        return sub
+
     def _make_entry(self, path: str) -> SeriesEntry:
         entry = _entry_from_name(path)
         if entry.numbered:
@@ -208,6 +266,9 @@ class CheckpointSeries(Sequence):
         try:
             payload = read_payload(path, trust_pickle=self.trust_pickle)
             _, metadata, _ = unwrap_payload(payload, path)
+        except NotACheckpointError as error:
+            self._record(error)
+            return entry
         except CheckpointError as error:
             if self.strict:
                 raise
@@ -228,7 +289,8 @@ class CheckpointSeries(Sequence):
                                    architecture=self.architecture, prefix=self.prefix,
                                    model_factory=self.model_factory,
                                    trust_pickle=self.trust_pickle, strict=self.strict,
-                                   config=self.config, dtype=self.dtype)
+                                   config=self.config, dtype=self.dtype,
+                                   convention=self.convention)
             sub._reference = self._reference
             return sub
         return self.load(index)
@@ -237,6 +299,8 @@ class CheckpointSeries(Sequence):
         for i in range(len(self)):
             try:
                 yield self.load(i)
+            except NotACheckpointError:
+                continue
             except CheckpointError as error:
                 if self.strict:
                     raise
@@ -271,9 +335,7 @@ class CheckpointSeries(Sequence):
     def problems(self) -> List[CheckpointError]:
         """The bad files found so far, one CheckpointError each, in series order."""
         order = {e.path: i for i, e in enumerate(self.entries)}
-        return sorted(self._problems.values(),
-                      key=lambda err: len(order) if err.path is None else order.get(err.path,
-                                                                                  len(order)))
+        return sorted(self._problems.values(), key=lambda err: order.get(err.path, len(order)))
 
     def index_of(self, epoch: int) -> int:
         """Position of the (first) checkpoint with this epoch label."""
@@ -292,7 +354,8 @@ class CheckpointSeries(Sequence):
                 trust_pickle=self.trust_pickle,
                 config=self.config if self.config is not None else False,
                 model_factory=self.model_factory, dtype=self.dtype,
-                epoch=entry.epoch if entry.numbered else None, step=entry.step)
+                epoch=entry.epoch if entry.numbered else None, step=entry.step,
+                convention=self.convention)
             if not entry.numbered:
                 checkpoint = _replace(checkpoint, numbered=False)
             self._check_consistent(entry, checkpoint)
@@ -311,12 +374,23 @@ class CheckpointSeries(Sequence):
         for i in range(len(self)):
             try:
                 self.load(i)
+            except NotACheckpointError:
+                continue
             except CheckpointError:
                 if self.strict:
                     raise
         return self.problems
 
+    @property
+    def skipped(self) -> List[Tuple[str, str]]:
+        """``(path, reason)`` of the files that hold no model by design (left out or found
+        while loading): optimizer states, training histories."""
+        return sorted(self._skipped.items())
+
     def _record(self, error: CheckpointError) -> None:
+        if isinstance(error, NotACheckpointError) and error.path is not None:
+            self._skipped[error.path] = error.reason
+            return
         if self.strict:
             return
         if error.path is not None:
@@ -368,8 +442,7 @@ def _check_duplicates(entries: Sequence[SeriesEntry], directory: Optional[str]) 
             continue
         key = (entry.epoch, entry.step)
         if key in seen:
-            what = f"epoch {entry.epoch}" + (f", step {entry.step}" if entry.step is not None
-                                             else "")
+            what = f"epoch {entry.epoch}" + (f", step {entry.step}" if entry.step is not None else "")
             raise CheckpointError(directory or entry.path,
                                   f"duplicate {what}: {seen[key].name} and {entry.name}",
                                   "keep one of them, or pass pattern= to select one family of "
@@ -385,7 +458,7 @@ def _directory_config(directory: str, config) -> Optional[Dict[str, Any]]:
         return read_config(found) if found else None
     if isinstance(config, (str, os.PathLike)):
         return read_config(config)
-    from .loading import _normalize_config
+    from .config import _normalize_config
     if isinstance(config, dict) and {"flat", "model", "path"} <= set(config):
         return dict(config)
     return _normalize_config(config, None)

@@ -15,6 +15,8 @@ DT = torch.float64
 SMALL = {
     "leaky_rnn": dict(n_inputs=2, n_states=6, n_outputs=3),
     "low_rank_rnn": dict(n_inputs=2, n_states=6, n_outputs=3, rank=2),
+    "paper_rnn": dict(n_inputs=2, n_states=6, n_outputs=3),
+    "paper_low_rank_rnn": dict(n_inputs=2, n_states=6, n_outputs=3, rank=2),
     "rank_one_rnn": dict(n_states=7),
     "xform_rnn": dict(n_inputs=2, n_states=6, n_outputs=3),
     "plrnn": dict(n_inputs=2, n_states=6, n_outputs=3),
@@ -27,6 +29,9 @@ SMALL = {
 EXPECTED_KEYS = {
     "leaky_rnn": {"W_in.weight", "W_in.bias", "W_rec", "W_out.weight", "W_out.bias"},
     "low_rank_rnn": {"W_in.weight", "W_in.bias", "S_l", "S_r", "W_out.weight", "W_out.bias"},
+    "paper_rnn": {"W_in.weight", "W_in.bias", "W_rec", "W_out.weight", "W_out.bias"},
+    "paper_low_rank_rnn": {"W_in.weight", "W_in.bias", "S_l", "S_r", "W_out.weight",
+                           "W_out.bias"},
     "rank_one_rnn": {"m", "n", "b"},
     "xform_rnn": {"W_in.weight", "W_in.bias", "J", "W_out.weight", "W_out.bias"},
     "plrnn": {"A", "W", "C", "h", "B"},
