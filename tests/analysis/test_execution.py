@@ -41,7 +41,7 @@ def worker_threads(_):
 
 
 def sleep_then(x):
-    time.sleep(0.2 if x == 0 else 0.0)
+    time.sleep(1.5 if x == 0 else 0.0)  # a margin for worker start-up on a loaded machine
     return x
 
 
