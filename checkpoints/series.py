@@ -224,14 +224,20 @@ class CheckpointSeries(Sequence):
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            sub = CheckpointSeries(self.entries[index], directory=self.directory,
-                                   architecture=self.architecture, prefix=self.prefix,
-                                   model_factory=self.model_factory,
-                                   trust_pickle=self.trust_pickle, strict=self.strict,
-                                   config=self.config, dtype=self.dtype)
-            sub._reference = self._reference
-            return sub
+            return self.subset(range(len(self.entries))[index])
         return self.load(index)
+
+    def subset(self, positions: Sequence[int]) -> "CheckpointSeries":
+        """The series of the entries at ``positions`` (same reader options), loading nothing.
+
+        ``series[a:b]`` is ``series.subset(range(len(series))[a:b])``.
+        """
+        sub = CheckpointSeries([self.entries[i] for i in positions], directory=self.directory,
+                               architecture=self.architecture, prefix=self.prefix,
+                               model_factory=self.model_factory, trust_pickle=self.trust_pickle,
+                               strict=self.strict, config=self.config, dtype=self.dtype)
+        sub._reference = self._reference
+        return sub
 
     def __iter__(self) -> Iterator[Checkpoint]:
         for i in range(len(self)):
