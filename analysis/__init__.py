@@ -31,7 +31,8 @@ _EXPORTS = {
     "read_training_log": "learning", "detect_drop": "learning",
     # execution, projection and report (plots in analysis.plotting, the CLI in analysis.cli)
     "run_tasks": "execution", "Projection": "projection", "ProjectionFitter": "projection",
-    "latent_basis": "projection", "PortraitOptions": "report", "write_report": "report",
+    "latent_basis": "projection", "PortraitOptions": "portraits", "write_report": "report",
+    "ModelSource": "sources",
 }
 
 __all__ = list(_EXPORTS)

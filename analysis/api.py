@@ -20,7 +20,6 @@ Example
 """
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -33,12 +32,15 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .epoch import (EpochAnalysis, EpochSettings, _atomic_write, _clean, _json_default,
-                    analyze_checkpoint, make_settings)
+from fixedpoints.serialization import json_text, to_json, write_text
+
+from .epoch import EpochAnalysis, EpochSettings, analyze_checkpoint, make_settings
 from .events import EventOptions, RestructuringEvent, detect_events
 from .learning import Drop, DropOptions, LossCurve, detect_drop, find_training_log, \
     read_training_log
 from .matching import Track, build_tracks, match_points
+from .sources import ModelSource, SeriesItem, as_dynamics, resolve_series
+from .versions import library_versions
 
 __all__ = ["SeriesAnalysis", "FailedEpoch", "analyze_series", "analyze_checkpoint",
            "epoch_file_stem"]
@@ -158,7 +160,7 @@ class SeriesAnalysis:
         for e in self.events:
             kinds[e.kind] = kinds.get(e.kind, 0) + 1
         first = self.first_event()
-        return _clean({
+        return to_json({
             "n_epochs": len(self.results), "epochs": self.epochs,
             "drop_epoch": self.drop_epoch,
             "drop": None if self.drop is None else self.drop.to_dict(),
@@ -172,7 +174,7 @@ class SeriesAnalysis:
             "options": self.options,
             "n_tracks": len(self.tracks),
             "checkpoints": [{"epoch": r.epoch, "file": r.source} for r in self.results],
-            "versions": _versions(),
+            "versions": library_versions(),
         })
 
     # ---------------------------------------------------------------- persistence
@@ -191,12 +193,10 @@ class SeriesAnalysis:
             stem = out / "epochs" / epoch_file_stem(r.epoch)
             if not _same_saved(stem, r):
                 r.save(stem)
-        _write_text(out / "events.csv", events_csv(self.events))
-        _write_text(out / "events.json", json.dumps(_clean([e.to_dict() for e in self.events]),
-                                                    indent=1, default=_json_default))
-        _write_text(out / "tracks.json", json.dumps([t.to_dict() for t in self.tracks], indent=1))
-        _write_text(out / "summary.json", json.dumps(self.summary(), indent=1,
-                                                     default=_json_default))
+        write_text(out / "events.csv", events_csv(self.events))
+        write_text(out / "events.json", json_text([e.to_dict() for e in self.events]))
+        write_text(out / "tracks.json", json_text([t.to_dict() for t in self.tracks]))
+        write_text(out / "summary.json", json_text(self.summary()))
         return out
 
     @classmethod
@@ -239,10 +239,6 @@ def _loss_from_results(results, source, column) -> Optional[LossCurve]:
     return LossCurve(e, v, source or "", column or "loss")
 
 
-def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda h: h.write(text.encode()))
-
-
 def _same_saved(stem: Path, result: EpochAnalysis) -> bool:
     """Whether ``stem`` already holds this epoch's result with the same settings and loss."""
     meta = _read_meta(stem)
@@ -276,7 +272,7 @@ def events_csv(events: Sequence[RestructuringEvent]) -> str:
                          "" if e.alpha is None else f"{e.alpha:.6g}",
                          "" if e.lead_time is None else f"{e.lead_time:g}",
                          " ".join(e.points),
-                         json.dumps(_clean(e.detail), default=_json_default, sort_keys=True)])
+                         json_text(e.detail, indent=None, sort_keys=True)])
     return buffer.getvalue()
 
 
@@ -314,142 +310,39 @@ def series_tracks(results: Sequence[EpochAnalysis], gate: float = 0.5) -> List[T
     return tracks
 
 
-# ---------------------------------------------------------------------------- sources
-class _ModuleTemplate:
-    """A picklable factory returning copies of a template module (state dicts load into it)."""
-
-    def __init__(self, module):
-        self.module = module
-        self.__qualname__ = f"copy of {type(module).__name__}"
-
-    def __call__(self):
-        return copy.deepcopy(self.module)
-
-
-@dataclass
-class _Item:
-    """One checkpoint to analyze: its epoch, how to get its model, and a label."""
-
-    epoch: int
-    payload: Tuple[str, Any]
-    source: str
-
-
-def _resolve_source(path_or_series, model, strict: bool, load_options: Optional[Dict[str, Any]]
-                    ) -> Tuple[List[_Item], Optional[str], Any]:
-    """Items to analyze, the directory (for the log), and the series (or None)."""
-    from checkpoints import ARCHITECTURES, CheckpointSeries
-
-    options = dict(load_options or {})
-    if model is not None:
-        import torch
-
-        if isinstance(model, str) and model in ARCHITECTURES:
-            options.setdefault("architecture", model)
-        elif isinstance(model, torch.nn.Module):
-            options.setdefault("model_factory", _ModuleTemplate(model))
-        elif isinstance(model, str) or callable(model):
-            options.setdefault("model_factory", model)
-        else:
-            raise TypeError(f"model={model!r} is not understood; pass an architecture name "
-                            f"({sorted(ARCHITECTURES)}), a factory ('pkg.module:build', "
-                            f"'file.py:build' or a callable), or an nn.Module template")
-    if isinstance(path_or_series, (str, os.PathLike)):
-        path = Path(path_or_series)
-        if path.is_file():
-            series = CheckpointSeries.from_files([path], strict=strict, **options)
-        else:
-            series = CheckpointSeries.from_run(path, strict=strict, **options)
-        return _series_items(series), (str(path) if path.is_dir() else str(path.parent)), series
-    if isinstance(path_or_series, CheckpointSeries):
-        series = path_or_series
-        return _series_items(series), series.directory, series
-    if isinstance(path_or_series, (list, tuple)) or hasattr(path_or_series, "__iter__"):
-        items = []
-        for k, entry in enumerate(path_or_series):
-            if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
-                raise TypeError(f"series entry {k} is {type(entry).__name__}; pass pairs "
-                                f"(epoch, model) where model is an nn.Module, a Dynamics or a "
-                                f"checkpoint path")
-            epoch, obj = entry
-            if isinstance(obj, (str, os.PathLike)):
-                items.append(_Item(int(epoch), ("file", (str(obj), options)), str(obj)))
-            else:
-                label = getattr(obj, "name", None) or type(obj).__name__
-                items.append(_Item(int(epoch), ("object", obj), str(label)))
-        epochs = [i.epoch for i in items]
-        if len(set(epochs)) != len(epochs):
-            raise ValueError(f"the series has duplicate epochs {sorted(epochs)}; give each model "
-                             f"its own epoch")
-        items.sort(key=lambda i: i.epoch)
-        return items, None, None
-    raise TypeError(f"cannot analyze {type(path_or_series).__name__}; pass a directory, a "
-                    f"CheckpointSeries, or a sequence of (epoch, model) pairs")
-
-
-def _series_items(series) -> List[_Item]:
-    items = []
-    last = None
-    for i, entry in enumerate(series.entries):
-        epoch = entry.epoch
-        if epoch is None:  # files without numbers go last: number them after the others
-            epoch = (last + 1) if last is not None else i
-        last = epoch if last is None else max(last, epoch)
-        items.append(_Item(int(epoch), ("series", series[i:i + 1]), entry.path))
-    return items
-
-
-def _load_model(payload):
-    """The model (nn.Module or Dynamics) and its epoch for one payload."""
-    kind, value = payload
-    if kind == "object":
-        return value, None
-    if kind == "file":
-        from checkpoints import load_checkpoint
-
-        path, options = value
-        checkpoint = load_checkpoint(path, **options)
-        return checkpoint.model, checkpoint.epoch
-    if kind == "series":
-        checkpoint = value.load(0)
-        return checkpoint.model, checkpoint.epoch
-    raise ValueError(f"unknown payload kind {kind!r}")
-
-
-def analyze_epoch_task(payload, epoch: int, loss: float, settings: EpochSettings,
-                       device: str, source: str) -> EpochAnalysis:
+def analyze_epoch_task(source: ModelSource, epoch: int, loss: float, settings: EpochSettings,
+                       device: str, label: str) -> EpochAnalysis:
     """Analyze one checkpoint (a top-level, picklable function for worker processes / Dask).
 
     Parameters
     ----------
-    payload : tuple
-        ``("series", one-entry CheckpointSeries)``, ``("file", (path, load options))`` or
-        ``("object", model or Dynamics)``.
+    source : ModelSource
+        Where the model comes from.
     epoch : int
     loss : float
     settings : EpochSettings
     device : str
-    source : str
-        Label stored with the result.
+    label : str
+        Stored with the result as its ``source``.
     """
-    model, _ = _load_model(payload)
-    result = analyze_checkpoint(model, epoch=epoch, loss=loss, settings=settings, device=device)
-    return replace(result, source=source)
+    result = analyze_checkpoint(source.load(), epoch=epoch, loss=loss, settings=settings,
+                                device=device)
+    return replace(result, source=label)
 
 
-def _localize_task(payload_before, payload_after, event, before, after, interpolate,
-                   settings: EpochSettings, device: str):
+def _localize_task(source_before: ModelSource, source_after: ModelSource, event, before, after,
+                   interpolate, settings: EpochSettings, device: str):
     """Localize one event (top-level, picklable)."""
-    from .epoch import _as_dynamics
     from .localize import interpolate_modules, localize_event
+
+    def dynamics_of(model):
+        return as_dynamics(model, input=settings.input, time=settings.time, device=device)
 
     if interpolate is not None:
         def system_at(alpha):
-            return _as_dynamics(interpolate(event.epoch_before, event.epoch_after, alpha),
-                                settings, device)
+            return dynamics_of(interpolate(event.epoch_before, event.epoch_after, alpha))
     else:
-        model_a, _ = _load_model(payload_before)
-        model_b, _ = _load_model(payload_after)
+        model_a, model_b = source_before.load(), source_after.load()
         import torch
 
         if not (isinstance(model_a, torch.nn.Module) and isinstance(model_b, torch.nn.Module)):
@@ -458,7 +351,7 @@ def _localize_task(payload_before, payload_after, event, before, after, interpol
                             "alpha) -> Dynamics")
 
         def system_at(alpha):
-            return _as_dynamics(interpolate_modules(model_a, model_b, alpha), settings, device)
+            return dynamics_of(interpolate_modules(model_a, model_b, alpha))
     return localize_event(event, system_at, before=before, after=after,
                           finder_options=settings.finder)
 
@@ -481,14 +374,14 @@ def _run(func, args_list, jobs, scheduler, progress, desc):
                      desc=desc)
 
 
-def _picklable(items: Sequence[_Item], interpolate) -> bool:
+def _picklable(items: Sequence[SeriesItem], interpolate) -> bool:
     """Whether the in-memory models (and interpolate) can travel to other processes."""
     import pickle
 
     try:
         for item in items:
-            if item.payload[0] == "object":
-                pickle.dumps(item.payload[1])
+            if item.source.obj is not None:
+                pickle.dumps(item.source.obj)
         if interpolate is not None:
             pickle.dumps(interpolate)
     except Exception:  # noqa: BLE001 - any pickling failure means: stay in this process
@@ -590,7 +483,8 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
     settings = make_settings(settings, **options)
     event_options = EventOptions.make(events)
     drop_options = DropOptions.make(drop)
-    items, directory, series = _resolve_source(path_or_series, model, strict, load_options)
+    items, directory, series = resolve_series(path_or_series, model, strict=strict,
+                                              load_options=load_options)
     if not items:
         raise ValueError("the series is empty; pass at least one checkpoint")
     run = getattr(series, "run", None)
@@ -605,12 +499,12 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
     results: Dict[int, EpochAnalysis] = {}
     failed: List[FailedEpoch] = []
     reused = 0
-    todo: List[_Item] = []
+    todo: List[SeriesItem] = []
     for item in items:
         stem = None if out_dir is None else out_dir / "epochs" / epoch_file_stem(item.epoch)
         meta = None if (stem is None or force) else _read_meta(stem)
         if (meta is not None and meta.get("settings_hash") == settings_hash
-                and meta.get("source") == item.source):
+                and meta.get("source") == item.label):
             try:
                 r = EpochAnalysis.load(stem)
                 results[item.epoch] = replace(r, loss=loss_at(item.epoch)) \
@@ -625,7 +519,7 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
         logger.warning("some models in the series cannot be sent to worker processes (e.g. "
                        "Dynamics built from lambdas); analyzing in this process (jobs=1)")
         jobs, scheduler = 1, None
-    args = [(item.payload, item.epoch, loss_at(item.epoch), settings, device, item.source)
+    args = [(item.source, item.epoch, loss_at(item.epoch), settings, device, item.label)
             for item in todo]
     for k, value in _run(analyze_epoch_task, args, jobs, scheduler, progress,
                          desc="analyzing checkpoints"):
@@ -634,8 +528,8 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
             if strict:
                 raise value
             reason = f"{type(value).__name__}: {value}"
-            failed.append(FailedEpoch(item.epoch, item.source, reason))
-            logger.warning("epoch %s (%s) failed: %s", item.epoch, item.source, reason)
+            failed.append(FailedEpoch(item.epoch, item.label, reason))
+            logger.warning("epoch %s (%s) failed: %s", item.epoch, item.label, reason)
             continue
         results[item.epoch] = value
         if out_dir is not None:
@@ -673,9 +567,9 @@ def _localize_all(found_events, ordered, items, interpolate, settings, device, j
     from .localize import LOCALIZABLE
 
     by_epoch = {r.epoch: r for r in ordered}
-    payloads = {item.epoch: item.payload for item in items}
+    sources = {item.epoch: item.source for item in items}
     todo = [k for k, e in enumerate(found_events) if e.kind in LOCALIZABLE]
-    args = [(payloads[found_events[k].epoch_before], payloads[found_events[k].epoch_after],
+    args = [(sources[found_events[k].epoch_before], sources[found_events[k].epoch_after],
              found_events[k], by_epoch[found_events[k].epoch_before],
              by_epoch[found_events[k].epoch_after], interpolate, settings, device)
             for k in todo]
@@ -691,20 +585,3 @@ def _localize_all(found_events, ordered, items, interpolate, settings, device, j
         events[k] = replace(e, alpha=value.alpha,
                             detail={**e.detail, "localization": value.to_dict()})
     return events
-
-
-def _versions() -> Dict[str, str]:
-    """Versions of ghostscope and the libraries whose numerics the results depend on."""
-    import platform
-    from importlib import metadata
-
-    import numpy
-    import scipy
-    import torch
-
-    try:
-        ghostscope = metadata.version("ghostscope")
-    except metadata.PackageNotFoundError:
-        ghostscope = "source"
-    return {"ghostscope": ghostscope, "torch": torch.__version__, "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "python": platform.python_version()}

@@ -490,25 +490,24 @@ def _open_series(directory: str, args):
 
 def _select(series, epochs: Optional[str], every: Optional[int]):
     """The series restricted to --epochs A:B and every K-th file (first and last kept)."""
-
-    entries = list(series.entries)
+    positions = list(range(len(series.entries)))
     if epochs:
         lo, hi = _parse_epoch_range(epochs)
-        entries = [e for e in entries if e.epoch is not None
-                   and (lo is None or e.epoch >= lo) and (hi is None or e.epoch <= hi)]
-        if not entries:
+        positions = [i for i in positions if (epoch := series.entries[i].epoch) is not None
+                     and (lo is None or epoch >= lo) and (hi is None or epoch <= hi)]
+        if not positions:
             known = [e.epoch for e in series.entries if e.epoch is not None]
             span = f"{min(known)}..{max(known)}" if known else "none"
             raise UsageError(f"--epochs {epochs}: no checkpoint in that range (the directory has "
                              f"epochs {span})")
     if every and every > 1:
-        keep = list(range(0, len(entries), every))
-        if keep[-1] != len(entries) - 1:
-            keep.append(len(entries) - 1)
-        entries = [entries[i] for i in keep]
-    if len(entries) == len(series.entries):
+        keep = list(range(0, len(positions), every))
+        if keep[-1] != len(positions) - 1:
+            keep.append(len(positions) - 1)
+        positions = [positions[i] for i in keep]
+    if len(positions) == len(series.entries):
         return series
-    return series.subset(entries)
+    return series.subset([series.entries[i] for i in positions])
 
 
 def _prepare_out(out: str) -> Path:
@@ -527,13 +526,13 @@ def _prepare_out(out: str) -> Path:
 def _remove_stale_temporaries(out: Path) -> None:
     """Delete half-written files an interrupted run left (every file is written to a temporary
     name and renamed when complete, so these are never results)."""
-    import re
-    pattern = re.compile(r"(\.tmp\d*$)|(^\..+\.\d+\.tmp$)")
+    from fixedpoints.serialization import is_temporary
+
     for folder in (out, out / "epochs", out / "portraits"):
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
-            if entry.is_file() and pattern.search(entry.name):
+            if entry.is_file() and is_temporary(entry.name):
                 try:
                     entry.unlink()
                     logger.debug("removed %s, left by an interrupted run", entry)
@@ -547,7 +546,8 @@ def _cmd_analyze(args) -> int:
         from .execution import prepare_workers
         prepare_workers(["analysis.api"] + ([] if args.no_report else ["analysis.report"]))
     from . import analyze_series
-    from .report import PortraitOptions, write_report
+    from .portraits import PortraitOptions
+    from .report import write_report
 
     settings = _settings_options(args)
     _check_device(args.device)
@@ -600,18 +600,21 @@ def _analysis_summary(analysis, reused: int, seconds: float) -> str:
     events = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) or "none"
     drop = analysis.drop_epoch
     last = analysis.results[-1]
-    from .report import _counts_text, epoch_counts
     from checkpoints import group_problems
+
+    from .epoch import counts_text
     failures = "".join(f"\n  {g}" for g in group_problems(
         (f.source, f.reason) for f in analysis.failed))
     return (f"{'; '.join(parts)}{failures}\n"
             f"events: {events}\n"
             f"loss drop: {'epoch %g' % drop if drop is not None else 'none found'}\n"
-            f"last epoch ({last.epoch}): {_counts_text(epoch_counts(last))}")
+            f"last epoch ({last.epoch}): {counts_text(last.counts())}")
 
 
 def _cmd_find(args) -> int:
     from . import analyze_checkpoint
+    from .portraits import single_portrait
+    from .sources import ModelSource
 
     path = Path(args.file)
     if not path.exists():
@@ -627,8 +630,10 @@ def _cmd_find(args) -> int:
     if args.out:
         out = _prepare_out(args.out)
         stem = result.save(out / f"epoch_{int(result.epoch):04d}")
-        png = _single_portrait(result, str(path), _load_options(args), settings, args.device,
-                               out / f"epoch_{int(result.epoch):04d}.png")
+        png = single_portrait(result, ModelSource(path=str(path), options=_load_options(args)),
+                              out / f"epoch_{int(result.epoch):04d}.png",
+                              input=settings.get("input"), drive=settings.get("drive"),
+                              time=settings.get("time"), device=args.device)
         logger.info("wrote %s.json, %s.npz and %s", stem, stem, png)
     if args.json:
         payload = result.summary()
@@ -640,41 +645,17 @@ def _cmd_find(args) -> int:
 
 
 def _to_json(payload) -> str:
-    """Strict JSON (non-finite floats as null), with the epoch files' conversions."""
-    from .epoch import _clean, _json_default
-    return json.dumps(_clean(payload), indent=1, default=_json_default)
-
-
-def _single_portrait(result, file: str, load_options, settings, device, png: Path) -> Path:
-    """A portrait of one analysis (projection fitted on this epoch alone)."""
-    from .plotting import plot_portrait, save_figure
-    from .projection import ProjectionFitter
-    from .report import ModelSource, PortraitOptions, _Context, _collect, _epoch_geometry, \
-        _grid_trajectories, build_portrait
-
-    options = PortraitOptions()
-    ctx = _Context(result, ModelSource(file, dict(load_options)), settings.get("input"),
-                   settings.get("drive"), settings.get("time"), device, options)
-    collected = _collect(ctx)
-    fitter = ProjectionFitter()
-    fitter.add(collected["states"], collected["basis"], points=collected["points"])
-    projection = fitter.fit()
-    dynamics, traj, basis = _epoch_geometry(ctx)
-    if dynamics is not None:
-        extra = _grid_trajectories(dynamics, projection, basis, options.n_steps,
-                                   per_axis=5 if projection.exact else 4)
-        traj = extra if traj is None else np.concatenate([traj, extra])
-    portrait = build_portrait(result, projection, trajectories=traj, basis=basis,
-                              dynamics=dynamics, grid=options.grid)
-    return save_figure(plot_portrait(portrait)["figure"], png)
+    """Strict JSON (the project's one rule: :mod:`fixedpoints.serialization`)."""
+    from fixedpoints.serialization import json_text
+    return json_text(payload)
 
 
 def _points_table(result) -> str:
     fp = result.fixed_points
-    from .report import _counts_text, epoch_counts
+    from .epoch import counts_text
     lines = [f"{result.source}: epoch {result.epoch}, {fp.n_states} states, {fp.time} time",
-             f"{len(fp)} point{'s' if len(fp) != 1 else ''}: {_counts_text(epoch_counts(result))}"
-             f"  (finder: {fp.status.name.lower()})"]
+             (f"{len(fp)} point{'s' if len(fp) != 1 else ''}: "
+              f"{counts_text(result.counts())}  (finder: {fp.status.name.lower()})")]
     if len(fp):
         native = "|λ|max" if fp.time == "discrete" else "Re λmax"
         lines.append(f"{'#':>3}  {'kind':<9}{'index':>5}  {'speed q':>10}  {'|x|':>8}  "
@@ -689,15 +670,13 @@ def _points_table(result) -> str:
         if len(fp) > 200:
             lines.append(f"... {len(fp) - 200} more (use --json or --out)")
     ghosts = result.ghosts
-    if ghosts is not None and len(getattr(ghosts, "x", ())):
-        lines.append(f"{len(ghosts.x)} ghost(s):")
-        for j in range(len(ghosts.x)):
-            bits = [f"|x|={float(np.linalg.norm(ghosts.x[j])):.3f}"]
-            for name in ("speed", "passage_time", "fixed_point_distance"):
-                values = getattr(ghosts, name, None)
-                if values is not None and np.ndim(values) and len(values) > j:
-                    bits.append(f"{name}={float(values[j]):.3g}")
-            lines.append(f"  ghost {j}: " + ", ".join(bits))
+    if ghosts is not None and len(ghosts):
+        lines.append(f"{len(ghosts)} ghost(s):")
+        for j in range(len(ghosts)):
+            lines.append(f"  ghost {j}: |x|={float(np.linalg.norm(ghosts.x[j])):.3f}, "
+                         f"speed={float(ghosts.speed[j]):.3g}, "
+                         f"passage_time={float(ghosts.passage_time[j]):.3g}, "
+                         f"fixed_point_distance={float(ghosts.fixed_point_distance[j]):.3g}")
     return "\n".join(lines)
 
 

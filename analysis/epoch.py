@@ -18,12 +18,22 @@ import os
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from fixedpoints.serialization import atomic_write, json_float_field, json_text, to_json, \
+    write_text
+
+from .sources import as_dynamics
+
+if TYPE_CHECKING:
+    from fixedpoints import FixedPoints, Ghosts
+
+    from .topology import Topology
+
 __all__ = ["EpochSettings", "EpochAnalysis", "analyze_checkpoint", "analyze_dynamics",
-           "make_settings", "initial_states_for"]
+           "make_settings", "initial_states_for", "counts_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +185,7 @@ class EpochSettings:
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         out["drive"] = None if self.drive is None else np.asarray(self.drive).tolist()
-        return json.loads(json.dumps(out, default=_json_default))
+        return to_json(out)
 
     def hash(self) -> str:
         """A short stable hash of the settings and of the code that computes an epoch.
@@ -184,7 +194,7 @@ class EpochSettings:
         results written by an older version of the finder, the ghost detector or the built-in
         models are recomputed rather than mixed with new ones.
         """
-        text = json.dumps(self.to_dict(), sort_keys=True, default=_json_default)
+        text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha1((text + _epoch_code_digest()).encode()).hexdigest()[:12]
 
 
@@ -205,22 +215,6 @@ def _epoch_code_digest() -> str:
         except OSError:  # an installed package without sources: the names still count
             digest.update(path.name.encode())
     return digest.hexdigest()
-
-
-def _json_default(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, (complex, np.complexfloating)):
-        return [float(np.real(value)), float(np.imag(value))]
-    if hasattr(value, "name") and hasattr(value, "value"):  # enums
-        return value.name
-    return str(value)
 
 
 def make_settings(settings: Optional[EpochSettings] = None, **options) -> EpochSettings:
@@ -275,9 +269,9 @@ class EpochAnalysis:
     """
 
     epoch: int
-    fixed_points: Any
-    ghosts: Any
-    topology: Any
+    fixed_points: FixedPoints
+    ghosts: Optional[Ghosts]
+    topology: Optional[Topology]
     scale: float
     loss: float = math.nan
     source: str = ""
@@ -295,7 +289,11 @@ class EpochAnalysis:
         return int(self.fixed_points.x.shape[1])
 
     def counts(self) -> Dict[str, int]:
-        """Points by kind, ghosts included (``{"stable": 8, "saddle": 19, "ghost": 1, ...}``)."""
+        """Points by kind, ghosts included (``{"stable": 8, "saddle": 19, "ghost": 1, ...}``).
+
+        The one count of an epoch's points: ``summary.json``, the report and the command line
+        all show these (:func:`counts_text` writes them as words).
+        """
         counts = self.fixed_points.counts()
         counts["ghost"] = 0 if self.ghosts is None else int(len(self.ghosts.x))
         counts["slow_region"] = len(self.fixed_points.slow_regions)
@@ -346,10 +344,8 @@ class EpochAnalysis:
             meta["topology"] = {"info": self.topology.info,
                                 "signature": self.topology.signature().to_dict(),
                                 "edges": self.topology.edges()}
-        _atomic_write(stem.with_suffix(".npz"),
-                      lambda h: np.savez_compressed(h, **arrays))
-        text = json.dumps(_clean(meta), indent=1, default=_json_default)
-        _atomic_write(stem.with_suffix(".json"), lambda h: h.write(text.encode()))
+        atomic_write(stem.with_suffix(".npz"), lambda h: np.savez_compressed(h, **arrays))
+        write_text(stem.with_suffix(".json"), json_text(meta))
         return stem
 
     @classmethod
@@ -390,26 +386,6 @@ class EpochAnalysis:
                    seconds=float(meta.get("seconds", 0.0)), info=meta.get("info", {}))
 
 
-def _clean(value):
-    """Replace non-finite floats by None, recursively (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    return value
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        write(handle)
-    os.replace(tmp, path)
-
-
 def _dump_dataclass(obj, prefix: str, arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:
     """Split a frozen result dataclass into arrays (into ``arrays``) and JSON metadata."""
     import enum
@@ -431,7 +407,7 @@ def _dump_dataclass(obj, prefix: str, arrays: Dict[str, np.ndarray]) -> Dict[str
             meta[f.name] = {"enum": type(value).__name__, "name": value.name,
                             "module": type(value).__module__}
         else:
-            meta[f.name] = json.loads(json.dumps(_clean(value), default=_json_default))
+            meta[f.name] = to_json(value)
     return meta
 
 
@@ -458,30 +434,27 @@ def _load_dataclass(cls, prefix: str, arrays: Dict[str, np.ndarray], meta: Dict[
                     for j, entry in enumerate(value["slow_regions"]))
             elif f.name == "slow_regions" and value == []:
                 value = ()
-            kwargs[f.name] = value
+            kwargs[f.name] = json_float_field(f, value)
     return cls(**kwargs)
 
 
+def counts_text(counts: Mapping[str, int]) -> str:
+    """Counts by kind as words: ``"8 stable · 12 saddles · 1 ghost"``.
+
+    Parameters
+    ----------
+    counts : mapping
+        As :meth:`EpochAnalysis.counts` returns.
+    """
+    names = (("stable", "stable", "stable"), ("saddle", "saddle", "saddles"),
+             ("unstable", "unstable", "unstable"), ("slow", "slow point", "slow points"),
+             ("ghost", "ghost", "ghosts"), ("slow_region", "slow region", "slow regions"))
+    parts = [f"{counts[k]} {one if counts[k] == 1 else many}" for k, one, many in names
+             if counts.get(k, 0)]
+    return " · ".join(parts) if parts else "no fixed or slow points found"
+
+
 # ------------------------------------------------------------------------------ the work
-def _as_dynamics(model, settings: EpochSettings, device: str = "cpu"):
-    """A Dynamics from a Dynamics or an nn.Module (with the settings' input and time)."""
-    import torch
-
-    from fixedpoints import Dynamics, from_module
-
-    if isinstance(model, Dynamics):
-        dyn = model
-        if settings.input is not None:
-            dyn = dyn.with_input(settings.input)
-        if str(dyn.device) != str(torch.device(device)):
-            dyn = dyn.to(device)
-        return dyn
-    if isinstance(model, torch.nn.Module):
-        return from_module(model, input=settings.input, time=settings.time, device=device)
-    raise TypeError(f"cannot analyze a {type(model).__name__}; pass a torch.nn.Module, a "
-                    f"fixedpoints.Dynamics, or a checkpoint file path")
-
-
 def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarray:
     """Initial states for the fixed-point search, sampled from the system's own trajectories.
 
@@ -718,6 +691,7 @@ def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math
             source = type(model).__name__
         else:
             source = getattr(model, "name", type(model).__name__)
-    dynamics = _as_dynamics(module if module is not None else model, settings, device)
+    dynamics = as_dynamics(module if module is not None else model, input=settings.input,
+                           time=settings.time, device=device)
     return analyze_dynamics(dynamics, settings, epoch=0 if epoch is None else int(epoch),
                             loss=loss, source=source, module=module)

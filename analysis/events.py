@@ -88,8 +88,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from fixedpoints.options import resolve_options
+from fixedpoints.serialization import to_json
 
 from .matching import match_points
+from .topology import node_id
 
 __all__ = ["EVENT_KINDS", "EventOptions", "RestructuringEvent", "detect_events", "event_epoch"]
 
@@ -200,7 +202,7 @@ class RestructuringEvent:
         return {"epoch_before": int(self.epoch_before), "epoch_after": int(self.epoch_after),
                 "kind": self.kind, "points": list(self.points),
                 "location": None if self.location is None else np.asarray(self.location).tolist(),
-                "detail": _jsonable(self.detail), "lead_time": self.lead_time,
+                "detail": to_json(self.detail), "lead_time": self.lead_time,
                 "alpha": self.alpha, "epoch": float(self.epoch)}
 
     @classmethod
@@ -227,24 +229,6 @@ def event_epoch(event: RestructuringEvent) -> float:
     if event.alpha is None:
         return float(event.epoch_after)
     return float(event.epoch_before + event.alpha * (event.epoch_after - event.epoch_before))
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, (complex, np.complexfloating)):
-        return [float(np.real(value)), float(np.imag(value))]
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 # ------------------------------------------------------------------------ epoch views
@@ -276,11 +260,11 @@ def _view(result) -> _View:
     ghosts = getattr(result, "ghosts", None)
     if ghosts is not None:
         gx = np.asarray(ghosts.x, dtype=float).reshape(-1, n)
-        g_id = [f"ghost{j}" for j in range(len(gx))]
+        g_id = [node_id("ghost", j) for j in range(len(gx))]
     else:
         slow = np.flatnonzero(fp.kind == "slow")
         gx = fp.x[slow].reshape(-1, n)
-        g_id = [f"slow{i}" for i in slow]
+        g_id = [node_id("slow", i) for i in slow]
     rx = np.array([r.center for r in fp.slow_regions], dtype=float).reshape(-1, n)
     edges: Dict[str, set] = {}
     topo = getattr(result, "topology", None)
@@ -293,8 +277,8 @@ def _view(result) -> _View:
     return _View(epoch=int(result.epoch), scale=float(result.scale), time=str(fp.time),
                  fx=fp.x[fixed].reshape(-1, n), f_index=fp.n_unstable[fixed].astype(int),
                  f_kind=fp.kind[fixed].astype(str), f_eig=fp.eigvals[fixed],
-                 f_id=[f"fp{i}" for i in fixed], gx=gx, g_id=g_id, rx=rx,
-                 r_id=[f"region{r}" for r in range(len(rx))], edges=edges,
+                 f_id=[node_id("fixed", i) for i in fixed], gx=gx, g_id=g_id, rx=rx,
+                 r_id=[node_id("region", r) for r in range(len(rx))], edges=edges,
                  n_attractors=n_attr, unresolved_attractor=unresolved)
 
 

@@ -30,6 +30,8 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
+from .topology import parse_node_id
+
 __all__ = ["Localization", "localize_event", "interpolate_modules", "LOCALIZABLE"]
 
 logger = logging.getLogger(__name__)
@@ -274,12 +276,12 @@ def _event_points(event, before, after):
         r = before if side == "before" else after
         if r is None:
             continue
-        if node.startswith(("fp", "slow")):
-            i = int(node[2:] if node.startswith("fp") else node[4:])
-            if i < len(r.fixed_points.x):
-                out.append(np.asarray(r.fixed_points.x[i], float))
-        elif node.startswith("ghost") and r.ghosts is not None:
-            j = int(node[5:])
-            if j < len(r.ghosts.x):
-                out.append(np.asarray(r.ghosts.x[j], float))
+        parsed = parse_node_id(node)
+        if parsed is None:
+            continue
+        family, i = parsed
+        if family in ("fixed", "slow") and i < len(r.fixed_points.x):
+            out.append(np.asarray(r.fixed_points.x[i], float))
+        elif family == "ghost" and r.ghosts is not None and i < len(r.ghosts.x):
+            out.append(np.asarray(r.ghosts.x[i], float))
     return out

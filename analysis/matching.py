@@ -18,25 +18,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
+from fixedpoints.initial import state_spread  # the one definition of a spread, re-exported
+
 __all__ = ["Matching", "match_points", "state_spread", "Track", "build_tracks"]
-
-
-def state_spread(x: np.ndarray) -> float:
-    """RMS distance of states to their centroid.
-
-    Parameters
-    ----------
-    x : ndarray of shape (b, n)
-
-    Returns
-    -------
-    float
-        0.0 for fewer than two states.
-    """
-    x = np.asarray(x, dtype=float)
-    if x.ndim != 2 or len(x) < 2:
-        return 0.0
-    return float(np.sqrt(np.mean(np.sum((x - x.mean(0)) ** 2, axis=1))))
 
 
 @dataclass(frozen=True)

@@ -34,15 +34,46 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 __all__ = ["Topology", "Signature", "build_topology", "same_topology", "ATTRACTOR_KINDS",
-           "SINK_NODES"]
+           "SINK_NODES", "node_id", "parse_node_id"]
 
 logger = logging.getLogger(__name__)
+
+#: Node id prefix of each family of points (``node_id("fixed", 3) == "fp3"``).
+NODE_PREFIX = {"fixed": "fp", "slow": "slow", "ghost": "ghost", "region": "region"}
+
+
+def node_id(family: str, index: Union[int, np.integer]) -> str:
+    """The id of a point's node in the topology graph and in events' ``points``.
+
+    Parameters
+    ----------
+    family : {"fixed", "slow", "ghost", "region"}
+        A fixed point or a slow point (``index`` into the finder's list of points), a ghost
+        (into the ghosts), or a slow region (into ``fixed_points.slow_regions``).
+    index : int
+
+    Examples
+    --------
+    >>> node_id("fixed", 3), node_id("ghost", 0)
+    ('fp3', 'ghost0')
+    """
+    return f"{NODE_PREFIX[family]}{int(index)}"
+
+
+def parse_node_id(node: str) -> Optional[Tuple[str, int]]:
+    """``(family, index)`` of a point's node id (the inverse of :func:`node_id`); None for the
+    sink nodes ``escape`` and ``unresolved`` and anything else."""
+    for family, prefix in NODE_PREFIX.items():
+        rest = node[len(prefix):]
+        if node.startswith(prefix) and rest.isdigit():
+            return family, int(rest)
+    return None
 
 #: Node kinds that count as attractors.
 ATTRACTOR_KINDS = ("stable", "slow_region")
@@ -305,14 +336,14 @@ def build_topology(dynamics, fixed_points, ghosts=None, *, scale: Optional[float
             if (len(ghost_x)
                     and np.min(np.linalg.norm(ghost_x - fp.x[i], axis=1)) <= ghost_match * scale):
                 continue  # represented by its ghost
-            fp_rows[i] = add(f"slow{i}", "slow", fp.n_unstable[i], i, fp.x[i])
+            fp_rows[i] = add(node_id("slow", i), "slow", fp.n_unstable[i], i, fp.x[i])
         else:
-            fp_rows[i] = add(f"fp{i}", kind, fp.n_unstable[i], i, fp.x[i])
-    ghost_rows = [add(f"ghost{j}", "ghost", ghost_index[j], j, ghost_x[j])
+            fp_rows[i] = add(node_id("fixed", i), kind, fp.n_unstable[i], i, fp.x[i])
+    ghost_rows = [add(node_id("ghost", j), "ghost", ghost_index[j], j, ghost_x[j])
                   for j in range(len(ghost_x))]
     region_rows = []
     for r, region in enumerate(fp.slow_regions):
-        region_rows.append(add(f"region{r}", "slow_region", -1, r, region.center))
+        region_rows.append(add(node_id("region", r), "slow_region", -1, r, region.center))
     escape_row = add("escape", "escape", -1, -1, np.full(n, np.nan))
     unresolved_row = add("unresolved", "unresolved", -1, -1, np.full(n, np.nan))
 

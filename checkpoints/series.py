@@ -257,6 +257,7 @@ class CheckpointSeries(Sequence):
                                config=self.config, dtype=self.dtype, convention=self.convention)
         sub.run = self.run
         sub._skipped = dict(self._skipped)
+        sub._reference = self._reference
         return sub
 
     def _make_entry(self, path: str) -> SeriesEntry:
@@ -285,14 +286,7 @@ class CheckpointSeries(Sequence):
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            sub = CheckpointSeries(self.entries[index], directory=self.directory,
-                                   architecture=self.architecture, prefix=self.prefix,
-                                   model_factory=self.model_factory,
-                                   trust_pickle=self.trust_pickle, strict=self.strict,
-                                   config=self.config, dtype=self.dtype,
-                                   convention=self.convention)
-            sub._reference = self._reference
-            return sub
+            return self.subset(self.entries[index])
         return self.load(index)
 
     def __iter__(self) -> Iterator[Checkpoint]:

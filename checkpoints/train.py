@@ -156,8 +156,14 @@ def _ghostscope_version() -> str:
     return "unknown"
 
 
+def _temporary(path: Path) -> Path:
+    """The project's one temporary-name scheme (``fixedpoints.serialization.temporary_path``;
+    this package does not import fixedpoints): ``.<name>.<pid>.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _temporary(path)
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
@@ -165,7 +171,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def _save_checkpoint(model: torch.nn.Module, out_dir: Path, epoch: int) -> None:
     path = out_dir / checkpoint_name(epoch)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _temporary(path)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     torch.save(state, tmp)
     os.replace(tmp, path)

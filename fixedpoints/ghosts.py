@@ -72,6 +72,7 @@ import numpy as np
 import torch
 
 from .dynamics import Dynamics
+from .initial import state_spread
 from .linearize import EIG_RTOL, sort_spectrum
 from .options import resolve_options
 from .results import FixedPoints, PointArrays, load_result, save_result
@@ -316,7 +317,7 @@ class Ghosts(PointArrays):
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready description (per-ghost entries plus metadata)."""
-        from .results import _jsonable
+        from .serialization import to_json
         ghosts = []
         for i in range(len(self)):
             ghosts.append({
@@ -335,7 +336,7 @@ class Ghosts(PointArrays):
                 "isolation": float(self.isolation[i]), "contrast": float(self.contrast[i]),
             })
         return {"time": self.time, "scale": float(self.scale), "q_fixed": float(self.q_fixed),
-                "counts": self.counts(), "ghosts": ghosts, "info": _jsonable(self.info)}
+                "counts": self.counts(), "ghosts": ghosts, "info": to_json(self.info)}
 
 
 def _finite_or_none(value):
@@ -387,11 +388,6 @@ def _flow_curvature(dynamics: Dynamics, x: torch.Tensor, u: torch.Tensor,
             return x.new_zeros(x.shape[0])
         (along,) = torch.autograd.grad((grad * e).sum(), xg, allow_unused=True)
     return x.new_zeros(x.shape[0]) if along is None else (along * e).sum(1).detach()
-
-
-def _spread(x: np.ndarray) -> float:
-    centred = x - x.mean(0, keepdims=True)
-    return float(np.sqrt((centred ** 2).sum(1).mean()))
 
 
 # ============================================================================ search
@@ -659,7 +655,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     if fixed_points is not None:
         length = float(fixed_points.scale)
     else:
-        length = _spread(cloud_np)
+        length = state_spread(cloud_np)
     if not np.isfinite(length) or length <= 0:
         length = float(max(1.0, np.abs(cloud_np).max() if cloud_np.size else 1.0))
     # RMS singular value of J_v over (up to 32 of) the states: the system's rate scale

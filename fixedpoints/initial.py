@@ -9,9 +9,27 @@ import torch
 
 from .dynamics import Dynamics
 
-__all__ = ["sample_initial_states"]
+__all__ = ["sample_initial_states", "state_spread"]
 
 log = logging.getLogger(__name__)
+
+
+def state_spread(x) -> float:
+    """RMS distance of states to their centroid: the length scale of a set of states.
+
+    Parameters
+    ----------
+    x : array_like of shape (b, n)
+
+    Returns
+    -------
+    float
+        0.0 for fewer than two states.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 2 or len(x) < 2:
+        return 0.0
+    return float(np.sqrt(np.mean(np.sum((x - x.mean(0)) ** 2, axis=1))))
 
 
 def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=None,

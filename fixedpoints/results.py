@@ -15,6 +15,8 @@ from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 
+from .serialization import atomic_write, json_float_field, json_text, to_json, write_text
+
 __all__ = ["FinderStatus", "FixedPoints", "PointArrays", "SlowRegion", "KINDS", "save_result",
            "load_result"]
 
@@ -200,31 +202,8 @@ class FixedPoints(PointArrays):
                 for i in range(len(self))
             ],
             "slow_regions": [r.to_dict() for r in self.slow_regions],
-            "info": _jsonable(self.info),
+            "info": to_json(self.info),
         }
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, enum.Enum):
-        return value.name
-    return value
-
-
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-    os.replace(tmp, path)
 
 
 def save_result(result, path: Union[str, os.PathLike]) -> Path:
@@ -252,10 +231,9 @@ def save_result(result, path: Union[str, os.PathLike]) -> Path:
         elif isinstance(value, enum.Enum):
             meta[f.name] = {"enum": type(value).__name__, "name": value.name}
         else:
-            meta[f.name] = _jsonable(value)
-    _atomic_write_bytes(stem.with_suffix(".npz"), lambda h: np.savez_compressed(h, **arrays))
-    text = json.dumps(meta, indent=1).encode()
-    _atomic_write_bytes(stem.with_suffix(".json"), lambda h: h.write(text))
+            meta[f.name] = to_json(value)
+    atomic_write(stem.with_suffix(".npz"), lambda h: np.savez_compressed(h, **arrays))
+    write_text(stem.with_suffix(".json"), json_text(meta))
     return stem
 
 
@@ -295,5 +273,5 @@ def load_result(cls, path: Union[str, os.PathLike]):
                                **{n: arrays[f"{f.name}.{j}.{n}"]
                                   for n in ("points", "speed", "center", "axes", "extent")})
                     for j, entry in enumerate(value))
-            kwargs[f.name] = value
+            kwargs[f.name] = json_float_field(f, value)
     return cls(**kwargs)

@@ -90,7 +90,7 @@ def test_rerun_reuses_epochs_and_portraits_then_force_redoes(run_dir, analyzed, 
 def test_other_settings_are_not_reused(run_dir, tmp_path, capsys):
     out = tmp_path / "o"
     assert _run(["analyze", run_dir, "--out", out, "--no-report", *FAST], capsys)[0] == 0
-    stale = [out / "epochs" / "epoch_0003.npz.tmp4242", out / ".summary.json.4242.tmp"]
+    stale = [out / "epochs" / ".epoch_0003.npz.4242.tmp", out / ".summary.json.4242.tmp"]
     for path in stale:  # what a killed run leaves behind
         path.write_bytes(b"half")
     code, _, _ = _run(["analyze", run_dir, "--out", out, "--no-report", "--n-initial", "40",
@@ -358,3 +358,22 @@ def test_demo_end_to_end_under_two_minutes(tmp_path, capsys):
     last = summary["per_epoch"][-1]["counts"]
     assert last["stable"] == 8  # the 3-bit flip-flop's eight memories
     assert seconds < 120, f"the demo took {seconds:.0f} s"
+
+
+def test_cli_imports_no_private_name_from_another_module():
+    """The command line goes through public functions only (its own helpers may be private)."""
+    import ast
+
+    import analysis.cli
+
+    tree = ast.parse(Path(analysis.cli.__file__).read_text())
+    private = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            parts = (node.module or "").split(".")
+            private += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            private += [node.module for p in parts if p.startswith("_")]
+        elif isinstance(node, ast.Import):
+            private += [a.name for a in node.names
+                        if any(p.startswith("_") for p in a.name.split("."))]
+    assert private == []

@@ -7,8 +7,10 @@ import torch
 
 from analysis import analyze_checkpoint, analyze_series
 from analysis.projection import ProjectionFitter, latent_basis
-from analysis.report import (ModelSource, PortraitOptions, build_portrait, epoch_counts,
-                             portrait_trajectories, write_gif, write_html, write_report)
+from analysis.html import write_html
+from analysis.portraits import PortraitOptions, build_portrait, portrait_trajectories
+from analysis.report import write_gif, write_report
+from analysis.sources import ModelSource
 from fixedpoints import from_module, systems
 
 B_VALUES = [0.40, 0.45, 0.50, 0.55, 0.60]
@@ -154,7 +156,7 @@ def test_report_without_models_and_with_a_broken_one(tanh_series, tmp_path):
 
 def test_counts_include_ghosts_and_regions(tanh_series):
     _, analysis = tanh_series
-    counts = epoch_counts(analysis.results[0])
+    counts = analysis.results[0].counts()
     assert counts["stable"] == 2 and {"ghost", "slow_region"} <= set(counts)
 
 
