@@ -71,6 +71,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
+from . import linalg as _linalg
 from .dynamics import Dynamics
 from .linearize import EIG_RTOL, sort_spectrum
 from .options import resolve_options
@@ -444,12 +445,10 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
             if not bool(todo.any()):
                 break
             system = h[todo] + (mua[todo] * diag_scale[todo])[:, None, None] * eye
-            chol, info = torch.linalg.cholesky_ex(system)
-            ok = info == 0
+            sol, ok = _linalg.solve_spd(system, -g[todo])
             if bool(ok.any()):
-                sol = torch.cholesky_solve(-g[todo][ok].unsqueeze(-1), chol[ok]).squeeze(-1)
                 where = torch.nonzero(todo).flatten()[ok]
-                delta[where] = sol
+                delta[where] = sol[ok]
                 solved[where] = True
             bad = torch.nonzero(todo).flatten()[~ok]
             mua[bad] = mua[bad] * 10.0
@@ -484,7 +483,7 @@ def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
     jac = torch.cat([dynamics.jacobian(x[sl]).detach() for sl in _chunks(len(x), opts.batch_size)])
     s = v.norm(dim=1)
     u = v / s.clamp_min(1e-300)[:, None]
-    left, svals, right_h = torch.linalg.svd(jac)
+    _, svals, right_h = _linalg.svd(jac)
     e = right_h[:, -1, :]
     cos_ue = (u * e).sum(1)
     e = torch.where(cos_ue[:, None] < 0, -e, e)
@@ -495,15 +494,15 @@ def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
     jac_scale = torch.clamp(torch.linalg.matrix_norm(jac), min=sigma_system)
     grad_cos = jtv.norm(dim=1) / (jac_scale * s).clamp_min(1e-300)
     hess, _ = _hessian_and_gradient(dynamics, x, opts.batch_size)
-    hess_min = torch.linalg.eigvalsh(hess)[:, 0]
+    hess_min = _linalg.eigvalsh(hess)[:, 0]
     # transverse spectrum: J_v restricted to u^⊥ = range(J_v)
     if n > 1:
         basis = _complement(u)
         reduced = basis.transpose(1, 2) @ jac @ basis
-        trans = torch.linalg.eigvals(reduced).cpu().numpy()
+        trans = _linalg.eigvals(reduced).cpu().numpy()
     else:
         trans = np.zeros((len(x), 0), complex)
-    rho = torch.linalg.eigvals(jac).abs().max(1).values if n > 0 else s * 0
+    rho = _linalg.eigvals(jac).abs().max(1).values if n > 0 else s * 0
     return {"v": v, "s": s, "u": u, "e": e, "alignment": alignment, "c_u": c_u,
             "grad_cos": grad_cos, "hess_min": hess_min, "trans": trans, "rho": rho,
             "sigma_min": svals[:, -1]}
