@@ -84,7 +84,7 @@ class RankOne:
         k_c, beta_c = self._fold()
         # near the fold h ≈ h_g + ½ h'' (κ - κ_g)²: no root (a ghost) when h_g h'' > 0
         for beta in (beta_c + delta, beta_c - delta):
-            kappa = brentq(lambda k: self.dh(k, beta), k_c - 0.5, k_c + 0.5, xtol=1e-14)
+            kappa = self._extremum(k_c, beta)
             h_g = self.h(kappa, beta)
             eps = 1e-5
             h2 = (self.dh(kappa + eps, beta) - self.dh(kappa - eps, beta)) / (2 * eps)
@@ -109,6 +109,14 @@ class RankOne:
         else:
             self.dynamics = fp.ContinuousDynamics(
                 lambda x, u: -x + torch.tanh((x @ nt)[:, None] * mt + bt), N)
+
+    def _extremum(self, k_c, beta):
+        """The root of h' nearest the fold point k_c (h's extremum there) at this β."""
+        for half in (0.25, 0.5, 1.0, 2.0):
+            lo, hi = k_c - half, k_c + half
+            if self.dh(lo, beta) * self.dh(hi, beta) < 0:
+                return brentq(lambda k: self.dh(k, beta), lo, hi, xtol=1e-14)
+        raise RuntimeError("no extremum of h near the fold")
 
     def _fold(self):
         """A saddle-node (h = h' = 0) of the 1-D flow, from several starting guesses."""

@@ -220,15 +220,23 @@ def test_no_ghost_from_points_along_a_fast_trajectory():
     assert len(_detect(dyn, trajectory)) == 0
 
 
-def test_known_fixed_point_inside_the_window_vetoes_the_ghost():
+def test_known_fixed_point_inside_the_clearance_vetoes_the_ghost_and_cuts_its_window():
     n, r = 5, 1e-4
     dyn = systems.saddle_node(r, n_states=n, time="continuous", seed=0)
     x0 = _states(n)
-    assert len(_detect(dyn, x0)) == 1
-    # pretend a fixed point lies 3 widths (√r) from the ghost, inside its window of 10 widths
-    fake = FakeFixedPoints(np.full((1, n), 3 * math.sqrt(r) / math.sqrt(n)), x0)
+    alone = _detect(dyn, x0)
+    assert len(alone) == 1 and alone.contrast[0] == pytest.approx(101.0, rel=1e-6)
+    # pretend a fixed point lies 1.5 widths (√r) from the ghost, inside its clearance of 2
+    fake = FakeFixedPoints(np.full((1, n), 1.5 * math.sqrt(r) / math.sqrt(n)), x0)
     vetoed = detect_ghosts(dyn, fixed_points=fake, initial_states=x0)
     assert len(vetoed) == 0 and vetoed.info["rejected"]["near_fixed_point"] == 1
+    # 3 widths away: a weak ghost's node downstream; the window is cut to half that distance,
+    # where the normal form's speed has risen to 1 + 1.5² = 3.25 times s
+    near = detect_ghosts(dyn, fixed_points=FakeFixedPoints(
+        np.full((1, n), 3 * math.sqrt(r) / math.sqrt(n)), x0), initial_states=x0)
+    assert len(near) == 1
+    assert near.contrast[0] == pytest.approx(3.25, rel=1e-6)
+    assert near.dwell_time[0] == pytest.approx(math.pi / math.sqrt(r), rel=0.05)
     far = FakeFixedPoints(np.full((1, n), 30 * math.sqrt(r) / math.sqrt(n)), x0)
     kept = detect_ghosts(dyn, fixed_points=far, initial_states=x0)
     assert len(kept) == 1
