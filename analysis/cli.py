@@ -129,6 +129,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
 def _jobs(text: str) -> int:
     try:
         value = int(text)
@@ -180,6 +190,10 @@ def _add_system(p: argparse.ArgumentParser) -> None:
                    help="initial states of the fixed-point search (default 256)")
     p.add_argument("--seed", type=int, metavar="S", help="seed of the initial states")
     p.add_argument("--no-ghosts", action="store_true", help="skip ghost detection")
+    p.add_argument("--min-ghost-strength", type=_non_negative_float, metavar="S",
+                   help="report only ghosts that hold trajectories for at least S relaxation "
+                        "times (strength = passage / relaxation time; default 0: all; strong "
+                        "from 20)")
     p.add_argument("--device", default="cpu", metavar="DEV",
                    help="torch device for the math: cpu (default) or cuda")
 
@@ -376,6 +390,8 @@ def _settings_options(args) -> Dict[str, Any]:
         options["seed"] = args.seed
     if getattr(args, "no_ghosts", False):
         options["ghosts"] = False
+    if getattr(args, "min_ghost_strength", None) is not None:
+        options["ghost_options"] = {"min_strength": args.min_ghost_strength}
     return options
 
 
@@ -667,10 +683,13 @@ def _points_table(result) -> str:
         lines.append(f"{len(ghosts.x)} ghost(s):")
         for j in range(len(ghosts.x)):
             bits = [f"|x|={float(np.linalg.norm(ghosts.x[j])):.3f}"]
-            for name in ("speed", "passage_time", "fixed_point_distance"):
+            for name in ("speed", "passage_time", "strength", "fixed_point_distance"):
                 values = getattr(ghosts, name, None)
                 if values is not None and np.ndim(values) and len(values) > j:
                     bits.append(f"{name}={float(values[j]):.3g}")
+            classes = getattr(ghosts, "strength_class", None)
+            if classes is not None and len(classes) > j and classes[j]:
+                bits.append(str(classes[j]))
             lines.append(f"  ghost {j}: " + ", ".join(bits))
     return "\n".join(lines)
 

@@ -165,7 +165,8 @@ def main() -> None:
     plan = ([("gru128", n, 0) for n in sizes] + [("leaky256", n, 0) for n in sizes]
             + [("leaky1024", 1024, 0), ("leaky256", 1024, 2), ("leaky1024", 1024, 2)])
     print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats}")
-    header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'median s':>9} {'ms/state':>9} {'peak MB':>8} "
+    header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'median s':>9} "
+              f"{'ms/state':>9} {'peak MB':>8} "
               f"{'cands':>6}  counts / index counts / q [min, median, max]")
     print(header)
     print("-" * len(header))

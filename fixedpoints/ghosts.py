@@ -220,7 +220,8 @@ class GhostOptions:
                     not np.isfinite(value) or value < 0:
                 raise ValueError(f"GhostOptions.{name}={value!r} is invalid; pass a finite "
                                  f"number >= 0")
-        positive = ("window", "strong_strength", "min_contrast", "min_alignment", "isolation_rtol", "grad_rtol",
+        positive = ("window", "strong_strength", "min_contrast",
+                    "min_alignment", "isolation_rtol", "grad_rtol",
                     "xtol", "tol_unique", "q_fixed_rtol")
         for name in positive:
             value = getattr(self, name)
@@ -417,7 +418,8 @@ class Ghosts(PointArrays):
                 "strength_class": str(self.strength_class[i]),
             })
         return {"time": self.time, "scale": float(self.scale), "q_fixed": float(self.q_fixed),
-                "counts": self.counts(), "class_counts": self.class_counts(), "ghosts": ghosts, "info": _jsonable(self.info)}
+                "counts": self.counts(), "class_counts": self.class_counts(),
+                "ghosts": ghosts, "info": _jsonable(self.info)}
 
 
 def _finite_or_none(value):

@@ -82,7 +82,7 @@ def test_bad_shapes_raise_clear_errors():
         linalg.solve_spd(torch.zeros(3, 4, 4, dtype=torch.float64), torch.zeros(3, 5))
 
 
-# ---------------------------------------------------------------------------- after set_num_threads(2)
+# ------------------------------------------------------------ after set_num_threads(2)
 _SYSTEM = """
 import json, sys
 import numpy as np
