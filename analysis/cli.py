@@ -129,6 +129,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
 def _jobs(text: str) -> int:
     try:
         value = int(text)
@@ -191,6 +201,10 @@ def _add_system(p: argparse.ArgumentParser) -> None:
                    help="initial states of the fixed-point search (default 256)")
     p.add_argument("--seed", type=int, metavar="S", help="seed of the initial states")
     p.add_argument("--no-ghosts", action="store_true", help="skip ghost detection")
+    p.add_argument("--min-ghost-strength", type=_non_negative_float, metavar="S",
+                   help="report only ghosts that hold trajectories for at least S relaxation "
+                        "times (strength = passage / relaxation time; default 0: all; strong "
+                        "from 20)")
     p.add_argument("--device", default="cpu", metavar="DEV",
                    help="torch device for the math: cpu (default) or cuda")
 
@@ -400,6 +414,8 @@ def _settings_options(args) -> Dict[str, Any]:
         options["seed"] = args.seed
     if getattr(args, "no_ghosts", False):
         options["ghosts"] = False
+    if getattr(args, "min_ghost_strength", None) is not None:
+        options["ghost_options"] = {"min_strength": args.min_ghost_strength}
     return options
 
 
@@ -676,6 +692,8 @@ def _points_table(result) -> str:
             lines.append(f"  ghost {j}: |x|={float(np.linalg.norm(ghosts.x[j])):.3f}, "
                          f"speed={float(ghosts.speed[j]):.3g}, "
                          f"passage_time={float(ghosts.passage_time[j]):.3g}, "
+                         f"strength={float(ghosts.strength[j]):.3g} "
+                         f"({ghosts.strength_class[j]}), "
                          f"fixed_point_distance={float(ghosts.fixed_point_distance[j]):.3g}")
     return "\n".join(lines)
 

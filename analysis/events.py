@@ -51,7 +51,11 @@ Rules, in the order they are applied
     ``birth`` / ``death``
         A fixed point (or slow region) that appeared / disappeared and no rule above explained.
     ``ghost_appeared`` / ``ghost_vanished``
-        A ghost that appeared / vanished and no ``saddle_node`` consumed.
+        A ghost that appeared / vanished and no ``saddle_node`` consumed. Ghost events carry
+        the ghost's ``strength`` (passage time / relaxation time, :mod:`fixedpoints.ghosts`) and
+        ``strength_class`` in ``detail`` (a saddle-node its remnant's as ``ghost_strength``).
+        Ghosts weaker than ``min_ghost_strength`` are not in the ghost set at all, the same rule
+        as the detector's ``min_strength``: a ghost fading below it has vanished.
     ``attractor_moved``
         A stable fixed point matched to a stable fixed point that moved more than
         ``move · s`` (within the gate, or a jump).
@@ -126,6 +130,9 @@ class EventOptions:
         Relative imaginary part above which a crossing eigenvalue counts as complex.
     kinds : tuple of str, optional
         Only report these kinds (default: all of :data:`EVENT_KINDS`).
+    min_ghost_strength : float, default 0.0
+        Ghosts with a strength below this are ignored (0: every ghost the detector reported,
+        whose own ``min_strength`` defaults to 0 too; set both to the same value).
     """
 
     gate: float = 0.5
@@ -135,8 +142,13 @@ class EventOptions:
     jump: float = 2.0
     imag_tol: float = 1e-6
     kinds: Optional[Tuple[str, ...]] = None
+    min_ghost_strength: float = 0.0
 
     def __post_init__(self):
+        value = self.min_ghost_strength
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"EventOptions.min_ghost_strength={value!r} is invalid; pass a "
+                             f"number >= 0 (passage time / relaxation time)")
         for name in ("gate", "pair_distance", "symmetry", "move", "jump", "imag_tol"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -246,6 +258,8 @@ class _View:
     f_id: List[str]         # node ids
     gx: np.ndarray          # (g, n) ghosts (or slow points)
     g_id: List[str]
+    g_strength: np.ndarray  # (g,) passage / relaxation time (NaN for slow points)
+    g_class: List[Optional[str]]
     rx: np.ndarray          # (r, n) region centres
     r_id: List[str]
     edges: Dict[str, set]   # source node id -> set of target node ids
@@ -253,18 +267,28 @@ class _View:
     unresolved_attractor: bool
 
 
-def _view(result) -> _View:
+def _view(result, min_ghost_strength: float = 0.0) -> _View:
     fp = result.fixed_points
     n = fp.x.shape[1] if fp.x.ndim == 2 else 0
     fixed = np.flatnonzero(fp.kind != "slow")
     ghosts = getattr(result, "ghosts", None)
     if ghosts is not None:
-        gx = np.asarray(ghosts.x, dtype=float).reshape(-1, n)
-        g_id = [node_id("ghost", j) for j in range(len(gx))]
+        count = len(ghosts.x)
+        strength = getattr(ghosts, "strength", None)  # None: a result without strengths
+        strength = np.full(count, np.nan) if strength is None else \
+            np.asarray(strength, dtype=float).reshape(-1)
+        classes = getattr(ghosts, "strength_class", None)
+        keep = np.flatnonzero(~(strength < min_ghost_strength))  # unknown (NaN) is kept
+        gx = np.asarray(ghosts.x, dtype=float).reshape(-1, n)[keep]
+        g_id = [node_id("ghost", j) for j in keep]
+        g_strength = strength[keep]
+        g_class = [None if classes is None else str(classes[j]) or None for j in keep]
     else:
         slow = np.flatnonzero(fp.kind == "slow")
         gx = fp.x[slow].reshape(-1, n)
         g_id = [node_id("slow", i) for i in slow]
+        g_strength = np.full(len(slow), np.nan)
+        g_class = [None] * len(slow)
     rx = np.array([r.center for r in fp.slow_regions], dtype=float).reshape(-1, n)
     edges: Dict[str, set] = {}
     topo = getattr(result, "topology", None)
@@ -277,9 +301,17 @@ def _view(result) -> _View:
     return _View(epoch=int(result.epoch), scale=float(result.scale), time=str(fp.time),
                  fx=fp.x[fixed].reshape(-1, n), f_index=fp.n_unstable[fixed].astype(int),
                  f_kind=fp.kind[fixed].astype(str), f_eig=fp.eigvals[fixed],
-                 f_id=[node_id("fixed", i) for i in fixed], gx=gx, g_id=g_id, rx=rx,
+                 f_id=[node_id("fixed", i) for i in fixed], gx=gx, g_id=g_id, g_strength=g_strength,
+                 g_class=g_class, rx=rx,
                  r_id=[node_id("region", r) for r in range(len(rx))], edges=edges,
                  n_attractors=n_attr, unresolved_attractor=unresolved)
+
+
+def _strength(view: _View, j: int, prefix: str = "") -> Dict[str, Any]:
+    """JSON-ready strength and class of ghost ``j`` of ``view`` (None when unknown)."""
+    value = float(view.g_strength[j])
+    return {f"{prefix}strength": value if math.isfinite(value) else None,
+            f"{prefix}strength_class": view.g_class[j]}
 
 
 def _margin(eig: np.ndarray, time: str) -> np.ndarray:
@@ -319,7 +351,7 @@ def detect_events(before, after,
         In rule order (see the module docstring).
     """
     opts = EventOptions.make(options)
-    A, B = _view(before), _view(after)
+    A, B = _view(before, opts.min_ghost_strength), _view(after, opts.min_ghost_strength)
     spread = float(max([v for v in (A.scale, B.scale) if np.isfinite(v) and v > 0] or [1.0]))
     gate = opts.gate * spread
     pair_gate = opts.pair_distance * spread
@@ -378,6 +410,7 @@ def detect_events(before, after,
                 pts.append(f"{gtag}/{ghosts_v.g_id[ghost]}")
                 detail["ghost"] = ghosts_v.g_id[ghost]
                 detail["ghost_distance"] = float(np.linalg.norm(ghosts_v.gx[ghost] - mid)) / spread
+                detail.update(_strength(ghosts_v, ghost, "ghost_"))
             ev("saddle_node", pts, mid, detail)
         # a lone point that vanished where a ghost appeared (its partner was not found)
         for i in sorted(pool):
@@ -395,7 +428,7 @@ def detect_events(before, after,
                0.5 * (V.fx[i] + ghosts_v.gx[gl[k]]),
                {"direction": side, "indices": [int(V.f_index[i])], "kinds": [str(V.f_kind[i])],
                 "pair_distance": None, "partner": None, "ghost": ghosts_v.g_id[gl[k]],
-                "ghost_distance": float(gd[k]) / spread})
+                "ghost_distance": float(gd[k]) / spread, **_strength(ghosts_v, gl[k], "ghost_")})
 
     # ---- pitchfork: one point -> three (split) or three -> one (merge)
     for side in ("split", "merge"):
@@ -483,10 +516,10 @@ def detect_events(before, after,
     # ---- ghosts left unexplained
     for j in sorted(ghost_new):
         ev("ghost_appeared", [f"after/{B.g_id[j]}"], B.gx[j],
-           {"nearest_fixed_before": _nearest(B.gx[j], A.fx, spread)})
+           {"nearest_fixed_before": _nearest(B.gx[j], A.fx, spread), **_strength(B, j)})
     for i in sorted(ghost_gone):
         ev("ghost_vanished", [f"before/{A.g_id[i]}"], A.gx[i],
-           {"nearest_fixed_after": _nearest(A.gx[i], B.fx, spread)})
+           {"nearest_fixed_after": _nearest(A.gx[i], B.fx, spread), **_strength(A, i)})
 
     # ---- attractors that moved
     for (i, j), d in zip(mf.pairs, mf.distance):

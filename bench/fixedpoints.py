@@ -2,7 +2,10 @@
 
 Systems:
   * a 3-bit flip-flop GRU with 128 units, trained here (cached in bench/cache/),
-  * random leaky firing-rate RNNs with 256 and 1024 units.
+  * random leaky firing-rate RNNs with 256 and 1024 units,
+  * the 256- and 1024-unit RNNs again after ``torch.set_num_threads(2)`` (the rows marked
+    ``thr 2``): that call breaks torch's batched LU through MKL for matrices above ~150
+    (pytorch issues 142815, 141358), so these rows watch that no solve in the library uses it.
 
 For each: wall time (median of --repeats), peak memory (tracemalloc is blind to torch, so
 the resident-set high-water mark of a fresh child process is reported), counts per kind,
@@ -118,7 +121,9 @@ def build(system: str, device: str):
     return leaky_rnn(n).to(device=device), dict(n_steps=60, noise=0.05)
 
 
-def run_one(system: str, n_init: int, device: str, repeats: int) -> dict:
+def run_one(system: str, n_init: int, device: str, repeats: int, threads: int = 0) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
     dyn, sampling = build(system, device)
     x0 = fp.sample_initial_states(dyn, n_init, seed=0, **sampling)
     times, result = [], None
@@ -135,6 +140,7 @@ def run_one(system: str, n_init: int, device: str, repeats: int) -> dict:
         "q_quantiles": [float(v) for v in np.quantile(q, [0, 0.5, 1])] if len(q) else [],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "status": result.status.name, "candidates": result.info.get("candidates"),
+        "threads": threads,
     }
 
 
@@ -144,32 +150,44 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1024 initial states only")
-    parser.add_argument("--child", nargs=3, metavar=("SYSTEM", "N_INIT", "REPEATS"),
+    parser.add_argument("--child", nargs=4, metavar=("SYSTEM", "N_INIT", "REPEATS", "THREADS"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds per child before it is killed and reported as hung")
     args = parser.parse_args()
     if args.child:
         system, n_init, repeats = args.child[0], int(args.child[1]), int(args.child[2])
-        print(json.dumps(run_one(system, n_init, args.device, repeats)))
+        print(json.dumps(run_one(system, n_init, args.device, repeats, int(args.child[3]))))
         return
     trained_gru()  # train/cache once, outside the timed children
     sizes = [1024] if args.quick else [256, 1024, 4096]
-    plan = [("gru128", n) for n in sizes] + [("leaky256", n) for n in sizes] + [("leaky1024", 1024)]
+    # threads 0: torch's default; 2: after an explicit torch.set_num_threads(2)
+    plan = ([("gru128", n, 0) for n in sizes] + [("leaky256", n, 0) for n in sizes]
+            + [("leaky1024", 1024, 0), ("leaky256", 1024, 2), ("leaky1024", 1024, 2)])
     print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats}")
-    header = (f"{'system':<10} {'n_init':>6} {'median s':>9} {'ms/state':>9} {'peak MB':>8} "
+    header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'median s':>9} "
+              f"{'ms/state':>9} {'peak MB':>8} "
               f"{'cands':>6}  counts / index counts / q [min, median, max]")
     print(header)
     print("-" * len(header))
-    for system, n_init in plan:
+    for system, n_init, threads in plan:
         repeats = 1 if system == "leaky1024" else args.repeats
-        out = subprocess.run([sys.executable, __file__, "--device", args.device, "--child",
-                              system, str(n_init), str(repeats)], capture_output=True, text=True)
+        thr = str(threads) if threads else "-"
+        try:
+            out = subprocess.run([sys.executable, __file__, "--device", args.device, "--child",
+                                  system, str(n_init), str(repeats), str(threads)],
+                                 capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:  # subprocess.run has killed the child
+            print(f"{system:<10} {thr:>3} {n_init:>6} HUNG: killed after {args.timeout:.0f} s")
+            continue
         if out.returncode != 0:
-            print(f"{system:<10} {n_init:>6} FAILED: {out.stderr.strip().splitlines()[-1]}")
+            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"{system:<10} {thr:>3} {n_init:>6} FAILED: {last[:120]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         counts = {k: v for k, v in r["counts"].items() if v}
         qs = ", ".join(f"{v:.1e}" for v in r["q_quantiles"])
-        print(f"{system:<10} {n_init:>6} {r['median_s']:>9.2f} {r['per_state_ms']:>9.3f} "
+        print(f"{system:<10} {thr:>3} {n_init:>6} {r['median_s']:>9.2f} {r['per_state_ms']:>9.3f} "
               f"{r['peak_rss_mb']:>8.0f} {r['candidates']:>6}  {counts} {r['index_counts']} "
               f"[{qs}] regions={r['slow_regions']} {r['status']}")
 

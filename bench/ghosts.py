@@ -1,7 +1,8 @@
-"""Benchmark of the ghost detector (issue 4). Prints figures; asserts nothing.
+"""Benchmark of the ghost detector (issues 4, 18). Prints figures; asserts nothing.
 
-Generates 220 systems with known answers, ghost and no ghost, both time types, 1 to 200
-dimensions, ghost speeds over four decades, and runs the full pipeline on each
+Generates 274 systems with known answers, ghost and no ghost, both time types, 1 to 200
+dimensions, ghost speeds over four decades, strong and weak ghosts, and runs the full pipeline
+on each
 (``detect_ghosts(dynamics, initial_states=...)``, which runs ``find_fixed_points`` first):
 
 ghost (known location and passage time)
@@ -12,6 +13,11 @@ ghost (known location and passage time)
                       (continuous), N = 100, just past a saddle-node; truth from the exact 1-D
                       reduction dκ/dt = -κ + n·tanh(mκ + b) solved with scipy
   * ``saddle_ghost``  the normal form with one unstable transverse direction (continuous)
+weak ghosts (issue 18: distance to the fold 0.05-0.3)
+  * ``saddle_node_w`` the normal form with r uniform in [0.05, 0.3], both time types
+  * ``tanh_map_w``    the tanh map with δ uniform in [0.05, 0.3]
+  * ``rank_one_w``    rank-one networks at δ uniform in [0.05, 0.3] past the fold, couplings
+                      n·m - n·m0 in {1.5, 2.5, 4}, both time types
 no ghost
   * ``saddle_node-``  r < 0: the node-saddle pair still exists
   * ``tanh_map-``     b = b_c − δ: three fixed points, two of them about to collide
@@ -24,7 +30,13 @@ no ghost
   * ``fast``          a linear flow probed only with states along one fast trajectory
 
 A detection is correct when it lies within 0.1 bottleneck widths of the true ghost.
-Reported: precision, recall, location error (in widths), passage-time error of the prediction
+Every true ghost has a known strength S = passage time / relaxation time (the relaxation time
+from the known transverse rates: 1/median rate; the rank-one networks 1/α steps or 1; the tanh
+map's contraction 0.5, 2 steps; one-dimensional systems 1/σ, σ the RMS of |J_v| over the
+states), which sorts it into a class: strong (S ≥ 20, the detector's default), weak (5 ≤ S <
+20) or faint (S < 5). Targets: recall ≥ 0.99 on S ≥ 5, precision ≥ 0.99 overall.
+Reported: precision, recall overall and by class, location error
+(in widths), passage-time error of the prediction
 π√(2/(s c)) and of the simulated dwell time against the exact passage time, and timings.
 
 Usage: python bench/ghosts.py [--no-finder] [--quick] [--seed 0]
@@ -67,6 +79,7 @@ class Case:
     passage: np.ndarray                 # (k,) exact passage times
     width: np.ndarray                   # (k,) true bottleneck widths
     label: str = ""
+    relaxation: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) true τ
     result: Optional[object] = None
     seconds: float = 0.0
     matched: List[int] = field(default_factory=list)
@@ -77,14 +90,14 @@ class RankOne:
     """Rank-one network just past (``past=True``: a ghost) or just before a saddle-node of its
     exact 1-D flow ``dκ/dt = -κ + n·tanh(mκ + β b̂)``, at distance ``delta`` in β."""
 
-    def __init__(self, delta, seed, time, past=True, N=100, alpha=0.5):
+    def __init__(self, delta, seed, time, past=True, N=100, alpha=0.5, coupling=2.5):
         rng = np.random.default_rng(seed)
         m0, n = rng.normal(0, 1 / np.sqrt(N), N), rng.normal(0, 1 / np.sqrt(N), N)
-        self.m, self.n, self.bdir = m0 + 2.5 * n / np.dot(n, n), n, rng.normal(0, 1, N)
+        self.m, self.n, self.bdir = m0 + coupling * n / np.dot(n, n), n, rng.normal(0, 1, N)
         k_c, beta_c = self._fold()
         # near the fold h ≈ h_g + ½ h'' (κ - κ_g)²: no root (a ghost) when h_g h'' > 0
         for beta in (beta_c + delta, beta_c - delta):
-            kappa = brentq(lambda k, beta=beta: self.dh(k, beta), k_c - 0.5, k_c + 0.5, xtol=1e-14)
+            kappa = self._extremum(k_c, beta)
             h_g = self.h(kappa, beta)
             eps = 1e-5
             h2 = (self.dh(kappa + eps, beta) - self.dh(kappa - eps, beta)) / (2 * eps)
@@ -92,6 +105,7 @@ class RankOne:
                 break
         self.beta = beta
         rate = alpha if time == "discrete" else 1.0
+        self.relaxation = 1.0 / rate      # every direction but κ decays at the leak rate
         phi = np.tanh(self.m * kappa + self.beta * self.bdir)
         self.location = phi - h_g / np.dot(n, n) * n      # minimum of q in the full space
         self.passage = math.pi * math.sqrt(2 / (rate ** 2 * abs(h_g) * abs(h2)))
@@ -109,6 +123,14 @@ class RankOne:
         else:
             self.dynamics = fp.ContinuousDynamics(
                 lambda x, u: -x + torch.tanh((x @ nt)[:, None] * mt + bt), N)
+
+    def _extremum(self, k_c, beta):
+        """The root of h' nearest the fold point k_c (h's extremum there) at this β."""
+        for half in (0.25, 0.5, 1.0, 2.0):
+            lo, hi = k_c - half, k_c + half
+            if self.dh(lo, beta) * self.dh(hi, beta) < 0:
+                return brentq(lambda k: self.dh(k, beta), lo, hi, xtol=1e-14)
+        raise RuntimeError("no extremum of h near the fold")
 
     def _fold(self):
         """A saddle-node (h = h' = 0) of the 1-D flow, from several starting guesses."""
@@ -133,6 +155,20 @@ def _normal(n, rng, count=256):
     return rng.standard_normal((count, n))
 
 
+def _relaxation(rates, dyn, states, unit=1.0):
+    """True relaxation time: 1/median of the transverse rates (times the map's step ``unit``);
+    1/σ over the states when there is no transverse direction."""
+    if len(rates):
+        return 1.0 / (unit * float(np.median(np.abs(rates))))
+    jac = fp.jacobian(dyn, states)
+    return 1.0 / float(np.sqrt((jac ** 2).sum((1, 2)).mean() / dyn.n_states))
+
+
+def _rates(n):
+    """Decay rates of the extra coordinates of systems.saddle_node (its default)."""
+    return np.linspace(0.5, 2.0, max(n - 1, 1))[: n - 1]
+
+
 def build_cases(seed: int, quick: bool) -> List[Case]:
     rng = np.random.default_rng(seed)
     cases: List[Case] = []
@@ -151,9 +187,11 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
             dyn = systems.saddle_node(r, n_states=n, time=time_kind, dt=dt,
                                       seed=int(rng.integers(1e6)))
             unit = 1.0 if time_kind == "continuous" else dt
-            cases.append(Case("saddle_node", time_kind, n, dyn, _normal(n, rng), np.zeros((1, n)),
+            states = _normal(n, rng)
+            cases.append(Case("saddle_node", time_kind, n, dyn, states, np.zeros((1, n)),
                               np.array([math.pi / math.sqrt(r) / unit]),
-                              np.array([math.sqrt(r)]), f"r={r:.2e}"))
+                              np.array([math.sqrt(r)]), f"r={r:.2e}",
+                              relaxation=np.array([_relaxation(_rates(n), dyn, states, unit)])))
     # ---- ghosts: the one-unit tanh map past its saddle-node
     b_c = systems.tanh_saddle_node_b(2.0)
     for i in range(count(30)):
@@ -167,7 +205,8 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
         states = rng.uniform(-1, 1, (256, n)) @ dyn.Q.T
         cases.append(Case("tanh_map", "discrete", n, dyn, states, (y * dyn.Q[:, 0])[None],
                           np.array([math.pi * math.sqrt(2 / (s * c))]),
-                          np.array([math.sqrt(2 * s / c)]), f"delta={delta:.2e}"))
+                          np.array([math.sqrt(2 * s / c)]), f"delta={delta:.2e}",
+                          relaxation=np.array([_relaxation([0.5] * (n - 1), dyn, states)])))
     # ---- ghosts: rank-one networks (both time types), and saddle-like ghosts
     for time_kind in ("discrete", "continuous"):
         for i in range(count(10)):
@@ -177,7 +216,8 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
                                               init_scale=3.0)
             cases.append(Case("rank_one", time_kind, 100, model.dynamics, states,
                               model.location[None], np.array([model.passage]),
-                              np.array([model.width]), f"delta={delta:.2e}"))
+                              np.array([model.width]), f"delta={delta:.2e}",
+                              relaxation=np.array([model.relaxation])))
     for i in range(count(10)):
         n = (3, 10, 50, 100)[i % 4]
         r = 10 ** rng.uniform(-6, -2)
@@ -186,7 +226,54 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
         ghost = systems.saddle_node(r, n_states=n, rates=rates, seed=int(rng.integers(1e6)))
         cases.append(Case("saddle_ghost", "continuous", n, ghost, _normal(n, rng),
                           np.zeros((1, n)), np.array([math.pi / math.sqrt(r)]),
-                          np.array([math.sqrt(r)]), f"r={r:.2e}"))
+                          np.array([math.sqrt(r)]), f"r={r:.2e}",
+                          relaxation=np.array([1.0 / float(np.median(np.abs(rates)))])))
+
+    # ---- weak ghosts: 0.05-0.3 past the fold (issue 18)
+    for time_kind in ("continuous", "discrete"):
+        dt = 0.5
+        for i in range(count(10)):
+            n = DIMS[i % len(DIMS)]
+            r = rng.uniform(0.05, 0.3)
+            dyn = systems.saddle_node(r, n_states=n, time=time_kind, dt=dt,
+                                      seed=int(rng.integers(1e6)))
+            unit = 1.0 if time_kind == "continuous" else dt
+            states = _normal(n, rng)
+            cases.append(Case("saddle_node_w", time_kind, n, dyn, states, np.zeros((1, n)),
+                              np.array([math.pi / math.sqrt(r) / unit]),
+                              np.array([math.sqrt(r)]), f"r={r:.3f}",
+                              relaxation=np.array([_relaxation(_rates(n), dyn, states, unit)])))
+    for i in range(count(10)):
+        n = DIMS[i % len(DIMS)]
+        delta = rng.uniform(0.05, 0.3)
+        b = b_c + delta
+        dyn = systems.tanh_map(2.0, b, n_states=n, seed=int(rng.integers(1e6)))
+        t = -math.sqrt(0.5)
+        y = (math.atanh(t) - b) / 2
+        s, c = t - y, -4 * t
+        states = rng.uniform(-1, 1, (256, n)) @ dyn.Q.T
+        cases.append(Case("tanh_map_w", "discrete", n, dyn, states, (y * dyn.Q[:, 0])[None],
+                          np.array([math.pi * math.sqrt(2 / (s * c))]),
+                          np.array([math.sqrt(2 * s / c)]), f"delta={delta:.3f}",
+                          relaxation=np.array([_relaxation([0.5] * (n - 1), dyn, states)])))
+    for time_kind in ("discrete", "continuous"):
+        made, seed = 0, 100
+        while made < count(12):
+            coupling = (1.5, 2.5, 4.0)[made % 3]
+            delta = rng.uniform(0.05, 0.3)
+            seed += 1
+            try:
+                model = RankOne(delta, seed=seed, time=time_kind, past=True, coupling=coupling)
+            except RuntimeError:  # no fold for this draw, or no extremum of h that far past it
+                continue
+            states = fp.sample_initial_states(model.dynamics, 256, n_steps=50, noise=0.1,
+                                              seed=seed, init_scale=3.0)
+            cases.append(Case("rank_one_w", time_kind, 100, model.dynamics, states,
+                              model.location[None], np.array([model.passage]),
+                              np.array([model.width]),
+                              f"delta={delta:.3f} coupling={coupling} seed={seed}",
+                              relaxation=np.array([model.relaxation])))
+            made += 1
 
     # ---- no ghost
     for time_kind in ("continuous", "discrete"):
@@ -302,10 +389,35 @@ def report(cases: List[Case]) -> None:
                                             f"s = {c.result.velocity_norm[j]:.2e}")))
     precision = tot["tp"] / tot["found"] if tot["found"] else 1.0
     recall = tot["tp"] / tot["true"] if tot["true"] else 1.0
+    print()
+    print(f"{'class':22s} {'true':>5s} {'found':>5s} {'recall':>7s}   reported class (strong/weak)")
+    by_class = {"strong (S >= 20)": (20, np.inf), "weak (5 <= S < 20)": (5, 20),
+                "faint (S < 5)": (0, 5), "target (S >= 5)": (5, np.inf)}
+    for name, (lo, hi) in by_class.items():
+        true = hit = 0
+        reported = {"strong": 0, "weak": 0}
+        for c in cases:
+            strength = c.passage / c.relaxation if len(c.relaxation) else np.zeros(0)
+            for k in range(len(c.ghosts)):
+                if not lo <= strength[k] < hi:
+                    continue
+                true += 1
+                js = [j for j, m in enumerate(c.matched) if m == k]
+                if js:
+                    hit += 1
+                    reported[str(c.result.strength_class[js[0]])] += 1
+        rec = hit / true if true else float("nan")
+        print(f"{name:22s} {true:5d} {hit:5d} {rec:7.3f}   {reported['strong']}/{reported['weak']}")
+    strength_err = [abs(c.result.strength[j] / (c.passage[m] / c.relaxation[m]) - 1)
+                    for c in cases for j, m in enumerate(c.matched) if m >= 0]
+    if strength_err:
+        print(f"strength error vs truth: median {np.median(strength_err):.1e}, "
+              f"max {np.max(strength_err):.1e}")
     seconds = np.array([c.seconds for c in cases])
     print()
     print(f"systems: {len(cases)} ({sum(1 for c in cases if len(c.ghosts))} with a ghost)")
-    print(f"precision: {precision:.4f}   recall: {recall:.4f}   (target >= 0.99 each)")
+    print(f"precision: {precision:.4f}   recall: {recall:.4f}   (targets: precision >= 0.99, "
+          f"recall >= 0.99 on S >= 5)")
     if loc_err:
         print(f"location error / width: median {np.median(loc_err):.1e}, max {np.max(loc_err):.1e}"
               f"  (absolute: max {np.max(abs_loc):.1e})")

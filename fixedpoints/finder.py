@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from . import linalg as _linalg
 from .dynamics import Dynamics
 from .options import resolve_options
 from .linearize import classify, jacobian as _jacobian_np, _native_spectrum
@@ -323,13 +324,10 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                 system = torch.where(sane[:, None, None], system, eye)
                 jtv = torch.where(sane[:, None], jtv, torch.zeros_like(jtv))
                 active[idx[~sane]] = False
-            delta, info_ = torch.linalg.solve_ex(system, -jtv.unsqueeze(-1))
-            delta = delta.squeeze(-1)
-            singular = info_ != 0
-            if bool(singular.any()):  # exactly singular even with damping: least squares
-                delta[singular] = torch.linalg.lstsq(system[singular],
-                                                     -jtv[singular].unsqueeze(-1)
-                                                     ).solution.squeeze(-1)
+            # JᵀJ + μI is positive definite: Cholesky; damped exact Hessians may not be: LU
+            # for those rows, least squares where singular (never torch's batched LU, which
+            # breaks after torch.set_num_threads: see fixedpoints/linalg.py)
+            delta = _linalg.solve(system, -jtv)
             if max_step is not None:  # trust region: no Newton jump across a basin
                 norm = delta.norm(dim=1, keepdim=True)
                 delta = delta * torch.clamp(max_step / (norm + 1e-300), max=1.0)
@@ -658,7 +656,7 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     if len(slow):
         hess = dynamics.speed_hessian(torch.as_tensor(x_np[slow], dtype=dynamics.dtype,
                                                       device=dynamics.device))
-        lowest = torch.linalg.eigvalsh(0.5 * (hess + hess.transpose(1, 2)))[:, 0].cpu().numpy()
+        lowest = _linalg.eigvalsh(0.5 * (hess + hess.transpose(1, 2)))[:, 0].cpu().numpy()
         not_minimum = slow[lowest < -1e-6 * sigma ** 2]
         info["not_minimum"] = int(len(not_minimum))
         keep_mask = np.ones(len(x_np), dtype=bool)

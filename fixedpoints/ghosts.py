@@ -28,22 +28,43 @@ point has that. What tells a ghost apart is checked here, one test at a time:
 3. **Isolated, not a flat valley.** The smallest eigenvalue of the Hessian of q must be at least
    ``isolation_rtol`` times its value along ``e`` (which is ``s·c_u``): a line attractor with a
    drift, or any slow manifold, has a second soft direction (or c_u ≈ 0).
-4. **A bottleneck, not a modulated slow stretch.** Along ``x_g + z e`` within the window
-   ``|z| ≤ window · w`` the speed must rise to at least ``min_contrast · s`` somewhere (the
-   normal form rises to ``(1 + window²) s``). A slow manifold whose drift is merely modulated
-   has isolated minima of q with positive curvature, but its speed never rises far above s.
-5. **No fixed point in it.** No known fixed point within ``window · w`` of the ghost.
-6. **The flow passes.** A trajectory started at ``x_g − window·w·e`` is simulated (RK4 in
-   continuous time, the map in discrete time) until it leaves the window ``|z| ≤ window·w``; one
-   that is still inside after three predicted passage times is trapped (by a fixed point the
-   search did not find) and the candidate is rejected.
+4. **No fixed point in it.** No known fixed point within ``clearance · w`` of the ghost (the
+   speed has not even doubled there in the normal form, so no bottleneck separates the two).
+   The ghost's **window** is ``|z| ≤ W`` with ``W = min(window · w, ½ d_fp)``, ``d_fp`` the
+   distance to the nearest known fixed point: a weak ghost, far past its fold, has the node it
+   feeds a few widths downstream, and a window of ten widths would swallow that node.
+5. **A bottleneck, not a modulated slow stretch.** Along ``x_g + z e``, on *each* side, the speed
+   must rise to at least ``min_contrast · s`` before it first falls back to ``s`` (within the
+   window); ``contrast`` is the smaller of the two rises (the normal form gives ``1 + (W/w)²``).
+   A slow manifold whose drift is merely modulated (±10%: a rise of 1.22) has isolated minima
+   of q with positive curvature, but its speed never rises far above s.
+6. **The flow passes.** A trajectory started at ``x_g − W·e`` is simulated (RK4 in continuous
+   time, the map in discrete time) until it leaves the window; one that is still inside after
+   three predicted passage times is trapped (by a fixed point the search did not find) and the
+   candidate is rejected.
 
-Every threshold is dimensionless (ratios of the system's own speeds, curvatures and lengths), so
-scaling a continuous vector field by any factor changes no verdict.
+**Strength.** Every ghost that passes these tests is reported, however weak, with the
+dimensionless **strength** ``S = passage_time / relaxation_time``: how many of the system's own
+relaxation times a trajectory spends crossing the bottleneck. The **relaxation time** is local,
+``1 / median |Re λ|`` over the transverse eigenvalues λ of J_v at the ghost (the rate at which
+every other direction settles while the slow coordinate crawls; discrete time: of ``∂F/∂x − I``,
+in map steps like the passage time); a one-dimensional system has no transverse direction and
+uses the system's rate scale σ (RMS singular value of J_v over the states) instead. For the
+rank-one RNN ``x ← (1−α) x + α tanh(m n·x + b)`` the relaxation time is ``1/α`` steps; for
+``dx/dt = r + x²`` embedded with decay rates ρ_i it is ``1/median ρ_i``. The speed rise across
+the bottleneck is reported beside it (``contrast``). ``strength_class`` is ``"strong"`` when
+``S ≥ strong_strength`` (default :data:`STRONG_STRENGTH` = 20) and ``"weak"`` otherwise; ghosts
+with ``S < min_strength`` (default 0: none) are dropped (``info["rejected"]["too_weak"]``). The
+strength falls continuously as the system moves away from the fold (∝ 1/√r in the normal form),
+so a ghost being born or fading during training is seen as a weak ghost rather than lost to a
+hard gate.
+
+Every threshold is dimensionless (ratios of the system's own speeds, curvatures, lengths and
+times), so scaling a continuous vector field by any factor changes no verdict (nor the strength).
 
 **Dwell time.** The simulated time spent inside the window (the far-edge crossing interpolated
-linearly between steps) is divided by ``(2/π)·arctan(window)``, the fraction of a normal-form
-passage that lies inside ``|z| ≤ window·w``, so ``dwell_time`` estimates the full passage time
+linearly between steps) is divided by ``(2/π)·arctan(W/w)``, the fraction of a normal-form
+passage that lies inside ``|z| ≤ W``, so ``dwell_time`` estimates the full passage time
 and is comparable to ``passage_time``. Discrete time counts map steps: there ``v = F(x) − x`` is
 the displacement per step and the reduced map ``z ← z + A + B z²`` is the flow's Euler step of
 length one, whose first-order correction cancels across the symmetric window, so the same
@@ -71,6 +92,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
+from . import linalg as _linalg
 from .dynamics import Dynamics
 from .initial import state_spread
 from .linearize import EIG_RTOL, sort_spectrum
@@ -78,16 +100,24 @@ from .options import resolve_options
 from .results import FixedPoints, PointArrays, load_result, save_result
 from .unique import deduplicate
 
-__all__ = ["Ghosts", "GhostOptions", "detect_ghosts", "GHOST_KINDS"]
+__all__ = ["Ghosts", "GhostOptions", "detect_ghosts", "GHOST_KINDS", "STRENGTH_CLASSES",
+           "STRONG_STRENGTH"]
 
 log = logging.getLogger(__name__)
 
 #: Ghost kinds by their transverse spectrum.
 GHOST_KINDS = ("attracting", "saddle", "repelling")
 
+#: Strength classes (``Ghosts.strength_class``).
+STRENGTH_CLASSES = ("strong", "weak")
+
+#: Default strength (passage time / relaxation time) from which a ghost is ``"strong"``.
+STRONG_STRENGTH = 20.0
+
 #: Reasons a candidate is rejected (keys of ``Ghosts.info["rejected"]``).
 REJECTIONS = ("fixed_point", "unconverged", "outside_box", "not_minimum", "not_bottleneck",
-              "misaligned", "flat", "shallow", "near_fixed_point", "trapped", "duplicate")
+              "misaligned", "flat", "shallow", "near_fixed_point", "trapped", "duplicate",
+              "too_weak")
 
 
 # ============================================================================ options
@@ -101,14 +131,19 @@ class GhostOptions:
     Parameters
     ----------
     window : float
-        Half-width of the ghost's window, in bottleneck widths ``w``: the radius in which no fixed
-        point may lie and the stretch over which the dwell time is measured.
+        Largest half-width of the ghost's window, in bottleneck widths ``w`` (the window is cut to
+        half the distance to the nearest known fixed point): the stretch over which the speed
+        rise and the dwell time are measured.
+    clearance : float
+        No known fixed point may lie within ``clearance · w`` of the ghost.
     min_contrast : float
-        Along the slow direction, within the window, the speed ‖v‖ must somewhere reach
-        ``min_contrast · s`` (the normal form reaches ``(1 + window²) s``, 101 s; a slow manifold
-        whose speed is only modulated, e.g. by ±10%, does not).
+        Along the slow direction, on each side, the speed ‖v‖ must reach ``min_contrast · s``
+        before falling back to ``s`` (the normal form reaches ``(1 + (W/w)²) s``; a slow manifold
+        whose speed is only modulated by ±10% reaches 1.22 s). Was 10 (a rise that weak ghosts,
+        whose window is cut by the node downstream, do not reach); 2 is the speed doubling that
+        defines the width.
     contrast_samples : int
-        Points on ``x_g + z e``, ``|z| ≤ window · w``, at which the speed is sampled for it.
+        Points on ``x_g + z e``, ``|z| ≤ W``, at which the speed is sampled for it.
     min_alignment : float
         Smallest ``u·e`` (cosine between the flow and the slow direction).
     isolation_rtol : float
@@ -148,10 +183,17 @@ class GhostOptions:
         Points per batched Hessian / Jacobian (memory ``batch_size · n²``).
     seed : int
         Seed of the random choice of starting states.
+    min_strength : float
+        Ghosts with ``strength`` (passage time / relaxation time) below this are dropped; 0
+        (default) reports every ghost, e.g. 5 keeps those that hold a trajectory for at least
+        five relaxation times.
+    strong_strength : float
+        Ghosts with ``strength ≥ strong_strength`` are ``"strong"``, the others ``"weak"``.
     """
 
     window: float = 10.0
-    min_contrast: float = 10.0
+    clearance: float = 2.0
+    min_contrast: float = 2.0
     contrast_samples: int = 41
     min_alignment: float = 0.01
     isolation_rtol: float = 0.5
@@ -169,9 +211,18 @@ class GhostOptions:
     steps_per_passage: int = 1000
     batch_size: int = 128
     seed: int = 0
+    min_strength: float = 0.0
+    strong_strength: float = STRONG_STRENGTH
 
     def __post_init__(self):
-        positive = ("window", "min_contrast", "min_alignment", "isolation_rtol", "grad_rtol",
+        for name in ("min_strength", "clearance"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.integer, np.floating)) or \
+                    not np.isfinite(value) or value < 0:
+                raise ValueError(f"GhostOptions.{name}={value!r} is invalid; pass a finite "
+                                 f"number >= 0")
+        positive = ("window", "strong_strength", "min_contrast",
+                    "min_alignment", "isolation_rtol", "grad_rtol",
                     "xtol", "tol_unique", "q_fixed_rtol")
         for name in positive:
             value = getattr(self, name)
@@ -195,10 +246,9 @@ class GhostOptions:
             raise ValueError(f"GhostOptions.finder_options must be a dict of find_fixed_points "
                              f"options, got {type(self.finder_options).__name__}")
 
-    @property
-    def window_fraction(self) -> float:
-        """Fraction of a normal-form passage spent inside ``|z| ≤ window · w``."""
-        return 2.0 / math.pi * math.atan(self.window)
+    def window_fraction(self, widths):
+        """Fraction of a normal-form passage spent inside ``|z| ≤ widths · w``."""
+        return 2.0 / math.pi * torch.atan(widths)
 
 
 # ============================================================================ result
@@ -243,8 +293,16 @@ class Ghosts(PointArrays):
     isolation : ndarray of shape (k,)
         Smallest Hessian eigenvalue of q divided by ``s·c_u`` (≈ 1 for a ghost, ≈ 0 in a valley).
     contrast : ndarray of shape (k,)
-        Largest speed ‖v‖ within the window along the slow direction, divided by ``s``
-        (``1 + window²`` for the normal form).
+        Speed rise across the bottleneck: along the slow direction, the smaller over the two
+        sides of the largest ‖v‖/s before the speed falls back to s, within the window
+        (``1 + (W/w)²`` for the normal form).
+    relaxation_time : ndarray of shape (k,)
+        ``1 / median |Re λ|`` over the transverse eigenvalues of J_v (1-D systems: 1/σ); time
+        units, map steps in discrete time.
+    strength : ndarray of shape (k,)
+        ``passage_time / relaxation_time`` (dimensionless).
+    strength_class : ndarray of shape (k,), str
+        ``"strong"`` (strength ≥ ``GhostOptions.strong_strength``, default 20) or ``"weak"``.
     time : {"discrete", "continuous"}
     scale : float
         State spread L used by the relative tests.
@@ -275,10 +333,31 @@ class Ghosts(PointArrays):
     scale: float = 1.0
     q_fixed: float = 0.0
     info: Dict[str, Any] = field(default_factory=dict)
+    # after the defaults so results saved before strengths existed still load (NaN, "")
+    relaxation_time: Optional[np.ndarray] = None
+    strength: Optional[np.ndarray] = None
+    strength_class: Optional[np.ndarray] = None
 
     _ARRAYS = ("x", "speed", "velocity_norm", "slow_direction", "flow_direction", "alignment",
                "curvature", "width", "transverse_eigvals", "n_unstable", "kind", "passage_time",
-               "dwell_time", "passed", "fixed_point_distance", "isolation", "contrast")
+               "dwell_time", "passed", "fixed_point_distance", "isolation", "contrast",
+               "relaxation_time", "strength", "strength_class")
+
+    def __post_init__(self):
+        k = len(self.x)
+        for name in ("relaxation_time", "strength"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.full(k, np.nan))
+        if self.strength_class is None:
+            object.__setattr__(self, "strength_class", np.full(k, "", dtype="<U6"))
+
+    def of_strength(self, min_strength: float) -> "Ghosts":
+        """The ghosts with ``strength ≥ min_strength``."""
+        return self[np.flatnonzero(self.strength >= min_strength)]
+
+    def class_counts(self) -> Dict[str, int]:
+        """Number of ghosts of each strength class, e.g. ``{"strong": 1, "weak": 2}``."""
+        return {c: int(np.sum(self.strength_class == c)) for c in STRENGTH_CLASSES}
 
     @classmethod
     def empty(cls, n_states: int, time: str = "discrete", **meta) -> "Ghosts":
@@ -291,7 +370,8 @@ class Ghosts(PointArrays):
                    n_unstable=np.zeros(0, int), kind=np.zeros(0, "<U10"), passage_time=z.copy(),
                    dwell_time=z.copy(), passed=np.zeros(0, bool),
                    fixed_point_distance=z.copy(), isolation=z.copy(), contrast=z.copy(),
-                   time=time, **meta)
+                   relaxation_time=z.copy(), strength=z.copy(),
+                   strength_class=np.zeros(0, "<U6"), time=time, **meta)
 
     def counts(self) -> Dict[str, int]:
         """Number of ghosts of each kind, e.g. ``{"attracting": 1, "saddle": 0, ...}``."""
@@ -334,9 +414,13 @@ class Ghosts(PointArrays):
                 "passed": bool(self.passed[i]),
                 "fixed_point_distance": _finite_or_none(self.fixed_point_distance[i]),
                 "isolation": float(self.isolation[i]), "contrast": float(self.contrast[i]),
+                "relaxation_time": _finite_or_none(self.relaxation_time[i]),
+                "strength": _finite_or_none(self.strength[i]),
+                "strength_class": str(self.strength_class[i]),
             })
         return {"time": self.time, "scale": float(self.scale), "q_fixed": float(self.q_fixed),
-                "counts": self.counts(), "ghosts": ghosts, "info": to_json(self.info)}
+                "counts": self.counts(), "class_counts": self.class_counts(),
+                "ghosts": ghosts, "info": to_json(self.info)}
 
 
 def _finite_or_none(value):
@@ -440,12 +524,10 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
             if not bool(todo.any()):
                 break
             system = h[todo] + (mua[todo] * diag_scale[todo])[:, None, None] * eye
-            chol, info = torch.linalg.cholesky_ex(system)
-            ok = info == 0
+            sol, ok = _linalg.solve_spd(system, -g[todo])
             if bool(ok.any()):
-                sol = torch.cholesky_solve(-g[todo][ok].unsqueeze(-1), chol[ok]).squeeze(-1)
                 where = torch.nonzero(todo).flatten()[ok]
-                delta[where] = sol
+                delta[where] = sol[ok]
                 solved[where] = True
             bad = torch.nonzero(todo).flatten()[~ok]
             mua[bad] = mua[bad] * 10.0
@@ -480,7 +562,7 @@ def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
     jac = torch.cat([dynamics.jacobian(x[sl]).detach() for sl in _chunks(len(x), opts.batch_size)])
     s = v.norm(dim=1)
     u = v / s.clamp_min(1e-300)[:, None]
-    left, svals, right_h = torch.linalg.svd(jac)
+    _, svals, right_h = _linalg.svd(jac)
     e = right_h[:, -1, :]
     cos_ue = (u * e).sum(1)
     e = torch.where(cos_ue[:, None] < 0, -e, e)
@@ -491,30 +573,45 @@ def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
     jac_scale = torch.clamp(torch.linalg.matrix_norm(jac), min=sigma_system)
     grad_cos = jtv.norm(dim=1) / (jac_scale * s).clamp_min(1e-300)
     hess, _ = _hessian_and_gradient(dynamics, x, opts.batch_size)
-    hess_min = torch.linalg.eigvalsh(hess)[:, 0]
+    hess_min = _linalg.eigvalsh(hess)[:, 0]
     # transverse spectrum: J_v restricted to u^⊥ = range(J_v)
     if n > 1:
         basis = _complement(u)
         reduced = basis.transpose(1, 2) @ jac @ basis
-        trans = torch.linalg.eigvals(reduced).cpu().numpy()
+        trans_t = _linalg.eigvals(reduced)
+        trans = trans_t.cpu().numpy()
+        relax_rate = trans_t.real.abs().median(dim=1).values
     else:
         trans = np.zeros((len(x), 0), complex)
-    rho = torch.linalg.eigvals(jac).abs().max(1).values if n > 0 else s * 0
+        relax_rate = torch.full_like(s, sigma_system)
+    rho = _linalg.eigvals(jac).abs().max(1).values if n > 0 else s * 0
     return {"v": v, "s": s, "u": u, "e": e, "alignment": alignment, "c_u": c_u,
             "grad_cos": grad_cos, "hess_min": hess_min, "trans": trans, "rho": rho,
+            "relax_rate": relax_rate,
             "sigma_min": svals[:, -1]}
 
 
 def _contrast(dynamics: Dynamics, x: torch.Tensor, e: torch.Tensor, half_width: torch.Tensor,
               s: torch.Tensor, n_samples: int) -> torch.Tensor:
-    """Largest ‖v‖ on ``x + z e``, ``|z| ≤ half_width``, divided by ``s``; shape ``(b,)``."""
-    z = torch.linspace(-1.0, 1.0, n_samples, dtype=x.dtype, device=x.device)
-    points = x[:, None, :] + (half_width[:, None] * z[None, :])[:, :, None] * e[:, None, :]
-    with torch.no_grad():
-        v = dynamics.velocity(points.reshape(-1, x.shape[1])).reshape(len(x), n_samples, -1)
-    speed = v.norm(dim=2)
-    speed = torch.where(torch.isfinite(speed), speed, torch.full_like(speed, float("inf")))
-    return speed.max(1).values / s.clamp_min(1e-300)
+    """Speed rise across the bottleneck, shape ``(b,)``.
+
+    On each side of ``x`` along ``e`` (``0 < ±z ≤ half_width``), the largest ‖v‖/s before the
+    speed first falls back to ``s`` or below (towards another minimum or a fixed point); the
+    smaller of the two sides.
+    """
+    m = max(n_samples // 2, 2)
+    z = torch.linspace(0.0, 1.0, m + 1, dtype=x.dtype, device=x.device)[1:]
+    rises = []
+    for sign in (-1.0, 1.0):
+        offsets = (sign * half_width[:, None] * z[None, :])[:, :, None] * e[:, None, :]
+        points = x[:, None, :] + offsets
+        with torch.no_grad():
+            v = dynamics.velocity(points.reshape(-1, x.shape[1])).reshape(len(x), m, -1)
+        ratio = v.norm(dim=2) / s.clamp_min(1e-300)[:, None]
+        ratio = torch.where(torch.isfinite(ratio), ratio, torch.full_like(ratio, float("inf")))
+        fallen = torch.cumsum((ratio <= 1.0).to(torch.int64), dim=1) > 0
+        rises.append(torch.where(fallen, torch.ones_like(ratio), ratio).max(1).values)
+    return torch.minimum(rises[0], rises[1])
 
 
 def _complement(u: torch.Tensor) -> torch.Tensor:
@@ -745,7 +842,18 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     rej["flat"] += int((ok & ~isolated).sum())
     ok = isolated
     width = torch.sqrt(2.0 * s / c_u.clamp_min(1e-300))
-    half_width = opts.window * width
+    xc_np = xc.cpu().numpy()
+    if len(fixed_np):
+        from scipy.spatial import cKDTree
+        fp_dist, _ = cKDTree(fixed_np).query(xc_np, k=1)
+    else:
+        fp_dist = np.full(len(xc_np), np.inf)
+    fp_dist_t = torch.as_tensor(fp_dist, dtype=xc.dtype, device=xc.device)
+    clear = ok & (fp_dist_t > opts.clearance * width)
+    rej["near_fixed_point"] += int((ok & ~clear).sum())
+    ok = clear
+    # the window: window·w, cut to half the distance to the nearest known fixed point
+    half_width = torch.minimum(opts.window * width, 0.5 * fp_dist_t)
     contrast = torch.ones_like(s)
     idx = torch.nonzero(ok).flatten()
     if idx.numel():
@@ -754,16 +862,6 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     rises = ok & (contrast >= opts.min_contrast)
     rej["shallow"] += int((ok & ~rises).sum())
     ok = rises
-    xc_np = xc.cpu().numpy()
-    if len(fixed_np):
-        from scipy.spatial import cKDTree
-        fp_dist, _ = cKDTree(fixed_np).query(xc_np, k=1)
-    else:
-        fp_dist = np.full(len(xc_np), np.inf)
-    fp_dist_t = torch.as_tensor(fp_dist, dtype=xc.dtype, device=xc.device)
-    clear = ok & (fp_dist_t > half_width)
-    rej["near_fixed_point"] += int((ok & ~clear).sum())
-    ok = clear
     curvature = c_u / align.clamp_min(1e-300) ** 2
     passage = math.pi * torch.sqrt(2.0 / (s * curvature).clamp_min(1e-300))
 
@@ -775,11 +873,16 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         t_exit, thru, trapped, n_steps = _simulate_dwell(
             dynamics, xc[idx], red["u"][idx], red["e"][idx], align[idx], half_width[idx],
             passage[idx], red["rho"][idx], opts)
-        dwell[idx] = t_exit / opts.window_fraction
+        dwell[idx] = t_exit / opts.window_fraction(half_width[idx] / width[idx])
         passed[idx] = thru
         info["simulation_steps"] = int(n_steps)
         rej["trapped"] += int(trapped.sum())
         ok[idx[trapped]] = False
+    relaxation = 1.0 / red["relax_rate"].clamp_min(1e-300)
+    strength = passage / relaxation
+    strong_enough = ok & (strength >= opts.min_strength)
+    rej["too_weak"] += int((ok & ~strong_enough).sum())
+    ok = strong_enough
 
     # ---- assemble
     sel = torch.nonzero(ok).flatten()
@@ -811,7 +914,10 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         n_unstable=n_unstable[order], kind=kind[order], passage_time=pick(passage)[order],
         dwell_time=pick(dwell)[order], passed=pick(passed)[order],
         fixed_point_distance=fp_dist[sel_np][order], isolation=pick(isolation)[order],
-        contrast=pick(contrast)[order],
+        contrast=pick(contrast)[order], relaxation_time=pick(relaxation)[order],
+        strength=pick(strength)[order],
+        strength_class=np.where(pick(strength)[order] >= opts.strong_strength, "strong",
+                                "weak").astype("<U6"),
         time=dynamics.time, info=info, **meta)
     log.info("detect_ghosts: %r in %.2f s (rejected: %s)", result, info["seconds"],
              {k: v for k, v in info["rejected"].items() if v})

@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from . import linalg as _linalg
 from .dynamics import Dynamics
 
 __all__ = ["jacobian", "linearize", "classify", "Linearization", "sort_spectrum"]
@@ -101,10 +102,10 @@ def _native_spectrum(dynamics: Dynamics, jac: np.ndarray, with_vectors: bool):
     # threads busy-wait and were measured 15-50x slower for a batch of 128x128 spectra.
     jac_t = torch.as_tensor(jac)
     if with_vectors:
-        vals, vecs = torch.linalg.eig(jac_t)
+        vals, vecs = _linalg.eig(jac_t)
         vals, vecs = vals.numpy(), vecs.numpy()
     else:
-        vals, vecs = torch.linalg.eigvals(jac_t).numpy(), None
+        vals, vecs = _linalg.eigvals(jac_t).numpy(), None
     vals = dynamics.eigvals_native(vals.astype(complex))
     return sort_spectrum(vals, dynamics.time, None if vecs is None else vecs.astype(complex))
 

@@ -145,6 +145,8 @@ def test_input_and_drive_reach_the_settings(run_dir, tmp_path, capsys):
     (["analyze", "{run}", "--out", "{tmp}/o", "--inputs", "{tmp}/two.json"],
      "holds 2 input vectors"),
     (["frobnicate"], "invalid choice"),
+    (["analyze", "{run}", "--out", "{tmp}/o", "--min-ghost-strength", "-1"],
+     "--min-ghost-strength"),
 ])
 def test_bad_usage_exits_2_with_one_line(run_dir, tmp_path, capsys, argv, needle):
     argv = [a.format(run=run_dir, tmp=tmp_path) for a in argv]
@@ -377,3 +379,13 @@ def test_cli_imports_no_private_name_from_another_module():
             private += [a.name for a in node.names
                         if any(p.startswith("_") for p in a.name.split("."))]
     assert private == []
+
+
+def test_min_ghost_strength_flag_reaches_the_detector(run_dir, capsys):
+    from analysis.cli import _settings_options, build_parser
+    args = build_parser().parse_args(["find", str(run_dir / "model_epoch9.pt"),
+                                      "--min-ghost-strength", "5"])
+    assert _settings_options(args)["ghost_options"] == {"min_strength": 5.0}
+    code, out, _ = _run(["find", run_dir / "model_epoch9.pt", "--n-initial", "48", "-q",
+                         "--min-ghost-strength", "1e12", "--json"], capsys)
+    assert code == 0 and json.loads(out)["epoch"] == 9

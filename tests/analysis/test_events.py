@@ -287,3 +287,37 @@ def test_pitchfork_hopf_and_period_doubling_series():
     assert [e.kind for e in res.events] == ["stability_change"]
     d = res.events[0].detail
     assert d["crossing"] == "real" and d["crossed_eigvals"][0][0] == pytest.approx(-1.1)
+
+
+def _with_strength(analysis, strength):
+    """The epoch with its ghosts given strengths (and classes at the detector's default)."""
+    from fixedpoints.ghosts import STRONG_STRENGTH
+    s = np.asarray(strength, float)
+    analysis.ghosts.strength = s
+    analysis.ghosts.strength_class = np.where(s >= STRONG_STRENGTH, "strong", "weak")
+    return analysis
+
+
+def test_ghost_events_carry_strength_and_use_one_threshold():
+    a = _with_strength(epoch(0, [((0, 0), 0)], ghosts=[(3, 3)]), [30.0])
+    fading = _with_strength(epoch(1, [((0, 0), 0)], ghosts=[(3, 3)]), [3.0])
+    # every reported ghost counts by default: the same ghost, weaker, is no event
+    assert detect_events(a, fading) == []
+    # with a threshold, a ghost that fades below it has vanished, and says how strong it was
+    (event,) = detect_events(a, fading, EventOptions(min_ghost_strength=5.0))
+    assert event.kind == "ghost_vanished"
+    assert event.detail["strength"] == 30.0 and event.detail["strength_class"] == "strong"
+    (event,) = detect_events(fading, a, EventOptions(min_ghost_strength=5.0))
+    assert event.kind == "ghost_appeared" and event.detail["strength_class"] == "strong"
+    # a saddle-node's remnant carries its strength too
+    pair = epoch(0, [((1, 0), 0), ((-1, 0), 1)])
+    remnant = _with_strength(epoch(1, [((3, 3), 0)], ghosts=[(0, 0)]), [12.0])
+    (event,) = [e for e in detect_events(pair, remnant) if e.kind == "saddle_node"]
+    assert event.detail["ghost"] == "ghost0"
+    assert event.detail["ghost_strength"] == 12.0 and event.detail["ghost_strength_class"] == "weak"
+    # below the threshold the remnant is not a ghost: the pair vanished without one
+    (event,) = [e for e in detect_events(pair, remnant, EventOptions(min_ghost_strength=20.0))
+                if e.kind == "saddle_node"]
+    assert event.detail["ghost"] is None
+    with pytest.raises(ValueError, match="min_ghost_strength"):
+        EventOptions(min_ghost_strength=-1.0)

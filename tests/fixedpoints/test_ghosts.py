@@ -6,6 +6,7 @@ independent 1-D reduction solved with scipy (the rank-one RNN), and from direct 
 import dataclasses
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -50,11 +51,11 @@ def _tanh_ghost(b):
 class RankOne:
     """x <- (1-α) x + α tanh(m κ + b), κ = n·x, with a ghost just past a saddle-node in κ."""
 
-    def __init__(self, N=100, alpha=0.5, delta=1e-3, seed=40, time="discrete"):
+    def __init__(self, N=100, alpha=0.5, delta=1e-3, seed=40, time="discrete", coupling=2.5):
         rng = np.random.default_rng(seed)
         m0 = rng.normal(0, 1 / np.sqrt(N), N)
         n = rng.normal(0, 1 / np.sqrt(N), N)
-        self.m = m0 + 2.5 * n / np.dot(n, n)      # enough overlap for bistability
+        self.m = m0 + coupling * n / np.dot(n, n)  # enough overlap (> 1) for bistability
         self.n = n
         self.bdir = rng.normal(0, 1, N)
         self.alpha = alpha
@@ -62,7 +63,11 @@ class RankOne:
         assert abs(self.h(k_c, beta_c)) < 1e-10
         self.beta = beta_c + delta
         # 1-D reduced flow, solved independently: the ghost is where h' = 0 near κ_c
-        self.kappa = brentq(lambda k: self.dh(k, self.beta), k_c - 0.5, k_c + 0.5, xtol=1e-14)
+        for half in (0.5, 1.0, 2.0):  # widening brackets: far past the fold h' = 0 moves away
+            lo, hi = k_c - half, k_c + half
+            if self.dh(lo, self.beta) * self.dh(hi, self.beta) < 0 or half == 2.0:
+                self.kappa = brentq(lambda k: self.dh(k, self.beta), lo, hi, xtol=1e-14)
+                break
         self.h_g = self.h(self.kappa, self.beta)
         eps = 1e-5
         self.h2 = (self.dh(self.kappa + eps, self.beta) - self.dh(self.kappa - eps, self.beta)) \
@@ -221,15 +226,23 @@ def test_no_ghost_from_points_along_a_fast_trajectory():
     assert len(_detect(dyn, trajectory)) == 0
 
 
-def test_known_fixed_point_inside_the_window_vetoes_the_ghost():
+def test_known_fixed_point_inside_the_clearance_vetoes_the_ghost_and_cuts_its_window():
     n, r = 5, 1e-4
     dyn = systems.saddle_node(r, n_states=n, time="continuous", seed=0)
     x0 = _states(n)
-    assert len(_detect(dyn, x0)) == 1
-    # pretend a fixed point lies 3 widths (√r) from the ghost, inside its window of 10 widths
-    fake = FakeFixedPoints(np.full((1, n), 3 * math.sqrt(r) / math.sqrt(n)), x0)
+    alone = _detect(dyn, x0)
+    assert len(alone) == 1 and alone.contrast[0] == pytest.approx(101.0, rel=1e-6)
+    # pretend a fixed point lies 1.5 widths (√r) from the ghost, inside its clearance of 2
+    fake = FakeFixedPoints(np.full((1, n), 1.5 * math.sqrt(r) / math.sqrt(n)), x0)
     vetoed = detect_ghosts(dyn, fixed_points=fake, initial_states=x0)
     assert len(vetoed) == 0 and vetoed.info["rejected"]["near_fixed_point"] == 1
+    # 3 widths away: a weak ghost's node downstream; the window is cut to half that distance,
+    # where the normal form's speed has risen to 1 + 1.5² = 3.25 times s
+    near = detect_ghosts(dyn, fixed_points=FakeFixedPoints(
+        np.full((1, n), 3 * math.sqrt(r) / math.sqrt(n)), x0), initial_states=x0)
+    assert len(near) == 1
+    assert near.contrast[0] == pytest.approx(3.25, rel=1e-6)
+    assert near.dwell_time[0] == pytest.approx(math.pi / math.sqrt(r), rel=0.05)
     far = FakeFixedPoints(np.full((1, n), 30 * math.sqrt(r) / math.sqrt(n)), x0)
     kept = detect_ghosts(dyn, fixed_points=far, initial_states=x0)
     assert len(kept) == 1
@@ -340,3 +353,70 @@ def test_flow_curvature_closed_form_equals_the_directional_double_backward():
     fallback = _flow_curvature(dyn._replace(curvature_fn=None), x, u, e)
     assert float(exact.abs().max()) > 0.1
     torch.testing.assert_close(exact, fallback, rtol=1e-12, atol=1e-13)
+
+
+# ---------------------------------------------------------------------------- strength (issue 18)
+@pytest.mark.parametrize("time", ["continuous", "discrete"])
+def test_toy_model_ghost_reported_wherever_it_holds_five_relaxation_times(time):
+    # SCIENCE.md's toy model dx/dt = x² + r (discrete: its Euler map, dt = 0.1). One dimension:
+    # the relaxation time is 1/σ, σ the RMS of |J_v| = |2x| (map: dt·|2x|) over the states.
+    dt = 0.1
+    x0 = np.linspace(-1.0, 1.0, 32)[:, None]      # ≤ 32 states: σ is taken over all of them
+    unit = 1.0 if time == "continuous" else dt
+    sigma = unit * np.sqrt(np.mean((2 * x0[:, 0]) ** 2))
+    r_max = (math.pi * sigma / (5.0 * unit)) ** 2          # where S = π/(√r·unit) · σ = 5
+    strengths = []
+    for r in np.geomspace(1e-6, r_max, 7):
+        dyn = systems.saddle_node(float(r), n_states=1, time=time, dt=dt)
+        ghosts = _detect(dyn, x0)
+        expected = (math.pi / math.sqrt(r) / unit) * sigma     # passage / relaxation time
+        assert len(ghosts) == 1, (r, ghosts.info["rejected"])
+        assert abs(ghosts.x[0, 0]) < 1e-8
+        assert ghosts.strength[0] == pytest.approx(expected, rel=1e-6)
+        assert ghosts.relaxation_time[0] == pytest.approx(1 / sigma, rel=1e-9)
+        assert ghosts.strength_class[0] == ("strong" if expected >= 20 else "weak")
+        strengths.append(float(ghosts.strength[0]))
+    assert strengths[-1] == pytest.approx(5.0, rel=1e-6)
+    assert np.all(np.diff(strengths) < 0)                     # falls as r grows
+    # users filter by strength: above the ghost's own strength it is dropped, and counted
+    weak = _detect(systems.saddle_node(float(r_max), n_states=1, time=time, dt=dt), x0,
+                   min_strength=6.0)
+    assert len(weak) == 0 and weak.info["rejected"]["too_weak"] == 1
+
+
+def _rank_one_scan(time, coupling=4.0):
+    """Rank-one RNNs of SCIENCE.md past their fold, δ = β − β_c from 1e-3 to 1, with the
+    strength from the exact 1-D reduction: passage π√(2/(rate² |h_g| |h''|)), relaxation 1/rate
+    (every direction but κ decays at the leak rate)."""
+    out = []
+    for delta in np.geomspace(1e-3, 1.0, 6):
+        try:
+            model = RankOne(N=100, delta=float(delta), seed=40, time=time, coupling=coupling)
+        except ValueError:  # no extremum of h within the bracket this far past the fold
+            break
+        passage = math.pi * math.sqrt(2 / (model.rate ** 2 * abs(model.h_g) * abs(model.h2)))
+        out.append((float(delta), model, passage * model.rate))
+    return out
+
+
+@pytest.mark.parametrize("time", ["discrete", "continuous"])
+def test_rank_one_rnn_ghost_reported_over_the_whole_range_with_falling_strength(time):
+    scan = _rank_one_scan(time)
+    assert len(scan) == 6 and scan[-1][0] == pytest.approx(1.0)  # far past the fold
+    strengths = []
+    for delta, model, expected in scan:
+        if expected < 5:
+            break
+        x0 = fp.sample_initial_states(model.dynamics, 128, n_steps=50, noise=0.1, seed=0,
+                                      init_scale=3.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ghosts = detect_ghosts(model.dynamics, initial_states=x0)
+        near = [j for j in range(len(ghosts)) if abs(model.n @ ghosts.x[j] - model.kappa) < 1e-6]
+        assert len(near) == 1, (delta, ghosts, ghosts.info["rejected"])
+        j = near[0]
+        assert ghosts.strength[j] == pytest.approx(expected, rel=1e-4)
+        assert ghosts.relaxation_time[j] == pytest.approx(1 / model.rate, rel=1e-6)
+        strengths.append(float(ghosts.strength[j]))
+    assert len(strengths) >= 4 and strengths[-1] < 20 <= strengths[0]  # weak ones included
+    assert np.all(np.diff(strengths) < 0)
