@@ -102,7 +102,7 @@ def _krawczyk(enc: Enclosure, x: np.ndarray, a: np.ndarray, av: Interval, rho: n
 
 def certify_points(dynamics, x: NDArray[np.float64], *, scale: float = 1.0,
                    n_unstable: Optional[NDArray[np.int_]] = None,
-                   growth: float = 100.0, max_levels: int = 8) -> Dict[str, np.ndarray]:
+                   growth: float = 1000.0, max_levels: int = 6) -> Dict[str, np.ndarray]:
     """Krawczyk certificates and stability verdicts for candidate fixed points ``x``.
 
     Parameters
@@ -207,22 +207,25 @@ def eigen_discs(matrices: Interval):
     vals, vecs = vals_t.numpy().astype(complex), vecs_t.numpy().astype(complex)
     g = 4.0 * gamma(4 * p + 8)
     eps = np.full(len(mid), np.inf)
-    for i in range(len(mid)):
-        v = vecs[i]
+    det_ok = np.isfinite(vecs).all((1, 2))
+    w = np.full_like(vecs, np.nan)
+    for i in np.flatnonzero(det_ok):
         try:
-            w = np.linalg.inv(v)
+            w[i] = np.linalg.inv(vecs[i])
         except np.linalg.LinAlgError:
-            continue
-        res = mid[i] @ v - v * vals[i][None, :]
-        res_norm = np.linalg.norm(res) + g * (np.linalg.norm(np.abs(mid[i]) @ np.abs(v))
-                                              + np.linalg.norm(np.abs(v) * np.abs(vals[i])))
-        wv = np.eye(p) - w @ v
-        theta = np.linalg.norm(wv) + g * (np.linalg.norm(np.abs(w) @ np.abs(v)) + np.sqrt(p))
-        if not theta < 1:
-            continue
-        inv_norm = np.linalg.norm(w) / (1.0 - theta)
-        e = inv_norm * (res_norm + np.linalg.norm(rad[i]) * np.linalg.norm(v))
-        eps[i] = e * (1.0 + 1e-10) + 1e-300
+            det_ok[i] = False
+    abs_v = np.abs(vecs)
+
+    def fro(m):
+        return np.sqrt((np.abs(m) ** 2).sum((-2, -1)))
+
+    res = mid @ vecs - vecs * vals[:, None, :]
+    res_norm = fro(res) + g * (fro(np.abs(mid) @ abs_v) + fro(abs_v * np.abs(vals)[:, None, :]))
+    theta = fro(np.eye(p) - w @ vecs) + g * (fro(np.abs(w) @ abs_v) + np.sqrt(p))
+    good = det_ok & (theta < 1)
+    inv_norm = fro(w) / (1.0 - np.where(good, theta, 0.0))
+    e = inv_norm * (res_norm + fro(rad) * fro(vecs))
+    eps[good] = e[good] * (1.0 + 1e-10) + 1e-300
     return vals, eps
 
 

@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from .intervals import Interval, imatmul, point, sigmoid_slope, tanh_slope
+from .intervals import Interval, imatmul, point, scaled_rows, sigmoid_slope, tanh_slope
 
 __all__ = ["Enclosure", "RateEnclosure", "GRUEnclosure"]
 
@@ -139,13 +139,17 @@ class RateEnclosure(Enclosure):
         return tanh_slope(pre.tanh()) if self.nonlinearity == "tanh" else pre.relu_slope()
 
     def velocity(self, x: Interval) -> Interval:
-        return (self._phi(self._pre(x)) - x) * self.scale
+        v = self._phi(self._pre(x)) - x
+        return v if self.scale == 1.0 else v * self.scale
 
     def jacobian(self, x: Interval) -> Interval:
         d = self.slopes(x)
-        rows = Interval(d.lo[..., None], d.hi[..., None]) * self.weight_interval
-        eye = np.eye(self.n_states)
-        return (rows - eye) * self.scale
+        if self.factors is None:  # diag(d) W − I in one midpoint-radius pass, then × s
+            jac = scaled_rows([(d, self.weight)], diagonal=point(np.full(d.shape, -1.0)))
+        else:
+            rows = Interval(d.lo[..., None], d.hi[..., None]) * self.weight_interval
+            jac = rows - np.eye(self.n_states)
+        return jac if self.scale == 1.0 else jac * self.scale
 
 
 class GRUEnclosure(Enclosure):
@@ -191,10 +195,5 @@ class GRUEnclosure(Enclosure):
         s_z = (x - cand) * sigmoid_slope(z)
         s_r = s_n * h_n * sigmoid_slope(r)
 
-        def rows(s: Interval, w: np.ndarray) -> Interval:
-            return Interval(s.lo[..., None], s.hi[..., None]) * w
-
-        block = rows(s_n * r, self.w_hn) + rows(s_z, self.w_hz) + rows(s_r, self.w_hr)
-        eye = np.eye(self.n_states)
-        diag = Interval(eye * z.lo[..., None], eye * z.hi[..., None]) - eye
-        return block + diag
+        return scaled_rows([(s_n * r, self.w_hn), (s_z, self.w_hz), (s_r, self.w_hr)],
+                           diagonal=z - 1.0)

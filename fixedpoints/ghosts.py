@@ -72,6 +72,7 @@ import numpy as np
 import torch
 
 from .dynamics import Dynamics
+from .ghost_certificates import certify_ghosts
 from .linearize import EIG_RTOL, sort_spectrum
 from .options import resolve_options
 from .results import FixedPoints, PointArrays, load_result, save_result
@@ -251,6 +252,13 @@ class Ghosts(PointArrays):
         Fixed-point tolerance on q.
     info : dict
         Counters: candidates, rejections by reason, seconds, options.
+    exclusion_radius : ndarray of shape (k,)
+        The max-norm cube of this radius around the ghost provably holds no fixed point
+        (:mod:`fixedpoints.ghost_certificates`); 0 where nothing was proved.
+    kappa : ndarray of shape (k, K)
+        Low-rank models: the κ-space speed minimum near the ghost (K = 0 otherwise).
+    kappa_distance : ndarray of shape (k,)
+        Max-norm distance between ``tanh(c + L κ)`` and ``x`` (NaN without a low-rank form).
     """
 
     x: np.ndarray
@@ -274,10 +282,21 @@ class Ghosts(PointArrays):
     scale: float = 1.0
     q_fixed: float = 0.0
     info: Dict[str, Any] = field(default_factory=dict)
+    exclusion_radius: Optional[np.ndarray] = None
+    kappa: Optional[np.ndarray] = None
+    kappa_distance: Optional[np.ndarray] = None
 
     _ARRAYS = ("x", "speed", "velocity_norm", "slow_direction", "flow_direction", "alignment",
                "curvature", "width", "transverse_eigvals", "n_unstable", "kind", "passage_time",
-               "dwell_time", "passed", "fixed_point_distance", "isolation", "contrast")
+               "dwell_time", "passed", "fixed_point_distance", "isolation", "contrast",
+               "exclusion_radius", "kappa", "kappa_distance")
+
+    def __post_init__(self):
+        k = int(np.shape(self.x)[0])
+        for name, value in (("exclusion_radius", np.zeros(k)), ("kappa", np.zeros((k, 0))),
+                            ("kappa_distance", np.full(k, np.nan))):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     @classmethod
     def empty(cls, n_states: int, time: str = "discrete", **meta) -> "Ghosts":
@@ -333,6 +352,7 @@ class Ghosts(PointArrays):
                 "passed": bool(self.passed[i]),
                 "fixed_point_distance": _finite_or_none(self.fixed_point_distance[i]),
                 "isolation": float(self.isolation[i]), "contrast": float(self.contrast[i]),
+                "exclusion_radius": float(self.exclusion_radius[i]),
             })
         return {"time": self.time, "scale": float(self.scale), "q_fixed": float(self.q_fixed),
                 "counts": self.counts(), "ghosts": ghosts, "info": _jsonable(self.info)}
@@ -817,6 +837,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         fixed_point_distance=fp_dist[sel_np][order], isolation=pick(isolation)[order],
         contrast=pick(contrast)[order],
         time=dynamics.time, info=info, **meta)
+    result = certify_ghosts(dynamics, result)  # exclusion radii, κ-space location (low rank)
     log.info("detect_ghosts: %r in %.2f s (rejected: %s)", result, info["seconds"],
              {k: v for k, v in info["rejected"].items() if v})
     return result

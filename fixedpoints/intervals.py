@@ -5,8 +5,8 @@ real array ``x`` with ``lo <= x <= hi`` elementwise. Every operation returns an 
 exact real result, whatever the rounding of the machine:
 
 * **Sums, differences, products** of intervals are computed in round-to-nearest and then moved
-  one unit in the last place outward with ``numpy.nextafter``. A correctly rounded operation is
-  within half a unit of the exact result, so the step encloses it.
+  at least one unit in the last place outward (:func:`down`, :func:`up`). A correctly rounded
+  operation is within half a unit of the exact result, so the step encloses it.
 * **Matrix products** use the midpoint-radius form (Rump 1999): for a point matrix ``A`` and an
   interval ``X = <m, r>``, ``A X ⊆ <fl(A m), |A| r + γ_{q+2} (|A| |m| + |A| r) + q η>`` with
   ``γ_k = k u / (1 − k u)``, ``u = 2⁻⁵³`` and ``η = 2⁻¹⁰²¹`` (underflow). The a-priori bound
@@ -32,9 +32,11 @@ from typing import Tuple
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Interval", "gamma", "down", "up", "imatmul", "point", "hull_contains"]
+__all__ = ["Interval", "gamma", "down", "up", "imatmul", "point", "hull_contains", "scaled_rows",
+           "tanh_slope", "sigmoid_slope"]
 
 _U = 2.0 ** -53
+_TWO_ULP = 2.0 ** -51
 _ETA = 2.0 ** -1021
 _LIB_TOL = 2.0 ** -46
 _SIGMOID_TOL = 2.0 ** -44
@@ -48,13 +50,18 @@ def gamma(k: int) -> float:
 
 
 def down(x: Array) -> Array:
-    """The next float below ``x`` (one unit in the last place outward)."""
-    return np.nextafter(x, -np.inf)
+    """A float at least one unit in the last place below ``x`` (outward rounding).
+
+    ``x − (|x| 2⁻⁵¹ + η)``: the subtracted amount is at least two units in the last place of
+    ``x`` (and η covers 0 and subnormals), so the rounded difference is below ``x`` by at least
+    one unit whatever the rounding of the subtraction; ~3x cheaper than ``numpy.nextafter``.
+    """
+    return x - (np.abs(x) * _TWO_ULP + _ETA)
 
 
 def up(x: Array) -> Array:
-    """The next float above ``x``."""
-    return np.nextafter(x, np.inf)
+    """A float at least one unit in the last place above ``x`` (see :func:`down`)."""
+    return x + (np.abs(x) * _TWO_ULP + _ETA)
 
 
 class Interval:
@@ -95,7 +102,8 @@ class Interval:
         return f"Interval(lo={self.lo!r}, hi={self.hi!r})"
 
     def contains_zero(self) -> NDArray[np.bool_]:
-        return (self.lo <= 0) & (self.hi >= 0)
+        """Whether 0 may lie in the interval (True for NaN bounds: never exclude on NaN)."""
+        return ~((self.lo > 0) | (self.hi < 0))
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other) -> "Interval":
@@ -115,10 +123,15 @@ class Interval:
         return Interval(-self.hi, -self.lo)
 
     def __mul__(self, other) -> "Interval":
-        o = _as_interval(other)
-        p = np.stack(np.broadcast_arrays(self.lo * o.lo, self.lo * o.hi,
-                                         self.hi * o.lo, self.hi * o.hi))
-        return Interval(down(p.min(0)), up(p.max(0)))
+        if not isinstance(other, Interval):  # by a point: two products
+            w = np.asarray(other, dtype=np.float64)
+            a, b = self.lo * w, self.hi * w
+            return Interval(down(np.minimum(a, b)), up(np.maximum(a, b)))
+        o = other
+        a, b = self.lo * o.lo, self.lo * o.hi
+        c, d = self.hi * o.lo, self.hi * o.hi
+        return Interval(down(np.minimum(np.minimum(a, b), np.minimum(c, d))),
+                        up(np.maximum(np.maximum(a, b), np.maximum(c, d))))
 
     __rmul__ = __mul__
 
@@ -202,11 +215,13 @@ def imatmul(a, b) -> Interval:
     q = am.shape[-1]
     g = gamma(q + 2)
     center = am @ bm
-    abs_am, abs_bm = np.abs(am), np.abs(bm)
-    radius = _zero_if_none(ar, lambda: ar @ (abs_bm + _zero_or(br, abs_bm)))
-    radius = radius + _zero_if_none(br, lambda: abs_am @ br)
-    radius = radius + g * (abs_am @ abs_bm)
-    radius = up(radius * (1.0 + 4.0 * g) + q * _ETA)
+    abs_bm = np.abs(bm)
+    # |a b − am bm| ≤ |am| br + ar (|bm| + br), plus γ |am| |bm| for the rounding of am bm
+    right = g * abs_bm if br is None else br + g * abs_bm
+    radius = np.abs(am) @ right
+    if ar is not None:
+        radius = radius + ar @ (abs_bm if br is None else abs_bm + br)
+    radius = radius * (1.0 + 4.0 * g) + q * _ETA
     return Interval(down(center - radius), up(center + radius))
 
 
@@ -217,12 +232,38 @@ def _mid_rad(x):
     return np.asarray(x, dtype=np.float64), None
 
 
-def _zero_or(r, like):
-    return np.zeros_like(like) if r is None else r
+def scaled_rows(terms, diagonal=None) -> Interval:
+    """Enclosure of ``Σ_t diag(s_t) W_t (+ diag(d))`` for interval vectors ``s_t`` of shape
+    (b, n) and point matrices ``W_t`` (n, m), accumulated in midpoint-radius form (one pass per
+    term instead of an interval product each).
 
+    Parameters
+    ----------
+    terms : sequence of (Interval, ndarray)
+    diagonal : Interval of shape (b, n), optional
+        Added on the diagonal (square case).
 
-def _zero_if_none(r, compute):
-    return 0.0 if r is None else compute()
+    Returns
+    -------
+    Interval of shape (b, n, m)
+    """
+    center = radius = magnitude = None
+    for s, w in terms:
+        sm, sr = s.mid_rad()
+        c = sm[..., None] * w
+        r = sr[..., None] * np.abs(w)
+        center = c if center is None else center + c
+        radius = r if radius is None else radius + r
+        magnitude = np.abs(c) if magnitude is None else magnitude + np.abs(c)
+    if diagonal is not None:
+        dm, dr = diagonal.mid_rad()
+        idx = np.arange(dm.shape[-1])
+        center[..., idx, idx] += dm
+        radius[..., idx, idx] += dr
+        magnitude[..., idx, idx] += np.abs(dm)
+    g = gamma(2 * len(terms) + 4)
+    radius = (radius + g * magnitude) * (1.0 + 4.0 * g) + _ETA
+    return Interval(down(center - radius), up(center + radius))
 
 
 def hull_contains(outer: Interval, inner: Interval, strict: bool = False,

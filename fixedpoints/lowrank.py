@@ -259,7 +259,7 @@ def _newton(form: LowRankForm, kappa: np.ndarray, steps: int = 8) -> np.ndarray:
 
 
 def solve_reduced(form: LowRankForm, *, max_boxes: int = 200_000, batch: int = 4096,
-                  min_width: float = 1e-13, tighten: int = 4) -> ReducedSolution:
+                  min_width: float = 1e-13, tighten: int = 60) -> ReducedSolution:
     """Every root of ``G(κ) = κ − R tanh(c + L κ)`` by interval branch-and-bound.
 
     Parameters
@@ -273,7 +273,8 @@ def solve_reduced(form: LowRankForm, *, max_boxes: int = 200_000, batch: int = 4
         Boxes narrower than ``min_width · (1 + |κ|)`` on every side are not split further
         (they stay unresolved: a double root or a root the arithmetic cannot separate).
     tighten : int
-        Krawczyk iterations ``E ← K(E) ∩ E`` that shrink each root's enclosure.
+        At most this many Krawczyk iterations ``E ← K(E) ∩ E`` shrink each root's enclosure
+        (they stop once it no longer shrinks, at round-off).
 
     Returns
     -------
@@ -397,10 +398,15 @@ def _tighten(form: LowRankForm, z: np.ndarray, e: np.ndarray, iterations: int) -
     if len(e) == 0:
         return e
     box = Interval(e[..., 0], e[..., 1])
+    width = box.width.max(-1)
     for _ in range(iterations):
         centre = np.clip(_newton(form, 0.5 * box.lo + 0.5 * box.hi, 2), box.lo, box.hi)
         centre = np.where(np.isfinite(centre), centre, 0.5 * box.lo + 0.5 * box.hi)
         box = box.intersect(_krawczyk(form, box, centre))
+        new_width = box.width.max(-1)
+        if (new_width >= width * (1.0 - 1e-6)).all():
+            break  # at round-off
+        width = new_width
     return np.stack([box.lo, box.hi], -1)
 
 
