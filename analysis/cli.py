@@ -648,18 +648,21 @@ def _points_table(result) -> str:
     from .report import _counts_text, epoch_counts
     lines = [f"{result.source}: epoch {result.epoch}, {fp.n_states} states, {fp.time} time",
              f"{len(fp)} point{'s' if len(fp) != 1 else ''}: {_counts_text(epoch_counts(result))}"
-             f"  (finder: {fp.status.name.lower()})"]
+             f"  (finder: {fp.status.name.lower()})",
+             fp.certification_text()]
     if len(fp):
         native = "|λ|max" if fp.time == "discrete" else "Re λmax"
         lines.append(f"{'#':>3}  {'kind':<9}{'index':>5}  {'speed q':>10}  {'|x|':>8}  "
-                     f"{native:>8}")
+                     f"{native:>8}  {'certified r':>11}  {'error':>8}  stability")
         order = np.lexsort((fp.speed, fp.n_unstable))
         for i in order[:200]:
             ev = fp.eigvals[i]
             top = np.max(np.abs(ev)) if fp.time == "discrete" else np.max(np.real(ev))
             lines.append(f"{i:>3}  {str(fp.kind[i]):<9}{int(fp.n_unstable[i]):>5}  "
                          f"{float(fp.speed[i]):>10.2e}  {float(np.linalg.norm(fp.x[i])):>8.3f}  "
-                         f"{float(top):>8.4f}")
+                         f"{float(top):>8.4f}  {float(fp.certified_radius[i]):>11.2e}  "
+                         f"{float(fp.error_bound[i]):>8.1e}  "
+                         f"{'proved' if fp.stability_certified[i] else '-'}")
         if len(fp) > 200:
             lines.append(f"... {len(fp) - 200} more (use --json or --out)")
     ghosts = result.ghosts
@@ -667,7 +670,7 @@ def _points_table(result) -> str:
         lines.append(f"{len(ghosts.x)} ghost(s):")
         for j in range(len(ghosts.x)):
             bits = [f"|x|={float(np.linalg.norm(ghosts.x[j])):.3f}"]
-            for name in ("speed", "passage_time", "fixed_point_distance"):
+            for name in ("speed", "passage_time", "fixed_point_distance", "exclusion_radius"):
                 values = getattr(ghosts, name, None)
                 if values is not None and np.ndim(values) and len(values) > j:
                     bits.append(f"{name}={float(values[j]):.3g}")

@@ -309,7 +309,7 @@ class EpochAnalysis:
                 "n_attractors": None if sig is None else sig.n_attractors,
                 "signature": None if sig is None else str(sig),
                 "scale": float(self.scale), "seconds": float(self.seconds),
-                "source": self.source}
+                "source": self.source, **_certification(self.fixed_points)}
 
     def __repr__(self) -> str:
         return (f"EpochAnalysis(epoch={self.epoch}, {self.fixed_points!r}, "
@@ -406,6 +406,13 @@ def _atomic_write(path: Path, write) -> None:
     with open(tmp, "wb") as handle:
         write(handle)
     os.replace(tmp, path)
+
+
+def _certification(fixed_points) -> Dict[str, Any]:
+    """What the epoch's fixed-point set proves (issue 12), for ``summary.json``."""
+    return {"search": fixed_points.provenance(), "complete": bool(fixed_points.complete),
+            "n_certified": fixed_points.n_certified,
+            "n_stability_certified": int(np.sum(fixed_points.stability_certified))}
 
 
 def _dump_dataclass(obj, prefix: str, arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:

@@ -857,7 +857,8 @@ def write_report(analysis, out, *, models=None, jobs: int = 1, scheduler=None,
         for ctx, job in zip(contexts, jobs_list):
             if Path(job.png).exists() and _png_key(Path(job.png)) == job.key:
                 frames.append((int(ctx.result.epoch), Path(job.png),
-                               _counts_text(epoch_counts(ctx.result))))
+                               _counts_text(epoch_counts(ctx.result)) + " · "
+                               + ctx.result.fixed_points.certification_text()))
         projection_path = out / "projection.json"
         _write_text(projection_path, json.dumps(projection.to_dict(), indent=1))
 
@@ -878,7 +879,9 @@ def write_report(analysis, out, *, models=None, jobs: int = 1, scheduler=None,
              ("failed", str(len(failed))),
              ("events", str(len(events))),
              ("loss drop at epoch", _fmt(drop) if drop is not None else "none found"),
-             ("at the last epoch", _counts_text(counts_last) if results else "–")]
+             ("at the last epoch", _counts_text(counts_last) if results else "–"),
+             ("fixed points at the last epoch",
+              results[-1].fixed_points.certification_text() if results else "–")]
     details = {"settings": _settings_dict(settings),
                "portraits": options.to_dict(),
                "projection": None if projection is None else {

@@ -190,6 +190,13 @@ class FixedPoints(PointArrays):
         """Number of points with a certificate (a finite ``certified_radius``)."""
         return int(np.isfinite(self.certified_radius).sum())
 
+    def certification_text(self) -> str:
+        """One line for reports, e.g. ``"complete (certified): 9/9 fixed points certified, 9
+        stability verdicts proved"``."""
+        n_fixed = int(np.sum(self.kind != "slow"))
+        return (f"{self.provenance()}: {self.n_certified}/{n_fixed} fixed points certified, "
+                f"{int(np.sum(self.stability_certified))} stability verdicts proved")
+
     def provenance(self) -> str:
         """``"complete (certified)"`` or ``"found from N starts"``, for reports."""
         if self.complete:

@@ -207,11 +207,14 @@ def test_find_prints_points_and_json(run_dir, tmp_path, capsys):
     code, out, _ = _run(["find", file, "--n-initial", "48", "-q"], capsys)
     assert code == 0
     assert "epoch 9, 6 states, discrete time" in out and "stable" in out
+    assert "fixed points certified" in out and "certified r" in out  # issue 12
     code, out, _ = _run(["find", file, "--n-initial", "48", "-q", "--json", "--out",
                          tmp_path / "f"], capsys)
     assert code == 0
     payload = json.loads(out)
     assert payload["epoch"] == 9 and len(payload["points"]) == sum(payload["counts"].values())
+    assert payload["search"].startswith("found from") and payload["n_certified"] >= 1
+    assert all("certified_radius" in p for p in payload["points"])
     assert (tmp_path / "f" / "epoch_0009.json").exists()
     assert (tmp_path / "f" / "epoch_0009.png").stat().st_size > 5000
 
