@@ -37,6 +37,10 @@ def _bench_fixedpoints():
     return module
 
 
+def _median(values) -> float:
+    return float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -61,9 +65,8 @@ def main() -> None:
           f"certificates {c:.3f} s = {100 * c / f:.1f}% of the finder; "
           f"{int(np.isfinite(radius).sum())}/{n_fixed} fixed points certified, "
           f"{int(cert['stability_certified'].sum())} stability verdicts certified; "
-          f"radius median {np.nanmedian(radius) if np.isfinite(radius).any() else float('nan'):.2e},"
-          f" error bound median "
-          f"{np.nanmedian(cert['error_bound']) if np.isfinite(radius).any() else float('nan'):.2e}")
+          f"radius median {_median(radius):.2e}, error bound median "
+          f"{_median(cert['error_bound']):.2e}")
     rng = np.random.default_rng(0)
     for rank in (1, 2):
         for n in (64, 256, 1024):

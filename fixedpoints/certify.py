@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 
 from .intervals import Interval, down, gamma, imatmul, point, up
 from .enclosures import Enclosure, RateEnclosure
+from .lowrank import scaled_gram
 
 __all__ = ["enclosure", "certify_points", "exclusion_radius", "reduced_exclusion_radius",
            "eigen_discs"]
@@ -233,10 +234,7 @@ def _stability(enc: Enclosure, box: Interval, time: str):
     """(verdict (b,), proved index (b,), ε (b,)) for enclosures ``box`` of fixed points."""
     if isinstance(enc, RateEnclosure) and enc.factors is not None and enc.nonlinearity == "tanh":
         left, right = enc.factors
-        d = enc.slopes(box)
-        dm, dr = d.mid_rad()
-        from .lowrank import _scaled_gram  # R diag(d) L over the box
-        lo, hi = _scaled_gram(right, d, left)
+        lo, hi = scaled_gram(right, enc.slopes(box), left)  # R diag(d) L over the box
         mu, eps = eigen_discs(Interval(lo, hi))
         if time == "continuous":
             margin = np.abs(mu.real - 1.0)

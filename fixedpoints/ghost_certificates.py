@@ -93,13 +93,33 @@ def lift(form: LowRankForm, kappa: np.ndarray) -> np.ndarray:
     return form.states(kappa) + form.residual(kappa) @ pinv.T
 
 
-def certify_ghosts(dynamics, ghosts, *, scale: Optional[float] = None):
+def _known_roots_distance(form: LowRankForm, x: np.ndarray, fixed_points) -> Optional[np.ndarray]:
+    """The reduced-search exclusion from a finder result that ran the exhaustive search: every
+    fixed point is within ``error_bound`` of a reported point or in an ``unresolved`` box.
+    None when the result cannot be used (no search, or a point without a certificate)."""
+    if fixed_points is None or np.size(fixed_points.search_box) == 0:
+        return None
+    fixed = fixed_points.kind != "slow"
+    bounds = fixed_points.error_bound[fixed]
+    if not np.isfinite(bounds).all() or fixed_points.search_box.shape[0] != form.rank:
+        return None
+    out = reduced_exclusion_radius(form, x, fixed_points.unresolved)
+    if fixed.any():
+        gaps = np.abs(x[:, None, :] - fixed_points.x[fixed][None]).max(-1) - bounds[None]
+        out = np.minimum(out, np.maximum(gaps.min(1) * (1 - 1e-12), 0.0))
+    return out
+
+
+def certify_ghosts(dynamics, ghosts, fixed_points=None, *, scale: Optional[float] = None):
     """Ghosts with ``exclusion_radius`` and (low-rank models) ``kappa``, ``kappa_distance``.
 
     Parameters
     ----------
     dynamics : Dynamics
     ghosts : Ghosts
+    fixed_points : FixedPoints, optional
+        The finder's result for the same system; when it ran the exhaustive search its
+        certified points and unresolved boxes are reused instead of searching again.
     scale : float, optional
         Largest exclusion radius tried (default: the ghosts' ``scale``).
 
@@ -115,10 +135,12 @@ def certify_ghosts(dynamics, ghosts, *, scale: Optional[float] = None):
     updates = {}
     form = low_rank_form(dynamics)
     if form is not None and form.rank <= MAX_RANK:
-        sol = solve_reduced(form)
-        boxes = np.concatenate([sol.enclosure, sol.unresolved])
-        radius = np.maximum(radius, np.minimum(reduced_exclusion_radius(form, ghosts.x, boxes),
-                                               np.finfo(float).max))
+        reduced = _known_roots_distance(form, ghosts.x, fixed_points)
+        if reduced is None:
+            sol = solve_reduced(form)
+            boxes = np.concatenate([sol.enclosure, sol.unresolved])
+            reduced = reduced_exclusion_radius(form, ghosts.x, boxes)
+        radius = np.maximum(radius, np.minimum(reduced, np.finfo(float).max))
         kappa, _ = kappa_speed_minimum(form, ghosts.x @ form.right.T)
         located = lift(form, kappa)
         updates["kappa"] = kappa

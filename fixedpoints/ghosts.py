@@ -837,7 +837,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         fixed_point_distance=fp_dist[sel_np][order], isolation=pick(isolation)[order],
         contrast=pick(contrast)[order],
         time=dynamics.time, info=info, **meta)
-    result = certify_ghosts(dynamics, result)  # exclusion radii, κ-space location (low rank)
+    result = certify_ghosts(dynamics, result, fixed_points)  # exclusion radii, κ location
     log.info("detect_ghosts: %r in %.2f s (rejected: %s)", result, info["seconds"],
              {k: v for k, v in info["rejected"].items() if v})
     return result

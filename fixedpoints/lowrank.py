@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-from numpy.typing import NDArray
 
-from .intervals import Interval, imatmul, point, tanh_slope
+from .intervals import Interval, down, gamma, imatmul, point, tanh_slope, up
 
 __all__ = ["LowRankForm", "ReducedSolution", "solve_reduced", "low_rank_form", "MAX_RANK"]
 
@@ -154,7 +153,7 @@ class LowRankForm:
         g = kappa - _rows(imatmul(self.right, _cols(t)))
         d = tanh_slope(t)
         # R diag(d) L over each box, mid-radius with the 3-factor rounding bound
-        jac = Interval(*_scaled_gram(self.right, d, self.left))
+        jac = Interval(*scaled_gram(self.right, d, self.left))
         eye = np.eye(self.rank)
         return g, eye - jac
 
@@ -177,9 +176,8 @@ def _affine(matrix: np.ndarray, x: Interval, bias: np.ndarray) -> Interval:
     return _rows(imatmul(matrix, _cols(x))) + bias
 
 
-def _scaled_gram(right: np.ndarray, d: Interval, left: np.ndarray):
+def scaled_gram(right: np.ndarray, d: Interval, left: np.ndarray):
     """Enclosure ``[lo, hi]`` of ``R diag(d) L`` for d of shape (b, n): (b, K, K)."""
-    from .intervals import gamma, up
     dm, dr = d.mid_rad()
     center = np.einsum("jn,bn,nk->bjk", right, dm, left)
     ar, al = np.abs(right), np.abs(left)
@@ -187,7 +185,6 @@ def _scaled_gram(right: np.ndarray, d: Interval, left: np.ndarray):
     g = gamma(right.shape[1] + 3)
     radius = radius + g * np.einsum("jn,bn,nk->bjk", ar, np.abs(dm), al)
     radius = up(radius * (1.0 + 4.0 * g) + right.shape[1] * 2.0 ** -1021)
-    from .intervals import down
     return down(center - radius), up(center + radius)
 
 

@@ -463,6 +463,10 @@ def test_ghost_exclusion_radius_and_kappa_location(time):
     radius = ghosts.exclusion_radius[0]
     assert radius > 0
     assert np.abs(fixed.x - g).max(1).min() > radius  # no fixed point in the cube
+    # the same proof from a fresh exhaustive search (no finder result to reuse)
+    from fixedpoints.ghost_certificates import certify_ghosts
+    fresh = certify_ghosts(dyn, ghosts).exclusion_radius[0]
+    assert 0 < fresh < np.abs(fixed.x - g).max(1).min() and abs(fresh - radius) < 1e-6 * radius
     # the speed bound alone proves a smaller, nonzero radius around the ghost
     local = exclusion_radius(dyn, ghosts.x, scale=points.scale)[0]
     assert 0 < local <= radius
