@@ -66,7 +66,10 @@ def enclosure(dynamics) -> Optional[Enclosure]:
     source = getattr(dynamics, "enclosure_source", None)
     if source is None:
         return None
-    enc = source(dynamics.input.detach().cpu().double().numpy())
+    try:
+        enc = source(dynamics.input.detach().cpu().double().numpy())
+    except ValueError:  # e.g. a leak outside (0, 1]: no enclosure, nothing certified
+        return None
     if enc is not None and (enc.n_states != dynamics.n_states or enc.time != dynamics.time):
         return None
     return enc
@@ -163,8 +166,8 @@ def certify_points(dynamics, x: NDArray[np.float64], *, scale: float = 1.0,
         best[win] = rho[win]
         first = win[np.isnan(error[win])]
         pick = np.isin(win, first)
-        error[first] = np.maximum(x[idx[first]] - kx.lo[inside][pick],
-                                  kx.hi[inside][pick] - x[idx[first]]).max(1)
+        error[first] = up(np.maximum(x[idx[first]] - kx.lo[inside][pick],
+                                     kx.hi[inside][pick] - x[idx[first]]).max(1))
         enclosure_lo[first] = kx.lo[inside][pick]
         enclosure_hi[first] = kx.hi[inside][pick]
         # a point that fails at a radius stops growing; one that never passed gets one more try

@@ -28,7 +28,8 @@ __all__ = ["finish"]
 
 
 def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
-           certify: bool = True, max_boxes: int = 200_000) -> FixedPoints:
+           certify: bool = True, max_boxes: int = 200_000,
+           budget: Optional[float] = None) -> FixedPoints:
     """Run the exhaustive search (if it applies) and the certificates on a finder's result.
 
     Parameters
@@ -42,6 +43,11 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
         Attach Krawczyk certificates and stability verdicts to every fixed point.
     max_boxes : int
         Budget of the exhaustive search (boxes examined).
+    budget : float, optional
+        The finder's ``polish_budget``: a certificate costs about 60 n³ operations, so at most
+        ``max(4, budget / (240 n³))`` points are certified (a quarter of the polish budget; the
+        stable ones first); the others keep NaN and are counted in
+        ``info["not_certified_over_budget"]``. None: no limit.
 
     Returns
     -------
@@ -64,6 +70,10 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
     if certify:
         t0 = _time.perf_counter()
         fixed = np.flatnonzero(result.kind != "slow")
+        if budget is not None:
+            limit = max(4, int(budget / (240.0 * float(dynamics.n_states) ** 3)))
+            info["not_certified_over_budget"] = int(max(len(fixed) - limit, 0))
+            fixed = fixed[:limit]
         cert = certify_points(dynamics, result.x[fixed], scale=max(result.scale, 1e-12),
                               n_unstable=result.n_unstable[fixed])
         radius = result.certified_radius.copy()

@@ -130,6 +130,8 @@ class FinderOptions:
     certify : bool
         Attach a Krawczyk certificate and a stability verdict to every fixed point
         (:mod:`fixedpoints.certify`; NaN / False for models without an interval enclosure).
+        About 60 n³ operations each; at most ``max(4, polish_budget / (240 n³))`` points are
+        certified (stable ones first), the rest counted in ``info["not_certified_over_budget"]``.
     complete_budget : int
         Boxes the exhaustive search may examine; what is left is reported as ``unresolved``.
     """
@@ -706,7 +708,7 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                          status=status, slow_regions=tuple(regions), q_fixed=float(q_fixed),
                          scale=float(scale), info=info)
     result = finish(dynamics, result, complete=opts.complete, certify=opts.certify,
-                    max_boxes=opts.complete_budget)  # exhaustive low-rank search, certificates
+                    max_boxes=opts.complete_budget, budget=opts.polish_budget)  # certificates
     status = result.status
     log.info("find_fixed_points: %r in %.2f s", result, result.info["seconds"])
     if status is not FinderStatus.CONVERGED:

@@ -500,3 +500,24 @@ def test_rank_two_ghost_located_in_kappa_within_its_width():
     assert points.complete and len(ghosts) >= 1
     assert (ghosts.exclusion_radius > 0).all()
     assert (ghosts.kappa_distance <= ghosts.width).all()
+
+
+def test_certificates_respect_the_polish_budget():
+    form, _ = staircase_form(9, np.random.default_rng(2))
+    dyn = fp.from_module(leaky_from_form(form), input=[0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = fp.find_fixed_points(dyn, random_states(form.n_states), polish_budget=1.0)
+    fixed = fixed_only(result)
+    assert result.complete and len(fixed) == 9  # the exhaustive search is not budgeted by it
+    assert fixed.n_certified == 4 and result.info["not_certified_over_budget"] == 5
+    assert np.isfinite(fixed.certified_radius[:4]).all()
+
+
+def test_low_rank_form_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="left has shape"):
+        LowRankForm(np.ones((4, 2)), np.ones((3, 4)), np.zeros(4))
+    with pytest.raises(ValueError, match="bias has shape"):
+        LowRankForm(np.ones((4, 1)), np.ones((1, 4)), np.zeros(3))
+    with pytest.raises(ValueError, match="complete="):
+        fp.FinderOptions(complete="yes")
