@@ -279,8 +279,7 @@ def solve_reduced(form: LowRankForm, *, max_boxes: int = 200_000, batch: int = 4
     """
     k = form.rank
     root_box = form.box()
-    todo_lo = root_box.lo[None].copy()
-    todo_hi = root_box.hi[None].copy()
+    todo_lo, todo_hi = _grid(root_box, _GRID.get(k, 4))
     certified_z, certified_e = [], []
     unresolved = []
     counters = {"boxes": 0, "excluded": 0, "certified": 0, "inflated": 0, "rounds": 0}
@@ -364,6 +363,21 @@ def solve_reduced(form: LowRankForm, *, max_boxes: int = 200_000, batch: int = 4
     return ReducedSolution(kappa=kappa, enclosure=e, uniqueness=z, unresolved=unres,
                            box=np.stack([root_box.lo, root_box.hi], -1),
                            complete=len(unres) == 0, info=counters)
+
+
+#: Cells per side of the first subdivision (one vectorized round instead of ~6 bisections).
+_GRID = {1: 64, 2: 16, 3: 6}
+
+
+def _grid(box: Interval, cells: int):
+    """The box cut into ``cells**K`` boxes (cuts at exactly representable fractions)."""
+    k = box.lo.shape[0]
+    edges = [np.linspace(box.lo[j], box.hi[j], cells + 1) for j in range(k)]
+    edges = [np.concatenate([[box.lo[j]], e[1:-1], [box.hi[j]]]) for j, e in enumerate(edges)]
+    index = np.stack(np.meshgrid(*[np.arange(cells)] * k, indexing="ij"), -1).reshape(-1, k)
+    lo = np.stack([edges[j][index[:, j]] for j in range(k)], -1)
+    hi = np.stack([edges[j][index[:, j] + 1] for j in range(k)], -1)
+    return lo, hi
 
 
 def _merge(z: np.ndarray, e: np.ndarray):
