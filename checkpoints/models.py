@@ -298,7 +298,7 @@ class LeakyRNN(RecurrentModel):
         ref = self.W_in.bias.detach().double()
         if u is None or self.n_inputs == 0:
             return ref.clone()
-        u = torch.as_tensor(u, dtype=torch.float64).reshape(-1)
+        u = torch.as_tensor(u, dtype=torch.float64, device=ref.device).reshape(-1)
         return self.W_in.weight.detach().double() @ u + ref
 
     def low_rank_form(self, u: Optional[torch.Tensor] = None,

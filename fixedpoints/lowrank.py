@@ -425,12 +425,13 @@ def low_rank_form(dynamics) -> Optional[LowRankForm]:
     """The :class:`LowRankForm` of ``dynamics`` at its bound input, or None.
 
     ``dynamics.low_rank_source`` (set by :func:`fixedpoints.from_module` for models with a
-    ``low_rank_form(u)`` method, or by hand) maps the input to the form.
+    ``low_rank_form(u)`` method, or by hand) maps the input (a float64 ndarray of shape
+    ``(n_inputs,)``) to the form.
     """
     source = getattr(dynamics, "low_rank_source", None)
     if source is None:
         return None
-    form = source(dynamics.input)
+    form = source(dynamics.input.detach().cpu().double().numpy())
     if form is None:
         return None
     return form if isinstance(form, LowRankForm) else LowRankForm.from_dict(form)

@@ -29,8 +29,13 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
-def _model_input(u: np.ndarray, n_inputs: int):
-    return None if n_inputs == 0 else torch.as_tensor(np.asarray(u, dtype=float))
+def _model_input(u: np.ndarray, n_inputs: int, module: nn.Module):
+    """The input as a float64 tensor on the module's device (None without inputs)."""
+    if n_inputs == 0:
+        return None
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else None
+    return torch.as_tensor(np.asarray(u, dtype=float), dtype=torch.float64, device=device)
 
 
 def _torch_sources(dyn, module: nn.Module) -> None:
@@ -69,7 +74,7 @@ def _module_sources(dyn, clone: nn.Module, time: str) -> None:
     alpha = float(getattr(clone, "alpha", 1.0)) if time == "discrete" else 1.0
     if callable(getattr(clone, "low_rank_form", None)):
         def low_rank_source(u) -> Optional[LowRankForm]:
-            form = clone.low_rank_form(_model_input(u, n_inputs))
+            form = clone.low_rank_form(_model_input(u, n_inputs, clone))
             return None if form is None else LowRankForm.from_dict(form)
         dyn.low_rank_source = low_rank_source
     has_rate = callable(getattr(clone, "rate_form", None))
@@ -80,7 +85,7 @@ def _module_sources(dyn, clone: nn.Module, time: str) -> None:
             return RateEnclosure(form.bias, left=form.left, right=form.right, alpha=alpha,
                                  time=time)
         if has_rate:
-            rate = clone.rate_form(_model_input(u, n_inputs))
+            rate = clone.rate_form(_model_input(u, n_inputs, clone))
             if rate.get("nonlinearity", "tanh") not in ("tanh", "relu"):
                 return None
             return RateEnclosure(_np(rate["bias"]), weight=_np(rate["weight"]),
