@@ -34,7 +34,7 @@ low-rank models the complete search gives a second proof: every fixed point is
 the enclosure of each such image bounds how far the nearest fixed point is.
 
 What is NOT proved: slow points (q > 0 minima) are not certified as anything; models without an
-enclosure (LSTMs, stacked layers, user modules without ``rate_form``/``low_rank_form``) get NaN;
+enclosure (stacked layers, user modules without ``rate_form``/``low_rank_form``) get NaN;
 the library tanh/exp are assumed accurate to 64 ulp (see :mod:`fixedpoints.intervals`).
 """
 from __future__ import annotations

@@ -16,7 +16,8 @@ Supported (anything else has no enclosure and its points are reported uncertifie
 * leaky rate networks ``r ← (1 − α) r + α φ(W r + c)`` and ``dr/dt = −r + φ(W r + c)`` with
   φ = tanh or relu, W dense or low rank ``L R`` (:class:`RateEnclosure`); one-layer torch
   ``nn.RNN`` is the case α = 1;
-* one-layer torch ``nn.GRU`` / ``nn.GRUCell`` (:class:`GRUEnclosure`).
+* one-layer torch ``nn.GRU`` / ``nn.GRUCell`` (:class:`GRUEnclosure`) and ``nn.LSTM`` /
+  ``nn.LSTMCell`` (:class:`LSTMEnclosure`, state ``[h, c]``).
 
 Derivative bounds used: ``tanh' = 1 − tanh² ∈ [0, 1]``, ``σ' = σ(1 − σ) = ¼ − (σ − ½)² ∈ [0, ¼]``
 (enclosed from the enclosure of the function itself, see :mod:`fixedpoints.intervals`), and
@@ -30,7 +31,7 @@ import numpy as np
 
 from .intervals import Interval, imatmul, point, scaled_rows, sigmoid_slope, tanh_slope
 
-__all__ = ["Enclosure", "RateEnclosure", "GRUEnclosure"]
+__all__ = ["Enclosure", "RateEnclosure", "GRUEnclosure", "LSTMEnclosure"]
 
 
 def _cols(x: Interval) -> Interval:
@@ -197,3 +198,70 @@ class GRUEnclosure(Enclosure):
 
         return scaled_rows([(s_n * r, self.w_hn), (s_z, self.w_hz), (s_r, self.w_hr)],
                            diagonal=z - 1.0)
+
+
+class LSTMEnclosure(Enclosure):
+    """One-layer torch LSTM on the state ``x = [h, c]`` (2n), discrete time.
+
+    ``c' = f c + i g``, ``h' = o tanh(c')`` with ``i, f, o = σ(·)``, ``g = tanh(·)`` of
+    ``W_ih u + b_ih + W_hh h + b_hh`` (torch's gate order i, f, g, o).
+
+    Parameters
+    ----------
+    w_ih : ndarray of shape (4n, m)
+    w_hh : ndarray of shape (4n, n)
+    b_ih, b_hh : ndarray of shape (4n,) or None
+    u : ndarray of shape (m,)
+    """
+
+    time = "discrete"
+
+    def __init__(self, w_ih, w_hh, b_ih, b_hh, u):
+        self.w_hh = np.asarray(w_hh, dtype=float)
+        n = self.w_hh.shape[1]
+        self.n_hidden = n
+        self.n_states = 2 * n
+        self.gi = _drive(w_ih, u, b_ih, 4 * n)
+        self.b_hh = np.zeros(4 * n) if b_hh is None else np.asarray(b_hh, dtype=float)
+        self.w_hi, self.w_hf, self.w_hg, self.w_ho = np.split(self.w_hh, 4, axis=0)
+
+    def _parts(self, x: Interval):
+        n = self.n_hidden
+        h, c = x[:, :n], x[:, n:]
+        pre = _apply(self.w_hh, h) + self.b_hh + self.gi
+        i, f, g, o = (pre[:, k * n:(k + 1) * n] for k in range(4))
+        i, f, o, g = i.sigmoid(), f.sigmoid(), o.sigmoid(), g.tanh()
+        c_new = f * c + i * g
+        tc = c_new.tanh()
+        return h, c, i, f, g, o, c_new, tc
+
+    def velocity(self, x: Interval) -> Interval:
+        h, c, i, f, g, o, c_new, tc = self._parts(x)
+        return Interval(np.concatenate([(o * tc - h).lo, (c_new - c).lo], axis=1),
+                        np.concatenate([(o * tc - h).hi, (c_new - c).hi], axis=1))
+
+    def jacobian(self, x: Interval) -> Interval:
+        n = self.n_hidden
+        h, c, i, f, g, o, c_new, tc = self._parts(x)
+        di, df, do = sigmoid_slope(i), sigmoid_slope(f), sigmoid_slope(o)
+        dg = tanh_slope(g)
+        k = o * tanh_slope(tc)  # ∂h'/∂c'
+        s_i, s_f, s_g = g * di, c * df, i * dg  # ∂c'/∂(pre-activations i, f, g)
+        dc_dh = scaled_rows([(s_i, self.w_hi), (s_f, self.w_hf), (s_g, self.w_hg)],
+                            diagonal=None)
+        dh_dh = scaled_rows([(tc * do, self.w_ho), (k * s_i, self.w_hi), (k * s_f, self.w_hf),
+                             (k * s_g, self.w_hg)], diagonal=point(np.full(h.shape, -1.0)))
+        eye = np.eye(n)
+        dh_dc = _diag(k * f, eye)
+        dc_dc = _diag(f - 1.0, eye)
+        dc_dh_lo, dc_dh_hi = dc_dh.lo, dc_dh.hi
+        lo = np.concatenate([np.concatenate([dh_dh.lo, dh_dc.lo], 2),
+                             np.concatenate([dc_dh_lo, dc_dc.lo], 2)], 1)
+        hi = np.concatenate([np.concatenate([dh_dh.hi, dh_dc.hi], 2),
+                             np.concatenate([dc_dh_hi, dc_dc.hi], 2)], 1)
+        return Interval(lo, hi)
+
+
+def _diag(d: Interval, eye: np.ndarray) -> Interval:
+    """``diag(d)`` for d of shape (b, n): (b, n, n) (zeros off the diagonal, exactly)."""
+    return Interval(eye * d.lo[..., None], eye * d.hi[..., None])

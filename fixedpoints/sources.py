@@ -9,7 +9,7 @@ bound input ``u`` (ndarray (n_inputs,)), carried along by ``with_input`` and ``t
   at most 3;
 * ``enclosure_source(u) -> Enclosure or None`` (:mod:`fixedpoints.enclosures`), from
   ``low_rank_form`` (factors), a model's ``rate_form(u)`` (dense ``W``), or the weights of a
-  one-layer torch ``RNN``/``GRU``.
+  one-layer torch ``RNN``/``GRU``/``LSTM``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .enclosures import GRUEnclosure, RateEnclosure, _drive
+from .enclosures import GRUEnclosure, LSTMEnclosure, RateEnclosure, _drive
 from .lowrank import MAX_RANK, LowRankForm
 
 __all__ = ["attach_sources"]
@@ -39,9 +39,9 @@ def _model_input(u: np.ndarray, n_inputs: int, module: nn.Module):
 
 
 def _torch_sources(dyn, module: nn.Module) -> None:
-    if getattr(module, "num_layers", 1) != 1 or isinstance(module, (nn.LSTM, nn.LSTMCell)):
+    if getattr(module, "num_layers", 1) != 1 or getattr(module, "proj_size", 0):
         return
-    cell = isinstance(module, (nn.RNNCell, nn.GRUCell))
+    cell = isinstance(module, (nn.RNNCell, nn.GRUCell, nn.LSTMCell))
     names = (("weight_ih", "weight_hh", "bias_ih", "bias_hh") if cell
              else ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
     w_ih, w_hh, b_ih, b_hh = (None if getattr(module, k, None) is None
@@ -49,6 +49,9 @@ def _torch_sources(dyn, module: nn.Module) -> None:
     n = w_hh.shape[1]
     if isinstance(module, (nn.GRU, nn.GRUCell)):
         dyn.enclosure_source = lambda u: GRUEnclosure(w_ih, w_hh, b_ih, b_hh, u)
+        return
+    if isinstance(module, (nn.LSTM, nn.LSTMCell)):
+        dyn.enclosure_source = lambda u: LSTMEnclosure(w_ih, w_hh, b_ih, b_hh, u)
         return
     relu = module.nonlinearity == "relu"
 

@@ -289,13 +289,18 @@ def test_complete_true_needs_a_low_rank_form():
 
 
 # ============================================================================ certificates
-@pytest.mark.parametrize("kind", ["gru", "rnn_tanh", "rnn_relu", "leaky_dense", "leaky_cont"])
+@pytest.mark.parametrize("kind", ["gru", "gru_cell", "lstm", "rnn_tanh", "rnn_relu",
+                                  "leaky_dense", "leaky_cont"])
 def test_every_fixed_point_gets_a_certificate(kind):
     torch.manual_seed(1)
-    if kind == "gru":
-        module, n = nn.GRU(3, 12).double(), 12
+    if kind.startswith("gru"):
+        module, n = (nn.GRU(3, 12) if kind == "gru" else nn.GRUCell(3, 12)).double(), 12
         with torch.no_grad():
-            module.weight_hh_l0.mul_(6.0)
+            (module.weight_hh_l0 if kind == "gru" else module.weight_hh).mul_(6.0)
+    elif kind == "lstm":
+        module, n = nn.LSTM(3, 10).double(), 20
+        with torch.no_grad():
+            module.weight_hh_l0.mul_(4.0)
     elif kind.startswith("rnn"):
         module = nn.RNN(3, 12, nonlinearity=kind[4:]).double()
         n = 12
@@ -335,8 +340,11 @@ def test_every_fixed_point_gets_a_certificate(kind):
         assert result.stability_certified.all()
 
 
-def test_certificate_locates_a_displaced_point():
-    model = LeakyRNN(1, 10, 1, gain=2.5).double()
+@pytest.mark.parametrize("arch", ["leaky", "gru", "lstm"])
+def test_certificate_locates_a_displaced_point(arch):
+    torch.manual_seed(0)
+    model = {"leaky": lambda: LeakyRNN(1, 10, 1, gain=2.5), "gru": lambda: nn.GRU(2, 10),
+             "lstm": lambda: nn.LSTM(2, 5)}[arch]().double()
     dyn = fp.from_module(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -351,15 +359,16 @@ def test_certificate_locates_a_displaced_point():
         assert cert["error_bound"][0] <= 10 * delta
         assert cert["certified_radius"][0] >= cert["error_bound"][0]
     # a state far from every fixed point is never certified
-    far = certify_points(dyn, np.full((1, 10), 0.3), scale=result.scale)
+    far_state = np.full((1, 10), 0.3)
+    far = certify_points(dyn, far_state, scale=result.scale)
     with torch.no_grad():
-        if float(dyn.speed(dyn.states(np.full((1, 10), 0.3)))) > 1e-6:
-            assert np.isnan(far["certified_radius"][0])
+        assert float(dyn.speed(dyn.states(far_state))) > 1e-6
+    assert np.isnan(far["certified_radius"][0])
 
 
 def test_models_without_an_enclosure_are_not_certified():
-    lstm = nn.LSTM(2, 4).double()
-    dyn = fp.from_module(lstm)
+    stacked = nn.GRU(2, 4, num_layers=2).double()
+    dyn = fp.from_module(stacked)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = fp.find_fixed_points(dyn, fp.sample_initial_states(dyn, 64))
