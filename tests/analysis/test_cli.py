@@ -49,6 +49,10 @@ def test_analyze_writes_every_output(analyzed):
     assert [p["epoch"] for p in summary["per_epoch"]] == epochs
     assert summary["failed"] == []
     assert {"stable", "saddle", "ghost"} <= set(summary["per_epoch"][0]["counts"])
+    for entry in summary["per_epoch"]:  # what each epoch's fixed-point set proves (issue 12)
+        fixed = sum(entry["counts"][k] for k in ("stable", "saddle", "unstable"))
+        assert entry["search"].startswith("found from") and not entry["complete"]
+        assert entry["n_certified"] == fixed and entry["n_stability_certified"] <= fixed
     assert "settings_hash" in summary and summary["settings"]["n_initial"] == 48
     header = (out / "events.csv").read_text().splitlines()[0]
     assert header.startswith("epoch_before,epoch_after,kind")

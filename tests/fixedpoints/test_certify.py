@@ -530,3 +530,14 @@ def test_low_rank_form_rejects_bad_shapes():
         LowRankForm(np.ones((4, 1)), np.ones((1, 4)), np.zeros(3))
     with pytest.raises(ValueError, match="complete="):
         fp.FinderOptions(complete="yes")
+
+
+def test_epoch_summary_says_complete_for_a_low_rank_model():
+    from analysis import analyze_checkpoint
+    form, saddles = staircase_form(5, np.random.default_rng(6))
+    dyn = fp.from_module(leaky_from_form(form), input=[0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        summary = analyze_checkpoint(dyn, n_initial=32).summary()
+    assert summary["search"] == "complete (certified)" and summary["complete"]
+    assert summary["n_certified"] == 5 and summary["n_stability_certified"] == 5
