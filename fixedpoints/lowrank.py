@@ -37,7 +37,8 @@ import numpy as np
 
 from .intervals import Interval, down, gamma, imatmul, point, tanh_slope, up
 
-__all__ = ["LowRankForm", "ReducedSolution", "solve_reduced", "low_rank_form", "MAX_RANK"]
+__all__ = ["LowRankForm", "ReducedSolution", "solve_reduced", "low_rank_form", "coalesce",
+           "MAX_RANK"]
 
 #: Largest rank the exhaustive search is run for by default.
 MAX_RANK = 3
@@ -202,7 +203,8 @@ class ReducedSolution:
     uniqueness : ndarray of shape (k, K, 2)
         Larger boxes in which that root is proved to be the only one.
     unresolved : ndarray of shape (m, K, 2)
-        Boxes neither excluded nor certified within the budget (may hold roots).
+        Boxes neither excluded nor certified within the budget (may hold roots); touching
+        ones are merged into their hull (:func:`coalesce`).
     box : ndarray of shape (K, 2)
         The box searched (holds every root).
     complete : bool
@@ -356,6 +358,7 @@ def solve_reduced(form: LowRankForm, *, max_boxes: int = 200_000, batch: int = 4
     z, e, ambiguous = _merge(z, e)
     if len(ambiguous):
         unres = np.concatenate([unres, ambiguous])
+    unres = coalesce(unres)
     e = _tighten(form, z, e, tighten)
     kappa = np.clip(_newton(form, 0.5 * e[..., 0] + 0.5 * e[..., 1], 3), e[..., 0], e[..., 1]) \
         if len(e) else np.zeros((0, k))
@@ -378,6 +381,38 @@ def _grid(box: Interval, cells: int):
     lo = np.stack([edges[j][index[:, j]] for j in range(k)], -1)
     hi = np.stack([edges[j][index[:, j] + 1] for j in range(k)], -1)
     return lo, hi
+
+
+def coalesce(boxes: np.ndarray, max_pairs: int = 2_000_000) -> np.ndarray:
+    """Replace each connected set of touching boxes by its hull (a superset: still a region
+    that may hold roots). Boxes (m, K, 2) in, fewer out; unchanged when the touching graph would
+    be too large to build (``max_pairs``)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    if len(boxes) <= 1:
+        return boxes
+    lo, hi = boxes[..., 0], boxes[..., 1]
+    centre, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    reach = float(2.0 * half.max()) * (1 + 1e-12) + 1e-300
+    tree = cKDTree(centre)
+    if tree.count_neighbors(tree, reach, p=np.inf) > 2 * max_pairs + len(boxes):
+        return boxes
+    pairs = tree.query_pairs(reach, p=np.inf, output_type="ndarray")
+    if len(pairs):
+        i, j = pairs[:, 0], pairs[:, 1]
+        touch = ((lo[i] <= hi[j]) & (lo[j] <= hi[i])).all(1)
+        i, j = i[touch], j[touch]
+    else:
+        i = j = np.zeros(0, dtype=int)
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(boxes), len(boxes)))
+    n_comp, label = connected_components(graph, directed=False)
+    out_lo = np.full((n_comp, lo.shape[1]), np.inf)
+    out_hi = np.full((n_comp, lo.shape[1]), -np.inf)
+    np.minimum.at(out_lo, label, lo)
+    np.maximum.at(out_hi, label, hi)
+    return np.stack([out_lo, out_hi], -1)
 
 
 def _merge(z: np.ndarray, e: np.ndarray):

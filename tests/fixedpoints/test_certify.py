@@ -541,3 +541,38 @@ def test_epoch_summary_says_complete_for_a_low_rank_model():
         summary = analyze_checkpoint(dyn, n_initial=32).summary()
     assert summary["search"] == "complete (certified)" and summary["complete"]
     assert summary["n_certified"] == 5 and summary["n_stability_certified"] == 5
+
+
+def test_rank_three_network_with_27_fixed_points():
+    """Three bistable latents κ_j = tanh(20 κ_j) (roots 0, ±1 each, to 1e-17), mixed by a
+    random rotation: 27 fixed points with 8, 12, 6 and 1 of index 0, 1, 2 and 3."""
+    from scipy.stats import special_ortho_group
+    n = 6
+    left, right, bias = np.zeros((n, 3)), np.zeros((3, n)), np.zeros(n)
+    for u in range(n):
+        left[u, u // 2], right[u // 2, u] = 20.0, 0.5
+    q = special_ortho_group.rvs(3, random_state=1)
+    form = LowRankForm(left @ q, q.T @ right, bias)
+    dyn = fp.from_module(leaky_from_form(form), input=[0.0], time="continuous")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = fixed_only(fp.find_fixed_points(dyn, random_states(n, k=4), complete=True))
+    assert result.complete and len(result) == 27
+    assert result.index_counts() == {0: 8, 1: 12, 2: 6, 3: 1}
+    assert result.n_certified == 27 and result.stability_certified.all()
+
+
+def test_a_degenerate_root_stays_unresolved_never_dropped():
+    # κ = tanh(κ): a triple root at 0 (G'(0) = G''(0) = 0) that no Krawczyk test can certify
+    form = LowRankForm(np.ones((2, 1)), 0.5 * np.ones((1, 2)), np.zeros(2))
+    sol = solve_reduced(form, max_boxes=20_000)
+    assert not sol.complete and len(sol.kappa) == 0
+    assert len(sol.unresolved) == 1  # touching boxes merged into one hull
+    lo, hi = sol.unresolved[0, 0]
+    assert lo <= 0.0 <= hi and hi - lo < 1e-3
+    dyn = fp.from_module(leaky_from_form(form), input=[0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = fp.find_fixed_points(dyn, random_states(2), complete_budget=20_000)
+    assert not result.complete and result.unresolved.shape == (1, 1, 2)
+    assert result.provenance().startswith("found from")
