@@ -671,18 +671,21 @@ def _points_table(result) -> str:
     from .epoch import counts_text
     lines = [f"{result.source}: epoch {result.epoch}, {fp.n_states} states, {fp.time} time",
              (f"{len(fp)} point{'s' if len(fp) != 1 else ''}: "
-              f"{counts_text(result.counts())}  (finder: {fp.status.name.lower()})")]
+              f"{counts_text(result.counts())}  (finder: {fp.status.name.lower()})"),
+             fp.certification_text()]
     if len(fp):
         native = "|λ|max" if fp.time == "discrete" else "Re λmax"
         lines.append(f"{'#':>3}  {'kind':<9}{'index':>5}  {'speed q':>10}  {'|x|':>8}  "
-                     f"{native:>8}")
+                     f"{native:>8}  {'certified r':>11}  {'error':>8}  stability")
         order = np.lexsort((fp.speed, fp.n_unstable))
         for i in order[:200]:
             ev = fp.eigvals[i]
             top = np.max(np.abs(ev)) if fp.time == "discrete" else np.max(np.real(ev))
             lines.append(f"{i:>3}  {str(fp.kind[i]):<9}{int(fp.n_unstable[i]):>5}  "
                          f"{float(fp.speed[i]):>10.2e}  {float(np.linalg.norm(fp.x[i])):>8.3f}  "
-                         f"{float(top):>8.4f}")
+                         f"{float(top):>8.4f}  {float(fp.certified_radius[i]):>11.2e}  "
+                         f"{float(fp.error_bound[i]):>8.1e}  "
+                         f"{'proved' if fp.stability_certified[i] else '-'}")
         if len(fp) > 200:
             lines.append(f"... {len(fp) - 200} more (use --json or --out)")
     ghosts = result.ghosts
@@ -694,7 +697,8 @@ def _points_table(result) -> str:
                          f"passage_time={float(ghosts.passage_time[j]):.3g}, "
                          f"strength={float(ghosts.strength[j]):.3g} "
                          f"({ghosts.strength_class[j]}), "
-                         f"fixed_point_distance={float(ghosts.fixed_point_distance[j]):.3g}")
+                         f"fixed_point_distance={float(ghosts.fixed_point_distance[j]):.3g}, "
+                         f"exclusion_radius={float(ghosts.exclusion_radius[j]):.3g}")
     return "\n".join(lines)
 
 

@@ -308,7 +308,7 @@ class EpochAnalysis:
                 "n_attractors": None if sig is None else sig.n_attractors,
                 "signature": None if sig is None else str(sig),
                 "scale": float(self.scale), "seconds": float(self.seconds),
-                "source": self.source}
+                "source": self.source, **_certification(self.fixed_points)}
 
     def __repr__(self) -> str:
         return (f"EpochAnalysis(epoch={self.epoch}, {self.fixed_points!r}, "
@@ -384,6 +384,13 @@ class EpochAnalysis:
                    loss=math.nan if loss is None else float(loss), source=meta.get("source", ""),
                    settings_hash=meta.get("settings_hash", ""),
                    seconds=float(meta.get("seconds", 0.0)), info=meta.get("info", {}))
+
+
+def _certification(fixed_points) -> Dict[str, Any]:
+    """What the epoch's fixed-point set proves (issue 12), for ``summary.json``."""
+    return {"search": fixed_points.provenance(), "complete": bool(fixed_points.complete),
+            "n_certified": fixed_points.n_certified,
+            "n_stability_certified": int(np.sum(fixed_points.stability_certified))}
 
 
 def _dump_dataclass(obj, prefix: str, arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:

@@ -187,7 +187,8 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
         for ctx, job in zip(contexts, jobs_list):
             if Path(job.png).exists() and png_key(Path(job.png)) == job.key:
                 frames.append((int(ctx.result.epoch), Path(job.png),
-                               counts_text(ctx.result.counts())))
+                               counts_text(ctx.result.counts()) + " · "
+                               + ctx.result.fixed_points.certification_text()))
         write_text(out / "projection.json", json_text(projection.to_dict()))
 
     timeline = write_timeline(analysis, out / "timeline.png")
@@ -201,7 +202,9 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
              ("failed", str(len(failed))),
              ("events", str(len(events))),
              ("loss drop at epoch", format_number(drop) if drop is not None else "none found"),
-             ("at the last epoch", counts_text(results[-1].counts()) if results else "–")]
+             ("at the last epoch", counts_text(results[-1].counts()) if results else "–"),
+             ("fixed points at the last epoch",
+              results[-1].fixed_points.certification_text() if results else "–")]
     details = {"settings": settings.to_dict(),
                "portraits": options.to_dict(),
                "projection": None if projection is None else {

@@ -299,6 +299,48 @@ class LeakyRNN(RecurrentModel):
         _, bend = self._drive_derivatives(x, u)
         return self._gram(self.alpha * weights * bend)
 
+    def _constant_drive(self, u: Optional[torch.Tensor]) -> torch.Tensor:
+        """``W_in u + b`` at a constant input ``u (n_inputs,)`` (None: zero input), shape (N,)."""
+        ref = self.W_in.bias.detach().double()
+        if u is None or self.n_inputs == 0:
+            return ref.clone()
+        u = torch.as_tensor(u, dtype=torch.float64, device=ref.device).reshape(-1)
+        return self.W_in.weight.detach().double() @ u + ref
+
+    def low_rank_form(self, u: Optional[torch.Tensor] = None,
+                      max_rank: int = 3) -> Optional[Dict[str, torch.Tensor]]:
+        """Fixed points are ``r* = tanh(c + L κ)`` with ``κ = R r*`` (INTERFACES.md).
+
+        Low rank: ``L = S_l``, ``R = S_r``. Full rank: the truncated SVD when W has numerical
+        rank ≤ ``max_rank`` (singular values above ``1e-12 · σ_max · N``), else None.
+
+        Returns
+        -------
+        dict of float64 tensors ``left (N, K)``, ``right (K, N)``, ``bias (N,)`` and
+        ``nonlinearity = "tanh"``, or None.
+        """
+        with torch.no_grad():
+            c = self._constant_drive(u)
+            if self.rank is not None:
+                left, right = self.S_l.detach().double(), self.S_r.detach().double()
+            else:
+                w = self.W_rec.detach().double()
+                u_svd, s, vh = torch.linalg.svd(w)
+                k = int((s > 1e-12 * s[0] * w.shape[0]).sum()) if s[0] > 0 else 1
+                if k > max_rank:
+                    return None
+                k = max(k, 1)
+                left, right = u_svd[:, :k] * s[:k], vh[:k]
+        return {"left": left.clone(), "right": right.clone(), "bias": c,
+                "nonlinearity": "tanh"}
+
+    def rate_form(self, u: Optional[torch.Tensor] = None) -> Dict[str, object]:
+        """``r ← (1 − α) r + α tanh(W r + c)``: ``weight`` W (N, N), ``bias`` c (N,) at input
+        ``u``, ``alpha``, ``nonlinearity`` (float64 tensors, detached)."""
+        with torch.no_grad():
+            return {"weight": self.W.detach().double().clone(), "bias": self._constant_drive(u),
+                    "alpha": self.alpha, "nonlinearity": "tanh"}
+
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return _output_map(self.W_out(x), self.output, self.confidence)
 
@@ -398,6 +440,13 @@ class RankOneRNN(RecurrentModel):
         """α times :meth:`velocity_curvature`, shape (b, N, N)."""
         _, bend = self._drive_derivatives(x)
         return self._gram(self.alpha * weights * bend)
+
+    def low_rank_form(self, u: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """``L = m[:, None]``, ``R = n[None, :]``, ``c = b`` (no inputs; ``u`` is ignored)."""
+        with torch.no_grad():
+            return {"left": self.m.detach().double()[:, None].clone(),
+                    "right": self.n.detach().double()[None, :].clone(),
+                    "bias": self.b.detach().double().clone(), "nonlinearity": "tanh"}
 
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.confidence * (self.kappa(x) - 1.0))[..., None]

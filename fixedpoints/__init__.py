@@ -13,7 +13,10 @@ from .linearize import jacobian, linearize, classify
 from .unique import deduplicate
 from .finder import FinderOptions, FixedPointError, find_fixed_points
 from .ghosts import GHOST_KINDS, GhostOptions, Ghosts, detect_ghosts
-from . import systems
+from .lowrank import LowRankForm, ReducedSolution, low_rank_form, solve_reduced
+from .certify import certify_points, exclusion_radius
+from .ghost_certificates import certify_ghosts
+from . import intervals, systems
 
 __all__ = [
     "Dynamics", "DiscreteDynamics", "ContinuousDynamics",
@@ -22,4 +25,6 @@ __all__ = [
     "jacobian", "linearize", "classify", "deduplicate",
     "FinderOptions", "FixedPointError", "find_fixed_points",
     "Ghosts", "GhostOptions", "GHOST_KINDS", "detect_ghosts", "systems",
+    "LowRankForm", "ReducedSolution", "low_rank_form", "solve_reduced",
+    "certify_points", "exclusion_radius", "certify_ghosts", "intervals",
 ]

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .dynamics import ContinuousDynamics, DiscreteDynamics, Dynamics
+from .sources import attach_sources
 
 __all__ = ["from_module"]
 
@@ -326,10 +327,12 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
         if time == "continuous":
             raise ValueError(f"{name} is a discrete-time map; pass time='discrete' (or None)")
         step, n_states, n_inputs, kind = _torch_rnn_step(module, dtype, device)
-        return DiscreteDynamics(step, n_states, n_inputs=n_inputs, input=input, dtype=dtype,
-                                device=device, name=f"{name}({kind})",
-                                jacobian_fn=_torch_rnn_jacobian(module, dtype, device),
-                                curvature_fn=_torch_rnn_curvature(module, dtype, device))
+        dyn = DiscreteDynamics(step, n_states, n_inputs=n_inputs, input=input, dtype=dtype,
+                               device=device, name=f"{name}({kind})",
+                               jacobian_fn=_torch_rnn_jacobian(module, dtype, device),
+                               curvature_fn=_torch_rnn_curvature(module, dtype, device))
+        attach_sources(dyn, module, "discrete")  # enclosures for the certificates
+        return dyn
 
     has_step = callable(getattr(module, "step", None))
     has_velocity = callable(getattr(module, "velocity", None))
@@ -376,4 +379,5 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
               jacobian_fn=jac if callable(jac) else None,
               curvature_fn=curvature if callable(curvature) else None, name=name)
     dyn.module = clone
+    attach_sources(dyn, clone, time)  # low_rank_form / rate_form, for the certificates
     return dyn

@@ -47,6 +47,7 @@ from .options import resolve_options
 from .linearize import classify, jacobian as _jacobian_np, _native_spectrum
 from .results import FinderStatus, FixedPoints, SlowRegion
 from .unique import deduplicate
+from .complete import finish
 
 __all__ = ["FinderOptions", "find_fixed_points", "FixedPointError"]
 
@@ -123,6 +124,17 @@ class FinderOptions:
         Seed for the random choices (midpoint subsets).
     throw : bool
         Raise :class:`FixedPointError` instead of warning when some points did not converge.
+    complete : bool, optional
+        Exhaustive, certified search of low-rank tanh networks (rank ≤ 3) by interval
+        branch-and-bound (:mod:`fixedpoints.complete`). None (default): whenever it applies;
+        True: required (ValueError if the system has no low-rank form); False: never.
+    certify : bool
+        Attach a Krawczyk certificate and a stability verdict to every fixed point
+        (:mod:`fixedpoints.certify`; NaN / False for models without an interval enclosure).
+        About 60 n³ operations each; at most ``max(4, polish_budget / (240 n³))`` points are
+        certified (stable ones first), the rest counted in ``info["not_certified_over_budget"]``.
+    complete_budget : int
+        Boxes the exhaustive search may examine; what is left is reported as ``unresolved``.
     """
 
     max_iter: int = 0
@@ -147,9 +159,12 @@ class FinderOptions:
     attribution_rtol: float = 0.25
     seed: int = 0
     throw: bool = False
+    complete: Optional[bool] = None
+    certify: bool = True
+    complete_budget: int = 200_000
 
     def __post_init__(self):
-        positive_ints = ("batch_size", "min_region_points", "patience")
+        positive_ints = ("batch_size", "min_region_points", "patience", "complete_budget")
         non_negative_ints = ("max_iter", "newton_steps", "max_midpoints")
         positive_floats = ("lr", "descent_rtol", "slow_tol", "grad_rtol", "tol_unique",
                            "marginal_rtol", "attribution_rtol", "merge_fraction")
@@ -177,6 +192,11 @@ class FinderOptions:
                              f"number (about n_states³ × candidates) or None for no limit")
         if not np.isfinite(self.box_margin) or self.box_margin < 0:
             raise ValueError(f"box_margin={self.box_margin!r} is invalid; pass a number >= 0")
+        if self.complete not in (None, True, False):
+            raise ValueError(f"complete={self.complete!r} is invalid; pass True, False or None "
+                             f"(automatic: whenever the system has a low-rank form)")
+        if not isinstance(self.certify, (bool, np.bool_)):
+            raise ValueError(f"certify={self.certify!r} is invalid; pass True or False")
         if self.newton_steps == 0 and self.max_iter == 0:
             raise ValueError("max_iter and newton_steps are both 0: nothing would be searched; "
                              "set at least one of them > 0")
@@ -688,7 +708,10 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                          kind=kind[order], n_unstable=n_unstable[order], time=dynamics.time,
                          status=status, slow_regions=tuple(regions), q_fixed=float(q_fixed),
                          scale=float(scale), info=info)
-    log.info("find_fixed_points: %r in %.2f s", result, info["seconds"])
+    result = finish(dynamics, result, complete=opts.complete, certify=opts.certify,
+                    max_boxes=opts.complete_budget, budget=opts.polish_budget)  # certificates
+    status = result.status
+    log.info("find_fixed_points: %r in %.2f s", result, result.info["seconds"])
     if status is not FinderStatus.CONVERGED:
         text = f"find_fixed_points: {status.value} ({info})"
         if opts.throw:

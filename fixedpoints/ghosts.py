@@ -95,6 +95,7 @@ import torch
 from . import linalg as _linalg
 from .dynamics import Dynamics
 from .initial import state_spread
+from .ghost_certificates import certify_ghosts
 from .linearize import EIG_RTOL, sort_spectrum
 from .options import resolve_options
 from .results import FixedPoints, PointArrays, load_result, save_result
@@ -310,6 +311,13 @@ class Ghosts(PointArrays):
         Fixed-point tolerance on q.
     info : dict
         Counters: candidates, rejections by reason, seconds, options.
+    exclusion_radius : ndarray of shape (k,)
+        The max-norm cube of this radius around the ghost provably holds no fixed point
+        (:mod:`fixedpoints.ghost_certificates`); 0 where nothing was proved.
+    kappa : ndarray of shape (k, K)
+        Low-rank models: the κ-space speed minimum near the ghost (K = 0 otherwise).
+    kappa_distance : ndarray of shape (k,)
+        Max-norm distance between ``tanh(c + L κ)`` and ``x`` (NaN without a low-rank form).
     """
 
     x: np.ndarray
@@ -337,11 +345,15 @@ class Ghosts(PointArrays):
     relaxation_time: Optional[np.ndarray] = None
     strength: Optional[np.ndarray] = None
     strength_class: Optional[np.ndarray] = None
+    exclusion_radius: Optional[np.ndarray] = None
+    kappa: Optional[np.ndarray] = None
+    kappa_distance: Optional[np.ndarray] = None
 
     _ARRAYS = ("x", "speed", "velocity_norm", "slow_direction", "flow_direction", "alignment",
                "curvature", "width", "transverse_eigvals", "n_unstable", "kind", "passage_time",
                "dwell_time", "passed", "fixed_point_distance", "isolation", "contrast",
-               "relaxation_time", "strength", "strength_class")
+               "relaxation_time", "strength", "strength_class",
+               "exclusion_radius", "kappa", "kappa_distance")
 
     def __post_init__(self):
         k = len(self.x)
@@ -350,6 +362,10 @@ class Ghosts(PointArrays):
                 object.__setattr__(self, name, np.full(k, np.nan))
         if self.strength_class is None:
             object.__setattr__(self, "strength_class", np.full(k, "", dtype="<U6"))
+        for name, value in (("exclusion_radius", np.zeros(k)), ("kappa", np.zeros((k, 0))),
+                            ("kappa_distance", np.full(k, np.nan))):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     def of_strength(self, min_strength: float) -> "Ghosts":
         """The ghosts with ``strength ≥ min_strength``."""
@@ -417,6 +433,7 @@ class Ghosts(PointArrays):
                 "relaxation_time": _finite_or_none(self.relaxation_time[i]),
                 "strength": _finite_or_none(self.strength[i]),
                 "strength_class": str(self.strength_class[i]),
+                "exclusion_radius": float(self.exclusion_radius[i]),
             })
         return {"time": self.time, "scale": float(self.scale), "q_fixed": float(self.q_fixed),
                 "counts": self.counts(), "class_counts": self.class_counts(),
@@ -919,6 +936,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         strength_class=np.where(pick(strength)[order] >= opts.strong_strength, "strong",
                                 "weak").astype("<U6"),
         time=dynamics.time, info=info, **meta)
+    result = certify_ghosts(dynamics, result, fixed_points)  # exclusion radii, κ location
     log.info("detect_ghosts: %r in %.2f s (rejected: %s)", result, info["seconds"],
              {k: v for k, v in info["rejected"].items() if v})
     return result

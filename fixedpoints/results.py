@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -131,6 +131,24 @@ class FixedPoints(PointArrays):
         Spread (RMS distance to the centroid) of the initial states; tolerances are relative to it.
     info : dict
         Counters from the search (initial states, iterations, dropped points, seconds).
+    certified_radius : ndarray of shape (k,)
+        The max-norm cube of this radius around ``x[i]`` provably holds exactly one fixed point
+        (Krawczyk, :mod:`fixedpoints.certify`); NaN where nothing was proved (slow points,
+        models without an interval enclosure).
+    error_bound : ndarray of shape (k,)
+        The true fixed point is provably within this max-norm distance of ``x[i]``; NaN if not.
+    stability_certified : ndarray of shape (k,), bool
+        The index ``n_unstable[i]`` (and so the kind) is proved: no eigenvalue's perturbation
+        disc meets the stability boundary.
+    kappa : ndarray of shape (k, K)
+        Reduced coordinates ``κ = R x`` for low-rank models (K = 0 otherwise).
+    complete : bool
+        The fixed points are ALL the fixed points (exhaustive low-rank search with no unresolved
+        box, :mod:`fixedpoints.lowrank`); each then has a certificate.
+    search_box : ndarray of shape (K, 2)
+        The κ box the exhaustive search covered (it holds every fixed point); (0, 2) if none.
+    unresolved : ndarray of shape (m, K, 2)
+        κ boxes the search could neither exclude nor certify (they may hold fixed points).
     """
 
     x: np.ndarray
@@ -144,8 +162,50 @@ class FixedPoints(PointArrays):
     q_fixed: float = 0.0
     scale: float = 1.0
     info: Dict[str, Any] = field(default_factory=dict)
+    certified_radius: Optional[np.ndarray] = None
+    error_bound: Optional[np.ndarray] = None
+    stability_certified: Optional[np.ndarray] = None
+    kappa: Optional[np.ndarray] = None
+    complete: bool = False
+    search_box: Optional[np.ndarray] = None
+    unresolved: Optional[np.ndarray] = None
 
-    _ARRAYS = ("x", "speed", "eigvals", "kind", "n_unstable")
+    _ARRAYS = ("x", "speed", "eigvals", "kind", "n_unstable", "certified_radius", "error_bound",
+               "stability_certified", "kappa")
+
+    def __post_init__(self):
+        k = int(np.shape(self.x)[0])
+        defaults = {"certified_radius": np.full(k, np.nan), "error_bound": np.full(k, np.nan),
+                    "stability_certified": np.zeros(k, dtype=bool), "kappa": np.zeros((k, 0)),
+                    "search_box": np.zeros((0, 2))}
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if self.unresolved is None:
+            rank = int(np.shape(self.search_box)[0])
+            object.__setattr__(self, "unresolved", np.zeros((0, rank, 2)))
+        for name in ("certified_radius", "error_bound", "stability_certified", "kappa"):
+            if int(np.shape(getattr(self, name))[0]) != k:
+                raise ValueError(f"{name} has {np.shape(getattr(self, name))[0]} row(s) but x "
+                                 f"has {k}; pass one row per point")
+
+    @property
+    def n_certified(self) -> int:
+        """Number of points with a certificate (a finite ``certified_radius``)."""
+        return int(np.isfinite(self.certified_radius).sum())
+
+    def certification_text(self) -> str:
+        """One line for reports, e.g. ``"complete (certified): 9/9 fixed points certified, 9
+        stability verdicts proved"``."""
+        n_fixed = int(np.sum(self.kind != "slow"))
+        return (f"{self.provenance()}: {self.n_certified}/{n_fixed} fixed points certified, "
+                f"{int(np.sum(self.stability_certified))} stability verdicts proved")
+
+    def provenance(self) -> str:
+        """``"complete (certified)"`` or ``"found from N starts"``, for reports."""
+        if self.complete:
+            return "complete (certified)"
+        return f"found from {int(self.info.get('n_initial', 0))} starts"
 
     @property
     def success(self) -> bool:
@@ -198,12 +258,25 @@ class FixedPoints(PointArrays):
                 {"x": self.x[i].tolist(), "speed": float(self.speed[i]), "kind": str(self.kind[i]),
                  "n_unstable": int(self.n_unstable[i]),
                  "eigvals_real": np.real(self.eigvals[i]).tolist(),
-                 "eigvals_imag": np.imag(self.eigvals[i]).tolist()}
+                 "eigvals_imag": np.imag(self.eigvals[i]).tolist(),
+                 "certified_radius": _finite_or_none(self.certified_radius[i]),
+                 "error_bound": _finite_or_none(self.error_bound[i]),
+                 "stability_certified": bool(self.stability_certified[i])}
                 for i in range(len(self))
             ],
+            "complete": bool(self.complete),
+            "provenance": self.provenance(),
+            "n_certified": self.n_certified,
+            "search_box": np.asarray(self.search_box).tolist(),
+            "unresolved": np.asarray(self.unresolved).tolist(),
             "slow_regions": [r.to_dict() for r in self.slow_regions],
             "info": to_json(self.info),
         }
+
+
+def _finite_or_none(value):
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def save_result(result, path: Union[str, os.PathLike]) -> Path:

@@ -49,6 +49,10 @@ def test_analyze_writes_every_output(analyzed):
     assert [p["epoch"] for p in summary["per_epoch"]] == epochs
     assert summary["failed"] == []
     assert {"stable", "saddle", "ghost"} <= set(summary["per_epoch"][0]["counts"])
+    for entry in summary["per_epoch"]:  # what each epoch's fixed-point set proves (issue 12)
+        fixed = sum(entry["counts"][k] for k in ("stable", "saddle", "unstable"))
+        assert entry["search"].startswith("found from") and not entry["complete"]
+        assert entry["n_certified"] == fixed and entry["n_stability_certified"] <= fixed
     assert "settings_hash" in summary and summary["settings"]["n_initial"] == 48
     header = (out / "events.csv").read_text().splitlines()[0]
     assert header.startswith("epoch_before,epoch_after,kind")
@@ -209,11 +213,14 @@ def test_find_prints_points_and_json(run_dir, tmp_path, capsys):
     code, out, _ = _run(["find", file, "--n-initial", "48", "-q"], capsys)
     assert code == 0
     assert "epoch 9, 6 states, discrete time" in out and "stable" in out
+    assert "fixed points certified" in out and "certified r" in out  # issue 12
     code, out, _ = _run(["find", file, "--n-initial", "48", "-q", "--json", "--out",
                          tmp_path / "f"], capsys)
     assert code == 0
     payload = json.loads(out)
     assert payload["epoch"] == 9 and len(payload["points"]) == sum(payload["counts"].values())
+    assert payload["search"].startswith("found from") and payload["n_certified"] >= 1
+    assert all("certified_radius" in p for p in payload["points"])
     assert (tmp_path / "f" / "epoch_0009.json").exists()
     assert (tmp_path / "f" / "epoch_0009.png").stat().st_size > 5000
 

@@ -124,6 +124,7 @@ def test_report_files(tanh_report):
     assert html.count("<img data-epoch=") == 5 and html.count("data:image/png;base64,") == 6
     assert "<title>tanh &lt;map&gt;</title>" in html and "synthetic &amp; swept" in html
     assert "saddle_node" in html  # the event between b = 0.50 and 0.55 is in the table
+    assert "found from" in html and "fixed points certified" in html  # issue 12
     assert not any(s in html for s in ("http://", "https://", "<link ", "src=\"//"))
 
 

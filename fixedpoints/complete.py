@@ -1,0 +1,140 @@
+"""The last stage of :func:`fixedpoints.find_fixed_points`: the exhaustive low-rank search (when
+it applies) and a certificate for every fixed point.
+
+``complete=None`` (the default) runs the exhaustive search whenever the system has a low-rank
+form of rank ≤ :data:`~fixedpoints.lowrank.MAX_RANK`; ``True`` requires it (ValueError
+otherwise); ``False`` never runs it. The start-based result is kept for what the reduced search
+does not give (slow points, slow regions). Its fixed points are replaced by the certified roots
+they coincide with; when the search left unresolved boxes, start-found fixed points that match
+no certified root are kept (they may lie in those boxes), and when it left none they are
+dropped (no fixed point exists outside the certified ones) and counted in
+``info["not_fixed_by_complete_search"]``.
+"""
+from __future__ import annotations
+
+import time as _time
+from dataclasses import replace
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .certify import certify_points
+from .linearize import _native_spectrum, classify, jacobian as _jacobian_np
+from .lowrank import MAX_RANK, low_rank_form, solve_reduced
+from .results import FinderStatus, FixedPoints
+
+__all__ = ["finish"]
+
+
+def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
+           certify: bool = True, max_boxes: int = 200_000,
+           budget: Optional[float] = None) -> FixedPoints:
+    """Run the exhaustive search (if it applies) and the certificates on a finder's result.
+
+    Parameters
+    ----------
+    dynamics : Dynamics
+    result : FixedPoints
+        What the start-based search found.
+    complete : bool or None
+        See the module docstring.
+    certify : bool
+        Attach Krawczyk certificates and stability verdicts to every fixed point.
+    max_boxes : int
+        Budget of the exhaustive search (boxes examined).
+    budget : float, optional
+        The finder's ``polish_budget``: a certificate costs about 60 n³ operations, so at most
+        ``max(4, budget / (240 n³))`` points are certified (a quarter of the polish budget; the
+        stable ones first); the others keep NaN and are counted in
+        ``info["not_certified_over_budget"]``. None: no limit.
+
+    Returns
+    -------
+    FixedPoints
+    """
+    started = _time.perf_counter()
+    info = dict(result.info)
+    form = None
+    if complete is not False:
+        form = low_rank_form(dynamics)
+        if form is not None and form.rank > MAX_RANK:
+            form = None
+        if form is None and complete:
+            raise ValueError(f"complete=True needs a low-rank tanh network of rank <= {MAX_RANK} "
+                             f"(a model with low_rank_form(u), or an nn.RNN whose W_hh has "
+                             f"numerical rank <= {MAX_RANK}); {dynamics.name} has none. Pass "
+                             f"complete=None to search from the initial states only")
+    if form is not None:
+        result = _merge_complete(dynamics, result, form, max_boxes, info)
+    if certify:
+        t0 = _time.perf_counter()
+        fixed = np.flatnonzero(result.kind != "slow")
+        if budget is not None:
+            limit = max(4, int(budget / (240.0 * float(dynamics.n_states) ** 3)))
+            info["not_certified_over_budget"] = int(max(len(fixed) - limit, 0))
+            fixed = fixed[:limit]
+        cert = certify_points(dynamics, result.x[fixed], scale=max(result.scale, 1e-12),
+                              n_unstable=result.n_unstable[fixed])
+        radius = result.certified_radius.copy()
+        error = result.error_bound.copy()
+        stable = result.stability_certified.copy()
+        radius[fixed] = cert["certified_radius"]
+        error[fixed] = cert["error_bound"]
+        stable[fixed] = cert["stability_certified"]
+        info["certify_seconds"] = _time.perf_counter() - t0
+        info["certified"] = int(np.isfinite(radius).sum())
+        info["stability_certified"] = int(stable.sum())
+        result = replace(result, certified_radius=radius, error_bound=error,
+                         stability_certified=stable)
+    info["seconds"] = float(info.get("seconds", 0.0)) + (_time.perf_counter() - started)
+    return replace(result, info=info)
+
+
+def _merge_complete(dynamics, result: FixedPoints, form, max_boxes: int, info) -> FixedPoints:
+    t0 = _time.perf_counter()
+    sol = solve_reduced(form, max_boxes=max_boxes)
+    info["complete_search"] = dict(sol.info, seconds=_time.perf_counter() - t0,
+                                   unresolved=int(len(sol.unresolved)))
+    roots = form.states(sol.kappa)
+    fixed = result.kind != "slow"
+    found_kappa = result.x[fixed] @ form.right.T
+    matched = np.zeros(len(found_kappa), dtype=bool)
+    for z in sol.uniqueness:
+        inside = ((found_kappa >= z[:, 0]) & (found_kappa <= z[:, 1])).all(1)
+        matched |= inside
+    if len(roots):
+        near = np.abs(result.x[fixed][:, None, :] - roots[None]).max(-1)
+        matched |= (near <= 1e-6 * max(result.scale, 1e-12)).any(1)
+    keep_found = np.flatnonzero(fixed)[~matched] if not sol.complete else np.zeros(0, int)
+    if sol.complete:
+        info["not_fixed_by_complete_search"] = int((~matched).sum())
+    slow = np.flatnonzero(~fixed)
+    x_new = roots
+    if len(x_new):
+        jac = _jacobian_np(dynamics, x_new)
+        eig_new = _native_spectrum(dynamics, jac, with_vectors=False)
+        with torch.no_grad():
+            q_new = dynamics.speed(dynamics.states(x_new)).cpu().numpy()
+        kind_new, unstable_new = classify(dynamics, eig_new, np.zeros(len(x_new)), 1.0)
+    else:
+        n = dynamics.n_states
+        eig_new, q_new = np.zeros((0, n), complex), np.zeros(0)
+        kind_new, unstable_new = np.zeros(0, "<U8"), np.zeros(0, int)
+    rest = np.concatenate([keep_found, slow])
+    x = np.concatenate([x_new, result.x[rest]])
+    speed = np.concatenate([q_new, result.speed[rest]])
+    eigvals = np.concatenate([eig_new, result.eigvals[rest]])
+    kind = np.concatenate([kind_new, result.kind[rest]]).astype("<U8")
+    n_unstable = np.concatenate([unstable_new, result.n_unstable[rest]])
+    order = np.lexsort((speed, n_unstable, kind == "slow"))
+    status = result.status
+    if len(x) and status is FinderStatus.NONE_FOUND:
+        status = FinderStatus.CONVERGED
+    kappa = x @ form.right.T
+    info["search"] = "complete" if sol.complete else "exhaustive (unresolved boxes left)"
+    return replace(result, x=x[order], speed=speed[order], eigvals=eigvals[order],
+                   kind=kind[order], n_unstable=n_unstable[order], status=status,
+                   certified_radius=np.full(len(x), np.nan), error_bound=np.full(len(x), np.nan),
+                   stability_certified=np.zeros(len(x), bool), kappa=kappa[order],
+                   complete=bool(sol.complete), search_box=sol.box, unresolved=sol.unresolved)
