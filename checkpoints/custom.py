@@ -67,7 +67,8 @@ def _dynamics(module: nn.Module):
 
 
 def _candidates(state_dict: Dict[str, torch.Tensor]) -> Tuple[List[int], List[int]]:
-    square, other = [], []
+    square: List[int] = []
+    other: List[int] = []
     for tensor in state_dict.values():
         shape = tuple(int(s) for s in tensor.shape)
         if len(shape) == 2 and shape[0] == shape[1]:
@@ -213,7 +214,7 @@ class CustomModel(nn.Module):
             return cache[3]
         x_in = x.detach()
         with torch.enable_grad():
-            _, pull = vjp(lambda y: self._call(name, y, u), x_in)
+            pull = vjp(lambda y: self._call(name, y, u), x_in)[1]
             n, b = x.shape[-1], x.shape[0]
             basis = torch.eye(n, dtype=x.dtype, device=x.device)[:, None, :].expand(n, b, n)
             try:
