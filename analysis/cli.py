@@ -601,10 +601,7 @@ def _analysis_summary(analysis, reused: int, seconds: float) -> str:
     drop = analysis.drop_epoch
     last = analysis.results[-1]
     from .report import _counts_text, epoch_counts
-    from checkpoints import group_problems
-    failures = "".join(f"\n  {g}" for g in group_problems(
-        (f.source, f.reason) for f in analysis.failed))
-    return (f"{'; '.join(parts)}{failures}\n"
+    return (f"{'; '.join(parts)}\n"
             f"events: {events}\n"
             f"loss drop: {'epoch %g' % drop if drop is not None else 'none found'}\n"
             f"last epoch ({last.epoch}): {_counts_text(epoch_counts(last))}")
