@@ -155,3 +155,17 @@ def test_analyze_says_a_shared_reason_once_and_keeps_every_file(tmp_path):
     assert "first: model_epoch5.pt" in done.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert len(summary["failed"]) == 4
+
+
+def test_lightning_last_ckpt_copy_is_skipped_not_a_duplicate(tmp_path):
+    torch.manual_seed(0)
+    sd = {f"model.{k}": v for k, v in LeakyRNN(1, 4, 1).state_dict().items()}
+    for e in range(3):
+        torch.save({"epoch": e, "global_step": 4 * (e + 1), "state_dict": sd},
+                   tmp_path / f"epoch={e}-step={4 * (e + 1)}.ckpt")
+    torch.save({"epoch": 2, "global_step": 12, "state_dict": sd}, tmp_path / "last.ckpt")
+    torch.save({"epoch": 7, "global_step": 99, "state_dict": sd}, tmp_path / "other.ckpt")
+    series = CheckpointSeries.from_dir(tmp_path)
+    assert series.epochs == [0, 1, 2, 7]
+    assert [p for p, _ in series.skipped] == [str(tmp_path / "last.ckpt")]
+    assert "copy of epoch=2-step=12.ckpt" in series.skipped[0][1]
