@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/fixedpoints.py
 	$(PY) bench/ghosts.py
 	$(PY) bench/series.py
+	$(PY) bench/custom_models.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -529,11 +529,15 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
                 raise value
             reason = f"{type(value).__name__}: {value}"
             failed.append(FailedEpoch(item.epoch, item.label, reason))
-            logger.warning("epoch %s (%s) failed: %s", item.epoch, item.label, reason)
+            logger.debug("epoch %s (%s) failed: %s", item.epoch, item.label, reason)
             continue
         results[item.epoch] = value
         if out_dir is not None:
             value.save(out_dir / "epochs" / epoch_file_stem(item.epoch))
+    if failed:  # problems said once: a reason shared by many files is one line
+        from checkpoints import group_problems
+        for group in group_problems((f.source, f.reason) for f in failed):
+            logger.warning("failed: %s", group)
     ordered = tuple(results[e] for e in sorted(results))
     found_events: List[RestructuringEvent] = []
     for a, b in zip(ordered[:-1], ordered[1:]):

@@ -616,12 +616,8 @@ def _analysis_summary(analysis, reused: int, seconds: float) -> str:
     events = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) or "none"
     drop = analysis.drop_epoch
     last = analysis.results[-1]
-    from checkpoints import group_problems
-
     from .epoch import counts_text
-    failures = "".join(f"\n  {g}" for g in group_problems(
-        (f.source, f.reason) for f in analysis.failed))
-    return (f"{'; '.join(parts)}{failures}\n"
+    return (f"{'; '.join(parts)}\n"
             f"events: {events}\n"
             f"loss drop: {'epoch %g' % drop if drop is not None else 'none found'}\n"
             f"last epoch ({last.epoch}): {counts_text(last.counts())}")

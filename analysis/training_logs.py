@@ -283,7 +283,7 @@ def _read_csv(p: Path, column: Optional[str]):
                                  f"fix the file or pick another column") from None
             where = row.get(epoch_key) if epoch_key else None
             try:
-                epochs.append(float(where) if epoch_key else float(row_number))
+                epochs.append(float(where) if where is not None else float(row_number))
             except (TypeError, ValueError):
                 raise ValueError(f"{p} row {row_number + 2}: {epoch_key}={where!r} is not a "
                                  f"number; fix the file") from None

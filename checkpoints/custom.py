@@ -14,6 +14,10 @@ A user's module needs only ``step(x, u)`` or ``velocity(x, u)`` (or ``step(x)`` 
 
 The module is then wrapped in :class:`CustomModel`, which carries the sizes and forwards
 ``step`` / ``velocity`` and any closed-form derivative methods (``step_jacobian``, …) to it.
+Where the module has no closed-form Jacobian, :class:`CustomModel` gives one computed with
+``torch.func`` for the whole batch at once: one ``vjp`` through the batched dynamics, pulled back
+along the n basis vectors under ``vmap`` (the rows of every state's Jacobian in one pass), the
+last result kept for a repeated call at the same states.
 Modules that already say their sizes and take ``u`` are returned unchanged.
 """
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
+from torch.func import vjp, vmap
 
 from .errors import CheckpointError
 
@@ -62,7 +67,8 @@ def _dynamics(module: nn.Module):
 
 
 def _candidates(state_dict: Dict[str, torch.Tensor]) -> Tuple[List[int], List[int]]:
-    square, other = [], []
+    square: List[int] = []
+    other: List[int] = []
     for tensor in state_dict.values():
         shape = tuple(int(s) for s in tensor.shape)
         if len(shape) == 2 and shape[0] == shape[1]:
@@ -196,7 +202,35 @@ class CustomModel(nn.Module):
     def velocity(self):
         return self._forward_if("velocity")
 
+    def _batched_jacobian(self, name: str, x: torch.Tensor,
+                          u: Optional[torch.Tensor]) -> torch.Tensor:
+        """``∂f/∂x (b, n, n)`` of ``f = step`` or ``velocity`` by ``torch.func``, batched."""
+        if u is None:
+            u = x.new_zeros(x.shape[:-1] + (self.n_inputs,))
+        cache = self.__dict__.get("_jacobian_cache")
+        if cache is not None and cache[0] == name and cache[1].shape == x.shape \
+                and cache[2].shape == u.shape and torch.equal(cache[1], x) \
+                and torch.equal(cache[2], u):
+            return cache[3]
+        x_in = x.detach()
+        with torch.enable_grad():
+            pull = vjp(lambda y: self._call(name, y, u), x_in)[1]
+            n, b = x.shape[-1], x.shape[0]
+            basis = torch.eye(n, dtype=x.dtype, device=x.device)[:, None, :].expand(n, b, n)
+            try:
+                (rows,) = vmap(pull)(basis)
+            except RuntimeError:  # an operation without a batching rule: one pull per row
+                rows = torch.stack([pull(basis[i])[0] for i in range(n)])
+        jac = rows.detach().permute(1, 0, 2).contiguous()
+        self.__dict__["_jacobian_cache"] = (name, x.detach().clone(), u.detach().clone(), jac)
+        return jac
+
     def __getattr__(self, name: str):
+        if name in ("step_jacobian", "velocity_jacobian"):
+            has = self.__dict__.get("_has", {})
+            form = name[: -len("_jacobian")]
+            if not has.get(name) and not has.get("jacobian") and has.get(form):
+                return lambda x, u=None: self._batched_jacobian(form, x, u)
         if name in _FORWARDED and not name.startswith("_"):
             has = self.__dict__.get("_has", {})
             if has.get(name):

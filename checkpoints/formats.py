@@ -29,7 +29,8 @@ def _check_file(path: str) -> None:
         raise CheckpointError(path, "file does not exist", "check the path")
     if not os.path.isfile(path):
         raise CheckpointError(path, "is not a regular file",
-                              "pass a checkpoint file (for a directory use CheckpointSeries.from_dir)")
+                              "pass a checkpoint file (for a directory use "
+                              "CheckpointSeries.from_dir)")
     if os.path.getsize(path) == 0:
         raise CheckpointError(path, "file is empty (0 bytes)",
                               "the save was probably interrupted: re-save it or delete it")

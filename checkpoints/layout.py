@@ -112,7 +112,8 @@ def unwrap_payload(payload: Any, path: Optional[str] = None
     if skipped:
         logger.info("%s: ignoring non-tensor state-dict entries %s", path, skipped[:10])
     for key in METADATA_KEYS:
-        if key in state_dict and state_dict[key].numel() == 1 and not state_dict[key].is_floating_point():
+        value = state_dict.get(key)
+        if value is not None and value.numel() == 1 and not value.is_floating_point():
             metadata.setdefault(key, state_dict.pop(key).reshape(()).tolist())
     return state_dict, metadata, module
 

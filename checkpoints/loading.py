@@ -190,7 +190,8 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
 
     if module is not None and (isinstance(module, RecurrentModel) or (
             prefix is None and architecture is None
-            and (callable(getattr(module, "step", None)) or callable(getattr(module, "velocity", None))
+            and (callable(getattr(module, "step", None))
+                 or callable(getattr(module, "velocity", None))
                  or isinstance(module, (nn.RNN, nn.GRU, nn.LSTM))))):
         check_finite(state_dict, path)
         model = check_custom_module(module, path)
@@ -218,7 +219,8 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
     if cfg is None and arch in _UNSTORED:
         notes.append(f"no config.json: {arch} hyper-parameters that no weight stores use their "
                      f"defaults ({_UNSTORED[arch]})")
-    if architecture is not None and cfg is not None and cfg.get("architecture") not in (None, architecture):
+    if architecture is not None and cfg is not None \
+            and cfg.get("architecture") not in (None, architecture):
         notes.append(f"architecture={architecture!r} overrides {cfg.get('architecture')!r} from "
                      f"{cfg.get('path')}")
     _check_required_keys(arch, kwargs, state_dict, match, path)

@@ -98,7 +98,7 @@ class PaperRNN(RecurrentModel):
             nn.init.xavier_uniform_(self.W_in.weight)
         with torch.no_grad():
             self.W_in.bias.normal_(0.0, 0.1)
-        width = self.rank if readout_from == "latent" else n
+        width = self.rank if readout_from == "latent" and self.rank is not None else n
         self.W_out = nn.Linear(width, self.n_outputs)
         nn.init.xavier_uniform_(self.W_out.weight)
 

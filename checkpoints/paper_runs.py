@@ -268,7 +268,7 @@ def train_paper_run(task: Union[str, PaperTask], out_dir: Union[str, os.PathLike
                "grad_history": np.asarray(grads, dtype=np.float64),
                "accuracy_history": np.asarray(accuracies, dtype=np.float64)}
     if out is not None:
-        np.savez(out / "final.npz", **history)
+        np.savez(out / "final.npz", **history)  # type: ignore[arg-type]
         torch.save(_plain_state(model), out / "model_final.pt")
     return PaperRun(out, history["loss_history"], history["grad_history"],
                     history["accuracy_history"], model)

@@ -209,9 +209,24 @@ class CheckpointSeries(Sequence):
                                   _empty_fix(directory, names))
         entries = [series._make_entry(os.path.join(directory, n)) for n in kept]
         entries = [e for e in entries if e.path not in series._skipped]
+        entries = series._drop_stored_copies(entries)
         series.entries = tuple(sorted(entries, key=lambda e: e.order_key))
         _check_duplicates(series.entries, directory)
         return series
+
+    def _drop_stored_copies(self, entries: List[SeriesEntry]) -> List[SeriesEntry]:
+        """Leave out files without a number in their name whose stored epoch and step repeat a
+        named file's (Lightning's ``last.ckpt`` beside ``epoch=2-step=12.ckpt``)."""
+        named = {(e.epoch, e.step): e for e in entries if e.source == "name"}
+        kept = []
+        for entry in entries:
+            twin = named.get((entry.epoch, entry.step)) if entry.source == "stored" else None
+            if twin is not None:
+                self._skipped[entry.path] = (f"a copy of {twin.name} (the same stored epoch "
+                                             f"{entry.epoch} and step {entry.step})")
+            else:
+                kept.append(entry)
+        return kept
 
     @classmethod
     def from_run(cls, path: Union[str, os.PathLike], run: Optional[str] = None,

@@ -77,9 +77,12 @@ def test_step_only_module_gets_its_sizes_and_closed_form_equal_derivatives(tmp_p
     u = torch.tensor([0.3, -0.2], dtype=torch.float64)
     custom = fp.from_module(ckpt.model, input=u)
     builtin = fp.from_module(ref.double(), input=u)
-    assert custom.jacobian_fn is None and builtin.jacobian_fn is not None
+    assert custom.jacobian_fn is not None and custom.curvature_fn is None  # torch.func, batched
     x = torch.randn(5, 7, dtype=torch.float64)
     torch.testing.assert_close(custom.velocity(x), builtin.velocity(x), rtol=0, atol=1e-14)
+    torch.testing.assert_close(custom.jacobian(x), builtin.jacobian(x), rtol=0, atol=1e-12)
+    y = x + 0.5  # a new batch after the cached one: never the stale Jacobian
+    torch.testing.assert_close(custom.jacobian(y), builtin.jacobian(y), rtol=0, atol=1e-12)
     torch.testing.assert_close(custom.jacobian(x), builtin.jacobian(x), rtol=0, atol=1e-12)
     w = torch.randn(5, 7, dtype=torch.float64)
     torch.testing.assert_close(custom.curvature(x, w), builtin.curvature(x, w), rtol=0,

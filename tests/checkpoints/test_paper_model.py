@@ -98,7 +98,8 @@ def test_low_rank_form_reproduces_the_fixed_point_equation():
 
 def test_full_rank_w_rec_convention_from_flag_or_config(tmp_path):
     g = torch.Generator().manual_seed(0)
-    sd = {"W_rec": torch.randn(8, 8, generator=g) / 3, "W_in.weight": torch.randn(8, 1, generator=g),
+    sd = {"W_rec": torch.randn(8, 8, generator=g) / 3,
+          "W_in.weight": torch.randn(8, 1, generator=g),
           "W_in.bias": torch.randn(8, generator=g), "W_out.weight": torch.randn(1, 8, generator=g),
           "W_out.bias": torch.zeros(1)}
     path = tmp_path / "ckpt.pt"

@@ -136,3 +136,36 @@ def test_info_on_the_authors_run_root(tmp_path):
     info = json.loads(done.stdout)
     assert len(info["problems"]) == 2 and info["problem_groups"][0]["count"] == 2
     assert info["model"]["convention"] == "row" and info["training_log"]["offset"] == -1
+
+
+def test_analyze_says_a_shared_reason_once_and_keeps_every_file(tmp_path):
+    from checkpoints import train_paper_run
+
+    run = tmp_path / "run"
+    train_paper_run("dcdt", run, epochs=2, n_states=8, repeats=1)
+    bad = {"S_l": torch.randn(8, 2), "S_r": torch.randn(2, 8), "W_in.weight": torch.randn(8, 1),
+           "W_in.bias": torch.randn(8), "W_out.weight": torch.randn(1, 2),
+           "W_out.bias": torch.randn(3)}
+    for e in range(5, 9):
+        torch.save(bad, run / "models" / f"model_epoch{e}.pt")
+    done = _cli("analyze", run, "--out", tmp_path / "out", "--no-report", "--n-initial", 16)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("size mismatch for W_out.bias") == 1
+    assert "4 files: the weights do not fit" in done.stderr
+    assert "first: model_epoch5.pt" in done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(summary["failed"]) == 4
+
+
+def test_lightning_last_ckpt_copy_is_skipped_not_a_duplicate(tmp_path):
+    torch.manual_seed(0)
+    sd = {f"model.{k}": v for k, v in LeakyRNN(1, 4, 1).state_dict().items()}
+    for e in range(3):
+        torch.save({"epoch": e, "global_step": 4 * (e + 1), "state_dict": sd},
+                   tmp_path / f"epoch={e}-step={4 * (e + 1)}.ckpt")
+    torch.save({"epoch": 2, "global_step": 12, "state_dict": sd}, tmp_path / "last.ckpt")
+    torch.save({"epoch": 7, "global_step": 99, "state_dict": sd}, tmp_path / "other.ckpt")
+    series = CheckpointSeries.from_dir(tmp_path)
+    assert series.epochs == [0, 1, 2, 7]
+    assert [p for p, _ in series.skipped] == [str(tmp_path / "last.ckpt")]
+    assert "copy of epoch=2-step=12.ckpt" in series.skipped[0][1]
