@@ -856,7 +856,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exit_:  # argparse: --help/--version (0) or bad usage (2)
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
     command = f"{PROG} {args.command}"
-    with warnings.catch_warnings():
+    from .execution import interrupt_on_signals
+    with warnings.catch_warnings(), interrupt_on_signals():
         handler = _configure_logging(args.verbose, args.quiet)
         try:
             return _run(args, command)
@@ -872,10 +873,10 @@ def _run(args, command: str) -> int:
         if args.verbose:
             traceback.print_exc()
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM / SIGHUP (execution.Interrupted)
         print(f"{command}: interrupted; files written so far are complete, re-run to resume",
               file=sys.stderr)
-        return 130
+        return int(getattr(error, "exit_status", 130))
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
         from checkpoints import CheckpointError
         if isinstance(error, (CheckpointError, _Failure)):

@@ -370,13 +370,13 @@ class EpochAnalysis:
                              f"(type={meta.get('type')!r})")
         with np.load(stem.with_suffix(".npz"), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-        fixed_points = _load_dataclass(FixedPoints, "fp.", arrays, meta["fixed_points"])
+        where = str(stem.with_suffix(".json"))
+        fixed_points = _load_dataclass(FixedPoints, "fp.", arrays, meta["fixed_points"], where)
         ghosts = None
         if "ghosts" in meta:
-            module, _, name = meta["ghosts"]["__class__"].partition(":")
-            import importlib
-            ghost_cls = getattr(importlib.import_module(module), name)
-            ghosts = _load_dataclass(ghost_cls, "ghost.", arrays, meta["ghosts"])
+            from .decoding import result_class  # a fixed registry: nothing named is imported
+            ghost_cls = result_class(meta["ghosts"].get("__class__"), where)
+            ghosts = _load_dataclass(ghost_cls, "ghost.", arrays, meta["ghosts"], where)
         topology = None
         if "topology" in meta:
             topology = Topology.from_arrays(arrays, info=meta["topology"].get("info"))
@@ -433,11 +433,12 @@ def _dump_dataclass(obj, prefix: str, arrays: Dict[str, np.ndarray]) -> Dict[str
     return meta
 
 
-def _load_dataclass(cls, prefix: str, arrays: Dict[str, np.ndarray], meta: Dict[str, Any]):
-    """Inverse of :func:`_dump_dataclass`."""
-    import importlib
-
+def _load_dataclass(cls, prefix: str, arrays: Dict[str, np.ndarray], meta: Dict[str, Any],
+                    source: Optional[str] = None):
+    """Inverse of :func:`_dump_dataclass` (enums come from a fixed registry, never an import)."""
     from fixedpoints.results import SlowRegion
+
+    from .decoding import enum_member
 
     kwargs: Dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -446,8 +447,7 @@ def _load_dataclass(cls, prefix: str, arrays: Dict[str, np.ndarray], meta: Dict[
         elif f.name in meta:
             value = meta[f.name]
             if isinstance(value, dict) and "enum" in value and "name" in value:
-                enum_cls = getattr(importlib.import_module(value["module"]), value["enum"])
-                value = enum_cls[value["name"]]
+                value = enum_member(value, source)
             elif isinstance(value, dict) and "slow_regions" in value:
                 value = tuple(
                     SlowRegion(dimension=entry["dimension"],

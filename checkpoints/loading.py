@@ -55,7 +55,8 @@ __all__ = [
     "Checkpoint", "CheckpointName", "RecurrentModuleKeys", "ArchitectureMatch",
     "CHECKPOINT_SUFFIXES", "STATE_DICT_KEYS", "METADATA_KEYS", "CONFIG_NAMES",
     "read_payload", "unwrap_payload", "find_recurrent_modules", "detect_architecture",
-    "find_config", "read_config", "check_finite", "parse_checkpoint_name", "read_stored_index",
+    "find_config", "read_config", "check_finite", "check_config_sizes", "parse_checkpoint_name",
+    "read_stored_index",
     "load_checkpoint",
 ]
 
@@ -957,6 +958,58 @@ def _config_for(architecture: str, inferred: Dict[str, Any], cfg: Optional[Dict[
     return kwargs
 
 
+#: Model arguments that are sizes: they must come from the weights, never only from a config.
+SIZE_KEYS = ("n_states", "hidden_size", "n_inputs", "n_outputs", "rank", "num_layers")
+
+
+def check_config_sizes(inferred: Mapping[str, Any], kwargs: Mapping[str, Any],
+                       state_dict: Mapping[str, torch.Tensor], path: Optional[str],
+                       config_path: Optional[str] = None) -> None:
+    """Refuse model sizes from a config that the weights contradict, before anything is built.
+
+    Building the model from a config's sizes first and checking the weights after lets an
+    edited ``"n_states": 20000`` beside 16-unit weights allocate gigabytes (or abort the process
+    on an impossible allocation) before the mismatch is found; this check costs nothing.
+
+    Parameters
+    ----------
+    inferred : mapping
+        Sizes read from the weights' shapes (``n_states``, ``n_inputs``, ...).
+    kwargs : mapping
+        The model arguments about to be used (config entries over the inferred ones).
+    state_dict : mapping of str to torch.Tensor
+        The file's tensors: a size no weight has a dimension of cannot fit them.
+    path : str, optional
+        The checkpoint file (for the message).
+    config_path : str, optional
+        The config file the sizes came from.
+
+    Raises
+    ------
+    CheckpointError
+        A size that differs from the weights' or exceeds every dimension of the file's tensors.
+    """
+    where = f"config {config_path}" if config_path else "the model arguments"
+    fix = (f"correct or delete that entry in {config_path or 'the arguments'} (sizes are read "
+           f"from the weights' shapes)")
+    for key in SIZE_KEYS:
+        value = kwargs.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        if key in inferred and inferred[key] is not None and value != inferred[key]:
+            raise CheckpointError(path, f"{where} gives {key}={value!r} but the weights in the "
+                                  f"file have {key}={inferred[key]}", fix)
+    largest = max((int(d) for t in state_dict.values() if hasattr(t, "shape")
+                   for d in t.shape), default=0)
+    for key in SIZE_KEYS:
+        value = kwargs.get(key)
+        if key in inferred or value is None or isinstance(value, bool):
+            continue
+        if not isinstance(value, int) or value < 0 or value > max(largest, 1):
+            raise CheckpointError(path, f"{where} gives {key}={value!r}, which no weight in the "
+                                  f"file has (the largest dimension is {largest})", fix)
+
+
 _UNSTORED = {
     "leaky_rnn": "alpha=0.5, output='linear'",
     "low_rank_rnn": "alpha=0.5, output='linear'",
@@ -1074,6 +1127,7 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
         notes.append(f"architecture={architecture!r} overrides {cfg.get('architecture')!r} from "
                      f"{cfg.get('path')}")
     _check_required_keys(arch, kwargs, state_dict, match, path)
+    check_config_sizes(match.config, kwargs, state_dict, path, (cfg or {}).get("path"))
     model = _build(arch, kwargs, path, "config.json and the weights' shapes" if cfg else
                    "the weights' shapes")
     model = model.to(dtype)
