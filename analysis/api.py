@@ -39,6 +39,7 @@ from .events import EventOptions, RestructuringEvent, detect_events
 from .learning import Drop, DropOptions, LossCurve, detect_drop, find_training_log, \
     read_training_log
 from .matching import Track, build_tracks, match_points
+from .outdir import epoch_name_problem, locks_out, retire_stale_summary
 
 __all__ = ["SeriesAnalysis", "FailedEpoch", "analyze_series", "analyze_checkpoint",
            "epoch_file_stem"]
@@ -199,8 +200,19 @@ class SeriesAnalysis:
         return out
 
     @classmethod
-    def from_dir(cls, out) -> "SeriesAnalysis":
-        """Read a directory written by :meth:`to_dir` (tracks are rebuilt from the epochs)."""
+    def from_dir(cls, out, *, mixed: str = "error") -> "SeriesAnalysis":
+        """Read a directory written by :meth:`to_dir` (tracks are rebuilt from the epochs).
+
+        Parameters
+        ----------
+        out : path
+        mixed : {"error", "warn"}
+            What to do when epoch files were analyzed with other settings than ``summary.json``
+            says (an interrupted re-run with other settings): raise a ``ValueError`` (default)
+            or log a warning and return the mix.
+        """
+        if mixed not in ("error", "warn"):
+            raise ValueError(f"mixed={mixed!r} is invalid; pass 'error' or 'warn'")
         out = Path(out)
         summary_path = out / "summary.json"
         if not summary_path.is_file():
@@ -209,6 +221,15 @@ class SeriesAnalysis:
         summary = json.loads(summary_path.read_text())
         results = tuple(EpochAnalysis.load(out / "epochs" / epoch_file_stem(e))
                         for e in summary["epochs"])
+        expected = summary.get("settings_hash")
+        others = [r.epoch for r in results if r.settings_hash != expected]
+        if others:
+            text = (f"{summary_path}: epochs {others[:10]} were analyzed with other settings "
+                    f"than the summary's (hash {expected}); re-run the analysis into {out} with "
+                    f"the settings you want (it recomputes those epochs), or pass mixed='warn'")
+            if mixed == "error":
+                raise ValueError(text)
+            logger.warning("%s", text)
         events = tuple(RestructuringEvent.from_dict(d)
                        for d in json.loads((out / "events.json").read_text()))
         drop = None if summary.get("drop") is None else Drop(**summary["drop"])
@@ -511,6 +532,7 @@ def _read_log(log, log_column, directory) -> Optional[LossCurve]:
     return None
 
 
+@locks_out
 def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
                    device: str = "cpu", progress: bool = False, strict: bool = False,
                    out=None, force: bool = False, log=None, log_column: Optional[str] = None,
@@ -594,11 +616,20 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
 
     out_dir = Path(out) if out is not None else None
     settings_hash = settings.hash()
+    if out_dir is not None:  # no old summary beside epochs of other settings, even if stopped
+        retire_stale_summary(out_dir, settings_hash)
     results: Dict[int, EpochAnalysis] = {}
     failed: List[FailedEpoch] = []
     reused = 0
     todo: List[_Item] = []
     for item in items:
+        problem = epoch_name_problem(item.epoch)
+        if problem is not None:  # this file fails; the run goes on
+            if strict:
+                raise ValueError(f"{item.source}: {problem}")
+            failed.append(FailedEpoch(None, item.source, f"{item.source}: {problem}"))
+            logger.warning("%s: %s", item.source, problem)
+            continue
         stem = None if out_dir is None else out_dir / "epochs" / epoch_file_stem(item.epoch)
         meta = None if (stem is None or force) else _read_meta(stem)
         if (meta is not None and meta.get("settings_hash") == settings_hash

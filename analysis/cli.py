@@ -489,7 +489,11 @@ def _select(series, epochs: Optional[str], every: Optional[int]):
                             config=series.config, dtype=series.dtype)
 
 
-def _prepare_out(out: str) -> Path:
+def _prepare_out(out: str, resources=None) -> Path:
+    """The output directory, created if missing; with ``resources`` (an ExitStack) the run holds
+    its lock until the command ends, and temporaries of dead processes are removed."""
+    from .outdir import OutLock, OutputError, remove_stale_temporaries
+
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{out}: --out is a file; pass a directory (it is created if missing)")
@@ -498,25 +502,16 @@ def _prepare_out(out: str) -> Path:
     except OSError as error:
         raise UsageError(f"{out}: cannot create the output directory ({error.strerror}); pass a "
                          f"writable path") from None
-    _remove_stale_temporaries(path)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{out}: the output directory is not writable; make it writable or "
+                         f"pass another --out")
+    if resources is not None:
+        try:
+            resources.enter_context(OutLock(path))
+        except OutputError as error:
+            raise UsageError(str(error)) from None
+    remove_stale_temporaries(path)
     return path
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete half-written files an interrupted run left (every file is written to a temporary
-    name and renamed when complete, so these are never results)."""
-    import re
-    pattern = re.compile(r"(\.tmp\d*$)|(^\..+\.\d+\.tmp$)")
-    for folder in (out, out / "epochs", out / "portraits"):
-        if not folder.is_dir():
-            continue
-        for entry in folder.iterdir():
-            if entry.is_file() and pattern.search(entry.name):
-                try:
-                    entry.unlink()
-                    logger.debug("removed %s, left by an interrupted run", entry)
-                except OSError:
-                    pass
 
 
 # ------------------------------------------------------------------------------ commands
@@ -534,7 +529,7 @@ def _cmd_analyze(args) -> int:
         logger.info("--scheduler given: --jobs %s is ignored (the cluster decides)", args.jobs)
     series = _select(_open_series(args.dir, args), args.epochs, args.every)
     _preflight(series, settings)
-    out = _prepare_out(args.out)
+    out = _prepare_out(args.out, getattr(args, "resources", None))
     progress = _progress(args)
     started = time.perf_counter()
     logger.info("analyzing %d checkpoint(s) of %s", len(series), args.dir)
@@ -599,7 +594,7 @@ def _cmd_find(args) -> int:
     result = analyze_checkpoint(str(path), device=args.device, load_options=_load_options(args),
                                 **settings)
     if args.out:
-        out = _prepare_out(args.out)
+        out = _prepare_out(args.out, getattr(args, "resources", None))
         stem = result.save(out / f"epoch_{int(result.epoch):04d}")
         png = _single_portrait(result, str(path), _load_options(args), settings, args.device,
                                out / f"epoch_{int(result.epoch):04d}.png")
@@ -856,8 +851,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exit_:  # argparse: --help/--version (0) or bad usage (2)
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
     command = f"{PROG} {args.command}"
+    from contextlib import ExitStack
+
     from .execution import interrupt_on_signals
-    with warnings.catch_warnings(), interrupt_on_signals():
+    with warnings.catch_warnings(), interrupt_on_signals(), ExitStack() as resources:
+        args.resources = resources  # e.g. the lock on --out, held until the command ends
         handler = _configure_logging(args.verbose, args.quiet)
         try:
             return _run(args, command)
@@ -879,7 +877,11 @@ def _run(args, command: str) -> int:
         return int(getattr(error, "exit_status", 130))
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
         from checkpoints import CheckpointError
-        if isinstance(error, (CheckpointError, _Failure)):
+
+        from .decoding import ResultFileError
+        from .outdir import OutDirBusy, OutputError
+        if isinstance(error, (CheckpointError, _Failure, OutDirBusy, OutputError,
+                              ResultFileError)):
             text = _one_line(error)
         else:
             text = f"{type(error).__name__}: {_one_line(error)}"

@@ -402,10 +402,22 @@ def _clean(value):
 
 
 def _atomic_write(path: Path, write) -> None:
+    """Write ``path`` through a temporary name (removed on failure: a full disk keeps no
+    half-written file); an ``OSError`` becomes an ``outdir.OutputError`` naming the file."""
+    from .outdir import writing
+
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        write(handle)
-    os.replace(tmp, path)
+    try:
+        with writing(path):
+            with open(tmp, "wb") as handle:
+                write(handle)
+            os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def _dump_dataclass(obj, prefix: str, arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:
