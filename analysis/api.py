@@ -437,7 +437,7 @@ def _load_model(payload):
 
 
 def analyze_epoch_task(payload, epoch: int, loss: float, settings: EpochSettings,
-                       device: str, source: str) -> EpochAnalysis:
+                       device: str, source: str, limits=None) -> EpochAnalysis:
     """Analyze one checkpoint (a top-level, picklable function for worker processes / Dask).
 
     Parameters
@@ -451,9 +451,15 @@ def analyze_epoch_task(payload, epoch: int, loss: float, settings: EpochSettings
     device : str
     source : str
         Label stored with the result.
+    limits : analysis.resources.ResourceLimits, optional
+        Memory limits checked before the analysis allocates anything.
     """
+    from .resources import check_cost
+
     model, _ = _load_model(payload)
-    result = analyze_checkpoint(model, epoch=epoch, loss=loss, settings=settings, device=device)
+    check_cost(model, settings, limits=limits, source=source)  # before anything is allocated
+    result = analyze_checkpoint(model, epoch=epoch, loss=loss, settings=settings, device=device,
+                                limits=False)
     return replace(result, source=source)
 
 
@@ -539,7 +545,8 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
                    drop=None, events=None, localize: bool = False,
                    interpolate: Optional[Callable] = None,
                    load_options: Optional[Dict[str, Any]] = None,
-                   settings: Optional[EpochSettings] = None, **options) -> SeriesAnalysis:
+                   settings: Optional[EpochSettings] = None,
+                   max_states: Optional[int] = None, **options) -> SeriesAnalysis:
     """Analyze every checkpoint of a series and track restructuring across epochs.
 
     Parameters
@@ -585,6 +592,10 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
         Extra options for ``CheckpointSeries.from_dir`` (``pattern``, ``prefix``, ``config``,
         ``trust_pickle``, ``architecture``, ``model_factory``).
     settings : EpochSettings, optional
+    max_states : int, optional
+        Analyze models of up to this many states even when the memory estimate
+        (:mod:`analysis.resources`) exceeds what is free; by default such a checkpoint fails
+        (``TooLarge``, recorded in ``.failed``) before anything is allocated.
     **options
         Fields of :class:`EpochSettings` (``n_initial=512``, ``input=(0, 0, 0)``,
         ``drive=inputs``, ``finder={...}``, ``ghosts=False`` ...).
@@ -648,8 +659,12 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
         logger.warning("some models in the series cannot be sent to worker processes (e.g. "
                        "Dynamics built from lambdas); analyzing in this process (jobs=1)")
         jobs, scheduler = 1, None
-    args = [(item.payload, item.epoch, loss_at(item.epoch), settings, device, item.source)
-            for item in todo]
+    from .execution import resolve_jobs
+    from .resources import ResourceLimits
+    limits = ResourceLimits(max_states=max_states, warn_slow=False,
+                            share=1.0 if scheduler is not None else 1.0 / resolve_jobs(jobs))
+    args = [(item.payload, item.epoch, loss_at(item.epoch), settings, device, item.source,
+             limits) for item in todo]
     for k, value in _run(analyze_epoch_task, args, jobs, scheduler, progress,
                          desc="analyzing checkpoints"):
         item = todo[k]

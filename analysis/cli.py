@@ -180,6 +180,9 @@ def _add_system(p: argparse.ArgumentParser) -> None:
                    help="initial states of the fixed-point search (default 256)")
     p.add_argument("--seed", type=int, metavar="S", help="seed of the initial states")
     p.add_argument("--no-ghosts", action="store_true", help="skip ghost detection")
+    p.add_argument("--max-states", type=_positive_int, metavar="N",
+                   help="analyze models of up to N states even when the memory estimate "
+                        "exceeds the free memory (default: refuse them)")
     p.add_argument("--device", default="cpu", metavar="DEV",
                    help="torch device for the math: cpu (default) or cuda")
 
@@ -395,7 +398,30 @@ def _check_model_args(args) -> None:
             raise UsageError(f"--model {_one_line(error)}") from None
 
 
-def _preflight(series, settings: Dict[str, Any]) -> None:
+def _check_cost(model, settings: Dict[str, Any], args, source: str) -> None:
+    """Refuse (bad usage) a model whose analysis cannot fit in memory; warn when it is slow."""
+    from .execution import resolve_jobs
+    from .resources import ResourceLimits, TooLarge, check_cost
+
+    jobs = getattr(args, "jobs", 1)
+    share = 1.0 if getattr(args, "scheduler", None) else 1.0 / resolve_jobs(jobs)
+    try:
+        check_cost(model, _epoch_settings(settings), source=source,
+                   limits=ResourceLimits(max_states=getattr(args, "max_states", None),
+                                         share=share))
+    except TooLarge as error:
+        raise UsageError(str(error)) from None
+
+
+def _epoch_settings(settings: Dict[str, Any]):
+    from .epoch import make_settings
+    try:
+        return make_settings(None, **settings)
+    except ValueError as error:
+        raise UsageError(_one_line(error)) from None
+
+
+def _preflight(series, settings: Dict[str, Any], args=None) -> None:
     """Load the first checkpoints and bind the input, the drive and the time form, so that
     options that cannot fit the model fail once, now, instead of once per epoch."""
     from checkpoints import CheckpointError
@@ -414,6 +440,7 @@ def _preflight(series, settings: Dict[str, Any]) -> None:
         except ValueError as error:
             raise UsageError(f"{checkpoint.path}: {_one_line(error)} (check --input / --inputs "
                              f"/ --time)") from None
+        _check_cost(dynamics, settings, args, checkpoint.path)
         drive = settings.get("drive")
         if drive is not None and np.shape(drive)[-1] != dynamics.n_inputs:
             raise UsageError(f"--drive has {np.shape(drive)[-1]} input channel(s) but the model "
@@ -528,7 +555,7 @@ def _cmd_analyze(args) -> int:
     if args.scheduler and args.jobs not in (1, -1):
         logger.info("--scheduler given: --jobs %s is ignored (the cluster decides)", args.jobs)
     series = _select(_open_series(args.dir, args), args.epochs, args.every)
-    _preflight(series, settings)
+    _preflight(series, settings, args)
     out = _prepare_out(args.out, getattr(args, "resources", None))
     progress = _progress(args)
     started = time.perf_counter()
@@ -536,7 +563,8 @@ def _cmd_analyze(args) -> int:
     analysis = analyze_series(series, jobs=args.jobs, scheduler=args.scheduler,
                               device=args.device, progress=progress, strict=args.strict,
                               out=out, force=args.force, log=args.log,
-                              log_column=args.log_column, localize=args.localize, **settings)
+                              log_column=args.log_column, localize=args.localize,
+                              max_states=args.max_states, **settings)
     reused = analysis.options.get("reused_epochs", 0)
     if not analysis.results:
         first = analysis.failed[0] if analysis.failed else None
@@ -591,8 +619,13 @@ def _cmd_find(args) -> int:
     settings = _settings_options(args)
     _check_device(args.device)
     _check_model_args(args)
-    result = analyze_checkpoint(str(path), device=args.device, load_options=_load_options(args),
-                                **settings)
+    from .resources import ResourceLimits, TooLarge
+    try:
+        result = analyze_checkpoint(str(path), device=args.device,
+                                    load_options=_load_options(args),
+                                    limits=ResourceLimits(max_states=args.max_states), **settings)
+    except TooLarge as error:
+        raise UsageError(str(error)) from None
     if args.out:
         out = _prepare_out(args.out, getattr(args, "resources", None))
         stem = result.save(out / f"epoch_{int(result.epoch):04d}")

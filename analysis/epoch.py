@@ -678,7 +678,7 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
 def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math.nan,
                        settings: Optional[EpochSettings] = None, device: str = "cpu",
                        load_options: Optional[Dict[str, Any]] = None,
-                       **options) -> EpochAnalysis:
+                       limits=None, **options) -> EpochAnalysis:
     """Analyze one model: fixed points, ghosts, topology.
 
     Parameters
@@ -697,6 +697,10 @@ def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math
     load_options : dict, optional
         Keyword arguments for ``load_checkpoint`` (``architecture``, ``config``,
         ``model_factory``, ``prefix``, ``trust_pickle``) when ``model`` is a path.
+    limits : analysis.resources.ResourceLimits, optional
+        A model whose estimated memory exceeds what is free is refused (``TooLarge``, naming
+        ``max_states=``) before anything is allocated; default ``ResourceLimits()``; False
+        skips the check (the caller made it).
     **options
         Fields of :class:`EpochSettings` (e.g. ``n_initial=512, input=(0, 0, 0)``).
 
@@ -730,5 +734,8 @@ def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math
         else:
             source = getattr(model, "name", type(model).__name__)
     dynamics = _as_dynamics(module if module is not None else model, settings, device)
+    if limits is not False:  # False: the caller has checked
+        from .resources import check_cost
+        check_cost(dynamics, settings, limits=limits, source=source)
     return analyze_dynamics(dynamics, settings, epoch=0 if epoch is None else int(epoch),
                             loss=loss, source=source, module=module)
