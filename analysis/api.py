@@ -534,7 +534,13 @@ def _read_log(log, log_column, directory) -> Optional[LossCurve]:
     if directory is not None:
         found = find_training_log(directory)
         if found is not None:
-            return read_training_log(found, log_column)
+            if log_column is not None:  # a column asked for must be there
+                return read_training_log(found, log_column)
+            try:  # a log found beside the checkpoints is optional: a bad one is a warning
+                return read_training_log(found, log_column)
+            except (OSError, ValueError) as error:
+                logger.warning("%s: not used, the analysis goes on without a loss curve (%s)",
+                               found, " ".join(str(error).split()))
     return None
 
 

@@ -137,6 +137,11 @@ def _jobs(text: str) -> int:
     if value == 0 or value < -1:
         raise argparse.ArgumentTypeError(f"{text!r}: use N >= 1 worker processes, or -1 for "
                                          f"all cores")
+    from .execution import max_jobs
+    if value > max_jobs():
+        raise argparse.ArgumentTypeError(f"{text!r} is more worker processes than this "
+                                         f"machine's {os.cpu_count()} cores can use (at most "
+                                         f"{max_jobs()}); pass -1 for one per core")
     return value
 
 
@@ -379,6 +384,7 @@ def _settings_options(args) -> Dict[str, Any]:
         options["seed"] = args.seed
     if getattr(args, "no_ghosts", False):
         options["ghosts"] = False
+    _epoch_settings(options)  # bad values are bad usage (exit 2), named by their flags
     return options
 
 
@@ -396,6 +402,28 @@ def _check_model_args(args) -> None:
             load_factory(spec)
         except CheckpointError as error:
             raise UsageError(f"--model {_one_line(error)}") from None
+
+
+def _check_log(args) -> None:
+    """--log names a readable log, and --log-column a column of it (bad usage otherwise)."""
+    from .learning import find_training_log, read_training_log
+
+    log = args.log
+    if log is not None and not Path(log).is_file():
+        raise UsageError(f"{log}: no such file for --log; pass the training log (train_log.csv "
+                         f"or an .npz with loss_history), or leave --log out to use the one "
+                         f"beside the checkpoints")
+    if log is None and args.log_column is not None:
+        log = find_training_log(args.dir)
+        if log is None:
+            raise UsageError(f"--log-column {args.log_column}: {args.dir} has no training log "
+                             f"beside the checkpoints; pass it with --log")
+    if log is not None:
+        try:
+            read_training_log(log, args.log_column)
+        except (OSError, ValueError) as error:
+            text = _one_line(error)
+            raise UsageError(text if str(log) in text else f"{log}: {text}") from None
 
 
 def _check_cost(model, settings: Dict[str, Any], args, source: str) -> None:
@@ -452,6 +480,10 @@ def _preflight(series, settings: Dict[str, Any], args=None) -> None:
 
 
 def _load_options(args) -> Dict[str, Any]:
+    if getattr(args, "trust_pickle", False) and not getattr(args, "_trust_said", False):
+        args._trust_said = True
+        logger.warning("--trust-pickle: checkpoints that are pickled objects run code from the "
+                       "file while they load; use it only for files you trust")
     options: Dict[str, Any] = {}
     if getattr(args, "arch", None):
         options["architecture"] = args.arch
@@ -555,6 +587,7 @@ def _cmd_analyze(args) -> int:
     if args.scheduler and args.jobs not in (1, -1):
         logger.info("--scheduler given: --jobs %s is ignored (the cluster decides)", args.jobs)
     series = _select(_open_series(args.dir, args), args.epochs, args.every)
+    _check_log(args)
     _preflight(series, settings, args)
     out = _prepare_out(args.out, getattr(args, "resources", None))
     progress = _progress(args)
@@ -619,6 +652,13 @@ def _cmd_find(args) -> int:
     settings = _settings_options(args)
     _check_device(args.device)
     _check_model_args(args)
+    from checkpoints import CheckpointError, CheckpointSeries
+    try:
+        one = CheckpointSeries.from_files([path], strict=True, **_load_options(args))
+    except CheckpointError:
+        one = None  # analyze_checkpoint reports the file's problem below
+    if one is not None:
+        _preflight(one, settings, args)
     from .resources import ResourceLimits, TooLarge
     try:
         result = analyze_checkpoint(str(path), device=args.device,
@@ -869,8 +909,28 @@ def _cmd_demo(args) -> int:
 
 
 # ------------------------------------------------------------------------------ entry point
+#: Python keyword -> the flag a command-line user types instead.
+_FLAGS = {"pattern": "--pattern", "architecture": "--arch", "model_factory": "--model",
+          "log_column": "--log-column", "n_initial": "--n-initial", "seed": "--seed",
+          "max_states": "--max-states", "time": "--time", "input": "--input",
+          "drive": "--drive", "device": "--device", "jobs": "--jobs"}
+_KEYWORDS = "|".join(_FLAGS)
+
+
+def _cli_words(text: str) -> str:
+    """A library message in command-line words: ``pattern=`` becomes ``--pattern``."""
+    import re
+
+    flag = lambda m: _FLAGS[m.group(1)]  # noqa: E731
+    text = re.sub(rf"\b({_KEYWORDS}|trust_pickle)=(?:True\b)?\s*\((--[\w-]+)\)", r"\2", text)
+    text = re.sub(rf"\s*\(({_KEYWORDS})=[^()\s,]*\)", "", text)
+    text = re.sub(r"\btrust_pickle=True\b", "--trust-pickle", text)
+    text = re.sub(rf"\b({_KEYWORDS})=(?=[\s,;)]|$)", flag, text)
+    return re.sub(rf"\b({_KEYWORDS})=", lambda m: flag(m) + " ", text)
+
+
 def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
+    text = _cli_words(" ".join(str(error).split()))
     if not text:
         text = type(error).__name__
     return text
@@ -904,6 +964,19 @@ def _run(args, command: str) -> int:
         if args.verbose:
             traceback.print_exc()
         return 2
+    except BrokenPipeError:  # `ghostscope info DIR | head`: the reader has what it wanted
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes
+        except (OSError, ValueError):
+            pass
+        return 141
+    except (OverflowError, FloatingPointError) as error:
+        where = getattr(args, "file", None) or getattr(args, "dir", None) or "the input"
+        print(f"{command}: error: {where}: numbers overflowed float64 ({_one_line(error)}); "
+              f"the states or weights are too large (diverged training?): analyze earlier "
+              f"checkpoints, or pass smaller --input / --drive values", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM / SIGHUP (execution.Interrupted)
         print(f"{command}: interrupted; files written so far are complete, re-run to resume",
               file=sys.stderr)

@@ -38,7 +38,7 @@ from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Option
                     Tuple)
 
 __all__ = ["run_tasks", "TaskError", "resolve_jobs", "prepare_workers", "WORKER_ENVIRONMENT",
-           "Interrupted", "interrupt_on_signals", "MAX_JOBS"]
+           "Interrupted", "interrupt_on_signals", "max_jobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,19 +78,29 @@ class TaskError(RuntimeError):
         return f"{self.type_name}: {self.message}" if self.message else self.type_name
 
 
+def max_jobs() -> int:
+    """Most worker processes :func:`resolve_jobs` accepts: 4 per core, at least 8 (each worker
+    holds a model and its Jacobians; more than the cores only adds memory)."""
+    return max(8, 4 * (os.cpu_count() or 1))
+
+
 def resolve_jobs(jobs: Optional[int]) -> int:
     """Number of worker processes for ``jobs``: ``None`` or a negative value means all cores.
 
     Raises
     ------
     ValueError
-        For ``jobs == 0``.
+        For ``jobs == 0`` or more than :func:`max_jobs`.
     """
     if jobs is None or jobs < 0:
         return max(1, os.cpu_count() or 1)
     if jobs == 0:
         raise ValueError("jobs=0 runs nothing; use jobs=1 for one process, jobs=N for N worker "
                          "processes, or jobs=-1 for all cores")
+    if jobs > max_jobs():
+        raise ValueError(f"jobs={jobs} is more worker processes than this machine's "
+                         f"{os.cpu_count()} cores can use (at most {max_jobs()}); pass jobs=-1 "
+                         f"for one per core")
     return int(jobs)
 
 
