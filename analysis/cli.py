@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import errno  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
@@ -666,6 +667,9 @@ def _cmd_find(args) -> int:
                                     limits=ResourceLimits(max_states=args.max_states), **settings)
     except TooLarge as error:
         raise UsageError(str(error)) from None
+    except ValueError as error:  # the analysis's own reasons: one line naming the file
+        text = _one_line(error)
+        raise _Failure(text if str(path) in text else f"{path}: {text}") from None
     if args.out:
         out = _prepare_out(args.out, getattr(args, "resources", None))
         stem = result.save(out / f"epoch_{int(result.epoch):04d}")
@@ -956,6 +960,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _remove_logging(handler)
 
 
+#: errno values of a write that failed for want of space or permission.
+_WRITE_ERRNOS = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM")
+                 if hasattr(errno, n)}
+
+
 def _run(args, command: str) -> int:
     try:
         return int(args.func(args) or 0)
@@ -985,7 +994,10 @@ def _run(args, command: str) -> int:
         from checkpoints import CheckpointError
 
         from .decoding import ResultFileError
-        from .outdir import OutDirBusy, OutputError
+        from .outdir import OutDirBusy, OutputError, output_error
+        if isinstance(error, OSError) and not isinstance(error, OutputError) and \
+                error.errno in _WRITE_ERRNOS:  # disk full, read-only: name the file and fix
+            error = output_error(error.filename or getattr(args, "out", None) or ".", error)
         if isinstance(error, (CheckpointError, _Failure, OutDirBusy, OutputError,
                               ResultFileError)):
             text = _one_line(error)

@@ -560,6 +560,9 @@ def _segment_seeds(dynamics, states: np.ndarray, settings: EpochSettings) -> np.
     from .matching import state_spread
 
     n = dynamics.n_states
+    states = states[np.all(np.isfinite(states), axis=1)]  # runs that diverged seed nothing
+    if len(states) < 2:
+        return np.zeros((0, n))
     rng = np.random.default_rng(settings.seed + 1)
     pick = rng.choice(len(states), size=min(64, len(states)), replace=False)
     with torch.no_grad():
@@ -650,6 +653,14 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
     started = _time.perf_counter()
     info: Dict[str, Any] = {"n_states": int(dynamics.n_states), "time": dynamics.time}
     init = initial_states_for(dynamics, settings, module=module)
+    finite = np.all(np.isfinite(init), axis=1)
+    if not finite.all():  # trajectories that left float64's range (states of 1e300 and more)
+        if not finite.any():
+            raise ValueError(f"{source or 'the model'}: every sampled trajectory runs off to "
+                             f"inf or NaN (the dynamics diverge at these weights); analyze "
+                             f"earlier checkpoints (from Python, init_scale= bounds the starts)")
+        info["diverged_starts"] = int((~finite).sum())
+        init = init[finite]
     scale = float(settings.scale) if settings.scale is not None else state_spread(init)
     if not (math.isfinite(scale) and scale > 0):
         scale = 1.0

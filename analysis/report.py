@@ -895,5 +895,9 @@ def write_report(analysis, out, *, models=None, jobs: int = 1, scheduler=None,
 
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:  # a full disk keeps no half-written file
+        if tmp.exists():
+            tmp.unlink()
