@@ -68,8 +68,10 @@ def enum_member(value: Mapping[str, Any], source: Optional[str] = None) -> Any:
     ResultFileError
         For an enum or member that is not one of :data:`RESULT_ENUMS`; nothing is imported.
     """
-    key = (value.get("module"), value.get("enum"))
-    factory = RESULT_ENUMS.get(key) if all(isinstance(k, str) for k in key) else None
+    module, name_of_enum = value.get("module"), value.get("enum")
+    key = (str(module), str(name_of_enum))
+    factory = RESULT_ENUMS.get(key) if isinstance(module, str) and isinstance(
+        name_of_enum, str) else None
     if factory is None:
         raise ResultFileError(f"{_fix(source)} (it names the enum {str(key)[:80]}, which is not "
                               f"one of {sorted(RESULT_ENUMS)})")

@@ -141,9 +141,10 @@ class OutLock:
                 raise output_error(self.path, error) from None
             try:
                 import fcntl
+                locking = True
             except ImportError:  # pragma: no cover - not POSIX
-                fcntl = None
-            if fcntl is not None:
+                locking = False
+            if locking:
                 try:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
