@@ -457,7 +457,7 @@ def analyze_epoch_task(payload, epoch: int, loss: float, settings: EpochSettings
     from .resources import check_cost
 
     model, _ = _load_model(payload)
-    check_cost(model, settings, limits=limits, source=source)  # before anything is allocated
+    check_cost(model, settings, limits=limits, source=source, device=device)  # before allocating
     result = analyze_checkpoint(model, epoch=epoch, loss=loss, settings=settings, device=device,
                                 limits=False)
     return replace(result, source=source)

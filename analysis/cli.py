@@ -436,6 +436,7 @@ def _check_cost(model, settings: Dict[str, Any], args, source: str) -> None:
     share = 1.0 if getattr(args, "scheduler", None) else 1.0 / resolve_jobs(jobs)
     try:
         check_cost(model, _epoch_settings(settings), source=source,
+                   device=getattr(args, "device", None),
                    limits=ResourceLimits(max_states=getattr(args, "max_states", None),
                                          share=share))
     except TooLarge as error:

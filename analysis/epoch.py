@@ -747,6 +747,6 @@ def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math
     dynamics = _as_dynamics(module if module is not None else model, settings, device)
     if limits is not False:  # False: the caller has checked
         from .resources import check_cost
-        check_cost(dynamics, settings, limits=limits, source=source)
+        check_cost(dynamics, settings, limits=limits, source=source, device=device)
     return analyze_dynamics(dynamics, settings, epoch=0 if epoch is None else int(epoch),
                             loss=loss, source=source, module=module)

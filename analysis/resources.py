@@ -115,8 +115,15 @@ def _duration(s: float) -> str:
     return f"{s:.2g} s"
 
 
-def available_memory() -> Optional[int]:
-    """Bytes of memory available to new allocations (``MemAvailable`` on Linux), or None."""
+def available_memory(device: Optional[str] = None) -> Optional[int]:
+    """Bytes available to new allocations: the GPU's free memory for a CUDA ``device``, else
+    the machine's (``MemAvailable`` on Linux); None when unknown."""
+    if device is not None and str(device).startswith("cuda"):
+        try:
+            import torch
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        except Exception:  # noqa: BLE001 - no CUDA here: the device check reports that
+            return None
     try:
         with open("/proc/meminfo") as handle:
             for line in handle:
@@ -166,7 +173,8 @@ def estimate_cost(n_states: int, settings: Any = None) -> CostEstimate:
 
 
 def check_cost(model: Any, settings: Any = None, *, limits: Optional[ResourceLimits] = None,
-               source: str = "", free: Optional[int] = None) -> CostEstimate:
+               source: str = "", free: Optional[int] = None,
+               device: Optional[str] = None) -> CostEstimate:
     """Refuse a checkpoint whose analysis cannot fit in memory; warn when it will be slow.
 
     Parameters
@@ -178,7 +186,9 @@ def check_cost(model: Any, settings: Any = None, *, limits: Optional[ResourceLim
     source : str
         The file, for the messages.
     free : int, optional
-        Available bytes (default: :func:`available_memory`).
+        Available bytes (default: :func:`available_memory` of ``device``).
+    device : str, optional
+        Where the analysis runs (a CUDA device is limited by its own memory).
 
     Returns
     -------
@@ -195,7 +205,7 @@ def check_cost(model: Any, settings: Any = None, *, limits: Optional[ResourceLim
     cost = estimate_cost(n, settings)
     where = f"{source}: " if source else ""
     allowed = limits.max_states is not None and n <= limits.max_states
-    free = available_memory() if free is None else free
+    free = available_memory(device) if free is None else free
     if free is not None and not allowed:
         budget = free * limits.share
         if cost.bytes > budget:

@@ -122,16 +122,17 @@ def test_a_pool_left_early_terminates_its_workers():
     assert time.monotonic() - started < 30
 
 
-def test_sigterm_becomes_an_interrupt_and_handlers_are_restored():
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_become_an_interrupt_and_handlers_are_restored(signum):
     from analysis.execution import Interrupted, interrupt_on_signals
 
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signum)
     with pytest.raises(Interrupted) as info:
         with interrupt_on_signals():
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             time.sleep(5)
-    assert info.value.exit_status == 143 and isinstance(info.value, KeyboardInterrupt)
-    assert signal.getsignal(signal.SIGTERM) == before
+    assert info.value.exit_status == 128 + signum and isinstance(info.value, KeyboardInterrupt)
+    assert signal.getsignal(signum) == before
 
 
 # ------------------------------------------------------------------ 2. sizes and memory
@@ -192,6 +193,15 @@ def test_estimates_grow_with_size_and_refuse_a_5000_unit_gru():
         check_cost(1024, free=int(1.5 * need), limits=ResourceLimits(share=0.5))
 
 
+def test_a_cuda_device_is_limited_by_its_own_memory(monkeypatch):
+    import analysis.resources as resources
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3 * 2 ** 20, 2 ** 34))
+    assert resources.available_memory("cuda:0") == 3 * 2 ** 20
+    with pytest.raises(resources.TooLarge, match="3 MB of memory is free"):
+        resources.check_cost(1024, device="cuda:0")
+
+
 def test_a_slow_model_is_announced(caplog):
     from analysis.resources import ResourceLimits, check_cost
 
@@ -205,7 +215,7 @@ def test_the_command_refuses_what_does_not_fit_and_max_states_allows_it(ckpts, t
                                                                          capsys, monkeypatch):
     import analysis.resources as resources
 
-    monkeypatch.setattr(resources, "available_memory", lambda: 2 * 2 ** 20)
+    monkeypatch.setattr(resources, "available_memory", lambda device=None: 2 * 2 ** 20)
     file = ckpts / "model_epoch5.pt"
     code, _, err = _run(["find", file, *FAST], capsys)
     assert code == 2
@@ -222,7 +232,7 @@ def test_the_api_records_a_checkpoint_that_does_not_fit(ckpts, monkeypatch):
     import analysis.resources as resources
     from analysis import analyze_series
 
-    monkeypatch.setattr(resources, "available_memory", lambda: 2 * 2 ** 20)
+    monkeypatch.setattr(resources, "available_memory", lambda device=None: 2 * 2 ** 20)
     result = analyze_series(ckpts, n_initial=16, ghosts=False, topology=False)
     assert len(result.results) == 0 and len(result.failed) == 4
     assert all("TooLarge" in f.reason and "max_states" in f.reason for f in result.failed)
