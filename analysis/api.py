@@ -216,6 +216,10 @@ class SeriesAnalysis:
         out = Path(out)
         summary_path = out / "summary.json"
         if not summary_path.is_file():
+            if (out / "epochs").is_dir():  # epochs without a summary: a run did not finish
+                raise FileNotFoundError(f"{summary_path} is missing: the last run into {out} "
+                                        f"stopped before the end; re-run the analysis with the "
+                                        f"same out (it reuses the epochs done) to write it")
             raise FileNotFoundError(f"{summary_path} is missing; {out} was not written by "
                                     f"SeriesAnalysis.to_dir (run analyze_series(..., out=...))")
         summary = json.loads(summary_path.read_text())

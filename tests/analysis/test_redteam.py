@@ -300,6 +300,9 @@ def test_a_run_with_other_settings_retires_the_old_summary_first(tmp_path):
     with pytest.raises(Exception):
         analyze_series(series, out=out, n_initial=48, strict=True)  # stops after epoch 0
     assert not (out / "summary.json").exists() and not (out / "events.csv").exists()
+    from analysis import SeriesAnalysis
+    with pytest.raises(FileNotFoundError, match="stopped before the end; re-run"):
+        SeriesAnalysis.from_dir(out)
     saved = json.loads((out / "epochs" / "epoch_0000.json").read_text())
     assert saved["settings_hash"] != json.loads(
         (out / "epochs" / "epoch_0002.json").read_text())["settings_hash"]
