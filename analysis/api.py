@@ -670,9 +670,11 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
                        "Dynamics built from lambdas); analyzing in this process (jobs=1)")
         jobs, scheduler = 1, None
     from .execution import resolve_jobs
-    from .resources import ResourceLimits
+    from .resources import ResourceLimits, available_memory
+    # the memory free now, before this run's workers take theirs (a cluster's is its own)
     limits = ResourceLimits(max_states=max_states, warn_slow=False,
-                            share=1.0 if scheduler is not None else 1.0 / resolve_jobs(jobs))
+                            share=1.0 if scheduler is not None else 1.0 / resolve_jobs(jobs),
+                            free=None if scheduler is not None else available_memory(device))
     args = [(item.payload, item.epoch, loss_at(item.epoch), settings, device, item.source,
              limits) for item in todo]
     for k, value in _run(analyze_epoch_task, args, jobs, scheduler, progress,

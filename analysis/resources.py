@@ -84,11 +84,15 @@ class ResourceLimits:
     warn_slow : bool
         Log a warning when the analysis will take longer than :data:`SLOW_SECONDS` (a series
         warns once, before it starts, rather than once per checkpoint).
+    free : int, optional
+        Bytes available when the run started (a series measures once, so that its own
+        workers' memory does not count against later checkpoints); None: measure at each check.
     """
 
     max_states: Optional[int] = None
     share: float = 1.0
     warn_slow: bool = True
+    free: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.max_states is not None and (isinstance(self.max_states, bool)
@@ -98,6 +102,8 @@ class ResourceLimits:
                              f"integer or None")
         if not (isinstance(self.share, (int, float)) and 0 < self.share <= 1):
             raise ValueError(f"share={self.share!r} is invalid; pass a fraction in (0, 1]")
+        if self.free is not None and (not isinstance(self.free, int) or self.free < 0):
+            raise ValueError(f"free={self.free!r} is invalid; pass bytes >= 0 or None")
 
 
 def _size(n: float) -> str:
@@ -186,7 +192,8 @@ def check_cost(model: Any, settings: Any = None, *, limits: Optional[ResourceLim
     source : str
         The file, for the messages.
     free : int, optional
-        Available bytes (default: :func:`available_memory` of ``device``).
+        Available bytes (default: ``limits.free``, else :func:`available_memory` of
+        ``device``).
     device : str, optional
         Where the analysis runs (a CUDA device is limited by its own memory).
 
@@ -205,7 +212,8 @@ def check_cost(model: Any, settings: Any = None, *, limits: Optional[ResourceLim
     cost = estimate_cost(n, settings)
     where = f"{source}: " if source else ""
     allowed = limits.max_states is not None and n <= limits.max_states
-    free = available_memory(device) if free is None else free
+    if free is None:
+        free = limits.free if limits.free is not None else available_memory(device)
     if free is not None and not allowed:
         budget = free * limits.share
         if cost.bytes > budget:

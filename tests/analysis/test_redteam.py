@@ -193,6 +193,20 @@ def test_estimates_grow_with_size_and_refuse_a_5000_unit_gru():
         check_cost(1024, free=int(1.5 * need), limits=ResourceLimits(share=0.5))
 
 
+def test_a_series_measures_free_memory_once(monkeypatch):
+    """Later checkpoints are not refused because this run's own workers use memory."""
+    import analysis.resources as resources
+
+    monkeypatch.setattr(resources, "available_memory", lambda device=None: 2 ** 20)
+    need = int(resources.estimate_cost(512).bytes)
+    limits = resources.ResourceLimits(share=0.5, free=3 * need)
+    assert resources.check_cost(512, limits=limits).n_states == 512
+    with pytest.raises(resources.TooLarge):
+        resources.check_cost(512, limits=resources.ResourceLimits(share=0.5))
+    with pytest.raises(ValueError, match="free=-1"):
+        resources.ResourceLimits(free=-1)
+
+
 def test_a_cuda_device_is_limited_by_its_own_memory(monkeypatch):
     import analysis.resources as resources
 
