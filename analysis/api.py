@@ -39,6 +39,7 @@ from .events import EventOptions, RestructuringEvent, detect_events
 from .learning import Drop, DropOptions, LossCurve, detect_drop, find_training_log, \
     read_training_log
 from .matching import Track, build_tracks, match_points
+from .outdir import epoch_name_problem, locks_out, retire_stale_summary
 from .sources import ModelSource, SeriesItem, as_dynamics, resolve_series
 from .versions import library_versions
 
@@ -200,16 +201,40 @@ class SeriesAnalysis:
         return out
 
     @classmethod
-    def from_dir(cls, out) -> "SeriesAnalysis":
-        """Read a directory written by :meth:`to_dir` (tracks are rebuilt from the epochs)."""
+    def from_dir(cls, out, *, mixed: str = "error") -> "SeriesAnalysis":
+        """Read a directory written by :meth:`to_dir` (tracks are rebuilt from the epochs).
+
+        Parameters
+        ----------
+        out : path
+        mixed : {"error", "warn"}
+            What to do when epoch files were analyzed with other settings than ``summary.json``
+            says (an interrupted re-run with other settings): raise a ``ValueError`` (default)
+            or log a warning and return the mix.
+        """
+        if mixed not in ("error", "warn"):
+            raise ValueError(f"mixed={mixed!r} is invalid; pass 'error' or 'warn'")
         out = Path(out)
         summary_path = out / "summary.json"
         if not summary_path.is_file():
+            if (out / "epochs").is_dir():  # epochs without a summary: a run did not finish
+                raise FileNotFoundError(f"{summary_path} is missing: the last run into {out} "
+                                        f"stopped before the end; re-run the analysis with the "
+                                        f"same out (it reuses the epochs done) to write it")
             raise FileNotFoundError(f"{summary_path} is missing; {out} was not written by "
                                     f"SeriesAnalysis.to_dir (run analyze_series(..., out=...))")
         summary = json.loads(summary_path.read_text())
         results = tuple(EpochAnalysis.load(out / "epochs" / epoch_file_stem(e))
                         for e in summary["epochs"])
+        expected = summary.get("settings_hash")
+        others = [r.epoch for r in results if r.settings_hash != expected]
+        if others:
+            text = (f"{summary_path}: epochs {others[:10]} were analyzed with other settings "
+                    f"than the summary's (hash {expected}); re-run the analysis into {out} with "
+                    f"the settings you want (it recomputes those epochs), or pass mixed='warn'")
+            if mixed == "error":
+                raise ValueError(text)
+            logger.warning("%s", text)
         events = tuple(RestructuringEvent.from_dict(d)
                        for d in json.loads((out / "events.json").read_text()))
         drop = None if summary.get("drop") is None else Drop(**summary["drop"])
@@ -311,7 +336,7 @@ def series_tracks(results: Sequence[EpochAnalysis], gate: float = 0.5) -> List[T
 
 
 def analyze_epoch_task(source: ModelSource, epoch: int, loss: float, settings: EpochSettings,
-                       device: str, label: str) -> EpochAnalysis:
+                       device: str, label: str, limits=None) -> EpochAnalysis:
     """Analyze one checkpoint (a top-level, picklable function for worker processes / Dask).
 
     Parameters
@@ -324,9 +349,15 @@ def analyze_epoch_task(source: ModelSource, epoch: int, loss: float, settings: E
     device : str
     label : str
         Stored with the result as its ``source``.
+    limits : analysis.resources.ResourceLimits, optional
+        Memory limits checked before the analysis allocates anything.
     """
-    result = analyze_checkpoint(source.load(), epoch=epoch, loss=loss, settings=settings,
-                                device=device)
+    from .resources import check_cost
+
+    model = source.load()
+    check_cost(model, settings, limits=limits, source=label, device=device)  # before allocating
+    result = analyze_checkpoint(model, epoch=epoch, loss=loss, settings=settings, device=device,
+                                limits=False)
     return replace(result, source=label)
 
 
@@ -401,10 +432,17 @@ def _read_log(log, log_column, directory, offset=None, also=()) -> Optional[Loss
     if directory is not None:
         found = find_training_log(directory, also=also)
         if found is not None:
-            return read_training_log(found, log_column, offset)
+            if log_column is not None:  # a column asked for must be there
+                return read_training_log(found, log_column, offset)
+            try:  # a log found beside the checkpoints is optional: a bad one is a warning
+                return read_training_log(found, log_column, offset)
+            except (OSError, ValueError) as error:
+                logger.warning("%s: not used, the analysis goes on without a loss curve (%s)",
+                               found, " ".join(str(error).split()))
     return None
 
 
+@locks_out
 def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
                    device: str = "cpu", progress: bool = False, strict: bool = False,
                    out=None, force: bool = False, log=None, log_column: Optional[str] = None,
@@ -412,7 +450,8 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
                    drop=None, events=None, localize: bool = False,
                    interpolate: Optional[Callable] = None,
                    load_options: Optional[Dict[str, Any]] = None,
-                   settings: Optional[EpochSettings] = None, **options) -> SeriesAnalysis:
+                   settings: Optional[EpochSettings] = None,
+                   max_states: Optional[int] = None, **options) -> SeriesAnalysis:
     """Analyze every checkpoint of a series and track restructuring across epochs.
 
     Parameters
@@ -462,6 +501,10 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
         Extra options for ``CheckpointSeries.from_dir`` (``pattern``, ``prefix``, ``config``,
         ``trust_pickle``, ``architecture``, ``model_factory``).
     settings : EpochSettings, optional
+    max_states : int, optional
+        Analyze models of up to this many states even when the memory estimate
+        (:mod:`analysis.resources`) exceeds what is free; by default such a checkpoint fails
+        (``TooLarge``, recorded in ``.failed``) before anything is allocated.
     **options
         Fields of :class:`EpochSettings` (``n_initial=512``, ``input=(0, 0, 0)``,
         ``drive=inputs``, ``finder={...}``, ``ghosts=False`` ...).
@@ -496,11 +539,20 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
 
     out_dir = Path(out) if out is not None else None
     settings_hash = settings.hash()
+    if out_dir is not None:  # no old summary beside epochs of other settings, even if stopped
+        retire_stale_summary(out_dir, settings_hash)
     results: Dict[int, EpochAnalysis] = {}
     failed: List[FailedEpoch] = []
     reused = 0
     todo: List[SeriesItem] = []
     for item in items:
+        problem = epoch_name_problem(item.epoch)
+        if problem is not None:  # this file fails; the run goes on
+            if strict:
+                raise ValueError(f"{item.source}: {problem}")
+            failed.append(FailedEpoch(None, item.source, f"{item.source}: {problem}"))
+            logger.warning("%s: %s", item.source, problem)
+            continue
         stem = None if out_dir is None else out_dir / "epochs" / epoch_file_stem(item.epoch)
         meta = None if (stem is None or force) else _read_meta(stem)
         if (meta is not None and meta.get("settings_hash") == settings_hash
@@ -519,8 +571,14 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
         logger.warning("some models in the series cannot be sent to worker processes (e.g. "
                        "Dynamics built from lambdas); analyzing in this process (jobs=1)")
         jobs, scheduler = 1, None
-    args = [(item.source, item.epoch, loss_at(item.epoch), settings, device, item.label)
-            for item in todo]
+    from .execution import resolve_jobs
+    from .resources import ResourceLimits, available_memory
+    # the memory free now, before this run's workers take theirs (a cluster's is its own)
+    limits = ResourceLimits(max_states=max_states, warn_slow=False,
+                            share=1.0 if scheduler is not None else 1.0 / resolve_jobs(jobs),
+                            free=None if scheduler is not None else available_memory(device))
+    args = [(item.source, item.epoch, loss_at(item.epoch), settings, device, item.label,
+             limits) for item in todo]
     for k, value in _run(analyze_epoch_task, args, jobs, scheduler, progress,
                          desc="analyzing checkpoints"):
         item = todo[k]

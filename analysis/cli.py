@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import errno  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
@@ -147,6 +148,11 @@ def _jobs(text: str) -> int:
     if value == 0 or value < -1:
         raise argparse.ArgumentTypeError(f"{text!r}: use N >= 1 worker processes, or -1 for "
                                          f"all cores")
+    from .execution import max_jobs
+    if value > max_jobs():
+        raise argparse.ArgumentTypeError(f"{text!r} is more worker processes than this "
+                                         f"machine's {os.cpu_count()} cores can use (at most "
+                                         f"{max_jobs()}); pass -1 for one per core")
     return value
 
 
@@ -205,6 +211,9 @@ def _add_system(p: argparse.ArgumentParser) -> None:
                    help="report only ghosts that hold trajectories for at least S relaxation "
                         "times (strength = passage / relaxation time; default 0: all; strong "
                         "from 20)")
+    p.add_argument("--max-states", type=_positive_int, metavar="N",
+                   help="analyze models of up to N states even when the memory estimate "
+                        "exceeds the free memory (default: refuse them)")
     p.add_argument("--device", default="cpu", metavar="DEV",
                    help="torch device for the math: cpu (default) or cuda")
 
@@ -416,6 +425,7 @@ def _settings_options(args) -> Dict[str, Any]:
         options["ghosts"] = False
     if getattr(args, "min_ghost_strength", None) is not None:
         options["ghost_options"] = {"min_strength": args.min_ghost_strength}
+    _epoch_settings(options)  # bad values are bad usage (exit 2), named by their flags
     return options
 
 
@@ -435,7 +445,53 @@ def _check_model_args(args) -> None:
             raise UsageError(f"--model {_one_line(error)}") from None
 
 
-def _preflight(series, settings: Dict[str, Any]) -> None:
+def _check_log(args) -> None:
+    """--log names a readable log, and --log-column a column of it (bad usage otherwise)."""
+    from .learning import find_training_log, read_training_log
+
+    log = args.log
+    if log is not None and not Path(log).is_file():
+        raise UsageError(f"{log}: no such file for --log; pass the training log (train_log.csv "
+                         f"or an .npz with loss_history), or leave --log out to use the one "
+                         f"beside the checkpoints")
+    if log is None and args.log_column is not None:
+        log = find_training_log(args.dir)
+        if log is None:
+            raise UsageError(f"--log-column {args.log_column}: {args.dir} has no training log "
+                             f"beside the checkpoints; pass it with --log")
+    if log is not None:
+        try:
+            read_training_log(log, args.log_column)
+        except (OSError, ValueError) as error:
+            text = _one_line(error)
+            raise UsageError(text if str(log) in text else f"{log}: {text}") from None
+
+
+def _check_cost(model, settings: Dict[str, Any], args, source: str) -> None:
+    """Refuse (bad usage) a model whose analysis cannot fit in memory; warn when it is slow."""
+    from .execution import resolve_jobs
+    from .resources import ResourceLimits, TooLarge, check_cost
+
+    jobs = getattr(args, "jobs", 1)
+    share = 1.0 if getattr(args, "scheduler", None) else 1.0 / resolve_jobs(jobs)
+    try:
+        check_cost(model, _epoch_settings(settings), source=source,
+                   device=getattr(args, "device", None),
+                   limits=ResourceLimits(max_states=getattr(args, "max_states", None),
+                                         share=share))
+    except TooLarge as error:
+        raise UsageError(str(error)) from None
+
+
+def _epoch_settings(settings: Dict[str, Any]):
+    from .epoch import make_settings
+    try:
+        return make_settings(None, **settings)
+    except ValueError as error:
+        raise UsageError(_one_line(error)) from None
+
+
+def _preflight(series, settings: Dict[str, Any], args=None) -> None:
     """Load the first checkpoints and bind the input, the drive and the time form, so that
     options that cannot fit the model fail once, now, instead of once per epoch."""
     from checkpoints import CheckpointError
@@ -454,6 +510,7 @@ def _preflight(series, settings: Dict[str, Any]) -> None:
         except ValueError as error:
             raise UsageError(f"{checkpoint.path}: {_one_line(error)} (check --input / --inputs "
                              f"/ --time)") from None
+        _check_cost(dynamics, settings, args, checkpoint.path)
         drive = settings.get("drive")
         if drive is not None and np.shape(drive)[-1] != dynamics.n_inputs:
             raise UsageError(f"--drive has {np.shape(drive)[-1]} input channel(s) but the model "
@@ -465,6 +522,10 @@ def _preflight(series, settings: Dict[str, Any]) -> None:
 
 
 def _load_options(args) -> Dict[str, Any]:
+    if getattr(args, "trust_pickle", False) and not getattr(args, "_trust_said", False):
+        args._trust_said = True
+        logger.warning("--trust-pickle: checkpoints that are pickled objects run code from the "
+                       "file while they load; use it only for files you trust")
     options: Dict[str, Any] = {}
     if getattr(args, "arch", None):
         options["architecture"] = args.arch
@@ -526,7 +587,11 @@ def _select(series, epochs: Optional[str], every: Optional[int]):
     return series.subset([series.entries[i] for i in positions])
 
 
-def _prepare_out(out: str) -> Path:
+def _prepare_out(out: str, resources=None) -> Path:
+    """The output directory, created if missing; with ``resources`` (an ExitStack) the run holds
+    its lock until the command ends, and temporaries of dead processes are removed."""
+    from .outdir import OutLock, OutputError, remove_stale_temporaries
+
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{out}: --out is a file; pass a directory (it is created if missing)")
@@ -535,25 +600,16 @@ def _prepare_out(out: str) -> Path:
     except OSError as error:
         raise UsageError(f"{out}: cannot create the output directory ({error.strerror}); pass a "
                          f"writable path") from None
-    _remove_stale_temporaries(path)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{out}: the output directory is not writable; make it writable or "
+                         f"pass another --out")
+    if resources is not None:
+        try:
+            resources.enter_context(OutLock(path))
+        except OutputError as error:
+            raise UsageError(str(error)) from None
+    remove_stale_temporaries(path)
     return path
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete half-written files an interrupted run left (every file is written to a temporary
-    name and renamed when complete, so these are never results)."""
-    from fixedpoints.serialization import is_temporary
-
-    for folder in (out, out / "epochs", out / "portraits"):
-        if not folder.is_dir():
-            continue
-        for entry in folder.iterdir():
-            if entry.is_file() and is_temporary(entry.name):
-                try:
-                    entry.unlink()
-                    logger.debug("removed %s, left by an interrupted run", entry)
-                except OSError:
-                    pass
 
 
 # ------------------------------------------------------------------------------ commands
@@ -571,8 +627,9 @@ def _cmd_analyze(args) -> int:
     if args.scheduler and args.jobs not in (1, -1):
         logger.info("--scheduler given: --jobs %s is ignored (the cluster decides)", args.jobs)
     series = _select(_open_series(args.dir, args), args.epochs, args.every)
-    _preflight(series, settings)
-    out = _prepare_out(args.out)
+    _check_log(args)
+    _preflight(series, settings, args)
+    out = _prepare_out(args.out, getattr(args, "resources", None))
     progress = _progress(args)
     started = time.perf_counter()
     logger.info("analyzing %d checkpoint(s) of %s", len(series), args.dir)
@@ -580,7 +637,7 @@ def _cmd_analyze(args) -> int:
                               device=args.device, progress=progress, strict=args.strict,
                               out=out, force=args.force, log=args.log,
                               log_column=args.log_column, log_offset=args.log_offset,
-                              localize=args.localize, **settings)
+                              localize=args.localize, max_states=args.max_states, **settings)
     reused = analysis.options.get("reused_epochs", 0)
     if not analysis.results:
         first = analysis.failed[0] if analysis.failed else None
@@ -637,10 +694,25 @@ def _cmd_find(args) -> int:
     settings = _settings_options(args)
     _check_device(args.device)
     _check_model_args(args)
-    result = analyze_checkpoint(str(path), device=args.device, load_options=_load_options(args),
-                                **settings)
+    from checkpoints import CheckpointError, CheckpointSeries
+    try:
+        one = CheckpointSeries.from_files([path], strict=True, **_load_options(args))
+    except CheckpointError:
+        one = None  # analyze_checkpoint reports the file's problem below
+    if one is not None:
+        _preflight(one, settings, args)
+    from .resources import ResourceLimits, TooLarge
+    try:
+        result = analyze_checkpoint(str(path), device=args.device,
+                                    load_options=_load_options(args),
+                                    limits=ResourceLimits(max_states=args.max_states), **settings)
+    except TooLarge as error:
+        raise UsageError(str(error)) from None
+    except ValueError as error:  # the analysis's own reasons: one line naming the file
+        text = _one_line(error)
+        raise _Failure(text if str(path) in text else f"{path}: {text}") from None
     if args.out:
-        out = _prepare_out(args.out)
+        out = _prepare_out(args.out, getattr(args, "resources", None))
         stem = result.save(out / f"epoch_{int(result.epoch):04d}")
         png = single_portrait(result, ModelSource(path=str(path), options=_load_options(args)),
                               out / f"epoch_{int(result.epoch):04d}.png",
@@ -910,8 +982,28 @@ def _cmd_demo(args) -> int:
 
 
 # ------------------------------------------------------------------------------ entry point
+#: Python keyword -> the flag a command-line user types instead.
+_FLAGS = {"pattern": "--pattern", "architecture": "--arch", "model_factory": "--model",
+          "log_column": "--log-column", "n_initial": "--n-initial", "seed": "--seed",
+          "max_states": "--max-states", "time": "--time", "input": "--input",
+          "drive": "--drive", "device": "--device", "jobs": "--jobs"}
+_KEYWORDS = "|".join(_FLAGS)
+
+
+def _cli_words(text: str) -> str:
+    """A library message in command-line words: ``pattern=`` becomes ``--pattern``."""
+    import re
+
+    flag = lambda m: _FLAGS[m.group(1)]  # noqa: E731
+    text = re.sub(rf"\b({_KEYWORDS}|trust_pickle)=(?:True\b)?\s*\((--[\w-]+)\)", r"\2", text)
+    text = re.sub(rf"\s*\(({_KEYWORDS})=[^()\s,]*\)", "", text)
+    text = re.sub(r"\btrust_pickle=True\b", "--trust-pickle", text)
+    text = re.sub(rf"\b({_KEYWORDS})=(?=[\s,;)]|$)", flag, text)
+    return re.sub(rf"\b({_KEYWORDS})=", lambda m: flag(m) + " ", text)
+
+
 def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
+    text = _cli_words(" ".join(str(error).split()))
     if not text:
         text = type(error).__name__
     return text
@@ -925,12 +1017,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exit_:  # argparse: --help/--version (0) or bad usage (2)
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
     command = f"{PROG} {args.command}"
-    with warnings.catch_warnings():
+    from contextlib import ExitStack
+
+    from .execution import interrupt_on_signals
+    with warnings.catch_warnings(), interrupt_on_signals(), ExitStack() as resources:
+        args.resources = resources  # e.g. the lock on --out, held until the command ends
         handler = _configure_logging(args.verbose, args.quiet)
         try:
             return _run(args, command)
         finally:
             _remove_logging(handler)
+
+
+#: errno values of a write that failed for want of space or permission.
+_WRITE_ERRNOS = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM")
+                 if hasattr(errno, n)}
 
 
 def _run(args, command: str) -> int:
@@ -941,13 +1042,33 @@ def _run(args, command: str) -> int:
         if args.verbose:
             traceback.print_exc()
         return 2
-    except KeyboardInterrupt:
+    except BrokenPipeError:  # `ghostscope info DIR | head`: the reader has what it wanted
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes
+        except (OSError, ValueError):
+            pass
+        return 141
+    except (OverflowError, FloatingPointError) as error:
+        where = getattr(args, "file", None) or getattr(args, "dir", None) or "the input"
+        print(f"{command}: error: {where}: numbers overflowed float64 ({_one_line(error)}); "
+              f"the states or weights are too large (diverged training?): analyze earlier "
+              f"checkpoints, or pass smaller --input / --drive values", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM / SIGHUP (execution.Interrupted)
         print(f"{command}: interrupted; files written so far are complete, re-run to resume",
               file=sys.stderr)
-        return 130
+        return int(getattr(error, "exit_status", 130))
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
         from checkpoints import CheckpointError
-        if isinstance(error, (CheckpointError, _Failure)):
+
+        from .decoding import ResultFileError
+        from .outdir import OutDirBusy, OutputError, output_error
+        if isinstance(error, OSError) and not isinstance(error, OutputError) and \
+                error.errno in _WRITE_ERRNOS:  # disk full, read-only: name the file and fix
+            error = output_error(error.filename or getattr(args, "out", None) or ".", error)
+        if isinstance(error, (CheckpointError, _Failure, OutDirBusy, OutputError,
+                              ResultFileError)):
             text = _one_line(error)
         else:
             text = f"{type(error).__name__}: {_one_line(error)}"

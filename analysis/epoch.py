@@ -344,8 +344,12 @@ class EpochAnalysis:
             meta["topology"] = {"info": self.topology.info,
                                 "signature": self.topology.signature().to_dict(),
                                 "edges": self.topology.edges()}
-        atomic_write(stem.with_suffix(".npz"), lambda h: np.savez_compressed(h, **arrays))
-        write_text(stem.with_suffix(".json"), json_text(meta))
+        from .outdir import writing  # an OSError names the file and the fix
+
+        with writing(stem.with_suffix(".npz")):
+            atomic_write(stem.with_suffix(".npz"), lambda h: np.savez_compressed(h, **arrays))
+        with writing(stem.with_suffix(".json")):
+            write_text(stem.with_suffix(".json"), json_text(meta))
         return stem
 
     @classmethod
@@ -368,13 +372,13 @@ class EpochAnalysis:
                              f"(type={meta.get('type')!r})")
         with np.load(stem.with_suffix(".npz"), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-        fixed_points = _load_dataclass(FixedPoints, "fp.", arrays, meta["fixed_points"])
+        where = str(stem.with_suffix(".json"))
+        fixed_points = _load_dataclass(FixedPoints, "fp.", arrays, meta["fixed_points"], where)
         ghosts = None
         if "ghosts" in meta:
-            module, _, name = meta["ghosts"]["__class__"].partition(":")
-            import importlib
-            ghost_cls = getattr(importlib.import_module(module), name)
-            ghosts = _load_dataclass(ghost_cls, "ghost.", arrays, meta["ghosts"])
+            from .decoding import result_class  # a fixed registry: nothing named is imported
+            ghost_cls = result_class(meta["ghosts"].get("__class__"), where)
+            ghosts = _load_dataclass(ghost_cls, "ghost.", arrays, meta["ghosts"], where)
         topology = None
         if "topology" in meta:
             topology = Topology.from_arrays(arrays, info=meta["topology"].get("info"))
@@ -418,11 +422,12 @@ def _dump_dataclass(obj, prefix: str, arrays: Dict[str, np.ndarray]) -> Dict[str
     return meta
 
 
-def _load_dataclass(cls, prefix: str, arrays: Dict[str, np.ndarray], meta: Dict[str, Any]):
-    """Inverse of :func:`_dump_dataclass`."""
-    import importlib
-
+def _load_dataclass(cls, prefix: str, arrays: Dict[str, np.ndarray], meta: Dict[str, Any],
+                    source: Optional[str] = None):
+    """Inverse of :func:`_dump_dataclass` (enums come from a fixed registry, never an import)."""
     from fixedpoints.results import SlowRegion
+
+    from .decoding import enum_member
 
     kwargs: Dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -431,8 +436,7 @@ def _load_dataclass(cls, prefix: str, arrays: Dict[str, np.ndarray], meta: Dict[
         elif f.name in meta:
             value = meta[f.name]
             if isinstance(value, dict) and "enum" in value and "name" in value:
-                enum_cls = getattr(importlib.import_module(value["module"]), value["enum"])
-                value = enum_cls[value["name"]]
+                value = enum_member(value, source)
             elif isinstance(value, dict) and "slow_regions" in value:
                 value = tuple(
                     SlowRegion(dimension=entry["dimension"],
@@ -530,6 +534,9 @@ def _segment_seeds(dynamics, states: np.ndarray, settings: EpochSettings) -> np.
     from .matching import state_spread
 
     n = dynamics.n_states
+    states = states[np.all(np.isfinite(states), axis=1)]  # runs that diverged seed nothing
+    if len(states) < 2:
+        return np.zeros((0, n))
     rng = np.random.default_rng(settings.seed + 1)
     pick = rng.choice(len(states), size=min(64, len(states)), replace=False)
     with torch.no_grad():
@@ -619,6 +626,14 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
     started = _time.perf_counter()
     info: Dict[str, Any] = {"n_states": int(dynamics.n_states), "time": dynamics.time}
     init = initial_states_for(dynamics, settings, module=module)
+    finite = np.all(np.isfinite(init), axis=1)
+    if not finite.all():  # trajectories that left float64's range (states of 1e300 and more)
+        if not finite.any():
+            raise ValueError(f"{source or 'the model'}: every sampled trajectory runs off to "
+                             f"inf or NaN (the dynamics diverge at these weights); analyze "
+                             f"earlier checkpoints (from Python, init_scale= bounds the starts)")
+        info["diverged_starts"] = int((~finite).sum())
+        init = init[finite]
     scale = float(settings.scale) if settings.scale is not None else state_spread(init)
     if not (math.isfinite(scale) and scale > 0):
         scale = 1.0
@@ -647,7 +662,7 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
 def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math.nan,
                        settings: Optional[EpochSettings] = None, device: str = "cpu",
                        load_options: Optional[Dict[str, Any]] = None,
-                       **options) -> EpochAnalysis:
+                       limits=None, **options) -> EpochAnalysis:
     """Analyze one model: fixed points, ghosts, topology.
 
     Parameters
@@ -666,6 +681,10 @@ def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math
     load_options : dict, optional
         Keyword arguments for ``load_checkpoint`` (``architecture``, ``config``,
         ``model_factory``, ``prefix``, ``trust_pickle``) when ``model`` is a path.
+    limits : analysis.resources.ResourceLimits, optional
+        A model whose estimated memory exceeds what is free is refused (``TooLarge``, naming
+        ``max_states=``) before anything is allocated; default ``ResourceLimits()``; False
+        skips the check (the caller made it).
     **options
         Fields of :class:`EpochSettings` (e.g. ``n_initial=512, input=(0, 0, 0)``).
 
@@ -700,5 +719,8 @@ def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math
             source = getattr(model, "name", type(model).__name__)
     dynamics = as_dynamics(module if module is not None else model, input=settings.input,
                            time=settings.time, device=device)
+    if limits is not False:  # False: the caller has checked
+        from .resources import check_cost
+        check_cost(dynamics, settings, limits=limits, source=source, device=device)
     return analyze_dynamics(dynamics, settings, epoch=0 if epoch is None else int(epoch),
                             loss=loss, source=source, module=module)

@@ -9,6 +9,16 @@ Worker processes are forked from a fork server that imported torch once (where t
 has one; fresh ``spawn``-ed interpreters elsewhere, or with ``GHOSTSCOPE_START_METHOD=spawn``),
 with ``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``, ``OMP_WAIT_POLICY=PASSIVE`` and one torch
 thread each: N workers on N cores then use the cores without oversubscribing them.
+
+Worker processes never outlive the process that started them: each holds the reading end of a
+*lifeline* pipe whose only writing end stays in the main process, and a watcher thread in the
+worker exits the worker as soon as the pipe reports end of file (the main process ended, however:
+``kill -9`` included). Workers ignore SIGINT (a Ctrl-C reaches the whole process group; the main
+process decides), and a pool left early (an exception, an interrupt, a consumer that stops
+iterating) terminates its workers instead of waiting for their tasks. The fork server and the
+resource tracker end on their own once no worker holds their pipes. :func:`interrupt_on_signals`
+turns SIGTERM and SIGHUP into the same :class:`KeyboardInterrupt` as Ctrl-C, so that a terminated
+command cleans up like an interrupted one.
 """
 from __future__ import annotations
 
@@ -19,6 +29,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -26,7 +37,8 @@ import traceback
 from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence,
                     Tuple)
 
-__all__ = ["run_tasks", "TaskError", "resolve_jobs", "prepare_workers", "WORKER_ENVIRONMENT"]
+__all__ = ["run_tasks", "TaskError", "resolve_jobs", "prepare_workers", "WORKER_ENVIRONMENT",
+           "Interrupted", "interrupt_on_signals", "max_jobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,19 +78,29 @@ class TaskError(RuntimeError):
         return f"{self.type_name}: {self.message}" if self.message else self.type_name
 
 
+def max_jobs() -> int:
+    """Most worker processes :func:`resolve_jobs` accepts: 4 per core, at least 8 (each worker
+    holds a model and its Jacobians; more than the cores only adds memory)."""
+    return max(8, 4 * (os.cpu_count() or 1))
+
+
 def resolve_jobs(jobs: Optional[int]) -> int:
     """Number of worker processes for ``jobs``: ``None`` or a negative value means all cores.
 
     Raises
     ------
     ValueError
-        For ``jobs == 0``.
+        For ``jobs == 0`` or more than :func:`max_jobs`.
     """
     if jobs is None or jobs < 0:
         return max(1, os.cpu_count() or 1)
     if jobs == 0:
         raise ValueError("jobs=0 runs nothing; use jobs=1 for one process, jobs=N for N worker "
                          "processes, or jobs=-1 for all cores")
+    if jobs > max_jobs():
+        raise ValueError(f"jobs={jobs} is more worker processes than this machine's "
+                         f"{os.cpu_count()} cores can use (at most {max_jobs()}); pass jobs=-1 "
+                         f"for one per core")
     return int(jobs)
 
 
@@ -114,10 +136,81 @@ def _call_serialized(func: Callable, args: tuple) -> Any:
         return _call(func, args)
 
 
-def _init_worker() -> None:
-    """Process-pool initializer: one thread per worker."""
+class Interrupted(KeyboardInterrupt):
+    """A :class:`KeyboardInterrupt` raised by :func:`interrupt_on_signals` for ``signum``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    @property
+    def exit_status(self) -> int:
+        """The shell's status for a process ended by this signal (128 + its number)."""
+        return 128 + self.signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(signums: Optional[Sequence[int]] = None) -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP (or ``signums``) raise :class:`Interrupted`.
+
+    Python's default for SIGTERM ends the process at once, so ``finally`` blocks do not run and
+    worker processes are left to notice on their own; as an exception, the signal unwinds the
+    stack like Ctrl-C does: pools terminate their workers, temporary files are removed. Does
+    nothing outside the main thread (signal handlers can only be set there).
+    """
+    if signums is None:
+        signums = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                   if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {}
+    for signum in signums:
+        try:
+            saved[signum] = signal.signal(signum, _raise_interrupted)
+        except (OSError, ValueError):  # pragma: no cover - a signal this platform refuses
+            continue
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def _watch_lifeline(lifeline: Any) -> None:
+    """Exit this worker process as soon as ``lifeline`` (a pipe's reading end) is closed."""
+    try:
+        while True:
+            try:
+                lifeline.recv_bytes()  # nothing is ever sent: this returns only at EOF
+            except (EOFError, OSError):
+                break
+    finally:
+        os._exit(3)
+
+
+def _init_worker(lifeline: Any = None) -> None:
+    """Process-pool initializer: one thread per worker, no SIGINT, and a watch on the parent.
+
+    Parameters
+    ----------
+    lifeline : multiprocessing.connection.Connection, optional
+        The reading end of a pipe whose writing end only the main process holds; the worker
+        exits when it closes (the main process ended or left the pool early).
+    """
     for name, value in WORKER_ENVIRONMENT.items():
         os.environ[name] = value
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (OSError, ValueError):  # pragma: no cover - not the worker's main thread
+        pass
+    if lifeline is not None:
+        threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True,
+                         name="ghostscope-lifeline").start()
     try:
         import torch
         torch.set_num_threads(1)
@@ -351,11 +444,29 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
     exhausted = False
     context = _worker_context(func)
 
+    lifelines: List[Any] = []
+
     def new_pool() -> cf.ProcessPoolExecutor:
+        reader, writer = context.Pipe(duplex=False)
+        lifelines[:] = [reader, writer]
         return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                      initializer=_init_worker)
+                                      initializer=_init_worker, initargs=(reader,))
+
+    def end_pool(pool: cf.ProcessPoolExecutor, terminate: bool) -> None:
+        """Shut a pool down; with ``terminate``, end its workers now instead of after their
+        tasks (an interrupt, an error, a pool replaced after a worker died)."""
+        if terminate:
+            for connection in lifelines:  # the workers' watchers see EOF and exit
+                connection.close()
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(Exception):
+                    process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for connection in lifelines:
+            connection.close()
 
     pool = new_pool()
+    finished = False
     pending: Dict[cf.Future, Tuple[int, Any]] = {}
     completed = 0     # tasks that came back (with a result or an exception)
     solo_deaths = 0   # tasks that killed their worker while running alone, in a row
@@ -377,6 +488,7 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
                     attempts[index] += 1
                     pending[pool.submit(_call, func, _as_args(item))] = (index, item)
             if not pending:
+                finished = True
                 for i, cause in held:
                     yield i, _broken_message(cause)
                 return
@@ -422,6 +534,7 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
                     suspects.clear()
                     for index in sorted(stranded):
                         yield index, failure
+                    finished = True
                     for index, _ in items:
                         yield index, failure
                     return
@@ -435,12 +548,12 @@ def _run_pool(func: Callable, args_list: Iterable[Any], workers: int,
                     suspects.append((index, item))
                     attempts[index] = max(0, attempts[index] - 1)  # not its fault (yet)
                 pending.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
+                end_pool(pool, terminate=True)
                 pool = new_pool()
     finally:
         for future in pending:
             future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        end_pool(pool, terminate=not finished)
 
 
 def _connect(scheduler: Any):

@@ -10,7 +10,7 @@ from .errors import CheckpointError
 from .detection import _FAMILY_OF
 from .models import ARCHITECTURES, TORCH_CELLS
 
-__all__ = ["CONFIG_NAMES", "find_config", "read_config"]
+__all__ = ["CONFIG_NAMES", "SIZE_KEYS", "check_config_sizes", "find_config", "read_config"]
 
 CONFIG_NAMES = ("config.json", "model.json")
 
@@ -115,3 +115,55 @@ def _config_for(architecture: str, inferred: Dict[str, Any], cfg: Optional[Dict[
         given = {k: v for k, v in given.items() if k in accepted}
     kwargs.update(given)
     return kwargs
+
+
+#: Model arguments that are sizes: they must come from the weights, never only from a config.
+SIZE_KEYS = ("n_states", "hidden_size", "n_inputs", "n_outputs", "rank", "num_layers")
+
+
+def check_config_sizes(inferred: Mapping[str, Any], kwargs: Mapping[str, Any],
+                       state_dict: Mapping[str, Any], path: Optional[str],
+                       config_path: Optional[str] = None) -> None:
+    """Refuse model sizes from a config that the weights contradict, before anything is built.
+
+    Building the model from a config's sizes first and checking the weights after lets an
+    edited ``"n_states": 20000`` beside 16-unit weights allocate gigabytes (or abort the process
+    on an impossible allocation) before the mismatch is found; this check costs nothing.
+
+    Parameters
+    ----------
+    inferred : mapping
+        Sizes read from the weights' shapes (``n_states``, ``n_inputs``, ...).
+    kwargs : mapping
+        The model arguments about to be used (config entries over the inferred ones).
+    state_dict : mapping of str to torch.Tensor
+        The file's tensors: a size no weight has a dimension of cannot fit them.
+    path : str, optional
+        The checkpoint file (for the message).
+    config_path : str, optional
+        The config file the sizes came from.
+
+    Raises
+    ------
+    CheckpointError
+        A size that differs from the weights' or exceeds every dimension of the file's tensors.
+    """
+    where = f"config {config_path}" if config_path else "the model arguments"
+    fix = (f"correct or delete that entry in {config_path or 'the arguments'} (sizes are read "
+           f"from the weights' shapes)")
+    for key in SIZE_KEYS:
+        value = kwargs.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        if key in inferred and inferred[key] is not None and value != inferred[key]:
+            raise CheckpointError(path, f"{where} gives {key}={value!r} but the weights in the "
+                                  f"file have {key}={inferred[key]}", fix)
+    largest = max((int(d) for t in state_dict.values() if hasattr(t, "shape")
+                   for d in t.shape), default=0)
+    for key in SIZE_KEYS:
+        value = kwargs.get(key)
+        if key in inferred or value is None or isinstance(value, bool):
+            continue
+        if not isinstance(value, int) or value < 0 or value > max(largest, 1):
+            raise CheckpointError(path, f"{where} gives {key}={value!r}, which no weight in the "
+                                  f"file has (the largest dimension is {largest})", fix)

@@ -25,6 +25,9 @@ _PICKLE_FIX = ("re-save the weights as a plain state dict (torch.save(model.stat
 
 
 def _check_file(path: str) -> None:
+    if os.path.islink(path) and not os.path.exists(path):
+        raise CheckpointError(path, f"is a symbolic link to {os.readlink(path)!r}, which does "
+                              "not exist", "fix the link or delete it")
     if not os.path.exists(path):
         raise CheckpointError(path, "file does not exist", "check the path")
     if not os.path.isfile(path):
@@ -34,6 +37,13 @@ def _check_file(path: str) -> None:
     if os.path.getsize(path) == 0:
         raise CheckpointError(path, "file is empty (0 bytes)",
                               "the save was probably interrupted: re-save it or delete it")
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:  # permission denied, an I/O error: not a corrupt file
+        raise CheckpointError(path, f"cannot be opened ({exc.strerror or exc})",
+                              "give this user read permission (chmod u+r) or check the disk"
+                              ) from None
 
 
 def _corrupt(path: str, exc: BaseException, what: str) -> CheckpointError:

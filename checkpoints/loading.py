@@ -49,7 +49,7 @@ from torch import nn
 
 from .errors import CheckpointError
 from .building import _UNSTORED, _build, _check_required_keys, _load_into
-from .config import (CONFIG_NAMES, _config_for, _resolve_config, find_config,
+from .config import (CONFIG_NAMES, _config_for, _resolve_config, check_config_sizes, find_config,
                      read_config)
 from .detection import (ArchitectureMatch, RecurrentModuleKeys, _find_readout, detect_architecture,
                         find_recurrent_modules)
@@ -65,7 +65,8 @@ __all__ = [
     "Checkpoint", "CheckpointName", "RecurrentModuleKeys", "ArchitectureMatch",
     "CHECKPOINT_SUFFIXES", "STATE_DICT_KEYS", "METADATA_KEYS", "CONFIG_NAMES",
     "read_payload", "unwrap_payload", "find_recurrent_modules", "detect_architecture",
-    "find_config", "read_config", "check_finite", "parse_checkpoint_name", "read_stored_index",
+    "find_config", "read_config", "check_finite", "check_config_sizes", "parse_checkpoint_name",
+    "read_stored_index",
     "load_checkpoint",
 ]
 
@@ -224,6 +225,7 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
         notes.append(f"architecture={architecture!r} overrides {cfg.get('architecture')!r} from "
                      f"{cfg.get('path')}")
     _check_required_keys(arch, kwargs, state_dict, match, path)
+    check_config_sizes(match.config, kwargs, state_dict, path, (cfg or {}).get("path"))
     cfg_path = None if cfg is None else (cfg.get("path") or "the config given")
     model = _build(arch, kwargs, path, f"{cfg_path} and the weights' shapes" if cfg else
                    "the weights' shapes", cfg_path)

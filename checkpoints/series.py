@@ -180,8 +180,10 @@ class CheckpointSeries(Sequence):
             raise CheckpointError(directory, "is a file, not a directory",
                                   "pass its directory, or use load_checkpoint() for one file")
         names = sorted(os.listdir(directory), key=_natural_key)
+        # a dangling symbolic link stays in the list: loading it reports the broken link
         found = [n for n in names if _is_checkpoint_file(n)
-                 and os.path.isfile(os.path.join(directory, n))]
+                 and (os.path.isfile(os.path.join(directory, n))
+                      or os.path.islink(os.path.join(directory, n)))]
         if not found:
             raise CheckpointError(directory, "no checkpoint files "
                                   f"({' '.join(CHECKPOINT_SUFFIXES)}) in this directory",

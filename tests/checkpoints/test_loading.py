@@ -262,7 +262,8 @@ def test_config_sizes_that_disagree_with_the_weights(tmp_path):
     torch.save(LeakyRNN(2, 6, 1).state_dict(), tmp_path / "m.pt")
     (tmp_path / "config.json").write_text(json.dumps(
         {"architecture": "leaky_rnn", "model": {"n_inputs": 2, "n_states": 7, "n_outputs": 1}}))
-    with pytest.raises(CheckpointError, match="size mismatch for W_rec") as info:
+    with pytest.raises(CheckpointError, match="gives n_states=7 but the weights in the file "
+                                              "have n_states=6") as info:
         load_checkpoint(tmp_path / "m.pt")
     assert "config.json" in info.value.fix
 
