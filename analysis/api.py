@@ -549,9 +549,9 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
         problem = epoch_name_problem(item.epoch)
         if problem is not None:  # this file fails; the run goes on
             if strict:
-                raise ValueError(f"{item.source}: {problem}")
-            failed.append(FailedEpoch(None, item.source, f"{item.source}: {problem}"))
-            logger.warning("%s: %s", item.source, problem)
+                raise ValueError(f"{item.label}: {problem}")
+            failed.append(FailedEpoch(None, item.label, f"{item.label}: {problem}"))
+            logger.warning("%s: %s", item.label, problem)
             continue
         stem = None if out_dir is None else out_dir / "epochs" / epoch_file_stem(item.epoch)
         meta = None if (stem is None or force) else _read_meta(stem)

@@ -173,7 +173,9 @@ def test_info_lists_a_bad_config_per_file(ckpts, tmp_path, capsys):
                                                  "model": {"n_states": 10 ** 7}}))
     code, out, _ = _run(["info", run], capsys)
     assert code == 1  # no file could be loaded
-    assert out.count("gives n_states=10000000") == 4
+    # the four files share one reason: said once, with the count and the first file
+    assert out.count("gives n_states=10000000") == 1
+    assert "4 files:" in out and "first: model_epoch0.pt" in out
 
 
 def test_estimates_grow_with_size_and_refuse_a_5000_unit_gru():
@@ -493,7 +495,7 @@ def test_dangling_links_and_unreadable_files_are_named(ckpts, tmp_path, capsys, 
     import builtins
     import shutil
 
-    import checkpoints.loading as loading
+    import checkpoints.formats as formats
 
     run = tmp_path / "run"
     shutil.copytree(ckpts, run)
@@ -505,7 +507,7 @@ def test_dangling_links_and_unreadable_files_are_named(ckpts, tmp_path, capsys, 
             raise PermissionError(errno.EACCES, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(loading, "open", guarded, raising=False)
+    monkeypatch.setattr(formats, "open", guarded, raising=False)
     code, out, _ = _run(["info", run], capsys)
     assert code == 0
     problems = [line for line in out.splitlines() if line.startswith("  /")]
