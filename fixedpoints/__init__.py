@@ -8,7 +8,7 @@ from .dynamics import ContinuousDynamics, DiscreteDynamics, Dynamics
 from .results import FinderStatus, FixedPoints, SlowRegion, KINDS
 from .speed import speed, velocity
 from .adapters import from_module
-from .initial import sample_initial_states
+from .initial import sample_initial_states, subspace_seeds
 from .linearize import jacobian, linearize, classify
 from .unique import deduplicate
 from .finder import FinderOptions, FixedPointError, find_fixed_points
@@ -18,7 +18,7 @@ from . import ghost_model, systems
 __all__ = [
     "Dynamics", "DiscreteDynamics", "ContinuousDynamics",
     "FixedPoints", "SlowRegion", "FinderStatus", "KINDS",
-    "speed", "velocity", "from_module", "sample_initial_states",
+    "speed", "velocity", "from_module", "sample_initial_states", "subspace_seeds",
     "jacobian", "linearize", "classify", "deduplicate",
     "FinderOptions", "FixedPointError", "find_fixed_points",
     "Ghosts", "GhostOptions", "GHOST_KINDS", "detect_ghosts", "ghost_model", "systems",
