@@ -156,6 +156,14 @@ class SeriesAnalysis:
         pool = self.events_of(*kinds) if kinds else list(self.events)
         return min(pool, key=lambda e: (e.epoch, e.epoch_before)) if pool else None
 
+    def restructuring(self):
+        """The restructuring curve and its episodes
+        (:func:`analysis.restructuring.restructuring_curve`)."""
+        from .restructuring import restructuring_curve
+
+        return restructuring_curve(self.results, self.events, self.drop_epoch,
+                                   self.options.get("events"))
+
     def summary(self) -> Dict[str, Any]:
         """JSON-ready overview (what ``summary.json`` holds)."""
         kinds: Dict[str, int] = {}
@@ -171,6 +179,7 @@ class SeriesAnalysis:
             "n_transients": len(self.transients),
             "transients": [t.to_dict() for t in self.transients],
             "first_event": None if not self.events else self.first_event().to_dict(),
+            "restructuring": self.restructuring().to_dict(),
             "per_epoch": [r.summary() for r in self.results],
             "failed": [f.to_dict() for f in self.failed],
             "settings": self.settings.to_dict(), "settings_hash": self.settings.hash(),
