@@ -104,7 +104,7 @@ __all__ = ["EVENT_KINDS", "EventOptions", "RestructuringEvent", "detect_events",
            "RULES", "RuleState", "rule_state", "event_spread", "split_transients",
            "rule_moves", "rule_saddle_node", "rule_pitchfork", "rule_stability_change",
            "rule_birth_death", "rule_ghosts", "rule_attractor_moved", "rule_connection_change",
-           "rule_attractor_count"]
+           "rule_attractor_count", "describe_event", "lead_phrase"]
 
 #: All event kinds, in the order rules are applied.
 EVENT_KINDS = ("saddle_node", "pitchfork", "stability_change", "birth", "death",
@@ -757,3 +757,90 @@ def _nearest(x: np.ndarray, others: np.ndarray, spread: float) -> Optional[float
     if len(others) == 0:
         return None
     return float(np.min(np.linalg.norm(others - x, axis=1))) / spread
+
+
+# ------------------------------------------------------------------------ events as sentences
+_KIND_NAMES = {"stable": "a stable point", "saddle": "a saddle", "unstable": "an unstable point",
+               "slow_region": "a slow region"}
+
+
+def _point_name(kind: str, index: int) -> str:
+    if kind in _KIND_NAMES:
+        return _KIND_NAMES[kind]
+    return f"a point of index {index}"
+
+
+def lead_phrase(epoch_before: float, epoch_after: float, drop_epoch: Optional[float],
+                alpha: Optional[float] = None) -> str:
+    """Where an interval lies relative to the drop, in words (``""`` without a drop).
+
+    ``"78 to 128 epochs before the drop"``, ``"22 epochs after to 28 before the drop"``, ...
+    """
+    if drop_epoch is None or not math.isfinite(float(drop_epoch)):
+        return ""
+
+    def side(lead: float) -> str:
+        if lead == 0:
+            return "at the drop"
+        return f"{abs(lead):g} epochs {'before' if lead > 0 else 'after'} the drop"
+
+    if alpha is not None:
+        return side(float(drop_epoch) - (epoch_before + alpha * (epoch_after - epoch_before)))
+    near, far = float(drop_epoch) - epoch_after, float(drop_epoch) - epoch_before
+    if near > 0:
+        return f"{near:g} to {far:g} epochs before the drop"
+    if far < 0:
+        return f"{-far:g} to {-near:g} epochs after the drop"
+    return f"{-near:g} epochs after to {far:g} before the drop" if far > 0 else side(near)
+
+
+def describe_event(event: RestructuringEvent, drop_epoch: Optional[float] = None) -> str:
+    """One sentence a person can read: what happened, between which checkpoints, and when
+    relative to the drop (the JSON detail stays in events.csv / events.json)."""
+    d = event.detail
+    what = _what_happened(event.kind, d, event.points)
+    when = f"Between epochs {event.epoch_before} and {event.epoch_after}"
+    if event.alpha is not None:
+        when += f" (at epoch ≈ {event.epoch:.0f})"
+    lead = lead_phrase(event.epoch_before, event.epoch_after, drop_epoch, event.alpha)
+    return f"{when}, {what}" + (f" ({lead})." if lead else ".")
+
+
+def _what_happened(kind: str, d: Dict[str, Any], points: Sequence[str]) -> str:
+    if kind == "saddle_node":
+        names = [_point_name(k, i) for k, i in zip(d.get("kinds", []), d.get("indices", []))]
+        pair = " and ".join(names) if names else "a pair of fixed points"
+        if d.get("direction") == "vanish":
+            tail = ", leaving a ghost" if d.get("ghost") else ""
+            return f"{pair} collided and vanished{tail}"
+        tail = " where a ghost had been" if d.get("ghost") else ""
+        return f"{pair} {'were' if len(names) > 1 else 'was'} born together{tail}"
+    if kind == "pitchfork":
+        if d.get("direction") == "split":
+            return (f"a point of index {d.get('index_single')} split into three (a symmetric "
+                    f"pitchfork)")
+        return f"three points merged into one of index {d.get('index_single')} (a pitchfork)"
+    if kind == "stability_change":
+        crossing = " through a complex pair (Hopf-like)" if d.get("crossing") == "complex" else ""
+        return (f"{_point_name(d.get('kind_before', ''), d.get('index_before', -1))} became "
+                f"{_point_name(d.get('kind_after', ''), d.get('index_after', -1))}{crossing}")
+    if kind in ("birth", "death"):
+        name = _point_name(str(d.get("kind", "")), int(d.get("index", -1)))
+        return f"{name} {'was born' if kind == 'birth' else 'disappeared'} alone"
+    if kind == "ghost_appeared":
+        return "a ghost (a slow bottleneck without a fixed point) appeared"
+    if kind == "ghost_vanished":
+        return "a ghost vanished"
+    if kind == "attractor_moved":
+        how = "jumped" if d.get("jump") else "moved"
+        return f"an attractor {how} by {float(d.get('displacement', 0)):.2g} of the state spread"
+    if kind == "connection_change":
+        n = len(d.get("changes", []))
+        return f"where {n} saddle{'s' if n != 1 else ''} or ghost{'s' if n != 1 else ''} lead " \
+               f"changed"
+    if kind == "attractor_count":
+        before, after = d.get("n_attractors", ["?", "?"])
+        return f"the number of attractors went from {before} to {after}"
+    if kind == "transient":
+        return "a ghost was seen at one checkpoint only (transient, not an event)"
+    return f"a {kind.replace('_', ' ')} event ({', '.join(points)})"

@@ -515,8 +515,16 @@ def write_timeline(analysis, path) -> Path:
     loss_x, loss_y = _loss_series(analysis)
     events = [(float(getattr(e, "epoch", e.epoch_after)), e.kind) for e in analysis.events]
     failed = [f.epoch for f in getattr(analysis, "failed", ()) if f.epoch is not None]
+    rate = episodes = None
+    if callable(getattr(analysis, "restructuring", None)) and len(epochs) > 1:
+        curve = analysis.restructuring()
+        if curve.intervals:
+            edges = [curve.intervals[0].epoch_before] + [i.epoch_after for i in curve.intervals]
+            rate = (edges, curve.rates())
+            episodes = [(e.epoch_start, e.epoch_end) for e in curve.episodes]
     artists = plot_timeline(epochs, loss_y, counts, events, getattr(analysis, "drop_epoch", None),
-                            loss_epochs=loss_x, failed=failed)
+                            loss_epochs=loss_x, failed=failed, rate=rate,
+                            episodes=episodes or ())
     return save_figure(artists["figure"], path)
 
 
@@ -658,7 +666,7 @@ def write_html(path, *, title: str, subtitle: str, facts: Sequence[Tuple[str, st
     ----------
     frames : sequence of (epoch, png path, caption)
     events : sequence of dicts with epoch, epoch_before, epoch_after, kind, points, lead_time,
-        detail
+        detail, and ``sentence`` (the event in words, shown instead of the JSON detail)
     failed : sequence of dicts with epoch, source, reason
     details : JSON-ready settings and versions, shown at the bottom
     """
@@ -701,21 +709,18 @@ def write_html(path, *, title: str, subtitle: str, facts: Sequence[Tuple[str, st
                           f"src=\"{_data_url(timeline)}\">\n")
             out.write("</section>\n<section id=\"events\"><h2>Restructuring events</h2>\n")
             if events:
-                out.write("<table><thead><tr><th>epoch</th><th>between</th><th>kind</th>"
-                          "<th>lead time</th><th>points</th><th>detail</th></tr></thead><tbody>\n")
+                out.write("<table><thead><tr><th>between</th><th>what happened</th>"
+                          "<th>kind</th><th>lead time</th></tr></thead><tbody>\n")
                 for e in events:
-                    detail = json.dumps(e.get("detail", {}), default=str)
-                    if len(detail) > 300:
-                        detail = detail[:297] + "..."
+                    sentence = e.get("sentence") or json.dumps(e.get("detail", {}), default=str)
                     out.write(
                         f"<tr class=\"event\" data-epoch=\"{int(e['epoch_after'])}\">"
-                        f"<td class=\"num\">{esc(_fmt(e.get('epoch')))}</td>"
                         f"<td>{int(e['epoch_before'])} → {int(e['epoch_after'])}</td>"
+                        f"<td>{esc(sentence)}</td>"
                         f"<td>{esc(str(e['kind']))}</td>"
-                        f"<td class=\"num\">{esc(_fmt(e.get('lead_time')))}</td>"
-                        f"<td>{esc(', '.join(map(str, e.get('points', ()))))}</td>"
-                        f"<td><code>{esc(detail)}</code></td></tr>\n")
-                out.write("</tbody></table>\n")
+                        f"<td class=\"num\">{esc(_fmt(e.get('lead_time')))}</td></tr>\n")
+                out.write("</tbody></table>\n<p class=\"sub\">Every detail (points, distances, "
+                          "eigenvalues) is in events.csv and events.json.</p>\n")
             else:
                 out.write("<p class=\"empty\">No restructuring event between consecutive "
                           "analyzed epochs.</p>\n")
@@ -865,19 +870,24 @@ def write_report(analysis, out, *, models=None, jobs: int = 1, scheduler=None,
     write_gif([p for _, p, _ in frames], out / "portraits.gif", max_frames=options.gif_frames,
               width=options.gif_width)
 
+    from .events import describe_event
+
+    drop = getattr(analysis, "drop_epoch", None)
     events = []
     for e in analysis.events:
         entry = e.to_dict() if hasattr(e, "to_dict") else dict(vars(e))
         entry.setdefault("epoch", float(entry.get("epoch_after", 0)))
+        if hasattr(e, "detail") and hasattr(e, "points"):
+            entry["sentence"] = describe_event(e, drop)
         events.append(entry)
     failed = [{"epoch": f.epoch, "source": f.source, "reason": f.reason}
               for f in getattr(analysis, "failed", ())]
     counts_last = epoch_counts(results[-1]) if results else {}
-    drop = getattr(analysis, "drop_epoch", None)
     facts = [("epochs analyzed", str(len(results))),
              ("failed", str(len(failed))),
              ("events", str(len(events))),
              ("loss drop at epoch", _fmt(drop) if drop is not None else "none found"),
+             *_episode_facts(analysis),
              ("at the last epoch", _counts_text(counts_last) if results else "–")]
     details = {"settings": _settings_dict(settings),
                "portraits": options.to_dict(),
@@ -891,6 +901,19 @@ def write_report(analysis, out, *, models=None, jobs: int = 1, scheduler=None,
                       subtitle=f"{source or ''} · {span}".strip(" ·"), facts=facts,
                       frames=frames, timeline=timeline, events=events, failed=failed,
                       details=details)
+
+
+def _episode_facts(analysis) -> List[Tuple[str, str]]:
+    """Report facts: the first restructuring episode and its signed lead to the drop."""
+    if not callable(getattr(analysis, "restructuring", None)):
+        return []
+    first = analysis.restructuring().first_episode
+    if first is None:
+        return [("restructuring episodes", "none")]
+    out = [("first restructuring episode", f"epochs {first.epoch_start}–{first.epoch_end}")]
+    if first.lead is not None:
+        out.append(("its lead to the drop", f"{first.lead:+g} epochs"))
+    return out
 
 
 def _write_text(path: Path, text: str) -> None:

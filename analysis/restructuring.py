@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["IntervalRate", "Episode", "RestructuringCurve", "restructuring_curve",
-           "leading_margin", "group_episodes"]
+           "leading_margin", "group_episodes", "describe_restructuring"]
 
 #: Kinds that do not change the topology (counted in the displacement instead).
 GEOMETRIC_KINDS = ("attractor_moved",)
@@ -260,3 +260,37 @@ def restructuring_curve(results: Sequence[Any], events: Sequence[Any],
     drop = None if drop_epoch is None else float(drop_epoch)
     return RestructuringCurve(tuple(intervals), tuple(group_episodes(intervals, events, drop)),
                               drop, {"mu_floor": float(mu_floor)})
+
+
+def describe_restructuring(curve: RestructuringCurve, drop=None) -> List[str]:
+    """Lines for people: the drop, each episode with its signed lead, the peak rate.
+
+    Parameters
+    ----------
+    curve : RestructuringCurve
+    drop : analysis.learning.Drop, optional
+    """
+    lines = []
+    if drop is not None:
+        size = getattr(drop, "size", float("nan"))
+        size_text = f", the loss fell {100 * size:.0f}%" if np.isfinite(size) else ""
+        lines.append(f"loss drop: steepest at epoch {drop.epoch:g} (onset {drop.start_epoch:g}"
+                     f"{size_text})")
+    else:
+        lines.append("loss drop: none found")
+    if not curve.episodes:
+        lines.append("restructuring: no episode (no event between consecutive checkpoints)")
+        return lines
+    for k, e in enumerate(curve.episodes):
+        kinds = ", ".join(f"{v} {n}" for n, v in sorted(e.kinds.items()))
+        lead = ""
+        if e.lead is not None and e.lead_bracket is not None:
+            lo, hi = sorted(e.lead_bracket)
+            lead = (f"; lead to the drop {e.lead:+g} epochs (between {lo:+g} and {hi:+g}: "
+                    f"{'before' if e.lead > 0 else 'after' if hi < 0 else 'around'} the drop)")
+        lines.append(f"restructuring episode {k + 1}: epochs {e.epoch_start}–{e.epoch_end}, "
+                     f"{kinds}, peak rate {e.peak_rate:.3g} per epoch{lead}")
+        if k == 4 and len(curve.episodes) > 5:
+            lines.append(f"... and {len(curve.episodes) - 5} more episodes (summary.json)")
+            break
+    return lines

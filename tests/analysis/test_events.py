@@ -392,3 +392,20 @@ def test_a_ghost_seen_at_one_checkpoint_is_a_transient_not_two_events():
     assert [(t.kind, t.epoch_before, t.epoch_after, t.detail["ghost"]) for t in transients] == [
         ("transient", 0, 0, "ghost2"), ("transient", 10, 10, "ghost0")]
     assert transients[1].detail["parts"] == ["ghost_vanished", "ghost_appeared"]
+
+
+def test_events_read_as_sentences_with_their_bracket_and_lead():
+    from analysis.events import describe_event, lead_phrase
+
+    e = RestructuringEvent(850, 900, "saddle_node", ("before/fp0", "before/fp1"), None,
+                           {"direction": "vanish", "kinds": ["stable", "saddle"],
+                            "indices": [0, 1], "ghost": "ghost0"})
+    assert describe_event(e, 978) == ("Between epochs 850 and 900, a stable point and a saddle "
+                                      "collided and vanished, leaving a ghost (78 to 128 epochs "
+                                      "before the drop).")
+    assert describe_event(e).endswith("leaving a ghost.")
+    assert lead_phrase(850, 900, 880) == "20 epochs after to 30 before the drop"
+    assert lead_phrase(850, 900, 800) == "50 to 100 epochs after the drop"
+    assert lead_phrase(850, 900, 978, alpha=0.5) == "103 epochs before the drop"
+    born = RestructuringEvent(0, 10, "birth", (), None, {"kind": "saddle", "index": 1})
+    assert "a saddle was born alone" in describe_event(born, None)
