@@ -10,14 +10,16 @@ k + 1 are good initial states for checkpoint k (numerical continuation in the tr
 from its neighbours' fixed points (cheap: a few dozen states); when that finds a fixed point the
 checkpoint's analysis lacks (farther than ``rtol · scale`` from all of them), the checkpoint is
 analyzed again with those states added to its own, so ghosts and topology stay consistent. The
-pass repeats (a point found at k can seed k + 1) until nothing new is found, at most
-``max_passes`` times.
+pass repeats on the neighbours of the checkpoints that changed (a point found at k can seed
+k + 1, so a point propagates one checkpoint per pass) until nothing new is found, at most
+``max_passes`` times (default: as many as there are checkpoints, enough to carry a point across
+the whole series).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -102,7 +104,7 @@ def continuation_task(load: Callable[[], Any], result, seeds: NDArray[np.float64
 
 def continue_series(results: Sequence[Any], run_task: Callable[[List[Tuple]], Any],
                     make_args: Callable[[int, NDArray[np.float64]], Tuple],
-                    max_passes: int = 2) -> Tuple[List[Any], Dict[str, Any]]:
+                    max_passes: Optional[int] = None) -> Tuple[List[Any], Dict[str, Any]]:
     """Continuation passes over a series of epoch analyses (see the module docstring).
 
     Parameters
@@ -113,7 +115,8 @@ def continue_series(results: Sequence[Any], run_task: Callable[[List[Tuple]], An
         exception)`` for :func:`continuation_task` (serially or in workers).
     make_args : callable
         ``make_args(k, seeds)``: the argument tuple of :func:`continuation_task` for result k.
-    max_passes : int
+    max_passes : int, optional
+        Default: the number of results.
 
     Returns
     -------
@@ -125,7 +128,7 @@ def continue_series(results: Sequence[Any], run_task: Callable[[List[Tuple]], An
     current = list(results)
     report: Dict[str, Any] = {"passes": 0, "reanalyzed_epochs": [], "failed": {}}
     todo = list(range(len(current))) if len(current) > 1 else []
-    for _ in range(max_passes):
+    for _ in range(len(current) if max_passes is None else int(max_passes)):
         if not todo:
             break
         report["passes"] += 1

@@ -73,8 +73,10 @@ class EpochSettings:
         Which form of a model that has both (default: the model's own ``time``).
     scale : float, optional
         Spread of the states used for every relative distance. Default: the RMS distance of
-        the sampled initial states to their centroid, or that of the fixed points found when it
-        is larger (states that all fall onto one attractor would otherwise shrink it).
+        all the states the trajectories visited to their centroid (not only of the
+        ``n_initial`` drawn, whose spread depends on the seed), or that of the fixed points
+        found when it is larger (states that all fall onto one attractor would otherwise shrink
+        it).
     finder : dict
         Extra options for :func:`fixedpoints.find_fixed_points` (``FinderOptions`` fields).
     ghosts : bool, default True
@@ -495,7 +497,7 @@ def _as_dynamics(model, settings: EpochSettings, device: str = "cpu"):
                     f"fixedpoints.Dynamics, or a checkpoint file path")
 
 
-def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarray:
+def _sampled_states(dynamics, settings: EpochSettings, module=None, with_spread: bool = False):
     """Initial states for the fixed-point search, sampled from the system's own trajectories.
 
     With ``settings.drive``, trajectories are driven by those inputs; otherwise they run
@@ -505,6 +507,7 @@ def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarra
     Returns
     -------
     ndarray of shape (n_initial, n_states)
+        With ``with_spread``: (states, the RMS spread of all visited states).
     """
     from fixedpoints import sample_initial_states
 
@@ -523,7 +526,8 @@ def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarra
             x0 = own
         return sample_initial_states(dynamics, settings.n_initial, inputs=drive, x0=x0,
                                      burn_in=min(settings.burn_in, drive.shape[-2] - 1),
-                                     noise=settings.noise, seed=settings.seed)
+                                     noise=settings.noise, seed=settings.seed,
+                                     return_spread=with_spread)
     b = settings.n_trajectories
     x0 = settings.init_scale * gen.standard_normal((b, n))
     k = max(1, b // 4)
@@ -532,7 +536,7 @@ def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarra
         x0[:k] = own + 0.01 * settings.init_scale * gen.standard_normal((k, n))
     return sample_initial_states(dynamics, settings.n_initial, x0=x0, n_steps=settings.n_steps,
                                  burn_in=settings.burn_in, noise=settings.noise,
-                                 seed=settings.seed)
+                                 seed=settings.seed, return_spread=with_spread)
 
 
 def initial_states_for(dynamics, settings: EpochSettings, module=None,
@@ -671,10 +675,11 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
 
     started = _time.perf_counter()
     info: Dict[str, Any] = {"n_states": int(dynamics.n_states), "time": dynamics.time}
-    sampled = _sampled_states(dynamics, settings, module=module)
+    sampled, visited_spread = _sampled_states(dynamics, settings, module=module,
+                                              with_spread=True)
     init = initial_states_for(dynamics, settings, module=module, extra=extra_initial,
                               sampled=sampled)
-    scale = float(settings.scale) if settings.scale is not None else state_spread(sampled)
+    scale = float(settings.scale) if settings.scale is not None else visited_spread
     if not (math.isfinite(scale) and scale > 0):
         scale = 1.0
         info["scale"] = "the sampled states had no spread; scale set to 1"

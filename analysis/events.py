@@ -19,10 +19,11 @@ Matching
 Rules, in the order they are applied (:data:`RULES`; each is a function ``rule_*(state)`` of its
 own that reads and updates one :class:`RuleState`)
     moves (:func:`rule_moves`, no event of its own)
-        Fixed points of A and B left unmatched by the gate that have the same index, lie within
-        ``jump · s`` of each other, and are each other's nearest point of that index on the
-        other side, are one point that moved within its basin (the nearest-point cell stands in
-        for the basin): they are consumed, and a moved attractor is reported as
+        Fixed points of A and B left unmatched by the gate that have the same index, are each
+        other's nearest point of that index on the other side, and lie within ``jump · s`` of
+        each other or are each other's nearest fixed point of any index (nothing lies between
+        them), are one point that moved within its basin (the nearest-point cell stands in for
+        the basin): they are consumed, and a moved attractor is reported as
         ``attractor_moved`` with ``detail["jump"] = True``. This runs first, so that a stable
         point and a saddle that both moved far are not read as one saddle-node vanishing and
         another appearing, and a moved attractor is not a death plus a birth (generically a
@@ -392,11 +393,12 @@ def rule_state(before, after, options: Optional[EventOptions] = None) -> RuleSta
 def rule_moves(st: RuleState) -> None:
     """Same-index points that moved farther than the gate within their basin are moves.
 
-    A fixed point of A and one of B left unmatched, of the same index, within ``jump · s`` of
-    each other, that are each other's nearest point of that index on the other side (the
-    nearest-point cell stands in for the basin: between two checkpoints an attractor's old place
-    still lies in its new basin) are the same point: consumed, and an ``attractor_moved`` with
-    ``detail["jump"] = True`` is made later for attractors. Runs first: otherwise a stable point
+    A fixed point of A and one of B left unmatched, of the same index, that are each other's
+    nearest point of that index on the other side, and either lie within ``jump · s`` of each
+    other or are each other's nearest fixed point of *any* index (nothing lies between them), are
+    the same point: consumed, and an ``attractor_moved`` with ``detail["jump"] = True`` is made
+    later for attractors. The nearest-point cell stands in for the basin: between two
+    checkpoints an attractor's old place still lies in its new basin. Runs first: otherwise a stable point
     and a saddle that both moved far look like a saddle-node vanishing and another appearing.
     """
     A, B = st.A, st.B
@@ -405,14 +407,18 @@ def rule_moves(st: RuleState) -> None:
     da, db = sorted(st.dead), sorted(st.born)
     d = np.linalg.norm(A.fx[da][:, None, :] - B.fx[db][None, :, :], axis=2)
     same = A.f_index[da][:, None] == B.f_index[db][None, :]
-    ok = same & (d <= st.opts.jump * st.spread)
-    if not ok.any():
-        return
     near_b = _nearest_same_index(A.fx[da], A.f_index[da], B.fx, B.f_index)
     near_a = _nearest_same_index(B.fx[db], B.f_index[db], A.fx, A.f_index)
     mutual = np.array([[near_b[r] == db[c] and near_a[c] == da[r] for c in range(len(db))]
-                       for r in range(len(da))])
-    ok &= mutual
+                       for r in range(len(da))]).reshape(len(da), len(db))
+    # nearest among all fixed points, of any index, on both sides: nothing (no saddle, no other
+    # attractor) lies between the two places, so the old place is in the new point's basin
+    # however far it moved
+    any_b = _nearest_same_index(A.fx[da], np.zeros(len(da), int), B.fx, np.zeros(len(B.fx), int))
+    any_a = _nearest_same_index(B.fx[db], np.zeros(len(db), int), A.fx, np.zeros(len(A.fx), int))
+    alone = np.array([[any_b[r] == db[c] and any_a[c] == da[r] for c in range(len(db))]
+                      for r in range(len(da))]).reshape(len(da), len(db))
+    ok = same & mutual & ((d <= st.opts.jump * st.spread) | alone)
     for r, c in zip(*np.nonzero(ok)):
         i, j = da[r], db[c]
         st.dead.discard(i)
@@ -688,7 +694,9 @@ def split_transients(events: Sequence[RestructuringEvent]) -> Tuple[List[Restruc
     ``after/ghostJ``) and vanished between k and k + 1 (``ghost_vanished``, point
     ``before/ghostJ``) existed at checkpoint k alone; so did a ghost that vanished right after the
     first checkpoint or appeared right before the last. Slow points near the finder's thresholds
-    flicker like this between neighbouring checkpoints; they are returned apart, as events of
+    flicker like this between neighbouring checkpoints. A ghost left by a ``saddle_node`` that is
+    gone at the next checkpoint was also seen once: the saddle-node stays an event, the ghost's
+    vanishing becomes a transient. Transients are returned apart, as events of
     kind ``"transient"`` (``epoch_before = epoch_after = k``, ``detail["ghost"]``), and removed
     from the events. A ghost that persists over two checkpoints or more stays an event.
 
@@ -708,14 +716,18 @@ def split_transients(events: Sequence[RestructuringEvent]) -> Tuple[List[Restruc
     first, last = (epochs[0], epochs[-1]) if epochs else (None, None)
     appeared = {(e.epoch_after, e.points[0].split("/", 1)[1]): k for k, e in enumerate(events)
                 if e.kind == "ghost_appeared" and e.points}
+    # ghosts left by a saddle-node: the event stays, but a ghost gone one checkpoint later was
+    # seen at that checkpoint only
+    remnants = {(e.epoch_after, p.split("/", 1)[1]) for e in events if e.kind == "saddle_node"
+                for p in e.points if p.startswith("after/ghost")}
     vanished = {(e.epoch_before, e.points[0].split("/", 1)[1]): k for k, e in enumerate(events)
                 if e.kind == "ghost_vanished" and e.points}
     drop: set = set()
     transients = []
     for (epoch, ghost), k in sorted(vanished.items()):
         a = appeared.get((epoch, ghost))
-        if a is None and epoch != first:
-            continue   # present before this checkpoint too (or its appearance was explained)
+        if a is None and epoch != first and (epoch, ghost) not in remnants:
+            continue   # present before this checkpoint too
         parts = [events[k]] + ([events[a]] if a is not None else [])
         drop.update([k] + ([a] if a is not None else []))
         transients.append(_transient(epoch, ghost, parts))

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=None,
                           x0=None, n_steps: int = 100, n_trajectories: Optional[int] = None,
                           init_scale: float = 1.0, noise: float = 0.0, burn_in: int = 0,
-                          dt: Optional[float] = None, seed: int = 0) -> np.ndarray:
+                          dt: Optional[float] = None, seed: int = 0,
+                          return_spread: bool = False):
     """Sample states visited by the system, optionally with noise.
 
     Trajectories are driven by ``inputs`` when given; otherwise they run autonomously (with the
@@ -50,10 +51,15 @@ def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=N
         Integration step in continuous time (default ``dynamics.dt``).
     seed : int
         Seeds every random choice: the same seed gives the same states.
+    return_spread : bool
+        Also return the RMS distance of *all* visited states to their centroid. It depends far
+        less on the seed than the spread of the ``n_samples`` drawn: when trajectories converge
+        fast, the few early states a small draw happens to include decide the latter.
 
     Returns
     -------
     ndarray of shape (n_samples, n_states)
+        With ``return_spread``: a tuple (states, spread).
     """
     if int(n_samples) < 1:
         raise ValueError(f"n_samples={n_samples!r} is invalid; pass a positive integer")
@@ -102,6 +108,9 @@ def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=N
         states += noise * spread * torch.randn(states.shape, generator=gen, dtype=states.dtype)
     log.debug("sample_initial_states: %d states from %d trajectories of %d steps",
               n_samples, b, steps)
+    if return_spread:
+        centred = visited - visited.mean(0)
+        return states.numpy(), float(centred.pow(2).sum(1).mean().sqrt())
     return states.numpy()
 
 

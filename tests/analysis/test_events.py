@@ -160,9 +160,14 @@ def test_attractor_moved_relative_to_spread():
     events = detect_events(a, big)
     assert kinds(events) == ["attractor_moved"]
     assert events[0].detail["displacement"] == pytest.approx(0.25)
-    # the same move in a network 10x smaller is beyond the gate: a death and a birth
-    assert sorted(kinds(detect_events(epoch(0, [((0, 0), 0)], scale=0.2),
-                                      epoch(1, [((0.5, 0), 0)], scale=0.2)))) == \
+    # the same move in a network 10x smaller is beyond the gate (and beyond `jump`): with
+    # nothing else between the two places it is still one attractor that moved, not a death and
+    # a birth; with a saddle between them it is not
+    moved = detect_events(epoch(0, [((0, 0), 0)], scale=0.2), epoch(1, [((0.5, 0), 0)], scale=0.2))
+    assert kinds(moved) == ["attractor_moved"] and moved[0].detail["jump"] is True
+    assert moved[0].detail["displacement"] == pytest.approx(2.5)
+    assert sorted(kinds(detect_events(epoch(0, [((0, 0), 0), ((0.3, 0), 1)], scale=0.2),
+                                      epoch(1, [((0.5, 0), 0), ((0.3, 0), 1)], scale=0.2)))) == \
         ["birth", "death"]
 
 
@@ -392,6 +397,14 @@ def test_a_ghost_seen_at_one_checkpoint_is_a_transient_not_two_events():
     assert [(t.kind, t.epoch_before, t.epoch_after, t.detail["ghost"]) for t in transients] == [
         ("transient", 0, 0, "ghost2"), ("transient", 10, 10, "ghost0")]
     assert transients[1].detail["parts"] == ["ghost_vanished", "ghost_appeared"]
+    # the remnant of a saddle-node, gone one checkpoint later: the saddle-node stays
+    fold = RestructuringEvent(0, 10, "saddle_node", ("before/fp0", "before/fp1", "after/ghost0"),
+                              np.zeros(2), {"direction": "vanish"})
+    kept, transients = ev_rules.split_transients(
+        [fold, _ghost_event("ghost_vanished", 10, 20, "ghost0"),
+         RestructuringEvent(20, 30, "birth", ("after/fp0",), np.zeros(2), {})])
+    assert [e.kind for e in kept] == ["saddle_node", "birth"]
+    assert [(t.epoch_before, t.detail["parts"]) for t in transients] == [(10, ["ghost_vanished"])]
 
 
 def test_events_read_as_sentences_with_their_bracket_and_lead():

@@ -115,3 +115,18 @@ def test_a_fold_of_the_built_in_rank_one_rnn_gives_one_saddle_node():
             model.b.fill_(b)
         series.append((epoch, model))
     _expect_one_fold(analyze_series(series, ghosts=False))
+
+
+def test_the_fold_gives_the_same_events_for_every_finder_seed(tmp_path):
+    (tmp_path / "latent.py").write_text(FACTORY)
+    run = tmp_path / "run"
+    run.mkdir()
+    for epoch, b in enumerate(BIASES):
+        torch.save({"w": torch.tensor([W], dtype=torch.float64),
+                    "b": torch.tensor([b], dtype=torch.float64)}, run / f"model_epoch{epoch}.pt")
+    keys = []
+    for seed in (0, 1, 2):
+        result = analyze_series(run, model=f"{tmp_path / 'latent.py'}:build", seed=seed)
+        keys.append(sorted((e.kind, e.epoch_before, e.epoch_after) for e in result.events))
+    assert keys[0] == keys[1] == keys[2]
+    assert ("saddle_node", 4, 5) in keys[0]
