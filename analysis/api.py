@@ -35,7 +35,7 @@ import numpy as np
 from fixedpoints.serialization import json_text, to_json, write_text
 
 from .epoch import EpochAnalysis, EpochSettings, analyze_checkpoint, make_settings
-from .events import EventOptions, RestructuringEvent, detect_events
+from .events import EventOptions, RestructuringEvent, detect_events, split_transients
 from .learning import Drop, DropOptions, LossCurve, detect_drop, find_training_log, \
     read_training_log
 from .matching import Track, build_tracks, match_points
@@ -104,6 +104,9 @@ class SeriesAnalysis:
     settings : EpochSettings
     options : dict
         Event and drop options and run facts (source, jobs, seconds, reused epochs).
+    transients : tuple of RestructuringEvent
+        Ghosts seen at one checkpoint only (kind ``"transient"``; not events, see
+        :func:`analysis.events.split_transients`).
     """
 
     results: Tuple[EpochAnalysis, ...]
@@ -114,6 +117,7 @@ class SeriesAnalysis:
     drop: Optional[Drop]
     settings: EpochSettings
     options: Dict[str, Any] = field(default_factory=dict)
+    transients: Tuple[RestructuringEvent, ...] = ()
 
     @property
     def epochs(self) -> List[int]:
@@ -155,6 +159,14 @@ class SeriesAnalysis:
         pool = self.events_of(*kinds) if kinds else list(self.events)
         return min(pool, key=lambda e: (e.epoch, e.epoch_before)) if pool else None
 
+    def restructuring(self):
+        """The restructuring curve and its episodes
+        (:func:`analysis.restructuring.restructuring_curve`)."""
+        from .restructuring import restructuring_curve
+
+        return restructuring_curve(self.results, self.events, self.drop_epoch,
+                                   self.options.get("events"))
+
     def summary(self) -> Dict[str, Any]:
         """JSON-ready overview (what ``summary.json`` holds)."""
         kinds: Dict[str, int] = {}
@@ -168,7 +180,10 @@ class SeriesAnalysis:
             "loss_source": None if self.loss is None else self.loss.source,
             "loss_column": None if self.loss is None else self.loss.column,
             "n_events": len(self.events), "event_counts": kinds,
+            "n_transients": len(self.transients),
+            "transients": [t.to_dict() for t in self.transients],
             "first_event": None if first is None else first.to_dict(),
+            "restructuring": self.restructuring().to_dict(),
             "per_epoch": [r.summary() for r in self.results],
             "failed": [f.to_dict() for f in self.failed],
             "settings": self.settings.to_dict(), "settings_hash": self.settings.hash(),
@@ -243,9 +258,12 @@ class SeriesAnalysis:
         settings = make_settings(None, **_settings_kwargs(summary["settings"]))
         options = summary.get("options", {})
         gate = EventOptions.make(options.get("events")).gate
+        transients = tuple(RestructuringEvent.from_dict(d)
+                           for d in summary.get("transients", []))
         return cls(results=results, events=events, tracks=tuple(series_tracks(results, gate)),
                    failed=tuple(FailedEpoch(**f) for f in summary.get("failed", [])),
-                   loss=loss, drop=drop, settings=settings, options=options)
+                   loss=loss, drop=drop, settings=settings, options=options,
+                   transients=transients)
 
 
 def _settings_kwargs(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -597,9 +615,14 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
         for group in group_problems((f.source, f.reason) for f in failed):
             logger.warning("failed: %s", group)
     ordered = tuple(results[e] for e in sorted(results))
+    continuation = None
+    if settings.continuation and len(ordered) > 1:
+        ordered, continuation = _continue(ordered, items, settings, device, jobs, scheduler,
+                                          progress, out_dir)
     found_events: List[RestructuringEvent] = []
     for a, b in zip(ordered[:-1], ordered[1:]):
         found_events.extend(detect_events(a, b, event_options))
+    found_events, transients = split_transients(found_events)
 
     if localize and found_events:
         found_events = _localize_all(found_events, ordered, items, interpolate, settings, device,
@@ -614,14 +637,45 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
                    (str(path_or_series) if isinstance(path_or_series, (str, os.PathLike))
                     else "sequence"),
                    "jobs": jobs, "device": device, "localize": bool(localize),
-                   "reused_epochs": reused, "seconds": time.perf_counter() - started}
+                   "reused_epochs": reused, "continuation": continuation,
+                   "seconds": time.perf_counter() - started}
     failed.sort(key=lambda f: (f.epoch is None, f.epoch if f.epoch is not None else 0))
     result = SeriesAnalysis(results=ordered, events=tuple(found_events), tracks=tuple(tracks),
                             failed=tuple(failed), loss=loss_curve, drop=drop_found,
-                            settings=settings, options=run_options)
+                            settings=settings, options=run_options,
+                            transients=tuple(transients))
     if out_dir is not None:
         result.to_dir(out_dir)
     return result
+
+
+def _continuation_task(source: ModelSource, result, seeds, settings: EpochSettings,
+                       device: str):
+    """One checkpoint's continuation (top-level, picklable; see analysis.continuation)."""
+    from .continuation import continuation_task
+
+    return continuation_task(source.load, result, seeds, settings, device)
+
+
+def _continue(ordered, items, settings, device, jobs, scheduler, progress, out_dir):
+    """Continuation passes (:func:`analysis.continuation.continue_series`); saves what changed."""
+    from .continuation import continue_series
+
+    sources = {item.epoch: item.source for item in items}
+
+    def make_args(k, seeds):
+        return (sources[ordered[k].epoch], ordered[k], seeds, settings, device)
+
+    def run_task(args):
+        return _run(_continuation_task, args, jobs, scheduler, progress,
+                    desc="continuation from neighbouring checkpoints")
+
+    results, report = continue_series(ordered, run_task, make_args)
+    if out_dir is not None:
+        for r in results:
+            if r.epoch in report["reanalyzed_epochs"]:
+                r.save(out_dir / "epochs" / epoch_file_stem(r.epoch))
+    return tuple(results), report
 
 
 def _localize_all(found_events, ordered, items, interpolate, settings, device, jobs, scheduler,

@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    ghostscope demo [--out DIR]                 train a small flip-flop RNN, analyze it, report
+    ghostscope demo [--out DIR]                 train a run with a plateau and a drop, report
     ghostscope analyze DIR --out OUT [...]      analyze every checkpoint of a directory
     ghostscope find FILE [...]                  fixed points, slow points and ghosts of one file
     ghostscope info DIR                         what the reader sees: files, epochs, model, problems
@@ -39,11 +39,13 @@ __all__ = ["main", "build_parser", "UsageError", "DEMO_TRAINING"]
 PROG = "ghostscope"
 logger = logging.getLogger("analysis.cli")
 
-#: The demo's training run: a 3-bit flip-flop leaky RNN that reaches the 8-attractor solution
-#: (27 fixed points: 8 stable, 12 + 6 + 1 saddles) in a few hundred Adam steps.
-DEMO_TRAINING: Dict[str, Any] = dict(task="flipflop", architecture="leaky_rnn", n_states=32,
-                                     epochs=400, lr=0.01, optimizer="adam", save_every=20,
-                                     seed=0)
+#: The demo's training run: the ghost paper's rank-one RNN on delayed activation (SCIENCE.md:
+#: N = 100, alpha = 0.5, plain SGD, one trial per epoch, seed 40), with output confidence 7
+#: instead of 10 so that its long plateau ends in an abrupt drop near epoch 1,000 instead of
+#: 10,000 (lr 0.01): a plateau, a restructuring of the flow, then the drop, in seconds.
+DEMO_TRAINING: Dict[str, Any] = dict(task="delayed_activation", architecture="rank_one_rnn",
+                                     n_states=100, epochs=1500, lr=0.01, optimizer="sgd",
+                                     save_every=50, seed=40, confidence=7.0)
 
 
 #: Extra per-epoch settings of the demo's analysis (tests shrink them).
@@ -324,8 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("demo", help="train a small flip-flop RNN, analyze it, write the report",
-                       description="Train a 3-bit flip-flop leaky RNN into a new directory, "
+    p = sub.add_parser("demo", help="train a run with a plateau and an abrupt drop, analyze "
+                                    "it, write the report",
+                       description="Train the ghost paper's rank-one RNN on delayed activation "
+                                   "(a plateau, then an abrupt drop) into a new directory, "
                                    "analyze its checkpoints and write the report.")
     p.add_argument("--out", "-o", metavar="DIR", default=None,
                    help="a new or empty directory (default: ./ghostscope_demo, numbered if it "
@@ -671,12 +675,17 @@ def _analysis_summary(analysis, reused: int, seconds: float) -> str:
     for e in analysis.events:
         kinds[e.kind] = kinds.get(e.kind, 0) + 1
     events = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) or "none"
-    drop = analysis.drop_epoch
+    transients = getattr(analysis, "transients", ())
+    if transients:
+        events += f" ({len(transients)} transient ghost{'s' if len(transients) != 1 else ''} " \
+                  f"seen at one checkpoint only, not counted)"
     last = analysis.results[-1]
     from .epoch import counts_text
+    from .restructuring import describe_restructuring
+    story = "\n".join(describe_restructuring(analysis.restructuring(), analysis.drop))
     return (f"{'; '.join(parts)}\n"
             f"events: {events}\n"
-            f"loss drop: {'epoch %g' % drop if drop is not None else 'none found'}\n"
+            f"{story}\n"
             f"last epoch ({last.epoch}): {counts_text(last.counts())}")
 
 
@@ -957,11 +966,14 @@ def _cmd_demo(args) -> int:
     progress = _progress(args)
     started = time.perf_counter()
     cfg = DEMO_TRAINING
-    logger.info("training a %d-unit leaky RNN on the 3-bit flip-flop (%d epochs) into %s",
-                cfg["n_states"], cfg["epochs"], ckpt_dir)
+    names = {"rank_one_rnn": "rank-one RNN", "leaky_rnn": "leaky RNN"}
+    logger.info("training a %d-unit %s on %s (%d epochs) into %s", cfg["n_states"],
+                names.get(cfg["architecture"], cfg["architecture"]),
+                cfg["task"].replace("_", " "), cfg["epochs"], ckpt_dir)
     train(cfg["task"], cfg["architecture"], ckpt_dir, epochs=cfg["epochs"], lr=cfg["lr"],
           optimizer=cfg["optimizer"], seed=cfg["seed"], save_every=cfg["save_every"],
-          n_states=cfg["n_states"], progress=True if progress else None)
+          n_states=cfg["n_states"], confidence=cfg.get("confidence"),
+          progress=True if progress else None)
     trained = time.perf_counter()
     from checkpoints import CheckpointSeries
     series = CheckpointSeries.from_dir(ckpt_dir)
@@ -969,7 +981,7 @@ def _cmd_demo(args) -> int:
     analysis = analyze_series(series, jobs=args.jobs, progress=progress, out=out,
                               **_DEMO_SETTINGS)
     report = write_report(analysis, out, models=series, jobs=args.jobs, progress=progress,
-                          title="ghostscope demo: 3-bit flip-flop",
+                          title="ghostscope demo: rank-one RNN, delayed activation",
                           source=str(ckpt_dir.resolve()))
     done = time.perf_counter()
     _say(args, f"trained {len(series)} checkpoints in {trained - started:.1f} s")

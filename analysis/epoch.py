@@ -83,7 +83,10 @@ class EpochSettings:
         Which form of a model that has both (default: the model's own ``time``).
     scale : float, optional
         Spread of the states used for every relative distance. Default: the RMS distance of
-        the sampled initial states to their centroid.
+        all the states the trajectories visited to their centroid (not only of the
+        ``n_initial`` drawn, whose spread depends on the seed), or that of the fixed points
+        found when it is larger (states that all fall onto one attractor would otherwise shrink
+        it).
     finder : dict
         Extra options for :func:`fixedpoints.find_fixed_points` (``FinderOptions`` fields).
     ghosts : bool, default True
@@ -109,6 +112,16 @@ class EpochSettings:
         extra initial states are placed evenly on the segment between each distinct end state
         of autonomous runs (from a subset of the samples) and its three nearest others, for at
         most 32 pairs. 0 turns this off.
+    subspace_seeds : int, default 32
+        Extra initial states spread over the principal subspace of the sampled states, extended
+        symmetrically beyond their range (:func:`fixedpoints.subspace_seeds`): they reach basins
+        that no sampled trajectory entered. 0 turns this off.
+    subspace_extend : float, default 1.0
+        How far that box reaches beyond the sampled states' range on each side, relative to the
+        range's width along each principal axis.
+    continuation : bool, default True
+        In a series, also start each checkpoint's search from its neighbours' fixed points (see
+        :func:`analysis.analyze_series`).
     """
 
     n_initial: int = 128
@@ -131,20 +144,23 @@ class EpochSettings:
     topology_steps: int = 2000
     topology_reach: float = 0.05
     segment_seeds: int = 4
+    subspace_seeds: int = 32
+    subspace_extend: float = 1.0
+    continuation: bool = True
 
     def __post_init__(self):
         for name in ("n_initial", "n_steps", "n_trajectories", "topology_steps", "ghost_starts"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}={value!r} is invalid; pass a positive integer")
-        for name in ("burn_in", "seed", "segment_seeds"):
+        for name in ("burn_in", "seed", "segment_seeds", "subspace_seeds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"{name}={value!r} is invalid; pass an integer >= 0")
         if self.burn_in >= self.n_steps:
             raise ValueError(f"burn_in={self.burn_in} leaves no state of trajectories with "
                              f"n_steps={self.n_steps}; pass burn_in < n_steps")
-        for name in ("init_scale", "topology_eps", "topology_reach"):
+        for name in ("init_scale", "topology_eps", "topology_reach", "subspace_extend"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}={value!r} is invalid; pass a positive number")
@@ -255,7 +271,8 @@ class EpochAnalysis:
         Nodes (fixed points, ghosts, slow regions) and edges (where unstable directions and ghost
         outflows lead); ``.topology.graph`` is the networkx DiGraph.
     scale : float
-        Spread of the sampled states (RMS distance to their centroid); relative distances use it.
+        Spread of the sampled states (RMS distance to their centroid), or of the fixed points
+        when larger; relative distances use it.
     loss : float
         Training loss at this epoch (NaN when unknown).
     source : str
@@ -466,7 +483,7 @@ def counts_text(counts: Mapping[str, int]) -> str:
 
 
 # ------------------------------------------------------------------------------ the work
-def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarray:
+def _sampled_states(dynamics, settings: EpochSettings, module=None, with_spread: bool = False):
     """Initial states for the fixed-point search, sampled from the system's own trajectories.
 
     With ``settings.drive``, trajectories are driven by those inputs; otherwise they run
@@ -476,6 +493,7 @@ def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarra
     Returns
     -------
     ndarray of shape (n_initial, n_states)
+        With ``with_spread``: (states, the RMS spread of all visited states).
     """
     from fixedpoints import sample_initial_states
 
@@ -494,7 +512,8 @@ def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarra
             x0 = own
         return sample_initial_states(dynamics, settings.n_initial, inputs=drive, x0=x0,
                                      burn_in=min(settings.burn_in, drive.shape[-2] - 1),
-                                     noise=settings.noise, seed=settings.seed)
+                                     noise=settings.noise, seed=settings.seed,
+                                     return_spread=with_spread)
     b = settings.n_trajectories
     x0 = settings.init_scale * gen.standard_normal((b, n))
     k = max(1, b // 4)
@@ -503,26 +522,40 @@ def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarra
         x0[:k] = own + 0.01 * settings.init_scale * gen.standard_normal((k, n))
     return sample_initial_states(dynamics, settings.n_initial, x0=x0, n_steps=settings.n_steps,
                                  burn_in=settings.burn_in, noise=settings.noise,
-                                 seed=settings.seed)
+                                 seed=settings.seed, return_spread=with_spread)
 
 
-def initial_states_for(dynamics, settings: EpochSettings, module=None) -> np.ndarray:
+def initial_states_for(dynamics, settings: EpochSettings, module=None,
+                       extra: Optional[np.ndarray] = None,
+                       sampled: Optional[np.ndarray] = None) -> np.ndarray:
     """Initial states for the fixed-point search, sampled from the system's own trajectories.
 
     With ``settings.drive``, trajectories are driven by those inputs; otherwise they run
     autonomously (at the bound input) from ``init_scale`` · standard-normal states, a quarter of
     them starting from the model's own ``initial_state`` (when ``module`` has one). Noise is
     added as ``settings.noise`` says. Then ``segment_seeds`` states are added on the segments
-    between the distinct end states of autonomous runs (see :class:`EpochSettings`).
+    between the distinct end states of autonomous runs, ``subspace_seeds`` states over the
+    sampled states' principal subspace extended beyond their range (see
+    :class:`EpochSettings`), and the ``extra`` states given (e.g. the neighbouring checkpoints'
+    fixed points: continuation).
 
     Returns
     -------
-    ndarray of shape (n_initial + extra, n_states)
+    ndarray of shape (n_initial + added, n_states)
     """
-    states = _sampled_states(dynamics, settings, module=module)
-    if settings.segment_seeds <= 0:
-        return states
-    return np.concatenate([states, _segment_seeds(dynamics, states, settings)])
+    from fixedpoints import subspace_seeds
+
+    states = sampled if sampled is not None else _sampled_states(dynamics, settings,
+                                                                 module=module)
+    parts = [states]
+    if settings.segment_seeds > 0:
+        parts.append(_segment_seeds(dynamics, states, settings))
+    if settings.subspace_seeds > 0:
+        parts.append(subspace_seeds(states, settings.subspace_seeds,
+                                    extend=settings.subspace_extend, seed=settings.seed + 2))
+    if extra is not None and len(extra):
+        parts.append(np.asarray(extra, dtype=float).reshape(-1, dynamics.n_states))
+    return np.concatenate(parts) if len(parts) > 1 else states
 
 
 def _segment_seeds(dynamics, states: np.ndarray, settings: EpochSettings) -> np.ndarray:
@@ -614,8 +647,13 @@ def _away_from_fixed_points(states: np.ndarray, fixed_points, rtol: float = 0.02
 
 
 def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
-                     loss: float = math.nan, source: str = "", module=None) -> EpochAnalysis:
-    """Analyze one :class:`fixedpoints.Dynamics` (the core of :func:`analyze_checkpoint`)."""
+                     loss: float = math.nan, source: str = "", module=None,
+                     extra_initial: Optional[np.ndarray] = None) -> EpochAnalysis:
+    """Analyze one :class:`fixedpoints.Dynamics` (the core of :func:`analyze_checkpoint`).
+
+    ``extra_initial`` (shape (m, n_states)) are further initial states, e.g. the neighbouring
+    checkpoints' fixed points; the scale is computed without them.
+    """
     import warnings
 
     from fixedpoints import find_fixed_points
@@ -625,7 +663,10 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
 
     started = _time.perf_counter()
     info: Dict[str, Any] = {"n_states": int(dynamics.n_states), "time": dynamics.time}
-    init = initial_states_for(dynamics, settings, module=module)
+    sampled, visited_spread = _sampled_states(dynamics, settings, module=module,
+                                              with_spread=True)
+    init = initial_states_for(dynamics, settings, module=module, extra=extra_initial,
+                              sampled=sampled)
     finite = np.all(np.isfinite(init), axis=1)
     if not finite.all():  # trajectories that left float64's range (states of 1e300 and more)
         if not finite.any():
@@ -634,7 +675,10 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
                              f"earlier checkpoints (from Python, init_scale= bounds the starts)")
         info["diverged_starts"] = int((~finite).sum())
         init = init[finite]
-    scale = float(settings.scale) if settings.scale is not None else state_spread(init)
+    if settings.scale is not None:
+        scale = float(settings.scale)
+    else:  # the visited states' spread (the seeds reach beyond it on purpose)
+        scale = visited_spread if math.isfinite(visited_spread) else state_spread(init)
     if not (math.isfinite(scale) and scale > 0):
         scale = 1.0
         info["scale"] = "the sampled states had no spread; scale set to 1"
@@ -647,6 +691,10 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
         info["finder_warnings"] = messages
     info["finder"] = {k: v for k, v in fp.info.items() if not isinstance(v, np.ndarray)}
     info["finder_status"] = fp.status.name
+    if settings.scale is None:
+        # states that all collapse onto one attractor would shrink every relative distance:
+        # the fixed points found spread the scale as far as they reach
+        scale = max(scale, state_spread(fp.x[fp.kind != "slow"]))
     ghosts = _detect_ghosts(dynamics, fp, init, settings, info)
     topology = None
     if settings.topology:
@@ -662,7 +710,8 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
 def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math.nan,
                        settings: Optional[EpochSettings] = None, device: str = "cpu",
                        load_options: Optional[Dict[str, Any]] = None,
-                       limits=None, **options) -> EpochAnalysis:
+                       limits=None, extra_initial: Optional[np.ndarray] = None,
+                       **options) -> EpochAnalysis:
     """Analyze one model: fixed points, ghosts, topology.
 
     Parameters
@@ -685,6 +734,8 @@ def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math
         A model whose estimated memory exceeds what is free is refused (``TooLarge``, naming
         ``max_states=``) before anything is allocated; default ``ResourceLimits()``; False
         skips the check (the caller made it).
+    extra_initial : ndarray of shape (m, n_states), optional
+        Further initial states (e.g. fixed points of neighbouring checkpoints).
     **options
         Fields of :class:`EpochSettings` (e.g. ``n_initial=512, input=(0, 0, 0)``).
 
@@ -723,4 +774,5 @@ def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math
         from .resources import check_cost
         check_cost(dynamics, settings, limits=limits, source=source, device=device)
     return analyze_dynamics(dynamics, settings, epoch=0 if epoch is None else int(epoch),
-                            loss=loss, source=source, module=module)
+                            loss=loss, source=source, module=module,
+                            extra_initial=extra_initial)

@@ -16,7 +16,18 @@ Matching
     unmatched points of B appeared. The compound rules below run first and *consume* the points
     they explain, so one bifurcation gives one event (its parts are listed in ``detail``).
 
-Rules, in the order they are applied
+Rules, in the order they are applied (:data:`RULES`; each is a function ``rule_*(state)`` of its
+own that reads and updates one :class:`RuleState`)
+    moves (:func:`rule_moves`, no event of its own)
+        Fixed points of A and B left unmatched by the gate that have the same index, are each
+        other's nearest point of that index on the other side, and lie within ``jump · s`` of
+        each other or are each other's nearest fixed point of any index (nothing lies between
+        them), are one point that moved within its basin (the nearest-point cell stands in for
+        the basin): they are consumed, and a moved attractor is reported as
+        ``attractor_moved`` with ``detail["jump"] = True``. This runs first, so that a stable
+        point and a saddle that both moved far are not read as one saddle-node vanishing and
+        another appearing, and a moved attractor is not a death plus a birth (generically a
+        fixed point can only appear or vanish with a partner).
     ``saddle_node``
         Two fixed points of A whose indices differ by exactly one (a stable node and a saddle,
         or generally index k and k+1), that both disappeared and lay within ``pair_distance · s``
@@ -41,13 +52,6 @@ Rules, in the order they are applied
         the eigenvalues that crossed the stability boundary (the least unstable ones on the more
         unstable side) have a non-zero imaginary part (a Hopf-like crossing of a complex pair),
         else ``"real"``.
-    jumps (no event of their own)
-        Fixed points of A and B left over by the rules above that have the same index are paired
-        by a second assignment gated at ``jump · s``: during training a point can move farther
-        between two checkpoints than the matching gate while nothing is born or dies (generically
-        a fixed point can only appear or vanish with a partner). A jumping attractor is reported
-        as ``attractor_moved`` with ``detail["jump"] = True``; other jumping points are consumed
-        silently.
     ``birth`` / ``death``
         A fixed point (or slow region) that appeared / disappeared and no rule above explained.
     ``ghost_appeared`` / ``ghost_vanished``
@@ -58,7 +62,7 @@ Rules, in the order they are applied
         as the detector's ``min_strength``: a ghost fading below it has vanished.
     ``attractor_moved``
         A stable fixed point matched to a stable fixed point that moved more than
-        ``move · s`` (within the gate, or a jump).
+        ``move · s`` (within the gate, or a move beyond it).
     ``connection_change``
         The robust connections of the topology (from index-1 saddles and ghosts, see
         :mod:`analysis.topology`) changed among points that exist on both sides: for each such
@@ -76,6 +80,12 @@ Rules, in the order they are applied
         after]`` and no separate event is made; otherwise an ``attractor_count`` event reports
         the change that no point event explains.
 
+Transients (:func:`split_transients`, over a whole series)
+    A ghost seen at one checkpoint only (it appeared in the interval before and vanished in the
+    interval after, or sits at the first or last checkpoint alone) is a **transient**: reported
+    apart, with kind ``"transient"``, and not an event. Slow points near the finder's thresholds
+    flicker like this between neighbouring checkpoints; one that persists stays an event.
+
 Every event has ``epoch_before``, ``epoch_after``, ``kind``, ``points`` (node ids such as
 ``"before/fp3"`` or ``"after/ghost0"``), ``location`` (a representative state, shape
 ``(n_states,)``) and a JSON-ready ``detail``. ``lead_time`` (drop epoch − event epoch; positive:
@@ -87,17 +97,21 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from fixedpoints.options import resolve_options
 from fixedpoints.serialization import to_json
 
-from .matching import match_points
+from .matching import Matching, match_points
 from .topology import node_id
 
-__all__ = ["EVENT_KINDS", "EventOptions", "RestructuringEvent", "detect_events", "event_epoch"]
+__all__ = ["EVENT_KINDS", "EventOptions", "RestructuringEvent", "detect_events", "event_epoch",
+           "RULES", "RuleState", "rule_state", "event_spread", "split_transients",
+           "rule_moves", "rule_saddle_node", "rule_pitchfork", "rule_stability_change",
+           "rule_birth_death", "rule_ghosts", "rule_attractor_moved", "rule_connection_change",
+           "rule_attractor_count", "describe_event", "lead_phrase"]
 
 #: All event kinds, in the order rules are applied.
 EVENT_KINDS = ("saddle_node", "pitchfork", "stability_change", "birth", "death",
@@ -301,8 +315,8 @@ def _view(result, min_ghost_strength: float = 0.0) -> _View:
     return _View(epoch=int(result.epoch), scale=float(result.scale), time=str(fp.time),
                  fx=fp.x[fixed].reshape(-1, n), f_index=fp.n_unstable[fixed].astype(int),
                  f_kind=fp.kind[fixed].astype(str), f_eig=fp.eigvals[fixed],
-                 f_id=[node_id("fixed", i) for i in fixed], gx=gx, g_id=g_id, g_strength=g_strength,
-                 g_class=g_class, rx=rx,
+                 f_id=[node_id("fixed", i) for i in fixed], gx=gx, g_id=g_id,
+                 g_strength=g_strength, g_class=g_class, rx=rx,
                  r_id=[node_id("region", r) for r in range(len(rx))], edges=edges,
                  n_attractors=n_attr, unresolved_attractor=unresolved)
 
@@ -334,207 +348,293 @@ def _crossing(eig_a: np.ndarray, eig_b: np.ndarray, ia: int, ib: int, time: str,
             "side": "after" if ib > ia else "before"}
 
 
-def detect_events(before, after,
-                  options: Optional[EventOptions] = None) -> List[RestructuringEvent]:
-    """Restructuring events between two consecutive epoch analyses.
+@dataclass
+class RuleState:
+    """What the rules share while comparing two epochs: the views, the matchings, the points not
+    yet explained, and the events made so far. Each rule reads it, consumes the points it
+    explains (removes them from ``dead`` / ``born`` / ``ghost_new`` / ``ghost_gone`` /
+    ``changed_index``) and appends its events with :meth:`emit`."""
 
-    Parameters
-    ----------
-    before, after : analysis.EpochAnalysis
-        Anything with ``epoch``, ``scale``, ``fixed_points`` (FixedPoints), ``ghosts`` (Ghosts
-        or None) and ``topology`` (Topology or None).
-    options : EventOptions, optional
+    A: _View
+    B: _View
+    opts: EventOptions
+    spread: float
+    mf: Matching
+    mg: Matching
+    mr: Matching
+    dead: set
+    born: set
+    ghost_new: set
+    ghost_gone: set
+    changed_index: Dict[int, int]
+    moves: List[Tuple[int, int, float]] = field(default_factory=list)
+    events: List[RestructuringEvent] = field(default_factory=list)
 
-    Returns
-    -------
-    list of RestructuringEvent
-        In rule order (see the module docstring).
-    """
+    @property
+    def gate(self) -> float:
+        return self.opts.gate * self.spread
+
+    @property
+    def pair_gate(self) -> float:
+        return self.opts.pair_distance * self.spread
+
+    def emit(self, kind: str, points, location, detail: Dict[str, Any]) -> None:
+        self.events.append(RestructuringEvent(
+            self.A.epoch, self.B.epoch, kind, tuple(points),
+            None if location is None else np.asarray(location, float), detail))
+
+
+def event_spread(A: _View, B: _View) -> float:
+    """The spread ``s`` of a pair of epochs: the larger of their scales (1 when neither has one)."""
+    values = [v for v in (A.scale, B.scale) if np.isfinite(v) and v > 0]
+    return float(max(values or [1.0]))
+
+
+def rule_state(before, after, options: Optional[EventOptions] = None) -> RuleState:
+    """The views and matchings of two epoch analyses, before any rule ran."""
     opts = EventOptions.make(options)
     A, B = _view(before, opts.min_ghost_strength), _view(after, opts.min_ghost_strength)
-    spread = float(max([v for v in (A.scale, B.scale) if np.isfinite(v) and v > 0] or [1.0]))
+    spread = event_spread(A, B)
     gate = opts.gate * spread
-    pair_gate = opts.pair_distance * spread
     mf = match_points(A.fx, B.fx, gate)
     mg = match_points(A.gx, B.gx, gate)
     mr = match_points(A.rx, B.rx, gate)
-    a2b = mf.partner_of_a()
-    b2a = mf.partner_of_b()
-    dead = {int(i) for i in mf.unmatched_a}
-    born = {int(j) for j in mf.unmatched_b}
-    ghost_new = {int(j) for j in mg.unmatched_b}
-    ghost_gone = {int(i) for i in mg.unmatched_a}
-    changed_index = {int(i): int(j) for i, j in mf.pairs if A.f_index[i] != B.f_index[j]}
-    events: List[RestructuringEvent] = []
-    jumps: List[Tuple[int, int, float]] = []
-    ea, eb = A.epoch, B.epoch
+    return RuleState(
+        A=A, B=B, opts=opts, spread=spread, mf=mf, mg=mg, mr=mr,
+        dead={int(i) for i in mf.unmatched_a}, born={int(j) for j in mf.unmatched_b},
+        ghost_new={int(j) for j in mg.unmatched_b}, ghost_gone={int(i) for i in mg.unmatched_a},
+        changed_index={int(i): int(j) for i, j in mf.pairs if A.f_index[i] != B.f_index[j]})
 
-    def ev(kind, points, location, detail):
-        events.append(RestructuringEvent(ea, eb, kind, tuple(points),
-                                         None if location is None else np.asarray(location, float),
-                                         detail))
 
-    # ---- saddle-node: a pair of adjacent indices vanishes (a ghost may appear), or appears
+def rule_moves(st: RuleState) -> None:
+    """Same-index points that moved farther than the gate within their basin are moves.
+
+    A fixed point of A and one of B left unmatched, of the same index, that are each other's
+    nearest point of that index on the other side, and either lie within ``jump · s`` of each
+    other or are each other's nearest fixed point of *any* index (nothing lies between them), are
+    the same point: consumed, and an ``attractor_moved`` with ``detail["jump"] = True`` is made
+    later for attractors. The nearest-point cell stands in for the basin: between two
+    checkpoints an attractor's old place still lies in its new basin. Runs first: otherwise a stable point
+    and a saddle that both moved far look like a saddle-node vanishing and another appearing.
+    """
+    A, B = st.A, st.B
+    if not st.dead or not st.born:
+        return
+    da, db = sorted(st.dead), sorted(st.born)
+    d = np.linalg.norm(A.fx[da][:, None, :] - B.fx[db][None, :, :], axis=2)
+    same = A.f_index[da][:, None] == B.f_index[db][None, :]
+    near_b = _nearest_same_index(A.fx[da], A.f_index[da], B.fx, B.f_index)
+    near_a = _nearest_same_index(B.fx[db], B.f_index[db], A.fx, A.f_index)
+    mutual = np.array([[near_b[r] == db[c] and near_a[c] == da[r] for c in range(len(db))]
+                       for r in range(len(da))]).reshape(len(da), len(db))
+    # nearest among all fixed points, of any index, on both sides: nothing (no saddle, no other
+    # attractor) lies between the two places, so the old place is in the new point's basin
+    # however far it moved
+    any_b = _nearest_same_index(A.fx[da], np.zeros(len(da), int), B.fx, np.zeros(len(B.fx), int))
+    any_a = _nearest_same_index(B.fx[db], np.zeros(len(db), int), A.fx, np.zeros(len(A.fx), int))
+    alone = np.array([[any_b[r] == db[c] and any_a[c] == da[r] for c in range(len(db))]
+                      for r in range(len(da))]).reshape(len(da), len(db))
+    ok = same & mutual & ((d <= st.opts.jump * st.spread) | alone)
+    for r, c in zip(*np.nonzero(ok)):
+        i, j = da[r], db[c]
+        st.dead.discard(i)
+        st.born.discard(j)
+        st.moves.append((i, j, float(d[r, c])))
+
+
+def _nearest_same_index(x: np.ndarray, index: np.ndarray, others: np.ndarray,
+                        other_index: np.ndarray) -> List[int]:
+    """For each row of x, the row of ``others`` with the same index nearest to it (-1: none)."""
+    out = []
+    for xi, ii in zip(x, index):
+        rows = np.flatnonzero(other_index == ii)
+        out.append(int(rows[np.argmin(np.linalg.norm(others[rows] - xi, axis=1))])
+                   if len(rows) else -1)
+    return out
+
+
+def rule_saddle_node(st: RuleState) -> None:
+    """Pairs of adjacent indices that vanish together (or appear), with their ghost; then lone
+    points that vanish where a ghost appears (or the reverse). See the module docstring."""
     for side in ("vanish", "appear"):
-        V, pool = (A, dead) if side == "vanish" else (B, born)
-        ghosts_v = B if side == "vanish" else A
-        ghost_pool = ghost_new if side == "vanish" else ghost_gone
-        cands = []
-        for i, j in itertools.combinations(sorted(pool), 2):
-            if abs(V.f_index[i] - V.f_index[j]) != 1:
-                continue
-            d = float(np.linalg.norm(V.fx[i] - V.fx[j]))
-            if d <= pair_gate:
-                cands.append((d, i, j))
-        for d, i, j in sorted(cands):
-            if i not in pool or j not in pool:
-                continue
-            pool.discard(i)
-            pool.discard(j)
-            lo, hi = (i, j) if V.f_index[i] < V.f_index[j] else (j, i)
-            mid = 0.5 * (V.fx[i] + V.fx[j])
-            ghost = None
-            if ghost_pool:
-                gl = sorted(ghost_pool)
-                gd = np.linalg.norm(ghosts_v.gx[gl] - mid, axis=1)
-                k = int(np.argmin(gd))
-                if gd[k] <= max(d, gate):
-                    ghost = gl[k]
-                    ghost_pool.discard(ghost)
-            tag, gtag = ("before", "after") if side == "vanish" else ("after", "before")
-            pts = [f"{tag}/{V.f_id[lo]}", f"{tag}/{V.f_id[hi]}"]
-            detail = {"direction": side, "indices": [int(V.f_index[lo]), int(V.f_index[hi])],
-                      "kinds": [str(V.f_kind[lo]), str(V.f_kind[hi])],
-                      "pair_distance": d / spread, "ghost": None}
-            if ghost is not None:
-                pts.append(f"{gtag}/{ghosts_v.g_id[ghost]}")
-                detail["ghost"] = ghosts_v.g_id[ghost]
-                detail["ghost_distance"] = float(np.linalg.norm(ghosts_v.gx[ghost] - mid)) / spread
-                detail.update(_strength(ghosts_v, ghost, "ghost_"))
-            ev("saddle_node", pts, mid, detail)
-        # a lone point that vanished where a ghost appeared (its partner was not found)
-        for i in sorted(pool):
-            if not ghost_pool:
-                break
+        _saddle_node_pairs(st, side)
+        _saddle_node_lone(st, side)
+
+
+def _saddle_node_sides(st: RuleState, side: str):
+    if side == "vanish":
+        return st.A, st.dead, st.B, st.ghost_new, ("before", "after")
+    return st.B, st.born, st.A, st.ghost_gone, ("after", "before")
+
+
+def _saddle_node_pairs(st: RuleState, side: str) -> None:
+    V, pool, ghosts_v, ghost_pool, (tag, gtag) = _saddle_node_sides(st, side)
+    cands = []
+    for i, j in itertools.combinations(sorted(pool), 2):
+        if abs(V.f_index[i] - V.f_index[j]) != 1:
+            continue
+        d = float(np.linalg.norm(V.fx[i] - V.fx[j]))
+        if d <= st.pair_gate:
+            cands.append((d, i, j))
+    for d, i, j in sorted(cands):
+        if i not in pool or j not in pool:
+            continue
+        pool.discard(i)
+        pool.discard(j)
+        lo, hi = (i, j) if V.f_index[i] < V.f_index[j] else (j, i)
+        mid = 0.5 * (V.fx[i] + V.fx[j])
+        ghost = None
+        if ghost_pool:
             gl = sorted(ghost_pool)
-            gd = np.linalg.norm(ghosts_v.gx[gl] - V.fx[i], axis=1)
+            gd = np.linalg.norm(ghosts_v.gx[gl] - mid, axis=1)
             k = int(np.argmin(gd))
-            if gd[k] > gate:
-                continue
-            pool.discard(i)
-            ghost_pool.discard(gl[k])
-            tag, gtag = ("before", "after") if side == "vanish" else ("after", "before")
-            ev("saddle_node", [f"{tag}/{V.f_id[i]}", f"{gtag}/{ghosts_v.g_id[gl[k]]}"],
-               0.5 * (V.fx[i] + ghosts_v.gx[gl[k]]),
-               {"direction": side, "indices": [int(V.f_index[i])], "kinds": [str(V.f_kind[i])],
-                "pair_distance": None, "partner": None, "ghost": ghosts_v.g_id[gl[k]],
-                "ghost_distance": float(gd[k]) / spread, **_strength(ghosts_v, gl[k], "ghost_")})
+            if gd[k] <= max(d, st.gate):
+                ghost = gl[k]
+                ghost_pool.discard(ghost)
+        pts = [f"{tag}/{V.f_id[lo]}", f"{tag}/{V.f_id[hi]}"]
+        detail = {"direction": side, "indices": [int(V.f_index[lo]), int(V.f_index[hi])],
+                  "kinds": [str(V.f_kind[lo]), str(V.f_kind[hi])],
+                  "pair_distance": d / st.spread, "ghost": None}
+        if ghost is not None:
+            pts.append(f"{gtag}/{ghosts_v.g_id[ghost]}")
+            detail["ghost"] = ghosts_v.g_id[ghost]
+            detail["ghost_distance"] = float(np.linalg.norm(ghosts_v.gx[ghost] - mid)) / st.spread
+            detail.update(_strength(ghosts_v, ghost, "ghost_"))
+        st.emit("saddle_node", pts, mid, detail)
 
-    # ---- pitchfork: one point -> three (split) or three -> one (merge)
+
+def _saddle_node_lone(st: RuleState, side: str) -> None:
+    """A lone point that vanished where a ghost appeared (its partner was not found)."""
+    V, pool, ghosts_v, ghost_pool, (tag, gtag) = _saddle_node_sides(st, side)
+    for i in sorted(pool):
+        if not ghost_pool:
+            break
+        gl = sorted(ghost_pool)
+        gd = np.linalg.norm(ghosts_v.gx[gl] - V.fx[i], axis=1)
+        k = int(np.argmin(gd))
+        if gd[k] > st.gate:
+            continue
+        pool.discard(i)
+        ghost_pool.discard(gl[k])
+        st.emit("saddle_node", [f"{tag}/{V.f_id[i]}", f"{gtag}/{ghosts_v.g_id[gl[k]]}"],
+                0.5 * (V.fx[i] + ghosts_v.gx[gl[k]]),
+                {"direction": side, "indices": [int(V.f_index[i])], "kinds": [str(V.f_kind[i])],
+                 "pair_distance": None, "partner": None, "ghost": ghosts_v.g_id[gl[k]],
+                 "ghost_distance": float(gd[k]) / st.spread,
+                 **_strength(ghosts_v, gl[k], "ghost_")})
+
+
+def rule_pitchfork(st: RuleState) -> None:
+    """One point becomes three at the same place (split), or three become one (merge)."""
     for side in ("split", "merge"):
-        # S: the side with one point (a), T: the side with three (c1, m, c2)
-        S, T = (A, B) if side == "split" else (B, A)
-        partner = a2b if side == "split" else b2a
-        new_pool = born if side == "split" else dead
-        for a in sorted(partner):
-            t_a = partner[a]
-            near = [t for t in sorted(new_pool) if np.linalg.norm(T.fx[t] - S.fx[a]) <= pair_gate]
-            if len(near) < 2:
-                continue
-            members = near + [t_a]
-            found = None
-            for m in members:
-                if abs(T.f_index[m] - S.f_index[a]) != 1:
-                    continue
-                flanks = [c for c in members if c != m and T.f_index[c] == S.f_index[a]]
-                for c1, c2 in itertools.combinations(flanks, 2):
-                    half = 0.5 * np.linalg.norm(T.fx[c1] - T.fx[c2])
-                    off = np.linalg.norm(T.fx[m] - 0.5 * (T.fx[c1] + T.fx[c2]))
-                    if half > 0 and off <= opts.symmetry * half and t_a in (c1, m, c2):
-                        found = (c1, m, c2, half, off)
-                        break
-                if found:
-                    break
-            if not found:
-                continue
-            c1, m, c2, half, off = found
-            for t in (c1, m, c2):
-                new_pool.discard(t)
-            if side == "split":
-                changed_index.pop(a, None)
-            else:
-                changed_index.pop(t_a, None)
-            s_tag, t_tag = ("before", "after") if side == "split" else ("after", "before")
-            ev("pitchfork",
-               [f"{s_tag}/{S.f_id[a]}"] + [f"{t_tag}/{T.f_id[t]}" for t in (c1, m, c2)],
-               S.fx[a], {"direction": side, "index_single": int(S.f_index[a]),
-                         "index_middle": int(T.f_index[m]), "index_flanks": int(T.f_index[c1]),
-                         "half_width": float(half) / spread,
-                         "asymmetry": float(off) / max(float(half), 1e-300)})
+        _pitchfork(st, side)
 
-    # ---- stability changes of matched points
-    for i, j in sorted(changed_index.items()):
+
+def _pitchfork(st: RuleState, side: str) -> None:
+    # S: the side with one point (a), T: the side with three (c1, m, c2)
+    S, T = (st.A, st.B) if side == "split" else (st.B, st.A)
+    partner = st.mf.partner_of_a() if side == "split" else st.mf.partner_of_b()
+    new_pool = st.born if side == "split" else st.dead
+    for a in sorted(partner):
+        t_a = partner[a]
+        near = [t for t in sorted(new_pool) if np.linalg.norm(T.fx[t] - S.fx[a]) <= st.pair_gate]
+        if len(near) < 2:
+            continue
+        found = _pitchfork_triple(S, T, a, near + [t_a], t_a, st.opts.symmetry)
+        if not found:
+            continue
+        c1, m, c2, half, off = found
+        for t in (c1, m, c2):
+            new_pool.discard(t)
+        st.changed_index.pop(a if side == "split" else t_a, None)
+        s_tag, t_tag = ("before", "after") if side == "split" else ("after", "before")
+        st.emit("pitchfork", [f"{s_tag}/{S.f_id[a]}"] + [f"{t_tag}/{T.f_id[t]}"
+                                                          for t in (c1, m, c2)],
+                S.fx[a], {"direction": side, "index_single": int(S.f_index[a]),
+                          "index_middle": int(T.f_index[m]), "index_flanks": int(T.f_index[c1]),
+                          "half_width": float(half) / st.spread,
+                          "asymmetry": float(off) / max(float(half), 1e-300)})
+
+
+def _pitchfork_triple(S: _View, T: _View, a: int, members: List[int], t_a: int,
+                      symmetry: float):
+    """(c1, m, c2, half width, offset) of a symmetric triple around S's point a, or None."""
+    for m in members:
+        if abs(T.f_index[m] - S.f_index[a]) != 1:
+            continue
+        flanks = [c for c in members if c != m and T.f_index[c] == S.f_index[a]]
+        for c1, c2 in itertools.combinations(flanks, 2):
+            half = 0.5 * np.linalg.norm(T.fx[c1] - T.fx[c2])
+            off = np.linalg.norm(T.fx[m] - 0.5 * (T.fx[c1] + T.fx[c2]))
+            if half > 0 and off <= symmetry * half and t_a in (c1, m, c2):
+                return c1, m, c2, half, off
+    return None
+
+
+def rule_stability_change(st: RuleState) -> None:
+    """Matched fixed points whose index changed (and no pitchfork explained)."""
+    A, B = st.A, st.B
+    for i, j in sorted(st.changed_index.items()):
         detail = {"index_before": int(A.f_index[i]), "index_after": int(B.f_index[j]),
                   "kind_before": str(A.f_kind[i]), "kind_after": str(B.f_kind[j]),
-                  "distance": float(np.linalg.norm(A.fx[i] - B.fx[j])) / spread}
+                  "distance": float(np.linalg.norm(A.fx[i] - B.fx[j])) / st.spread}
         detail.update(_crossing(A.f_eig[i], B.f_eig[j], int(A.f_index[i]), int(B.f_index[j]),
-                                A.time, opts.imag_tol))
-        ev("stability_change", [f"before/{A.f_id[i]}", f"after/{B.f_id[j]}"], B.fx[j], detail)
+                                A.time, st.opts.imag_tol))
+        st.emit("stability_change", [f"before/{A.f_id[i]}", f"after/{B.f_id[j]}"], B.fx[j],
+                detail)
 
-    # ---- same-index points that jumped farther than the gate
-    if dead and born:
-        da, db = sorted(dead), sorted(born)
-        d = np.linalg.norm(A.fx[da][:, None, :] - B.fx[db][None, :, :], axis=2)
-        ok = (A.f_index[da][:, None] == B.f_index[db][None, :]) & (d <= opts.jump * spread)
-        if ok.any():
-            from scipy.optimize import linear_sum_assignment
 
-            rows, cols = linear_sum_assignment(np.where(ok, d, 1e6 * (1 + d.max())))
-            for r, c in zip(rows, cols):
-                if not ok[r, c]:
-                    continue
-                i, j = da[r], db[c]
-                dead.discard(i)
-                born.discard(j)
-                if A.f_index[i] == 0:
-                    jumps.append((i, j, float(d[r, c])))
+def rule_birth_death(st: RuleState) -> None:
+    """Fixed points and slow regions that appeared / disappeared and no rule explained."""
+    A, B, s = st.A, st.B, st.spread
+    for j in sorted(st.born):
+        st.emit("birth", [f"after/{B.f_id[j]}"], B.fx[j],
+                {"kind": str(B.f_kind[j]), "index": int(B.f_index[j]),
+                 "nearest_before": _nearest(B.fx[j], A.fx, s)})
+    for i in sorted(st.dead):
+        st.emit("death", [f"before/{A.f_id[i]}"], A.fx[i],
+                {"kind": str(A.f_kind[i]), "index": int(A.f_index[i]),
+                 "nearest_after": _nearest(A.fx[i], B.fx, s)})
+    for j in st.mr.unmatched_b:
+        st.emit("birth", [f"after/{B.r_id[j]}"], B.rx[j], {"kind": "slow_region", "index": -1})
+    for i in st.mr.unmatched_a:
+        st.emit("death", [f"before/{A.r_id[i]}"], A.rx[i], {"kind": "slow_region", "index": -1})
 
-    # ---- births and deaths left unexplained
-    for j in sorted(born):
-        ev("birth", [f"after/{B.f_id[j]}"], B.fx[j],
-           {"kind": str(B.f_kind[j]), "index": int(B.f_index[j]),
-            "nearest_before": _nearest(B.fx[j], A.fx, spread)})
-    for i in sorted(dead):
-        ev("death", [f"before/{A.f_id[i]}"], A.fx[i],
-           {"kind": str(A.f_kind[i]), "index": int(A.f_index[i]),
-            "nearest_after": _nearest(A.fx[i], B.fx, spread)})
-    for j in mr.unmatched_b:
-        ev("birth", [f"after/{B.r_id[j]}"], B.rx[j], {"kind": "slow_region", "index": -1})
-    for i in mr.unmatched_a:
-        ev("death", [f"before/{A.r_id[i]}"], A.rx[i], {"kind": "slow_region", "index": -1})
 
-    # ---- ghosts left unexplained
-    for j in sorted(ghost_new):
-        ev("ghost_appeared", [f"after/{B.g_id[j]}"], B.gx[j],
-           {"nearest_fixed_before": _nearest(B.gx[j], A.fx, spread), **_strength(B, j)})
-    for i in sorted(ghost_gone):
-        ev("ghost_vanished", [f"before/{A.g_id[i]}"], A.gx[i],
-           {"nearest_fixed_after": _nearest(A.gx[i], B.fx, spread), **_strength(A, i)})
+def rule_ghosts(st: RuleState) -> None:
+    """Ghosts that appeared / vanished and no saddle-node consumed."""
+    A, B, s = st.A, st.B, st.spread
+    for j in sorted(st.ghost_new):
+        st.emit("ghost_appeared", [f"after/{B.g_id[j]}"], B.gx[j],
+                {"nearest_fixed_before": _nearest(B.gx[j], A.fx, s), **_strength(B, j)})
+    for i in sorted(st.ghost_gone):
+        st.emit("ghost_vanished", [f"before/{A.g_id[i]}"], A.gx[i],
+                {"nearest_fixed_after": _nearest(A.gx[i], B.fx, s), **_strength(A, i)})
 
-    # ---- attractors that moved
-    for (i, j), d in zip(mf.pairs, mf.distance):
-        if A.f_index[i] == 0 and B.f_index[j] == 0 and d > opts.move * spread:
-            ev("attractor_moved", [f"before/{A.f_id[i]}", f"after/{B.f_id[j]}"], B.fx[j],
-               {"displacement": float(d) / spread, "jump": False})
-    for i, j, d in jumps:
-        ev("attractor_moved", [f"before/{A.f_id[i]}", f"after/{B.f_id[j]}"], B.fx[j],
-           {"displacement": d / spread, "jump": True})
 
-    # ---- connections among points present on both sides
-    node_a2b = {A.f_id[i]: B.f_id[j] for i, j in mf.pairs}
-    index_changed = {A.f_id[i] for i, j in mf.pairs if A.f_index[i] != B.f_index[j]}
-    node_a2b.update({A.g_id[i]: B.g_id[j] for i, j in mg.pairs})
-    node_a2b.update({A.r_id[i]: B.r_id[j] for i, j in mr.pairs})
+def rule_attractor_moved(st: RuleState) -> None:
+    """Matched attractors displaced by more than ``move · s``, and attractors that moved beyond
+    the gate (:func:`rule_moves`)."""
+    A, B = st.A, st.B
+    for (i, j), d in zip(st.mf.pairs, st.mf.distance):
+        if A.f_index[i] == 0 and B.f_index[j] == 0 and d > st.opts.move * st.spread:
+            st.emit("attractor_moved", [f"before/{A.f_id[i]}", f"after/{B.f_id[j]}"], B.fx[j],
+                    {"displacement": float(d) / st.spread, "jump": False})
+    for i, j, d in st.moves:
+        if A.f_index[i] == 0:
+            st.emit("attractor_moved", [f"before/{A.f_id[i]}", f"after/{B.f_id[j]}"], B.fx[j],
+                    {"displacement": d / st.spread, "jump": True})
+
+
+def rule_connection_change(st: RuleState) -> None:
+    """Robust connections that changed among sources present, with the same index, on both
+    sides and whose targets are all present on both sides (one event per interval)."""
+    A, B = st.A, st.B
+    pairs = list(st.mf.pairs) + [(i, j) for i, j, _ in st.moves]
+    node_a2b = {A.f_id[i]: B.f_id[j] for i, j in pairs}
+    index_changed = {A.f_id[i] for i, j in pairs if A.f_index[i] != B.f_index[j]}
+    node_a2b.update({A.g_id[i]: B.g_id[j] for i, j in st.mg.pairs})
+    node_a2b.update({A.r_id[i]: B.r_id[j] for i, j in st.mr.pairs})
     node_a2b.update({s: s for s in ("escape", "unresolved")})
     b2a_nodes = {v: k for k, v in node_a2b.items()}
     changed = []
@@ -552,26 +652,116 @@ def detect_events(before, after,
             changed.append({"source_before": src_a, "source_after": src_b,
                             "targets_before": sorted(ta), "targets_after": sorted(tb)})
     if changed:
-        ev("connection_change", [f"before/{c['source_before']}" for c in changed], None,
-           {"changes": changed})
+        st.emit("connection_change", [f"before/{c['source_before']}" for c in changed], None,
+                {"changes": changed})
 
-    # ---- attractor count
-    if A.n_attractors != B.n_attractors:
-        deltas = [_attractor_delta(e) for e in events]
-        explained = int(sum(deltas))
-        counts = [A.n_attractors, B.n_attractors]
-        if explained == B.n_attractors - A.n_attractors and any(deltas):
-            for k, e in enumerate(events):
-                if deltas[k]:
-                    events[k] = replace(e, detail={**e.detail, "n_attractors": counts})
-        else:
-            ev("attractor_count", [], None,
-               {"n_attractors": counts, "explained_by_point_events": explained,
-                "unresolved_before": A.unresolved_attractor,
-                "unresolved_after": B.unresolved_attractor})
-    if opts.kinds is not None:
-        events = [e for e in events if e.kind in opts.kinds]
-    return events
+
+def rule_attractor_count(st: RuleState) -> None:
+    """A change of the number of attractors: attached to the point events that explain it, or
+    an ``attractor_count`` event of its own."""
+    A, B = st.A, st.B
+    if A.n_attractors == B.n_attractors:
+        return
+    deltas = [_attractor_delta(e) for e in st.events]
+    counts = [A.n_attractors, B.n_attractors]
+    if int(sum(deltas)) == B.n_attractors - A.n_attractors and any(deltas):
+        for k, e in enumerate(st.events):
+            if deltas[k]:
+                st.events[k] = replace(e, detail={**e.detail, "n_attractors": counts})
+        return
+    st.emit("attractor_count", [], None,
+            {"n_attractors": counts, "explained_by_point_events": int(sum(deltas)),
+             "unresolved_before": A.unresolved_attractor,
+             "unresolved_after": B.unresolved_attractor})
+
+
+#: The rules, in the order :func:`detect_events` applies them.
+RULES: Tuple[Callable[[RuleState], None], ...] = (
+    rule_moves, rule_saddle_node, rule_pitchfork, rule_stability_change, rule_birth_death,
+    rule_ghosts, rule_attractor_moved, rule_connection_change, rule_attractor_count)
+
+
+def detect_events(before, after, options: Optional[EventOptions] = None) -> List[RestructuringEvent]:
+    """Restructuring events between two consecutive epoch analyses.
+
+    Parameters
+    ----------
+    before, after : analysis.EpochAnalysis
+        Anything with ``epoch``, ``scale``, ``fixed_points`` (FixedPoints), ``ghosts`` (Ghosts
+        or None) and ``topology`` (Topology or None).
+    options : EventOptions, optional
+
+    Returns
+    -------
+    list of RestructuringEvent
+        In rule order (:data:`RULES`, see the module docstring).
+    """
+    st = rule_state(before, after, options)
+    for rule in RULES:
+        rule(st)
+    if st.opts.kinds is not None:
+        return [e for e in st.events if e.kind in st.opts.kinds]
+    return st.events
+
+
+def split_transients(events: Sequence[RestructuringEvent]) -> Tuple[List[RestructuringEvent],
+                                                                    List[RestructuringEvent]]:
+    """Ghosts (slow points) seen at one checkpoint only are transients, not events.
+
+    A ghost that appeared between checkpoints k − 1 and k (``ghost_appeared``, point
+    ``after/ghostJ``) and vanished between k and k + 1 (``ghost_vanished``, point
+    ``before/ghostJ``) existed at checkpoint k alone; so did a ghost that vanished right after the
+    first checkpoint or appeared right before the last. Slow points near the finder's thresholds
+    flicker like this between neighbouring checkpoints. A ghost left by a ``saddle_node`` that is
+    gone at the next checkpoint was also seen once: the saddle-node stays an event, the ghost's
+    vanishing becomes a transient. Transients are returned apart, as events of
+    kind ``"transient"`` (``epoch_before = epoch_after = k``, ``detail["ghost"]``), and removed
+    from the events. A ghost that persists over two checkpoints or more stays an event.
+
+    Parameters
+    ----------
+    events : sequence of RestructuringEvent
+        Events of a whole series, any order.
+
+    Returns
+    -------
+    list of RestructuringEvent
+        The events without the transients' parts, in the given order.
+    list of RestructuringEvent
+        The transients, by epoch.
+    """
+    epochs = sorted({e.epoch_before for e in events} | {e.epoch_after for e in events})
+    first, last = (epochs[0], epochs[-1]) if epochs else (None, None)
+    appeared = {(e.epoch_after, e.points[0].split("/", 1)[1]): k for k, e in enumerate(events)
+                if e.kind == "ghost_appeared" and e.points}
+    # ghosts left by a saddle-node: the event stays, but a ghost gone one checkpoint later was
+    # seen at that checkpoint only
+    remnants = {(e.epoch_after, p.split("/", 1)[1]) for e in events if e.kind == "saddle_node"
+                for p in e.points if p.startswith("after/ghost")}
+    vanished = {(e.epoch_before, e.points[0].split("/", 1)[1]): k for k, e in enumerate(events)
+                if e.kind == "ghost_vanished" and e.points}
+    drop: set = set()
+    transients = []
+    for (epoch, ghost), k in sorted(vanished.items()):
+        a = appeared.get((epoch, ghost))
+        if a is None and epoch != first and (epoch, ghost) not in remnants:
+            continue   # present before this checkpoint too
+        parts = [events[k]] + ([events[a]] if a is not None else [])
+        drop.update([k] + ([a] if a is not None else []))
+        transients.append(_transient(epoch, ghost, parts))
+    for (epoch, ghost), a in sorted(appeared.items()):
+        if a not in drop and epoch == last:
+            drop.add(a)
+            transients.append(_transient(epoch, ghost, [events[a]]))
+    transients.sort(key=lambda t: (t.epoch_before, t.detail["ghost"]))
+    return [e for k, e in enumerate(events) if k not in drop], transients
+
+
+def _transient(epoch: int, ghost: str, parts: Sequence[RestructuringEvent]) -> RestructuringEvent:
+    location = next((p.location for p in parts if p.location is not None), None)
+    return RestructuringEvent(int(epoch), int(epoch), "transient", (f"at/{ghost}",), location,
+                              {"ghost": ghost, "parts": [p.kind for p in parts],
+                               "brackets": [[p.epoch_before, p.epoch_after] for p in parts]})
 
 
 def _attractor_delta(e: RestructuringEvent) -> int:
@@ -597,3 +787,90 @@ def _nearest(x: np.ndarray, others: np.ndarray, spread: float) -> Optional[float
     if len(others) == 0:
         return None
     return float(np.min(np.linalg.norm(others - x, axis=1))) / spread
+
+
+# ------------------------------------------------------------------------ events as sentences
+_KIND_NAMES = {"stable": "a stable point", "saddle": "a saddle", "unstable": "an unstable point",
+               "slow_region": "a slow region"}
+
+
+def _point_name(kind: str, index: int) -> str:
+    if kind in _KIND_NAMES:
+        return _KIND_NAMES[kind]
+    return f"a point of index {index}"
+
+
+def lead_phrase(epoch_before: float, epoch_after: float, drop_epoch: Optional[float],
+                alpha: Optional[float] = None) -> str:
+    """Where an interval lies relative to the drop, in words (``""`` without a drop).
+
+    ``"78 to 128 epochs before the drop"``, ``"22 epochs after to 28 before the drop"``, ...
+    """
+    if drop_epoch is None or not math.isfinite(float(drop_epoch)):
+        return ""
+
+    def side(lead: float) -> str:
+        if lead == 0:
+            return "at the drop"
+        return f"{abs(lead):g} epochs {'before' if lead > 0 else 'after'} the drop"
+
+    if alpha is not None:
+        return side(float(drop_epoch) - (epoch_before + alpha * (epoch_after - epoch_before)))
+    near, far = float(drop_epoch) - epoch_after, float(drop_epoch) - epoch_before
+    if near > 0:
+        return f"{near:g} to {far:g} epochs before the drop"
+    if far < 0:
+        return f"{-far:g} to {-near:g} epochs after the drop"
+    return f"{-near:g} epochs after to {far:g} before the drop" if far > 0 else side(near)
+
+
+def describe_event(event: RestructuringEvent, drop_epoch: Optional[float] = None) -> str:
+    """One sentence a person can read: what happened, between which checkpoints, and when
+    relative to the drop (the JSON detail stays in events.csv / events.json)."""
+    d = event.detail
+    what = _what_happened(event.kind, d, event.points)
+    when = f"Between epochs {event.epoch_before} and {event.epoch_after}"
+    if event.alpha is not None:
+        when += f" (at epoch ≈ {event.epoch:.0f})"
+    lead = lead_phrase(event.epoch_before, event.epoch_after, drop_epoch, event.alpha)
+    return f"{when}, {what}" + (f" ({lead})." if lead else ".")
+
+
+def _what_happened(kind: str, d: Dict[str, Any], points: Sequence[str]) -> str:
+    if kind == "saddle_node":
+        names = [_point_name(k, i) for k, i in zip(d.get("kinds", []), d.get("indices", []))]
+        pair = " and ".join(names) if names else "a pair of fixed points"
+        if d.get("direction") == "vanish":
+            tail = ", leaving a ghost" if d.get("ghost") else ""
+            return f"{pair} collided and vanished{tail}"
+        tail = " where a ghost had been" if d.get("ghost") else ""
+        return f"{pair} {'were' if len(names) > 1 else 'was'} born together{tail}"
+    if kind == "pitchfork":
+        if d.get("direction") == "split":
+            return (f"a point of index {d.get('index_single')} split into three (a symmetric "
+                    f"pitchfork)")
+        return f"three points merged into one of index {d.get('index_single')} (a pitchfork)"
+    if kind == "stability_change":
+        crossing = " through a complex pair (Hopf-like)" if d.get("crossing") == "complex" else ""
+        return (f"{_point_name(d.get('kind_before', ''), d.get('index_before', -1))} became "
+                f"{_point_name(d.get('kind_after', ''), d.get('index_after', -1))}{crossing}")
+    if kind in ("birth", "death"):
+        name = _point_name(str(d.get("kind", "")), int(d.get("index", -1)))
+        return f"{name} {'was born' if kind == 'birth' else 'disappeared'} alone"
+    if kind == "ghost_appeared":
+        return "a ghost (a slow bottleneck without a fixed point) appeared"
+    if kind == "ghost_vanished":
+        return "a ghost vanished"
+    if kind == "attractor_moved":
+        how = "jumped" if d.get("jump") else "moved"
+        return f"an attractor {how} by {float(d.get('displacement', 0)):.2g} of the state spread"
+    if kind == "connection_change":
+        n = len(d.get("changes", []))
+        return f"where {n} saddle{'s' if n != 1 else ''} or ghost{'s' if n != 1 else ''} lead " \
+               f"changed"
+    if kind == "attractor_count":
+        before, after = d.get("n_attractors", ["?", "?"])
+        return f"the number of attractors went from {before} to {after}"
+    if kind == "transient":
+        return "a ghost was seen at one checkpoint only (transient, not an event)"
+    return f"a {kind.replace('_', ' ')} event ({', '.join(points)})"

@@ -137,7 +137,7 @@ def write_html(path: Union[str, os.PathLike], *, title: str, subtitle: str,
     ----------
     frames : sequence of (epoch, png path, caption)
     events : sequence of dicts with epoch, epoch_before, epoch_after, kind, points, lead_time,
-        detail
+        detail, and ``sentence`` (the event in words, shown instead of the JSON detail)
     failed : sequence of dicts with epoch, source, reason
     details : JSON-ready settings and versions, shown at the bottom
     """
@@ -180,21 +180,18 @@ def write_html(path: Union[str, os.PathLike], *, title: str, subtitle: str,
                           f"src=\"{_data_url(timeline)}\">\n")
             out.write("</section>\n<section id=\"events\"><h2>Restructuring events</h2>\n")
             if events:
-                out.write("<table><thead><tr><th>epoch</th><th>between</th><th>kind</th>"
-                          "<th>lead time</th><th>points</th><th>detail</th></tr></thead><tbody>\n")
+                out.write("<table><thead><tr><th>between</th><th>what happened</th>"
+                          "<th>kind</th><th>lead time</th></tr></thead><tbody>\n")
                 for e in events:
-                    detail = json_text(e.get("detail", {}), indent=None)
-                    if len(detail) > 300:
-                        detail = detail[:297] + "..."
+                    sentence = e.get("sentence") or json_text(e.get("detail", {}), indent=None)
                     out.write(
                         f"<tr class=\"event\" data-epoch=\"{int(e['epoch_after'])}\">"
-                        f"<td class=\"num\">{esc(format_number(e.get('epoch')))}</td>"
                         f"<td>{int(e['epoch_before'])} → {int(e['epoch_after'])}</td>"
+                        f"<td>{esc(sentence)}</td>"
                         f"<td>{esc(str(e['kind']))}</td>"
-                        f"<td class=\"num\">{esc(format_number(e.get('lead_time')))}</td>"
-                        f"<td>{esc(', '.join(map(str, e.get('points', ()))))}</td>"
-                        f"<td><code>{esc(detail)}</code></td></tr>\n")
-                out.write("</tbody></table>\n")
+                        f"<td class=\"num\">{esc(format_number(e.get('lead_time')))}</td></tr>\n")
+                out.write("</tbody></table>\n<p class=\"sub\">Every detail (points, distances, "
+                          "eigenvalues) is in events.csv and events.json.</p>\n")
             else:
                 out.write("<p class=\"empty\">No restructuring event between consecutive "
                           "analyzed epochs.</p>\n")

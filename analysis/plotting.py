@@ -124,6 +124,11 @@ _PORTRAIT_1D: Dict[str, Any] = dict(figsize=(6.4, 5.8), top=(0.13, 0.61, 0.83, 0
                                     bottom=(0.13, 0.14, 0.83, 0.43))
 _TIMELINE: Dict[str, Any] = dict(figsize=(8.0, 6.6), top=(0.17, 0.63, 0.79, 0.32),
                                  middle=(0.17, 0.39, 0.79, 0.21), bottom=(0.17, 0.08, 0.79, 0.28))
+#: The same with the restructuring rate under the loss.
+_TIMELINE_RATE: Dict[str, Any] = dict(figsize=(8.0, 8.2), top=(0.17, 0.72, 0.79, 0.24),
+                                      rate=(0.17, 0.53, 0.79, 0.16), middle=(0.17, 0.31, 0.79, 0.19),
+                                      bottom=(0.17, 0.06, 0.79, 0.22))
+_EPISODE_COLOR = "#f4a261"
 
 
 def plot_trajectories(trajectories, ax=None, *, color: str = _TRAJECTORY_COLOR,
@@ -509,9 +514,12 @@ _EVENT_COLORS = {"saddle_node": "#7b2cbf", "pitchfork": "#9d4edd", "birth": "#2a
 
 def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[float]]] = None,
                   events: Sequence[Tuple[float, str]] = (), drop_epoch: Optional[float] = None,
-                  axes=None, *, loss_epochs=None, failed: Sequence[int] = ()) -> Dict[str, Any]:
-    """Training timeline: the loss (top), restructuring events by kind (middle), and the number
-    of points of each kind over epochs (bottom), with the loss drop marked on all three.
+                  axes=None, *, loss_epochs=None, failed: Sequence[int] = (),
+                  rate: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
+                  episodes: Sequence[Tuple[float, float]] = ()) -> Dict[str, Any]:
+    """Training timeline: the loss (top), the restructuring rate under it (when given),
+    restructuring events by kind (middle), and the number of points of each kind over epochs
+    (bottom), with the loss drop marked on all and restructuring episodes shaded.
 
     Parameters
     ----------
@@ -529,26 +537,41 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
     axes : (Axes, Axes, Axes), optional
     failed : sequence of int
         Epochs whose analysis failed (crosses on the counts axis).
+    rate : (edges (k + 1,), rates (k,)), optional
+        The restructuring rate per epoch of each interval between consecutive checkpoints
+        (:mod:`analysis.restructuring`), drawn as steps on its own axis under the loss.
+    episodes : sequence of (start epoch, end epoch)
+        Restructuring episodes, shaded on the loss and rate axes.
+    axes : tuple of Axes, optional
+        (top, middle, bottom), or (top, rate, middle, bottom) when ``rate`` is given.
 
     Returns
     -------
-    dict with ``loss`` (Line2D or None), ``events`` ({kind: PathCollection}), ``counts``
-    ({kind: Line2D}), ``drop`` (Line2D or None), ``event_marks`` (vertical lines of events on
-    the loss axis), ``axes``, ``figure``.
+    dict with ``loss`` (Line2D or None), ``rate`` (the steps or None), ``episodes`` (shaded
+    spans), ``events`` ({kind: PathCollection}), ``counts`` ({kind: Line2D}), ``drop`` (Line2D
+    or None), ``event_marks`` (vertical lines of events on the loss axis), ``axes``, ``figure``.
     """
     if axes is None:
-        fig = plt.figure(figsize=_TIMELINE["figsize"])
-        top = fig.add_axes(_TIMELINE["top"])
-        middle = fig.add_axes(_TIMELINE["middle"], sharex=top)
-        bottom = fig.add_axes(_TIMELINE["bottom"], sharex=top)
-        for axis in (top, middle):
+        layout = _TIMELINE_RATE if rate is not None else _TIMELINE
+        fig = plt.figure(figsize=layout["figsize"])
+        top = fig.add_axes(layout["top"])
+        made = [top]
+        if rate is not None:
+            made.append(fig.add_axes(layout["rate"], sharex=top))
+        made.append(fig.add_axes(layout["middle"], sharex=top))
+        made.append(fig.add_axes(layout["bottom"], sharex=top))
+        for axis in made[:-1]:
             axis.tick_params(labelbottom=False)
-        axes = (top, middle, bottom)
-    top, middle, bottom = axes
+        axes = tuple(made)
+    rate_axis = None
+    if len(axes) == 4:
+        top, rate_axis, middle, bottom = axes
+    else:
+        top, middle, bottom = axes
     fig = top.figure
     epochs = np.asarray(epochs, dtype=float)
     out: Dict[str, Any] = {"loss": None, "counts": {}, "events": {}, "drop": None,
-                           "event_marks": []}
+                           "event_marks": [], "rate": None, "episodes": []}
     if loss is not None:
         x = np.asarray(loss_epochs if loss_epochs is not None else epochs, dtype=float)
         y = np.asarray(loss, dtype=float)
@@ -561,6 +584,13 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
         top.text(0.5, 0.5, "no training loss found beside the checkpoints",
                  transform=top.transAxes, ha="center", va="center", color="#6c757d")
     top.set_ylabel("loss")
+    if rate_axis is not None and rate is not None:
+        out["rate"] = _draw_rate(rate_axis, rate)
+    for start, end in episodes:
+        for axis in (top, rate_axis):
+            if axis is not None:
+                out["episodes"].append(axis.axvspan(start, end, color=_EPISODE_COLOR, alpha=0.18,
+                                                    lw=0, zorder=0))
     for epoch in sorted({float(e) for e, _ in events}):
         out["event_marks"].append(top.axvline(epoch, color="#e76f51", lw=0.8, alpha=0.35,
                                               zorder=0))
@@ -604,7 +634,7 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
     bottom.set_xlabel("epoch")
     bottom.yaxis.get_major_locator().set_params(integer=True)
     if drop_epoch is not None and np.isfinite(drop_epoch):
-        for axis in (top, middle, bottom):
+        for axis in tuple(a for a in (top, rate_axis, middle, bottom) if a is not None):
             line = axis.axvline(drop_epoch, color="#2a9d8f", lw=1.8, ls="--", zorder=1,
                                 label=f"loss drop (epoch {drop_epoch:g})" if axis is top
                                 else None)
@@ -612,9 +642,27 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
                 out["drop"] = line
         top.legend(loc="upper right", fontsize=8, framealpha=0.85)
     top.set_title("training timeline", fontsize=11, loc="left")
-    out["axes"] = (top, middle, bottom)
+    out["axes"] = tuple(axes)
     out["figure"] = fig
     return out
+
+
+def _draw_rate(axis, rate) -> Any:
+    """Steps of the restructuring rate per epoch over the intervals' edges."""
+    edges = np.asarray(rate[0], dtype=float)
+    values = np.asarray(rate[1], dtype=float)
+    if len(values) == 0 or len(edges) != len(values) + 1:
+        axis.text(0.5, 0.5, "fewer than two checkpoints: no restructuring rate",
+                  transform=axis.transAxes, ha="center", va="center", color="#6c757d")
+        axis.set_ylabel("restructuring\nper epoch", fontsize=8)
+        return None
+    steps = axis.stairs(values, edges, fill=True, color="#e76f51", alpha=0.55,
+                        label="restructuring rate")
+    positive = values[values > 0]
+    if len(positive) and positive.max() / max(positive.min(), 1e-300) > 100:
+        axis.set_yscale("log")
+    axis.set_ylabel("restructuring\nper epoch", fontsize=8)
+    return steps
 
 
 def save_figure(fig, path, *, dpi: int = 100, metadata: Optional[Dict[str, str]] = None) -> Path:

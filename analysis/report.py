@@ -69,8 +69,16 @@ def write_timeline(analysis: SeriesAnalysis, path: Union[str, os.PathLike]) -> P
     loss_x, loss_y = _loss_series(analysis)
     events = [(float(e.epoch), e.kind) for e in analysis.events]
     failed = [f.epoch for f in analysis.failed if f.epoch is not None]
+    rate = None
+    episodes: List[Tuple[float, float]] = []
+    if len(epochs) > 1:
+        curve = analysis.restructuring()
+        if curve.intervals:
+            edges = [curve.intervals[0].epoch_before] + [i.epoch_after for i in curve.intervals]
+            rate = (edges, curve.rates())
+            episodes = [(e.epoch_start, e.epoch_end) for e in curve.episodes]
     artists = plot_timeline(epochs, loss_y, counts, events, analysis.drop_epoch,
-                            loss_epochs=loss_x, failed=failed)
+                            loss_epochs=loss_x, failed=failed, rate=rate, episodes=episodes)
     return save_figure(artists["figure"], path)
 
 
@@ -195,13 +203,16 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
     write_gif([p for _, p, _ in frames], out / "portraits.gif", max_frames=options.gif_frames,
               width=options.gif_width)
 
-    events = [e.to_dict() for e in analysis.events]
-    failed = [f.to_dict() for f in analysis.failed]
+    from .events import describe_event
+
     drop = analysis.drop_epoch
+    events = [{**e.to_dict(), "sentence": describe_event(e, drop)} for e in analysis.events]
+    failed = [f.to_dict() for f in analysis.failed]
     facts = [("epochs analyzed", str(len(results))),
              ("failed", str(len(failed))),
              ("events", str(len(events))),
              ("loss drop at epoch", format_number(drop) if drop is not None else "none found"),
+             *_episode_facts(analysis),
              ("at the last epoch", counts_text(results[-1].counts()) if results else "–"),
              ("fixed points at the last epoch",
               results[-1].fixed_points.certification_text() if results else "–")]
@@ -217,3 +228,14 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
                       subtitle=f"{source or ''} · {span}".strip(" ·"), facts=facts,
                       frames=frames, timeline=timeline, events=events, failed=failed,
                       details=details)
+
+
+def _episode_facts(analysis: SeriesAnalysis) -> List[Tuple[str, str]]:
+    """Report facts: the first restructuring episode and its signed lead to the drop."""
+    first = analysis.restructuring().first_episode
+    if first is None:
+        return [("restructuring episodes", "none")]
+    out = [("first restructuring episode", f"epochs {first.epoch_start}–{first.epoch_end}")]
+    if first.lead is not None:
+        out.append(("its lead to the drop", f"{first.lead:+g} epochs"))
+    return out

@@ -8,7 +8,7 @@ from .dynamics import ContinuousDynamics, DiscreteDynamics, Dynamics
 from .results import FinderStatus, FixedPoints, SlowRegion, KINDS
 from .speed import speed, velocity
 from .adapters import from_module
-from .initial import sample_initial_states, state_spread
+from .initial import sample_initial_states, state_spread, subspace_seeds
 from .linearize import jacobian, linearize, classify
 from .unique import deduplicate
 from .finder import FinderOptions, FixedPointError, find_fixed_points
@@ -21,7 +21,7 @@ from . import intervals, systems
 __all__ = [
     "Dynamics", "DiscreteDynamics", "ContinuousDynamics",
     "FixedPoints", "SlowRegion", "FinderStatus", "KINDS",
-    "speed", "velocity", "from_module", "sample_initial_states", "state_spread",
+    "speed", "velocity", "from_module", "sample_initial_states", "state_spread", "subspace_seeds",
     "jacobian", "linearize", "classify", "deduplicate",
     "FinderOptions", "FixedPointError", "find_fixed_points",
     "Ghosts", "GhostOptions", "GHOST_KINDS", "detect_ghosts", "systems",

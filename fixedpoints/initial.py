@@ -1,4 +1,6 @@
-"""Initial states for the finder, sampled from the system's own trajectories."""
+"""Initial states for the finder: sampled from the system's own trajectories, and spread over the
+subspace those trajectories span (:func:`subspace_seeds`), so that basins the trajectories never
+enter are searched too."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +11,7 @@ import torch
 
 from .dynamics import Dynamics
 
-__all__ = ["sample_initial_states", "state_spread"]
+__all__ = ["sample_initial_states", "state_spread", "subspace_seeds"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ def state_spread(x) -> float:
 def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=None,
                           x0=None, n_steps: int = 100, n_trajectories: Optional[int] = None,
                           init_scale: float = 1.0, noise: float = 0.0, burn_in: int = 0,
-                          dt: Optional[float] = None, seed: int = 0) -> np.ndarray:
+                          dt: Optional[float] = None, seed: int = 0,
+                          return_spread: bool = False):
     """Sample states visited by the system, optionally with noise.
 
     Trajectories are driven by ``inputs`` when given; otherwise they run autonomously (with the
@@ -66,10 +69,15 @@ def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=N
         Integration step in continuous time (default ``dynamics.dt``).
     seed : int
         Seeds every random choice: the same seed gives the same states.
+    return_spread : bool
+        Also return the RMS distance of *all* visited states to their centroid. It depends far
+        less on the seed than the spread of the ``n_samples`` drawn: when trajectories converge
+        fast, the few early states a small draw happens to include decide the latter.
 
     Returns
     -------
     ndarray of shape (n_samples, n_states)
+        With ``return_spread``: a tuple (states, spread).
     """
     if int(n_samples) < 1:
         raise ValueError(f"n_samples={n_samples!r} is invalid; pass a positive integer")
@@ -118,4 +126,68 @@ def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=N
         states += noise * spread * torch.randn(states.shape, generator=gen, dtype=states.dtype)
     log.debug("sample_initial_states: %d states from %d trajectories of %d steps",
               n_samples, b, steps)
+    if return_spread:
+        centred = visited - visited.mean(0)
+        return states.numpy(), float(centred.pow(2).sum(1).mean().sqrt())
     return states.numpy()
+
+
+def subspace_seeds(states, n_seeds: int = 32, *, extend: float = 1.0, max_dim: int = 3,
+                   variance: float = 0.99, seed: int = 0) -> np.ndarray:
+    """States spread over the subspace the visited states span, beyond their range.
+
+    When every trajectory from random states falls into one basin, the states sampled on them
+    never come near the other attractors. The visited states still say *where* the dynamics
+    live: their principal subspace. This returns states drawn from a box in that subspace: along
+    each principal axis k the visited states cover ``[lo_k, hi_k]`` (their coordinates on the
+    axis, centred on their centroid), and the box is that range extended symmetrically by
+    ``extend`` times its width on both sides, ``[lo_k − extend·w_k, hi_k + extend·w_k]`` with
+    ``w_k = hi_k − lo_k``. So it reaches as far beyond the side the trajectories never visited as
+    beyond the side they came from.
+
+    Parameters
+    ----------
+    states : array_like of shape (b, n)
+        Visited states.
+    n_seeds : int
+        Number of states returned: a regular grid when the subspace is one-dimensional, else
+        uniform random draws in the box.
+    extend : float
+        Extension on each side, relative to the range's width.
+    max_dim : int
+        At most this many principal axes.
+    variance : float
+        Keep the fewest axes that explain this fraction of the variance (at most ``max_dim``).
+    seed : int
+
+    Returns
+    -------
+    ndarray of shape (n_seeds, n)
+        Empty (0, n) when the states have no spread.
+    """
+    x = np.asarray(states, dtype=float)
+    if x.ndim != 2:
+        raise ValueError(f"states has shape {x.shape}; pass visited states of shape (b, n)")
+    if int(n_seeds) < 0 or not (np.isfinite(extend) and extend > 0) or int(max_dim) < 1:
+        raise ValueError(f"subspace_seeds needs n_seeds >= 0, extend > 0 and max_dim >= 1; got "
+                         f"n_seeds={n_seeds!r}, extend={extend!r}, max_dim={max_dim!r}")
+    x = x[np.all(np.isfinite(x), axis=1)]
+    n = x.shape[1]
+    if int(n_seeds) == 0 or len(x) < 2:
+        return np.zeros((0, n))
+    centre = x.mean(0)
+    _, sv, vt = np.linalg.svd(x - centre, full_matrices=False)
+    if not sv[0] > 1e-12 * max(1.0, float(np.max(np.abs(x)))):
+        return np.zeros((0, n))
+    explained = np.cumsum(sv ** 2) / np.sum(sv ** 2)
+    k = int(min(max_dim, 1 + np.searchsorted(explained, min(variance, 1.0) - 1e-12)))
+    axes = vt[:k]
+    p = (x - centre) @ axes.T
+    lo, hi = p.min(0), p.max(0)
+    width = hi - lo
+    lo, hi = lo - extend * width, hi + extend * width
+    if k == 1:
+        u = np.linspace(0.0, 1.0, int(n_seeds))[:, None]
+    else:
+        u = np.random.default_rng(seed).uniform(0.0, 1.0, size=(int(n_seeds), k))
+    return centre + (lo + u * (hi - lo)) @ axes

@@ -364,8 +364,12 @@ def test_demo_end_to_end_under_two_minutes(tmp_path, capsys):
     seconds = time.perf_counter() - started
     assert code == 0
     summary = json.loads((tmp_path / "demo" / "analysis" / "summary.json").read_text())
-    last = summary["per_epoch"][-1]["counts"]
-    assert last["stable"] == 8  # the 3-bit flip-flop's eight memories
+    # the story: a plateau, an abrupt drop, a restructuring episode with its signed lead
+    assert summary["drop"] is not None and 800 <= summary["drop"]["epoch"] <= 1200
+    first = summary["restructuring"]["first_episode"]
+    assert first is not None and first["lead"] is not None
+    assert first["epoch_start"] <= summary["drop"]["epoch"] <= first["epoch_end"] + 100
+    assert "restructuring episode 1" in out and "lead to the drop" in out
     assert seconds < 120, f"the demo took {seconds:.0f} s"
 
 

@@ -161,9 +161,14 @@ def test_attractor_moved_relative_to_spread():
     events = detect_events(a, big)
     assert kinds(events) == ["attractor_moved"]
     assert events[0].detail["displacement"] == pytest.approx(0.25)
-    # the same move in a network 10x smaller is beyond the gate: a death and a birth
-    assert sorted(kinds(detect_events(epoch(0, [((0, 0), 0)], scale=0.2),
-                                      epoch(1, [((0.5, 0), 0)], scale=0.2)))) == \
+    # the same move in a network 10x smaller is beyond the gate (and beyond `jump`): with
+    # nothing else between the two places it is still one attractor that moved, not a death and
+    # a birth; with a saddle between them it is not
+    moved = detect_events(epoch(0, [((0, 0), 0)], scale=0.2), epoch(1, [((0.5, 0), 0)], scale=0.2))
+    assert kinds(moved) == ["attractor_moved"] and moved[0].detail["jump"] is True
+    assert moved[0].detail["displacement"] == pytest.approx(2.5)
+    assert sorted(kinds(detect_events(epoch(0, [((0, 0), 0), ((0.3, 0), 1)], scale=0.2),
+                                      epoch(1, [((0.5, 0), 0), ((0.3, 0), 1)], scale=0.2)))) == \
         ["birth", "death"]
 
 
@@ -321,3 +326,134 @@ def test_ghost_events_carry_strength_and_use_one_threshold():
     assert event.detail["ghost"] is None
     with pytest.raises(ValueError, match="min_ghost_strength"):
         EventOptions(min_ghost_strength=-1.0)
+
+
+# ------------------------------------------------------------------------ each rule on its own
+from analysis import events as ev_rules  # noqa: E402
+
+
+def _state(a, b, **options):
+    return ev_rules.rule_state(a, b, EventOptions(**options))
+
+
+def test_rules_are_listed_in_their_order_of_application():
+    names = [r.__name__ for r in ev_rules.RULES]
+    assert names[0] == "rule_moves" and names[-1] == "rule_attractor_count"
+    assert names.index("rule_saddle_node") < names.index("rule_birth_death")
+
+
+def test_rule_moves_pairs_a_stable_point_and_a_saddle_that_both_moved_far():
+    # a stable point and its saddle both moved by 1.0 spread (twice the gate): a saddle-node
+    # vanishing and another appearing would be wrong; so would two deaths and two births
+    a = epoch(0, [((0, 0), 0), ((0.6, 0), 1), ((3, 0), 0)])
+    b = epoch(1, [((0, 1), 0), ((0.6, 1), 1), ((3, 0), 0)])
+    st = _state(a, b)
+    assert st.dead == {0, 1} and st.born == {0, 1}
+    ev_rules.rule_moves(st)
+    assert st.dead == set() and st.born == set()
+    assert sorted((i, j) for i, j, _ in st.moves) == [(0, 0), (1, 1)]
+    assert [d for _, _, d in sorted(st.moves)] == pytest.approx([1.0, 1.0])
+    events = detect_events(a, b)
+    assert kinds(events) == ["attractor_moved"]
+    assert events[0].detail == {"displacement": pytest.approx(1.0), "jump": True}
+
+
+def test_rule_moves_needs_mutual_nearest_points_of_the_same_index():
+    # the new stable point is nearer to another old stable point, which did not vanish: the old
+    # one at x = 0 is not its nearest, so no move (a death and a birth)
+    a = epoch(0, [((0, 0), 0), ((2.2, 0), 0)])
+    b = epoch(1, [((1.6, 0), 0), ((2.2, 0), 0)])
+    st = _state(a, b, gate=0.5)
+    ev_rules.rule_moves(st)
+    assert st.moves == [] and st.dead == {0} and st.born == {0}
+
+
+def test_rule_saddle_node_alone_consumes_the_pair_and_the_ghost():
+    a = epoch(0, [((-1, 0), 0), ((-0.8, 0), 1), ((1, 0), 0)])
+    b = epoch(1, [((1, 0), 0)], ghosts=[(-0.9, 0)])
+    st = _state(a, b)
+    ev_rules.rule_saddle_node(st)
+    assert [e.kind for e in st.events] == ["saddle_node"]
+    assert st.dead == set() and st.ghost_new == set()
+
+
+def test_rule_stability_change_alone():
+    a = epoch(0, [((0, 0), 0)])
+    b = epoch(1, [((0.01, 0), 1)])
+    st = _state(a, b)
+    assert st.changed_index == {0: 0}
+    ev_rules.rule_stability_change(st)
+    assert [e.detail["index_after"] for e in st.events] == [1]
+
+
+def test_rule_birth_death_and_rule_ghosts_report_only_what_is_left():
+    a = epoch(0, [((0, 0), 0)], ghosts=[(5, 5)])
+    b = epoch(1, [((0, 0), 0), ((3, 3), 1)], ghosts=[(-5, -5)])
+    st = _state(a, b)
+    ev_rules.rule_birth_death(st)
+    ev_rules.rule_ghosts(st)
+    assert [e.kind for e in st.events] == ["birth", "ghost_appeared", "ghost_vanished"]
+    st = _state(a, b)
+    st.born.clear()
+    ev_rules.rule_birth_death(st)
+    assert st.events == []
+
+
+def test_rule_attractor_count_attaches_the_change_to_the_explaining_event():
+    a = epoch(0, [((0, 0), 0)])
+    b = epoch(1, [((0, 0), 0), ((3, 3), 0)])
+    st = _state(a, b)
+    ev_rules.rule_birth_death(st)
+    ev_rules.rule_attractor_count(st)
+    assert [e.kind for e in st.events] == ["birth"]
+    assert st.events[0].detail["n_attractors"] == [1, 2]
+    st = _state(a, b)           # nothing explains it: an attractor_count event of its own
+    ev_rules.rule_attractor_count(st)
+    assert [e.kind for e in st.events] == ["attractor_count"]
+
+
+def _ghost_event(kind, before, after, ghost):
+    side = "after" if kind == "ghost_appeared" else "before"
+    return RestructuringEvent(before, after, kind, (f"{side}/{ghost}",), np.zeros(2), {})
+
+
+def test_a_ghost_seen_at_one_checkpoint_is_a_transient_not_two_events():
+    events = [
+        _ghost_event("ghost_appeared", 0, 10, "ghost0"),      # seen at 10 only
+        _ghost_event("ghost_vanished", 10, 20, "ghost0"),
+        _ghost_event("ghost_appeared", 10, 20, "ghost1"),     # seen at 20 and 30: persists
+        _ghost_event("ghost_vanished", 30, 40, "ghost1"),
+        _ghost_event("ghost_vanished", 0, 10, "ghost2"),      # at the first checkpoint only
+        RestructuringEvent(10, 20, "birth", ("after/fp0",), np.zeros(2), {}),
+    ]
+    kept, transients = ev_rules.split_transients(events)
+    assert [(e.kind, e.epoch_before) for e in kept] == [
+        ("ghost_appeared", 10), ("ghost_vanished", 30), ("birth", 10)]
+    assert [(t.kind, t.epoch_before, t.epoch_after, t.detail["ghost"]) for t in transients] == [
+        ("transient", 0, 0, "ghost2"), ("transient", 10, 10, "ghost0")]
+    assert transients[1].detail["parts"] == ["ghost_vanished", "ghost_appeared"]
+    # the remnant of a saddle-node, gone one checkpoint later: the saddle-node stays
+    fold = RestructuringEvent(0, 10, "saddle_node", ("before/fp0", "before/fp1", "after/ghost0"),
+                              np.zeros(2), {"direction": "vanish"})
+    kept, transients = ev_rules.split_transients(
+        [fold, _ghost_event("ghost_vanished", 10, 20, "ghost0"),
+         RestructuringEvent(20, 30, "birth", ("after/fp0",), np.zeros(2), {})])
+    assert [e.kind for e in kept] == ["saddle_node", "birth"]
+    assert [(t.epoch_before, t.detail["parts"]) for t in transients] == [(10, ["ghost_vanished"])]
+
+
+def test_events_read_as_sentences_with_their_bracket_and_lead():
+    from analysis.events import describe_event, lead_phrase
+
+    e = RestructuringEvent(850, 900, "saddle_node", ("before/fp0", "before/fp1"), None,
+                           {"direction": "vanish", "kinds": ["stable", "saddle"],
+                            "indices": [0, 1], "ghost": "ghost0"})
+    assert describe_event(e, 978) == ("Between epochs 850 and 900, a stable point and a saddle "
+                                      "collided and vanished, leaving a ghost (78 to 128 epochs "
+                                      "before the drop).")
+    assert describe_event(e).endswith("leaving a ghost.")
+    assert lead_phrase(850, 900, 880) == "20 epochs after to 30 before the drop"
+    assert lead_phrase(850, 900, 800) == "50 to 100 epochs after the drop"
+    assert lead_phrase(850, 900, 978, alpha=0.5) == "103 epochs before the drop"
+    born = RestructuringEvent(0, 10, "birth", (), None, {"kind": "saddle", "index": 1})
+    assert "a saddle was born alone" in describe_event(born, None)

@@ -36,8 +36,10 @@ def test_slow_decay_is_not_abrupt():
     e = np.arange(1000)
     y = np.exp(-e / 300.0)             # halves every ~208 epochs: slower than the 50-epoch window
     assert detect_drop(e, y) is None
-    # with a wide enough window the same curve qualifies: the rule is configurable
-    assert detect_drop(e, y, window=400, flatness=3.0) is not None
+    assert detect_drop(e, y, method="half") is None
+    # with a wide enough window the same curve qualifies for the half-plateau rule: it is
+    # configurable
+    assert detect_drop(e, y, method="half", window=400, flatness=3.0) is not None
 
 
 def test_a_transient_dip_that_recovers_is_not_a_drop():
@@ -53,11 +55,83 @@ def test_drop_uses_epoch_labels_not_positions():
     assert abs(drop.epoch - 6005) <= 50
 
 
+N = 1000
+EPOCHS = np.arange(N)
+
+
+def _noisy(y, noise=0.02, seed=0):
+    return y * (1 + noise * np.random.default_rng(seed).standard_normal(len(y)))
+
+
+def _with_search_phase(y):
+    """A fast initial fall over the first 30 epochs (the search phase), then the curve."""
+    y = np.array(y, float)
+    y[:30] = np.linspace(3, 1, 30) * y[30]
+    return y
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_changepoint_finds_a_halving_step(seed):
+    y = _noisy(_with_search_phase(np.where(EPOCHS < 600, 1.0, 0.5)), seed=seed)
+    drop = detect_drop(EPOCHS, y)
+    assert drop is not None and drop.method == "changepoint"
+    assert abs(drop.steepest_epoch - 600) <= 5
+    assert 585 <= drop.onset_epoch <= 600 <= drop.end_epoch <= 615
+    assert drop.size == pytest.approx(0.5, abs=0.05)
+    assert drop.plateau_level == pytest.approx(1.0, rel=0.03)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_changepoint_finds_a_fifteen_percent_fall_within_two_percent(seed):
+    """After a plateau of 570 epochs the loss falls 15% within 20 epochs (2% of training), then
+    keeps falling slowly: the half-plateau rule never fires, the change point does."""
+    y = np.ones(N)
+    y[600:620] = np.exp(np.linspace(0, np.log(0.85), 20))
+    y[620:] = 0.85 * (0.75 / 0.85) ** ((EPOCHS[620:] - 620) / 380)
+    y = _noisy(_with_search_phase(y), seed=seed)
+    drop = detect_drop(EPOCHS, y)
+    assert drop is not None
+    assert 600 <= drop.steepest_epoch <= 620
+    assert 585 <= drop.onset_epoch <= 605
+    assert drop.size == pytest.approx(0.15, abs=0.04)
+    assert detect_drop(EPOCHS, y, method="half") is None
+
+
+def test_changepoint_ignores_a_smooth_exponential_decay():
+    y = np.exp(-EPOCHS / 300.0)
+    assert detect_drop(EPOCHS, y) is None
+    for seed in range(4):
+        assert detect_drop(EPOCHS, _noisy(y, seed=seed)) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_changepoint_ignores_a_noisy_plateau(seed):
+    assert detect_drop(EPOCHS, _noisy(np.ones(N), noise=0.05, seed=seed)) is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_changepoint_finds_a_slow_shoulder_at_its_elbow(seed):
+    """A logistic fall to half the plateau spread over 50 epochs (5% of training): the onset is
+    at the elbow, before the midpoint; the size covers the steep part (about 70% of the fall)."""
+    y = 0.5 + 0.5 / (1 + np.exp((EPOCHS - 600) / (50 / 8)))
+    y = _noisy(_with_search_phase(y), seed=seed)
+    drop = detect_drop(EPOCHS, y)
+    assert drop is not None
+    assert abs(drop.steepest_epoch - 600) <= 8
+    assert 570 <= drop.onset_epoch <= 590
+    assert 610 <= drop.end_epoch <= 635
+    assert 0.35 <= drop.size <= 0.5
+
+
 def test_options_are_validated():
     with pytest.raises(ValueError, match="fraction"):
         DropOptions(fraction=1.5)
     with pytest.raises(ValueError, match="window"):
         DropOptions(window=-1)
+    with pytest.raises(ValueError, match="method"):
+        DropOptions(method="elbow")
+    with pytest.raises(ValueError, match="min_size"):
+        DropOptions(min_size=1.5)
     with pytest.raises(ValueError, match="unknown drop option"):
         detect_drop(np.arange(10), np.ones(10), options={"windw": 3})
 

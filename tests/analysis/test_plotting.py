@@ -175,6 +175,20 @@ def test_timeline_artists():
     assert len(artists["event_marks"]) == 2  # epochs 10 and 20
 
 
+def test_timeline_draws_the_restructuring_rate_under_the_loss_and_shades_episodes():
+    artists = plot_timeline([0, 10, 20, 30], loss=[1.0, 0.9, 0.05, 0.01],
+                            counts={"stable": [1, 1, 2, 2]}, events=[(20, "saddle_node")],
+                            drop_epoch=15.0, rate=([0, 10, 20, 30], [0.01, 0.3, 0.02]),
+                            episodes=[(10, 20)])
+    top, rate_axis, middle, bottom = artists["axes"]
+    assert rate_axis.get_position().y0 > middle.get_position().y0      # under the loss
+    assert top.get_position().y0 > rate_axis.get_position().y0
+    np.testing.assert_allclose(artists["rate"].get_data().values, [0.01, 0.3, 0.02])
+    np.testing.assert_allclose(artists["rate"].get_data().edges, [0, 10, 20, 30])
+    assert len(artists["episodes"]) == 2                                # loss and rate axes
+    assert rate_axis.lines and rate_axis.lines[0].get_xdata()[0] == 15.0   # the drop too
+
+
 def test_timeline_without_loss_or_events():
     artists = plot_timeline([0, 1], counts={"stable": [1, 1]})
     assert artists["loss"] is None and artists["events"] == {} and artists["drop"] is None
