@@ -315,7 +315,7 @@ def test_ghost_events_carry_strength_and_use_one_threshold():
     (event,) = detect_events(fading, a, EventOptions(min_ghost_strength=5.0))
     assert event.kind == "ghost_appeared" and event.detail["strength_class"] == "strong"
     # a saddle-node's remnant carries its strength too
-    pair = epoch(0, [((1, 0), 0), ((-1, 0), 1)])
+    pair = epoch(0, [((1, 0), 0), ((-1, 0), 1), ((3, 3), 0)])  # the attractor at (3, 3) stays
     remnant = _with_strength(epoch(1, [((3, 3), 0)], ghosts=[(0, 0)]), [12.0])
     (event,) = [e for e in detect_events(pair, remnant) if e.kind == "saddle_node"]
     assert event.detail["ghost"] == "ghost0"
