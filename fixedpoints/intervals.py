@@ -56,12 +56,18 @@ def down(x: Array) -> Array:
     ``x`` (and η covers 0 and subnormals), so the rounded difference is below ``x`` by at least
     one unit whatever the rounding of the subtraction; ~3x cheaper than ``numpy.nextafter``.
     """
-    return x - (np.abs(x) * _TWO_ULP + _ETA)
+    step = np.abs(x)
+    step *= _TWO_ULP
+    step += _ETA
+    return np.subtract(x, step, out=step)
 
 
 def up(x: Array) -> Array:
     """A float at least one unit in the last place above ``x`` (see :func:`down`)."""
-    return x + (np.abs(x) * _TWO_ULP + _ETA)
+    step = np.abs(x)
+    step *= _TWO_ULP
+    step += _ETA
+    return np.add(x, step, out=step)
 
 
 class Interval:
