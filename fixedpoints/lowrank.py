@@ -31,7 +31,7 @@ saddle-node itself, at the bifurcation) can never be certified and stays unresol
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 
