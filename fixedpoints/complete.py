@@ -76,9 +76,9 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
             fixed = fixed[:limit]
         cert = certify_points(dynamics, result.x[fixed], scale=max(result.scale, 1e-12),
                               n_unstable=result.n_unstable[fixed])
-        radius = result.certified_radius.copy()
-        error = result.error_bound.copy()
-        stable = result.stability_certified.copy()
+        radius = np.array(result.certified_radius, dtype=float)
+        error = np.array(result.error_bound, dtype=float)
+        stable = np.array(result.stability_certified, dtype=bool)
         radius[fixed] = cert["certified_radius"]
         error[fixed] = cert["error_bound"]
         stable[fixed] = cert["stability_certified"]

@@ -444,7 +444,8 @@ def coalesce(boxes: np.ndarray, max_pairs: int = 2_000_000) -> np.ndarray:
 
 def _merge(z: np.ndarray, e: np.ndarray):
     """One certificate per root (module docstring). Returns (z, e, ambiguous boxes)."""
-    keep, ambiguous = [], []
+    keep: list = []
+    ambiguous: list = []
     for i in range(len(z)):
         same = False
         for j in keep:
