@@ -243,7 +243,7 @@ def _stability(enc: Enclosure, box: Interval, time: str):
             margin = np.abs(mu.real - 1.0)
             unstable = mu.real > 1.0
         else:
-            alpha = enc.alpha
+            alpha = enc.leak
             lam = 1.0 - alpha + alpha * mu
             margin = np.abs(np.abs(lam) - 1.0) / alpha
             unstable = np.abs(lam) > 1.0

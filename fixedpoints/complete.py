@@ -21,14 +21,14 @@ import torch
 
 from .certify import certify_points
 from .linearize import _native_spectrum, classify, jacobian as _jacobian_np
-from .lowrank import MAX_RANK, low_rank_form, solve_reduced
+from .lowrank import MAX_RANK, box_budget, low_rank_form, solve_reduced
 from .results import FinderStatus, FixedPoints
 
 __all__ = ["finish"]
 
 
 def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
-           certify: bool = True, max_boxes: int = 200_000,
+           certify: bool = True, max_boxes: int = 50_000,
            budget: Optional[float] = None) -> FixedPoints:
     """Run the exhaustive search (if it applies) and the certificates on a finder's result.
 
@@ -76,9 +76,9 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
             fixed = fixed[:limit]
         cert = certify_points(dynamics, result.x[fixed], scale=max(result.scale, 1e-12),
                               n_unstable=result.n_unstable[fixed])
-        radius = result.certified_radius.copy()
-        error = result.error_bound.copy()
-        stable = result.stability_certified.copy()
+        radius = np.array(result.certified_radius, dtype=float)
+        error = np.array(result.error_bound, dtype=float)
+        stable = np.array(result.stability_certified, dtype=bool)
         radius[fixed] = cert["certified_radius"]
         error[fixed] = cert["error_bound"]
         stable[fixed] = cert["stability_certified"]
@@ -93,7 +93,7 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
 
 def _merge_complete(dynamics, result: FixedPoints, form, max_boxes: int, info) -> FixedPoints:
     t0 = _time.perf_counter()
-    sol = solve_reduced(form, max_boxes=max_boxes)
+    sol = solve_reduced(form, max_boxes=box_budget(form.n_states, max_boxes))
     info["complete_search"] = dict(sol.info, seconds=_time.perf_counter() - t0,
                                    unresolved=int(len(sol.unresolved)))
     roots = form.states(sol.kappa)

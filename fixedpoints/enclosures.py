@@ -25,7 +25,7 @@ Derivative bounds used: ``tanh' = 1 − tanh² ∈ [0, 1]``, ``σ' = σ(1 − σ
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class Enclosure:
     time: str = "discrete"
     n_states: int = 0
     #: low-rank factors (L, R) of the recurrence when the spectrum reduces to K×K, else None
-    factors = None
+    factors: Optional[Tuple[np.ndarray, np.ndarray]] = None
     #: α of a leaky rate network (discrete map eigenvalues are 1 − α + α μ), else None
     alpha: Optional[float] = None
 
@@ -99,7 +99,8 @@ class RateEnclosure(Enclosure):
     """
 
     def __init__(self, bias, *, weight=None, left=None, right=None, alpha: float = 1.0,
-                 time: str = "discrete", nonlinearity: str = "tanh", drive: Interval = None):
+                 time: str = "discrete", nonlinearity: str = "tanh",
+                 drive: Optional[Interval] = None):
         if (weight is None) == (left is None or right is None):
             raise ValueError("pass either weight (n, n) or both left (n, K) and right (K, n)")
         if nonlinearity not in ("tanh", "relu"):
@@ -110,20 +111,22 @@ class RateEnclosure(Enclosure):
         self.bias = np.asarray(bias, dtype=float).reshape(-1)
         self.drive = drive if drive is not None else point(self.bias)
         self.time = time
-        self.alpha = float(alpha)
+        self.leak = float(alpha)
+        self.alpha = self.leak
         self.nonlinearity = nonlinearity
         self.n_states = int(self.bias.shape[0])
         if weight is not None:
             self.weight = np.asarray(weight, dtype=float)
             self.weight_interval = point(self.weight)
         else:
-            self.factors = (np.asarray(left, dtype=float), np.asarray(right, dtype=float))
-            self.weight_interval = imatmul(*self.factors)
+            left_f, right_f = np.asarray(left, dtype=float), np.asarray(right, dtype=float)
+            self.factors = (left_f, right_f)
+            self.weight_interval = imatmul(left_f, right_f)
             self.weight = 0.5 * self.weight_interval.lo + 0.5 * self.weight_interval.hi
 
     @property
     def scale(self) -> float:
-        return self.alpha if self.time == "discrete" else 1.0
+        return self.leak if self.time == "discrete" else 1.0
 
     def _pre(self, x: Interval) -> Interval:
         if self.factors is not None:

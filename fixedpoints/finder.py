@@ -134,7 +134,8 @@ class FinderOptions:
         About 60 n³ operations each; at most ``max(4, polish_budget / (240 n³))`` points are
         certified (stable ones first), the rest counted in ``info["not_certified_over_budget"]``.
     complete_budget : int
-        Boxes the exhaustive search may examine; what is left is reported as ``unresolved``.
+        Boxes the exhaustive search may examine (at most 5e6 / n_states of them); what is left
+        is reported as ``unresolved``.
     """
 
     max_iter: int = 0
@@ -161,7 +162,7 @@ class FinderOptions:
     throw: bool = False
     complete: Optional[bool] = None
     certify: bool = True
-    complete_budget: int = 200_000
+    complete_budget: int = 50_000
 
     def __post_init__(self):
         positive_ints = ("batch_size", "min_region_points", "patience", "complete_budget")

@@ -25,7 +25,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .certify import exclusion_radius, reduced_exclusion_radius
-from .lowrank import MAX_RANK, LowRankForm, low_rank_form, solve_reduced
+from .lowrank import MAX_RANK, LowRankForm, box_budget, low_rank_form, solve_reduced
 
 __all__ = ["certify_ghosts", "kappa_speed_minimum", "lift"]
 
@@ -137,7 +137,7 @@ def certify_ghosts(dynamics, ghosts, fixed_points=None, *, scale: Optional[float
     if form is not None and form.rank <= MAX_RANK:
         reduced = _known_roots_distance(form, ghosts.x, fixed_points)
         if reduced is None:
-            sol = solve_reduced(form)
+            sol = solve_reduced(form, max_boxes=box_budget(form.n_states))
             boxes = np.concatenate([sol.enclosure, sol.unresolved])
             reduced = reduced_exclusion_radius(form, ghosts.x, boxes)
         radius = np.maximum(radius, np.minimum(reduced, np.finfo(float).max))

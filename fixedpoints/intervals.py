@@ -56,12 +56,18 @@ def down(x: Array) -> Array:
     ``x`` (and η covers 0 and subnormals), so the rounded difference is below ``x`` by at least
     one unit whatever the rounding of the subtraction; ~3x cheaper than ``numpy.nextafter``.
     """
-    return x - (np.abs(x) * _TWO_ULP + _ETA)
+    step = np.abs(x)
+    step *= _TWO_ULP
+    step += _ETA
+    return np.subtract(x, step, out=step)
 
 
 def up(x: Array) -> Array:
     """A float at least one unit in the last place above ``x`` (see :func:`down`)."""
-    return x + (np.abs(x) * _TWO_ULP + _ETA)
+    step = np.abs(x)
+    step *= _TWO_ULP
+    step += _ETA
+    return np.add(x, step, out=step)
 
 
 class Interval:
@@ -247,14 +253,12 @@ def scaled_rows(terms, diagonal=None) -> Interval:
     -------
     Interval of shape (b, n, m)
     """
-    center = radius = magnitude = None
+    parts = []
     for s, w in terms:
         sm, sr = s.mid_rad()
         c = sm[..., None] * w
-        r = sr[..., None] * np.abs(w)
-        center = c if center is None else center + c
-        radius = r if radius is None else radius + r
-        magnitude = np.abs(c) if magnitude is None else magnitude + np.abs(c)
+        parts.append((c, sr[..., None] * np.abs(w), np.abs(c)))
+    center, radius, magnitude = (sum(p[k] for p in parts[1:]) + parts[0][k] for k in range(3))
     if diagonal is not None:
         dm, dr = diagonal.mid_rad()
         idx = np.arange(dm.shape[-1])

@@ -31,13 +31,14 @@ saddle-node itself, at the bifurcation) can never be certified and stays unresol
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 
 from .intervals import Interval, down, gamma, imatmul, point, tanh_slope, up
 
 __all__ = ["LowRankForm", "ReducedSolution", "solve_reduced", "low_rank_form", "coalesce",
+           "box_budget",
            "MAX_RANK"]
 
 #: Largest rank the exhaustive search is run for by default.
@@ -141,21 +142,35 @@ class LowRankForm:
         return Interval(-s, s)
 
     # ------------------------------------------------------------------ enclosures
-    def enclose(self, kappa: Interval) -> Tuple[Interval, Interval]:
+    def enclose(self, kappa: Interval, only_alive: bool = False):
         """Enclosures of ``G`` and of ``G'`` over boxes ``kappa`` of shape (b, K).
+
+        Parameters
+        ----------
+        kappa : Interval of shape (b, K)
+        only_alive : bool
+            Compute ``G'`` only over the boxes whose enclosure of G holds 0, and return their
+            mask too (the others hold no root).
 
         Returns
         -------
         g : Interval of shape (b, K)
-        jac : Interval of shape (b, K, K)
+        jac : Interval of shape (b, K, K)  (of the alive boxes with ``only_alive``)
+        alive : ndarray of shape (b,), bool  (only with ``only_alive``)
         """
         pre = _affine(self.left, kappa, self.bias)
         t = pre.tanh()
         g = kappa - _rows(imatmul(self.right, _cols(t)))
+        alive = None
+        if only_alive:
+            alive = g.contains_zero().all(1)
+            t = t[alive]
         d = tanh_slope(t)
         # R diag(d) L over each box, mid-radius with the 3-factor rounding bound
         jac = Interval(*scaled_gram(self.right, d, self.left))
         eye = np.eye(self.rank)
+        if only_alive:
+            return g, eye - jac, alive
         return g, eye - jac
 
     def residual_enclosure(self, kappa: np.ndarray) -> Interval:
@@ -257,8 +272,8 @@ def _newton(form: LowRankForm, kappa: np.ndarray, steps: int = 8) -> np.ndarray:
     return kappa
 
 
-def solve_reduced(form: LowRankForm, *, max_boxes: int = 200_000, batch: int = 4096,
-                  min_width: float = 1e-13, tighten: int = 60) -> ReducedSolution:
+def solve_reduced(form: LowRankForm, *, max_boxes: int = 50_000, batch: int = 4096,
+                  min_width: float = 1e-10, tighten: int = 60) -> ReducedSolution:
     """Every root of ``G(κ) = κ − R tanh(c + L κ)`` by interval branch-and-bound.
 
     Parameters
@@ -294,10 +309,9 @@ def solve_reduced(form: LowRankForm, *, max_boxes: int = 200_000, batch: int = 4
         todo_lo, todo_hi = todo_lo[take:], todo_hi[take:]
         counters["boxes"] += take
         counters["rounds"] += 1
-        g, jac = form.enclose(x)
-        alive = g.contains_zero().all(1)
+        g, jac, alive = form.enclose(x, only_alive=True)
         counters["excluded"] += int((~alive).sum())
-        x, jac = x[alive], jac[alive]
+        x = x[alive]
         if len(x.lo) == 0:
             continue
         centre = np.clip(0.5 * x.lo + 0.5 * x.hi, x.lo, x.hi)
@@ -314,7 +328,10 @@ def solve_reduced(form: LowRankForm, *, max_boxes: int = 200_000, batch: int = 4
         y = x[rest].intersect(kx[rest])
         # inflation around a Newton iterate for small inconclusive boxes (root near a face)
         scale = 1.0 + np.abs(y.lo) + np.abs(y.hi)
-        small = (y.width <= 1e-3 * (root_box.width + 1e-300)).all(1)
+        # ... only where K(X) is already much narrower than X (a contraction: a simple root
+        # poking out of a face; at a degenerate root K(X) is wide and Newton would not help)
+        contracting = (kx.width[rest] <= 0.5 * x.width[rest]).all(1)
+        small = contracting & (y.width <= 1e-3 * (root_box.width + 1e-300)).all(1)
         resolved = np.zeros(len(y.lo), dtype=bool)
         if small.any():
             ys = y[small]
@@ -368,6 +385,16 @@ def solve_reduced(form: LowRankForm, *, max_boxes: int = 200_000, batch: int = 4
                            complete=len(unres) == 0, info=counters)
 
 
+def box_budget(n_states: int, max_boxes: int = 50_000) -> int:
+    """Boxes the exhaustive search may examine for a network of ``n_states`` units.
+
+    A box costs about 100 n operations: at most ``5e6 / n`` boxes (about a second), whatever
+    ``max_boxes`` says. A continuum of fixed points (a ring or line attractor) spends all of
+    it and is returned unresolved.
+    """
+    return int(min(max_boxes, max(5e6 / max(int(n_states), 1), 2000)))
+
+
 #: Cells per side of the first subdivision (one vectorized round instead of ~6 bisections).
 _GRID = {1: 64, 2: 16, 3: 6}
 
@@ -417,7 +444,8 @@ def coalesce(boxes: np.ndarray, max_pairs: int = 2_000_000) -> np.ndarray:
 
 def _merge(z: np.ndarray, e: np.ndarray):
     """One certificate per root (module docstring). Returns (z, e, ambiguous boxes)."""
-    keep, ambiguous = [], []
+    keep: list = []
+    ambiguous: list = []
     for i in range(len(z)):
         same = False
         for j in keep:

@@ -192,14 +192,15 @@ class FixedPoints(PointArrays):
     @property
     def n_certified(self) -> int:
         """Number of points with a certificate (a finite ``certified_radius``)."""
-        return int(np.isfinite(self.certified_radius).sum())
+        return int(np.isfinite(np.asarray(self.certified_radius)).sum())
 
     def certification_text(self) -> str:
         """One line for reports, e.g. ``"complete (certified): 9/9 fixed points certified, 9
         stability verdicts proved"``."""
         n_fixed = int(np.sum(self.kind != "slow"))
         return (f"{self.provenance()}: {self.n_certified}/{n_fixed} fixed points certified, "
-                f"{int(np.sum(self.stability_certified))} stability verdicts proved")
+                f"{int(np.sum(np.asarray(self.stability_certified)))} stability verdicts "
+                f"proved")
 
     def provenance(self) -> str:
         """``"complete (certified)"`` or ``"found from N starts"``, for reports."""
@@ -247,6 +248,8 @@ class FixedPoints(PointArrays):
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready description (per-point lists plus metadata)."""
+        radius, error = np.asarray(self.certified_radius), np.asarray(self.error_bound)
+        stable = np.asarray(self.stability_certified)
         return {
             "time": self.time,
             "status": self.status.name,
@@ -259,9 +262,9 @@ class FixedPoints(PointArrays):
                  "n_unstable": int(self.n_unstable[i]),
                  "eigvals_real": np.real(self.eigvals[i]).tolist(),
                  "eigvals_imag": np.imag(self.eigvals[i]).tolist(),
-                 "certified_radius": _finite_or_none(self.certified_radius[i]),
-                 "error_bound": _finite_or_none(self.error_bound[i]),
-                 "stability_certified": bool(self.stability_certified[i])}
+                 "certified_radius": _finite_or_none(radius[i]),
+                 "error_bound": _finite_or_none(error[i]),
+                 "stability_certified": bool(stable[i])}
                 for i in range(len(self))
             ],
             "complete": bool(self.complete),

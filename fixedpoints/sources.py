@@ -46,6 +46,8 @@ def _torch_sources(dyn, module: nn.Module) -> None:
              else ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"))
     w_ih, w_hh, b_ih, b_hh = (None if getattr(module, k, None) is None
                               else _np(getattr(module, k)) for k in names)
+    if w_hh is None:
+        return
     n = w_hh.shape[1]
     if isinstance(module, (nn.GRU, nn.GRUCell)):
         dyn.enclosure_source = lambda u: GRUEnclosure(w_ih, w_hh, b_ih, b_hh, u)
@@ -75,9 +77,10 @@ def _torch_sources(dyn, module: nn.Module) -> None:
 def _module_sources(dyn, clone: nn.Module, time: str) -> None:
     n_inputs = dyn.n_inputs
     alpha = float(getattr(clone, "alpha", 1.0)) if time == "discrete" else 1.0
-    if callable(getattr(clone, "low_rank_form", None)):
+    method = getattr(clone, "low_rank_form", None)
+    if callable(method):
         def low_rank_source(u) -> Optional[LowRankForm]:
-            form = clone.low_rank_form(_model_input(u, n_inputs, clone))
+            form = method(_model_input(u, n_inputs, clone))
             return None if form is None else LowRankForm.from_dict(form)
         dyn.low_rank_source = low_rank_source
     has_rate = callable(getattr(clone, "rate_form", None))
@@ -88,7 +91,7 @@ def _module_sources(dyn, clone: nn.Module, time: str) -> None:
             return RateEnclosure(form.bias, left=form.left, right=form.right, alpha=alpha,
                                  time=time)
         if has_rate:
-            rate = clone.rate_form(_model_input(u, n_inputs, clone))
+            rate = getattr(clone, "rate_form")(_model_input(u, n_inputs, clone))
             if rate.get("nonlinearity", "tanh") not in ("tanh", "relu"):
                 return None
             return RateEnclosure(_np(rate["bias"]), weight=_np(rate["weight"]),
