@@ -32,6 +32,9 @@ _EXPORTS = {
     # execution, projection and report (plots in analysis.plotting, the CLI in analysis.cli)
     "run_tasks": "execution", "Projection": "projection", "ProjectionFitter": "projection",
     "latent_basis": "projection", "PortraitOptions": "report", "write_report": "report",
+    # hostile and unlucky runs: memory estimates, the OUT lock, result files as data
+    "estimate_cost": "resources", "check_cost": "resources", "ResourceLimits": "resources",
+    "TooLarge": "resources", "OutLock": "outdir", "ResultFileError": "decoding",
 }
 
 __all__ = list(_EXPORTS)
