@@ -33,6 +33,9 @@ _EXPORTS = {
     "run_tasks": "execution", "Projection": "projection", "ProjectionFitter": "projection",
     "latent_basis": "projection", "PortraitOptions": "portraits", "write_report": "report",
     "ModelSource": "sources",
+    # hostile and unlucky runs: memory estimates, the OUT lock, result files as data
+    "estimate_cost": "resources", "check_cost": "resources", "ResourceLimits": "resources",
+    "TooLarge": "resources", "OutLock": "outdir", "ResultFileError": "decoding",
 }
 
 __all__ = list(_EXPORTS)

@@ -4,9 +4,10 @@ The per-epoch analysis (:func:`analysis.analyze_checkpoint`) holds about one ``n
 per start of its search at the peak and solves ``n × n`` systems, so its memory grows as
 ``starts · n²`` and its time as ``starts · n²`` to ``starts · n³``: a 5000-unit GRU with the
 default 128 starts (256 with the segment seeds) wants about 50 GB and most of an hour.
-:func:`estimate_cost` gives the figures (constants calibrated with ``bench/resources.py``); :func:`check_cost` refuses a model whose estimate exceeds the memory
-this process may use, with one line naming the option that allows it anyway (``--max-states``,
-``max_states=``), and logs a warning when it will be slow.
+:func:`estimate_cost` gives the figures (constants calibrated with ``bench/resources.py``);
+:func:`check_cost` refuses a model whose estimate exceeds the memory this process may use, with
+one line naming the option that allows it anyway (``--max-states``, ``max_states=``), and logs a
+warning when it will be slow.
 """
 from __future__ import annotations
 
