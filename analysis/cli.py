@@ -20,19 +20,19 @@ import os
 # before torch is imported (the command imports it lazily, below).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import errno  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Dict, Optional, Sequence, Tuple  # noqa: E402
+import argparse
+import errno
+import json
+import logging
+import math
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 __all__ = ["main", "build_parser", "UsageError", "DEMO_TRAINING"]
 
@@ -677,8 +677,9 @@ def _analysis_summary(analysis, reused: int, seconds: float) -> str:
     events = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())) or "none"
     transients = getattr(analysis, "transients", ())
     if transients:
-        events += f" ({len(transients)} transient ghost{'s' if len(transients) != 1 else ''} " \
-                  f"seen at one checkpoint only, not counted)"
+        plural = "s" if len(transients) != 1 else ""
+        events += (f" ({len(transients)} transient ghost{plural} seen at one checkpoint only, "
+                   f"not counted)")
     last = analysis.results[-1]
     from .epoch import counts_text
     from .restructuring import describe_restructuring

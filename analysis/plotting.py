@@ -126,7 +126,8 @@ _TIMELINE: Dict[str, Any] = dict(figsize=(8.0, 6.6), top=(0.17, 0.63, 0.79, 0.32
                                  middle=(0.17, 0.39, 0.79, 0.21), bottom=(0.17, 0.08, 0.79, 0.28))
 #: The same with the restructuring rate under the loss.
 _TIMELINE_RATE: Dict[str, Any] = dict(figsize=(8.0, 8.2), top=(0.17, 0.72, 0.79, 0.24),
-                                      rate=(0.17, 0.53, 0.79, 0.16), middle=(0.17, 0.31, 0.79, 0.19),
+                                      rate=(0.17, 0.53, 0.79, 0.16),
+                                      middle=(0.17, 0.31, 0.79, 0.19),
                                       bottom=(0.17, 0.06, 0.79, 0.22))
 _EPISODE_COLOR = "#f4a261"
 

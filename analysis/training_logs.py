@@ -305,7 +305,7 @@ def _read_tensorboard(p: Path, column: Optional[str]):
     accumulator = EventAccumulator(str(p), size_guidance={"scalars": 0})
     try:
         accumulator.Reload()
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+    except Exception as exc:
         raise ValueError(f"{p} cannot be read as a TensorBoard event file "
                          f"({type(exc).__name__}: {exc}); pass another log with --log") from exc
     tags = list(accumulator.Tags().get("scalars", []))

@@ -30,13 +30,13 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import collections
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # bench/fixedpoints.py would shadow the package: drop this folder from the path; the checkout

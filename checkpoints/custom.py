@@ -78,7 +78,7 @@ def _candidates(state_dict: Dict[str, torch.Tensor]) -> Tuple[List[int], List[in
     for n in square + other:
         if n > 0 and n not in states:
             states.append(n)
-    inputs = [0] + [n for n in states]
+    inputs = [0, *states]
     return states, inputs
 
 

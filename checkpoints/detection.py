@@ -137,7 +137,7 @@ _FAMILY_KEYS = {
 _FAMILY_OF = {"leaky_rnn": "leaky", "low_rank_rnn": "leaky", "paper_rnn": "leaky",
               "paper_low_rank_rnn": "leaky", "xform_rnn": "xform_rnn",
               "rank_one_rnn": "rank_one_rnn", "plrnn": "plrnn",
-              **{cell: "torch" for cell in TORCH_CELLS}}
+              **dict.fromkeys(TORCH_CELLS, "torch")}
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,8 @@ def _shape(state_dict, key, ndim, path) -> Tuple[int, ...]:
     tensor = state_dict[key]
     if tensor.dim() != ndim:
         raise CheckpointError(path, f"key {key!r} has shape {tuple(tensor.shape)}, expected a "
-                              f"{ndim}-D tensor", "check the file holds the model you think it does")
+                              f"{ndim}-D tensor",
+                              "check the file holds the model you think it does")
     return tuple(int(s) for s in tensor.shape)
 
 
@@ -281,8 +282,10 @@ def detect_architecture(state_dict: Mapping[str, torch.Tensor], architecture: Op
                 or (family == "torch" and c.architecture == "torch")]
         if not same:
             seen = [f"{c.architecture} at {c.prefix!r}" for c in found]
+            listed = ("found " + ", ".join(seen) if seen
+                      else "keys seen: " + _key_list(state_dict))
             raise CheckpointError(path, f"architecture {architecture!r} was requested but its keys "
-                                  f"are not in the file ({'found ' + ', '.join(seen) if seen else 'keys seen: ' + _key_list(state_dict)})",
+                                  f"are not in the file ({listed})",
                                   f"check the architecture name; {architecture} needs keys like "
                                   f"{_expected_keys(architecture)}")
         found = same
@@ -399,7 +402,8 @@ def _find_readout(state_dict, rnn: RecurrentModuleKeys) -> Optional[Tuple[str, O
     """The linear readout next to a torch RNN: ``readout_layer`` or the only fitting Linear."""
     parent = _parent(rnn.prefix)
     own = f"{parent}readout_layer.weight"
-    if own in state_dict and state_dict[own].dim() == 2 and state_dict[own].shape[1] == rnn.hidden_size:
+    if (own in state_dict and state_dict[own].dim() == 2
+            and state_dict[own].shape[1] == rnn.hidden_size):
         bias = f"{parent}readout_layer.bias"
         return own, bias if bias in state_dict else None
     fits = []

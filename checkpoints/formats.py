@@ -111,12 +111,12 @@ def _allowed_globals() -> set:
     try:
         from torch._weights_only_unpickler import _get_allowed_globals
         allowed = set(_get_allowed_globals())
-    except Exception:  # pragma: no cover - private torch API moved
+    except Exception:  # noqa: BLE001 - private torch API; any failure: it moved  # pragma: no cover
         allowed = set()
     try:
         allowed |= {f"{g.__module__}.{g.__qualname__}" for g in
                     torch.serialization.get_safe_globals() if hasattr(g, "__qualname__")}
-    except Exception:  # pragma: no cover
+    except Exception:  # noqa: BLE001 - older torch without the list  # pragma: no cover
         pass
     return allowed
 
@@ -129,7 +129,7 @@ def _pickle_streams(path: str) -> List[bytes]:
                 return [archive.read(n) for n in archive.namelist() if n.endswith("data.pkl")]
         with open(path, "rb") as handle:
             return [handle.read()]
-    except Exception:  # a zip too broken to list: no pickle to inspect
+    except Exception:  # noqa: BLE001 - a zip too broken to list: no pickle to inspect
         return []
 
 
@@ -165,7 +165,7 @@ def _scan_globals(streams: List[bytes], allowed: set) -> List[str]:
                     if name not in allowed and not name.startswith("torch._utils._rebuild") \
                             and name not in found:
                         found.append(name)
-            except Exception:
+            except Exception:  # noqa: BLE001 - bytes past the last pickle: stop
                 break
             if stream.tell() == start:
                 break

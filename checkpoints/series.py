@@ -453,7 +453,8 @@ def _check_duplicates(entries: Sequence[SeriesEntry], directory: Optional[str]) 
             continue
         key = (entry.epoch, entry.step)
         if key in seen:
-            what = f"epoch {entry.epoch}" + (f", step {entry.step}" if entry.step is not None else "")
+            step = f", step {entry.step}" if entry.step is not None else ""
+            what = f"epoch {entry.epoch}{step}"
             raise CheckpointError(directory or entry.path,
                                   f"duplicate {what}: {seen[key].name} and {entry.name}",
                                   "keep one of them, or pass pattern= to select one family of "

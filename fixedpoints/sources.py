@@ -91,7 +91,7 @@ def _module_sources(dyn, clone: nn.Module, time: str) -> None:
             return RateEnclosure(form.bias, left=form.left, right=form.right, alpha=alpha,
                                  time=time)
         if has_rate:
-            rate = getattr(clone, "rate_form")(_model_input(u, n_inputs, clone))
+            rate = clone.rate_form(_model_input(u, n_inputs, clone))
             if rate.get("nonlinearity", "tanh") not in ("tanh", "relu"):
                 return None
             return RateEnclosure(_np(rate["bias"]), weight=_np(rate["weight"]),

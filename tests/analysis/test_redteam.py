@@ -313,7 +313,7 @@ def test_a_run_with_other_settings_retires_the_old_summary_first(tmp_path):
     _synthetic(out)
     assert (out / "summary.json").is_file()
     series = [(0, systems.tanh_map(2.0, 0.40)), (1, "not a model")]
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match="not a model|cannot analyze"):
         analyze_series(series, out=out, n_initial=48, strict=True)  # stops after epoch 0
     assert not (out / "summary.json").exists() and not (out / "events.csv").exists()
     from analysis import SeriesAnalysis
@@ -387,8 +387,9 @@ def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
 def test_a_second_run_on_a_locked_out_is_refused(ckpts, tmp_path, capsys):
     out = tmp_path / "o"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from analysis.outdir import OutLock\n"
-         f"with OutLock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", ("import sys, time; from analysis.outdir import OutLock\n"
+                                f"with OutLock({str(out)!r}):\n"
+                                "    print('held', flush=True); time.sleep(60)")],
         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -64,11 +64,13 @@ def test_closed_form_derivatives_equal_autograd():
         for name in ("step", "velocity"):
             fn = getattr(model, name)
             jac = torch.stack([torch.autograd.functional.jacobian(
-                lambda xi: fn(xi[None], u[b:b + 1])[0], x[b]) for b in range(4)])
+                lambda xi, fn=fn, b=b, u=u: fn(xi[None], u[b:b + 1])[0], x[b]) for b in range(4)])
             closed = getattr(model, f"{name}_jacobian")(x, u)
             torch.testing.assert_close(closed, jac, rtol=0, atol=1e-12)
             hess = torch.stack([torch.autograd.functional.hessian(
-                lambda xi: (w[b] * fn(xi[None], u[b:b + 1])[0]).sum(), x[b]) for b in range(4)])
+                lambda xi, fn=fn, b=b, u=u, w=w: (w[b] * fn(xi[None], u[b:b + 1])[0]).sum(),
+                x[b])
+                for b in range(4)])
             torch.testing.assert_close(getattr(model, f"{name}_curvature")(x, u, w), hess,
                                        rtol=0, atol=1e-12)
 
