@@ -26,12 +26,13 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fixedpoints.finder import FinderOptions
 from fixedpoints.serialization import json_text, to_json, write_text
 
 from .epoch import EpochAnalysis, EpochSettings, analyze_checkpoint, make_settings
@@ -352,8 +353,10 @@ def _localize_task(source_before: ModelSource, source_after: ModelSource, event,
 
         def system_at(alpha):
             return dynamics_of(interpolate_modules(model_a, model_b, alpha))
-    return localize_event(event, system_at, before=before, after=after,
-                          finder_options=settings.finder)
+    default = FinderOptions()
+    changed = {f.name: getattr(settings.finder, f.name) for f in fields(FinderOptions)
+               if getattr(settings.finder, f.name) != getattr(default, f.name)}
+    return localize_event(event, system_at, before=before, after=after, finder_options=changed)
 
 
 def _run(func, args_list, jobs, scheduler, progress, desc):
@@ -459,7 +462,8 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
     settings : EpochSettings, optional
     **options
         Fields of :class:`EpochSettings` (``n_initial=512``, ``input=(0, 0, 0)``,
-        ``drive=inputs``, ``finder={...}``, ``ghosts=False`` ...).
+        ``drive=inputs``, ``finder=FinderOptions(...)`` or ``{...}``, ``ghosts=False`` ...),
+        built with :func:`analysis.epoch.make_settings`.
 
     Returns
     -------

@@ -549,7 +549,7 @@ def _cmd_analyze(args) -> int:
         report = write_report(analysis, out, models=series, jobs=args.jobs,
                               scheduler=args.scheduler, progress=progress, force=args.force,
                               device=args.device,
-                              options=PortraitOptions(projection=args.projection),
+                              options=PortraitOptions.make(projection=args.projection),
                               title=f"ghostscope: {Path(args.dir).name or args.dir}",
                               source=str(Path(args.dir).resolve()))
     seconds = time.perf_counter() - started
