@@ -28,7 +28,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -128,7 +128,7 @@ class SeriesAnalysis:
     def __len__(self) -> int:
         return len(self.results)
 
-    def __getitem__(self, i) -> EpochAnalysis:
+    def __getitem__(self, i: int) -> EpochAnalysis:
         return self.results[i]
 
     def __repr__(self) -> str:
@@ -179,7 +179,7 @@ class SeriesAnalysis:
         })
 
     # ---------------------------------------------------------------- persistence
-    def to_dir(self, out) -> Path:
+    def to_dir(self, out: Union[str, os.PathLike]) -> Path:
         """Write ``summary.json``, ``events.csv``, ``events.json``, ``tracks.json`` and
         ``epochs/epoch_XXXX.{json,npz}`` to ``out`` (each file written, then renamed).
 
@@ -201,7 +201,7 @@ class SeriesAnalysis:
         return out
 
     @classmethod
-    def from_dir(cls, out) -> "SeriesAnalysis":
+    def from_dir(cls, out: Union[str, os.PathLike]) -> "SeriesAnalysis":
         """Read a directory written by :meth:`to_dir` (tracks are rebuilt from the epochs)."""
         out = Path(out)
         summary_path = out / "summary.json"
@@ -408,13 +408,15 @@ def _read_log(log, log_column, directory) -> Optional[LossCurve]:
     return None
 
 
-def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
-                   device: str = "cpu", progress: bool = False, strict: bool = False,
-                   out=None, force: bool = False, log=None, log_column: Optional[str] = None,
-                   drop=None, events=None, localize: bool = False,
-                   interpolate: Optional[Callable] = None,
+def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
+                   scheduler: Any = None, device: str = "cpu", progress: bool = False,
+                   strict: bool = False, out: Union[str, os.PathLike, None] = None,
+                   force: bool = False, log: Any = None, log_column: Optional[str] = None,
+                   drop: Union[DropOptions, Dict[str, Any], None] = None,
+                   events: Union[EventOptions, Dict[str, Any], None] = None,
+                   localize: bool = False, interpolate: Optional[Callable] = None,
                    load_options: Optional[Dict[str, Any]] = None,
-                   settings: Optional[EpochSettings] = None, **options) -> SeriesAnalysis:
+                   settings: Optional[EpochSettings] = None, **options: Any) -> SeriesAnalysis:
     """Analyze every checkpoint of a series and track restructuring across epochs.
 
     Parameters
@@ -500,7 +502,7 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
     for item in items:
         stem = None if out_dir is None else out_dir / "epochs" / epoch_file_stem(item.epoch)
         meta = None if (stem is None or force) else _read_meta(stem)
-        if (meta is not None and meta.get("settings_hash") == settings_hash
+        if (stem is not None and meta is not None and meta.get("settings_hash") == settings_hash
                 and meta.get("source") == item.label):
             try:
                 r = EpochAnalysis.load(stem)

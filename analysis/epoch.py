@@ -18,9 +18,10 @@ import os
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fixedpoints.serialization import atomic_write, json_float_field, json_text, to_json, \
     write_text
@@ -33,9 +34,9 @@ from .sources import as_dynamics
 from .topology import TopologyOptions
 
 if TYPE_CHECKING:
-    from fixedpoints import FixedPoints, Ghosts
+    from fixedpoints import Dynamics, FixedPoints, Ghosts
 
-    from .topology import Topology
+    from .topology import Signature, Topology
 
 __all__ = ["EpochSettings", "EpochAnalysis", "analyze_checkpoint", "analyze_dynamics",
            "make_settings", "initial_states_for", "counts_text"]
@@ -298,7 +299,7 @@ class EpochAnalysis:
     info: Dict[str, Any] = field(default_factory=dict)
 
     @property
-    def signature(self):
+    def signature(self) -> Optional["Signature"]:
         """The topology's :class:`~analysis.topology.Signature` (None without a topology)."""
         return None if self.topology is None else self.topology.signature()
 
@@ -333,7 +334,7 @@ class EpochAnalysis:
                 f"ghosts={self.counts()['ghost']}, loss={self.loss:.4g})")
 
     # -------------------------------------------------------------- persistence
-    def save(self, path) -> Path:
+    def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write ``<path>.json`` + ``<path>.npz`` (each written to a temporary name, then renamed).
 
         Returns the stem (path without suffix).
@@ -367,7 +368,7 @@ class EpochAnalysis:
         return stem
 
     @classmethod
-    def load(cls, path) -> "EpochAnalysis":
+    def load(cls, path: Union[str, os.PathLike]) -> "EpochAnalysis":
         """Read what :meth:`save` wrote (``path``, ``path.json`` or ``path.npz``)."""
         from fixedpoints.results import FixedPoints
 
@@ -513,7 +514,8 @@ def _sampled_states(dynamics, settings: EpochSettings, module=None) -> np.ndarra
                                  seed=settings.seed)
 
 
-def initial_states_for(dynamics, settings: EpochSettings, module=None) -> np.ndarray:
+def initial_states_for(dynamics: Dynamics, settings: EpochSettings,
+                       module: Any = None) -> NDArray:
     """Initial states for the fixed-point search, sampled from the system's own trajectories.
 
     With ``settings.drive``, trajectories are driven by those inputs; otherwise they run
@@ -612,8 +614,9 @@ def _away_from_fixed_points(states: np.ndarray, fixed_points, rtol: float = 0.02
     return states[np.sort(deduplicate(states, np.zeros(len(states)), 0.05 * scale))]
 
 
-def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
-                     loss: float = math.nan, source: str = "", module=None) -> EpochAnalysis:
+def analyze_dynamics(dynamics: Dynamics, settings: EpochSettings, *, epoch: int = 0,
+                     loss: float = math.nan, source: str = "",
+                     module: Any = None) -> EpochAnalysis:
     """Analyze one :class:`fixedpoints.Dynamics` (the core of :func:`analyze_checkpoint`)."""
     import warnings
 
@@ -650,10 +653,10 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
                          seconds=_time.perf_counter() - started, info=info)
 
 
-def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math.nan,
+def analyze_checkpoint(model: Any, *, epoch: Optional[int] = None, loss: float = math.nan,
                        settings: Optional[EpochSettings] = None, device: str = "cpu",
                        load_options: Optional[Dict[str, Any]] = None,
-                       **options) -> EpochAnalysis:
+                       **options: Any) -> EpochAnalysis:
     """Analyze one model: fixed points, ghosts, topology.
 
     Parameters

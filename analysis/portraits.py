@@ -344,8 +344,8 @@ def render_portrait(job: RenderJob) -> Dict[str, Any]:
     return {"epoch": job.ctx.result.epoch, "png": str(path), "reused": False}
 
 
-def grid_trajectories(dynamics, projection: Projection, basis, n_steps: int,
-                       per_axis: int = 5) -> np.ndarray:
+def grid_trajectories(dynamics: Dynamics, projection: Projection, basis: Optional[NDArray],
+                       n_steps: int, per_axis: int = 5) -> NDArray:
     """Trajectories from a grid of starts spread over the plot.
 
     For exact projections (latent, identity) the starts are states with those coordinates;

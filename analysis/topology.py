@@ -34,10 +34,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from fixedpoints import Dynamics, FixedPoints, Ghosts
 
 __all__ = ["Topology", "Signature", "build_topology", "same_topology", "ATTRACTOR_KINDS",
            "SINK_NODES", "node_id", "parse_node_id", "TopologyOptions"]
@@ -200,11 +205,11 @@ class Topology:
         return int(len(self.node_id))
 
     @property
-    def graph(self):
+    def graph(self) -> "nx.DiGraph":
         """A ``networkx.DiGraph``: node attributes kind, index, x; edge attribute branches."""
         return self.to_graph(max_source_index=None)
 
-    def to_graph(self, max_source_index: Optional[int] = None):
+    def to_graph(self, max_source_index: Optional[int] = None) -> "nx.DiGraph":
         """The DiGraph, keeping only edges whose source has at most this index (None: all)."""
         import networkx as nx
 
@@ -303,7 +308,8 @@ def _unstable_directions(dynamics, x: np.ndarray) -> List[np.ndarray]:
     return [lin.unstable_directions(i) for i in range(len(x))]
 
 
-def build_topology(dynamics, fixed_points, ghosts=None, *, scale: Optional[float] = None,
+def build_topology(dynamics: Dynamics, fixed_points: FixedPoints, ghosts: Optional[Ghosts] = None,
+                   *, scale: Optional[float] = None,
                    eps: float = 1e-2, max_steps: int = 2000, reach: float = 0.05,
                    escape: float = 20.0, dt: Optional[float] = None,
                    check_every: int = 10, ghost_match: float = 0.05) -> Topology:
