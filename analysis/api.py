@@ -1,5 +1,4 @@
-"""The Python API: analyze a checkpoint series (the CLI calls only this module's functions and
-:func:`analysis.analyze_checkpoint`).
+"""The Python API: analyze a checkpoint series (what ``ghostscope analyze`` runs).
 
 Pipeline: every checkpoint is analyzed on its own (fixed points, ghosts, topology; in worker
 processes or on Dask through :func:`analysis.execution.run_tasks`, one model in memory per

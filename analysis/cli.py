@@ -9,8 +9,10 @@ Subcommands::
     ghostscope train TASK --out DIR [...]       train a built-in model and write checkpoints
 
 Exit status: 0 on success, 2 on bad usage, 1 on failure. Errors are one line naming the file
-and the fix (``-v`` adds the traceback). The per-checkpoint work goes through
-:func:`analysis.analyze_series` / :func:`analysis.analyze_checkpoint` only.
+and the fix (``-v`` adds the traceback). This module parses arguments and prints; the work is
+done by public functions only (:func:`analysis.analyze_series`, :func:`analysis.analyze_checkpoint`,
+:func:`analysis.write_report`, :func:`analysis.portraits.single_portrait`, ...): a test checks
+that it imports no private name from another module.
 """
 from __future__ import annotations
 
