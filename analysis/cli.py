@@ -401,7 +401,8 @@ def _preflight(series, settings: Dict[str, Any]) -> None:
     """Load the first checkpoints and bind the input, the drive and the time form, so that
     options that cannot fit the model fail once, now, instead of once per epoch."""
     from checkpoints import CheckpointError
-    from fixedpoints import from_module
+
+    from .sources import as_dynamics
 
     errors = []
     for index in range(min(3, len(series))):
@@ -411,7 +412,7 @@ def _preflight(series, settings: Dict[str, Any]) -> None:
             errors.append(error)
             continue
         try:
-            dynamics = from_module(checkpoint.model, input=settings.get("input"),
+            dynamics = as_dynamics(checkpoint.model, input=settings.get("input"),
                                    time=settings.get("time"))
         except ValueError as error:
             raise UsageError(f"{checkpoint.path}: {_one_line(error)} (check --input / --inputs "
