@@ -19,6 +19,7 @@ _EXPORTS = {
     # tracking API (analysis.api / analysis.epoch)
     "analyze_series": "api", "SeriesAnalysis": "api", "FailedEpoch": "api",
     "analyze_checkpoint": "epoch", "EpochAnalysis": "epoch", "EpochSettings": "epoch",
+    "make_settings": "epoch", "TopologyOptions": "topology",
     # restructuring (analysis.events / .topology / .matching / .localize / .learning)
     "RestructuringEvent": "events", "EventOptions": "events", "EVENT_KINDS": "events",
     "detect_events": "events",

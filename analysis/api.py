@@ -1,5 +1,4 @@
-"""The Python API: analyze a checkpoint series (the CLI calls only this module's functions and
-:func:`analysis.analyze_checkpoint`).
+"""The Python API: analyze a checkpoint series (what ``ghostscope analyze`` runs).
 
 Pipeline: every checkpoint is analyzed on its own (fixed points, ghosts, topology; in worker
 processes or on Dask through :func:`analysis.execution.run_tasks`, one model in memory per
@@ -26,12 +25,13 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from fixedpoints.finder import FinderOptions
 from fixedpoints.serialization import json_text, to_json, write_text
 
 from .epoch import EpochAnalysis, EpochSettings, analyze_checkpoint, make_settings
@@ -132,7 +132,7 @@ class SeriesAnalysis:
     def __len__(self) -> int:
         return len(self.results)
 
-    def __getitem__(self, i) -> EpochAnalysis:
+    def __getitem__(self, i: int) -> EpochAnalysis:
         return self.results[i]
 
     def __repr__(self) -> str:
@@ -194,7 +194,7 @@ class SeriesAnalysis:
         })
 
     # ---------------------------------------------------------------- persistence
-    def to_dir(self, out) -> Path:
+    def to_dir(self, out: Union[str, os.PathLike]) -> Path:
         """Write ``summary.json``, ``events.csv``, ``events.json``, ``tracks.json`` and
         ``epochs/epoch_XXXX.{json,npz}`` to ``out`` (each file written, then renamed).
 
@@ -216,7 +216,7 @@ class SeriesAnalysis:
         return out
 
     @classmethod
-    def from_dir(cls, out, *, mixed: str = "error") -> "SeriesAnalysis":
+    def from_dir(cls, out: Union[str, os.PathLike], *, mixed: str = "error") -> "SeriesAnalysis":
         """Read a directory written by :meth:`to_dir` (tracks are rebuilt from the epochs).
 
         Parameters
@@ -401,8 +401,10 @@ def _localize_task(source_before: ModelSource, source_after: ModelSource, event,
 
         def system_at(alpha):
             return dynamics_of(interpolate_modules(model_a, model_b, alpha))
-    return localize_event(event, system_at, before=before, after=after,
-                          finder_options=settings.finder)
+    default = FinderOptions()
+    changed = {f.name: getattr(settings.finder, f.name) for f in fields(FinderOptions)
+               if getattr(settings.finder, f.name) != getattr(default, f.name)}
+    return localize_event(event, system_at, before=before, after=after, finder_options=changed)
 
 
 def _run(func, args_list, jobs, scheduler, progress, desc):
@@ -461,15 +463,17 @@ def _read_log(log, log_column, directory, offset=None, also=()) -> Optional[Loss
 
 
 @locks_out
-def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
-                   device: str = "cpu", progress: bool = False, strict: bool = False,
-                   out=None, force: bool = False, log=None, log_column: Optional[str] = None,
+def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
+                   scheduler: Any = None, device: str = "cpu", progress: bool = False,
+                   strict: bool = False, out: Union[str, os.PathLike, None] = None,
+                   force: bool = False, log: Any = None, log_column: Optional[str] = None,
                    log_offset: Optional[float] = None,
-                   drop=None, events=None, localize: bool = False,
-                   interpolate: Optional[Callable] = None,
+                   drop: Union[DropOptions, Dict[str, Any], None] = None,
+                   events: Union[EventOptions, Dict[str, Any], None] = None,
+                   localize: bool = False, interpolate: Optional[Callable] = None,
                    load_options: Optional[Dict[str, Any]] = None,
                    settings: Optional[EpochSettings] = None,
-                   max_states: Optional[int] = None, **options) -> SeriesAnalysis:
+                   max_states: Optional[int] = None, **options: Any) -> SeriesAnalysis:
     """Analyze every checkpoint of a series and track restructuring across epochs.
 
     Parameters
@@ -525,7 +529,8 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
         (``TooLarge``, recorded in ``.failed``) before anything is allocated.
     **options
         Fields of :class:`EpochSettings` (``n_initial=512``, ``input=(0, 0, 0)``,
-        ``drive=inputs``, ``finder={...}``, ``ghosts=False`` ...).
+        ``drive=inputs``, ``finder=FinderOptions(...)`` or ``{...}``, ``ghosts=False`` ...),
+        built with :func:`analysis.epoch.make_settings`.
 
     Returns
     -------
@@ -573,7 +578,7 @@ def analyze_series(path_or_series, model=None, *, jobs: int = 1, scheduler=None,
             continue
         stem = None if out_dir is None else out_dir / "epochs" / epoch_file_stem(item.epoch)
         meta = None if (stem is None or force) else _read_meta(stem)
-        if (meta is not None and meta.get("settings_hash") == settings_hash
+        if (stem is not None and meta is not None and meta.get("settings_hash") == settings_hash
                 and meta.get("source") == item.label):
             try:
                 r = EpochAnalysis.load(stem)

@@ -9,8 +9,10 @@ Subcommands::
     ghostscope train TASK --out DIR [...]       train a built-in model and write checkpoints
 
 Exit status: 0 on success, 2 on bad usage, 1 on failure. Errors are one line naming the file
-and the fix (``-v`` adds the traceback). The per-checkpoint work goes through
-:func:`analysis.analyze_series` / :func:`analysis.analyze_checkpoint` only.
+and the fix (``-v`` adds the traceback). This module parses arguments and prints; the work is
+done by public functions only (:func:`analysis.analyze_series`, :func:`analysis.analyze_checkpoint`,
+:func:`analysis.write_report`, :func:`analysis.portraits.single_portrait`, ...): a test checks
+that it imports no private name from another module.
 """
 from __future__ import annotations
 
@@ -427,8 +429,8 @@ def _settings_options(args) -> Dict[str, Any]:
         options["seed"] = args.seed
     if getattr(args, "no_ghosts", False):
         options["ghosts"] = False
-    if getattr(args, "min_ghost_strength", None) is not None:
-        options["ghost_options"] = {"min_strength": args.min_ghost_strength}
+    elif getattr(args, "min_ghost_strength", None) is not None:
+        options["ghosts"] = {"min_strength": args.min_ghost_strength}
     _epoch_settings(options)  # bad values are bad usage (exit 2), named by their flags
     return options
 
@@ -499,7 +501,8 @@ def _preflight(series, settings: Dict[str, Any], args=None) -> None:
     """Load the first checkpoints and bind the input, the drive and the time form, so that
     options that cannot fit the model fail once, now, instead of once per epoch."""
     from checkpoints import CheckpointError
-    from fixedpoints import from_module
+
+    from .sources import as_dynamics
 
     errors = []
     for index in range(min(3, len(series))):
@@ -509,7 +512,7 @@ def _preflight(series, settings: Dict[str, Any], args=None) -> None:
             errors.append(error)
             continue
         try:
-            dynamics = from_module(checkpoint.model, input=settings.get("input"),
+            dynamics = as_dynamics(checkpoint.model, input=settings.get("input"),
                                    time=settings.get("time"))
         except ValueError as error:
             raise UsageError(f"{checkpoint.path}: {_one_line(error)} (check --input / --inputs "
@@ -653,7 +656,7 @@ def _cmd_analyze(args) -> int:
         report = write_report(analysis, out, models=series, jobs=args.jobs,
                               scheduler=args.scheduler, progress=progress, force=args.force,
                               device=args.device,
-                              options=PortraitOptions(projection=args.projection),
+                              options=PortraitOptions.make(projection=args.projection),
                               title=f"ghostscope: {Path(args.dir).name or args.dir}",
                               source=str(Path(args.dir).resolve()))
     seconds = time.perf_counter() - started

@@ -18,19 +18,25 @@ import os
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
+from numpy.typing import NDArray
 
 from fixedpoints.serialization import atomic_write, json_float_field, json_text, to_json, \
     write_text
 
+from fixedpoints.finder import FinderOptions
+from fixedpoints.ghosts import GhostOptions
+from fixedpoints.options import resolve_options
+
 from .sources import as_dynamics
+from .topology import TopologyOptions
 
 if TYPE_CHECKING:
-    from fixedpoints import FixedPoints, Ghosts
+    from fixedpoints import Dynamics, FixedPoints, Ghosts
 
-    from .topology import Topology
+    from .topology import Signature, Topology
 
 __all__ = ["EpochSettings", "EpochAnalysis", "analyze_checkpoint", "analyze_dynamics",
            "make_settings", "initial_states_for", "counts_text"]
@@ -87,26 +93,17 @@ class EpochSettings:
         ``n_initial`` drawn, whose spread depends on the seed), or that of the fixed points
         found when it is larger (states that all fall onto one attractor would otherwise shrink
         it).
-    finder : dict
-        Extra options for :func:`fixedpoints.find_fixed_points` (``FinderOptions`` fields).
-    ghosts : bool, default True
-        Detect ghosts with :func:`fixedpoints.ghosts.detect_ghosts` (skipped, with a log message,
-        when that module is unavailable).
-    ghost_options : dict
-        Extra options for ``detect_ghosts``.
-    ghost_starts : int, default 24
-        At most this many states start the ghost search (``detect_ghosts``'s ``max_starts``,
-        unless ``ghost_options`` sets it): the sampled states farther than 2% of the spread from
-        every fixed point, thinned to one per 5% of the spread. Each start costs a Newton
-        search with exact Hessians, the dominant cost of the per-epoch analysis.
-    topology : bool, default True
-        Integrate along unstable directions to connect saddles and ghosts to attractors.
-    topology_eps : float, default 1e-2
-        Offset along each unstable direction, relative to the spread.
-    topology_steps : int, default 2000
-        Step budget of each topology trajectory.
-    topology_reach : float, default 0.05
-        Relative distance at which a trajectory has reached an attractor.
+    finder : fixedpoints.FinderOptions
+        Options of :func:`fixedpoints.find_fixed_points`.
+    ghosts : fixedpoints.GhostOptions or None, default ``GhostOptions(max_starts=24)``
+        Options of :func:`fixedpoints.detect_ghosts`; None skips ghost detection. The search
+        starts from at most ``max_starts`` of the sampled states farther than 2% of the spread
+        from every fixed point, thinned to one per 5% of the spread: each start costs a Newton
+        search with exact Hessians, the dominant cost of the per-epoch analysis (hence 24 here
+        instead of the detector's own 64).
+    topology : analysis.topology.TopologyOptions or None, default ``TopologyOptions()``
+        How saddles and ghosts are connected to attractors (integration along unstable
+        directions); None skips the topology.
     segment_seeds : int, default 4
         Saddles lie between attractors, where sampled trajectories rarely linger: this many
         extra initial states are placed evenly on the segment between each distinct end state
@@ -135,21 +132,24 @@ class EpochSettings:
     drive: Optional[tuple] = None
     time: Optional[str] = None
     scale: Optional[float] = None
-    finder: Dict[str, Any] = field(default_factory=dict)
-    ghosts: bool = True
-    ghost_options: Dict[str, Any] = field(default_factory=dict)
-    ghost_starts: int = 24
-    topology: bool = True
-    topology_eps: float = 1e-2
-    topology_steps: int = 2000
-    topology_reach: float = 0.05
+    finder: FinderOptions = field(default_factory=FinderOptions)
+    ghosts: Optional[GhostOptions] = field(default_factory=lambda: GhostOptions(max_starts=24))
+    topology: Optional[TopologyOptions] = field(default_factory=TopologyOptions)
     segment_seeds: int = 4
     subspace_seeds: int = 32
     subspace_extend: float = 1.0
     continuation: bool = True
 
-    def __post_init__(self):
-        for name in ("n_initial", "n_steps", "n_trajectories", "topology_steps", "ghost_starts"):
+    def __post_init__(self) -> None:
+        for name, kind, optional in (("finder", FinderOptions, False),
+                                     ("ghosts", GhostOptions, True),
+                                     ("topology", TopologyOptions, True)):
+            value = getattr(self, name)
+            if not (isinstance(value, kind) or (optional and value is None)):
+                raise ValueError(f"{name}={value!r} is invalid; pass a {kind.__name__}"
+                                 + (" or None (off)" if optional else "")
+                                 + " (make_settings also takes a dict of its fields)")
+        for name in ("n_initial", "n_steps", "n_trajectories"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}={value!r} is invalid; pass a positive integer")
@@ -160,7 +160,7 @@ class EpochSettings:
         if self.burn_in >= self.n_steps:
             raise ValueError(f"burn_in={self.burn_in} leaves no state of trajectories with "
                              f"n_steps={self.n_steps}; pass burn_in < n_steps")
-        for name in ("init_scale", "topology_eps", "topology_reach", "subspace_extend"):
+        for name in ("init_scale", "subspace_extend"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}={value!r} is invalid; pass a positive number")
@@ -172,11 +172,6 @@ class EpochSettings:
         if self.time not in _TIMES:
             raise ValueError(f"time={self.time!r} is invalid; pass 'discrete', 'continuous' or "
                              f"None (the model's own)")
-        for name in ("finder", "ghost_options"):
-            if not isinstance(getattr(self, name), Mapping):
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; pass a dict of "
-                                 f"options")
-            object.__setattr__(self, name, dict(getattr(self, name)))
         if self.input is not None:
             object.__setattr__(self, "input", tuple(float(v) for v in
                                                     np.asarray(self.input, float).reshape(-1)))
@@ -186,19 +181,14 @@ class EpochSettings:
                 raise ValueError(f"drive has shape {arr.shape}; pass finite inputs of shape "
                                  f"(T, n_inputs) or (b, T, n_inputs)")
             object.__setattr__(self, "drive", _freeze(arr))
-        if self.finder:
-            from fixedpoints.finder import FinderOptions
-            known = {f.name for f in dataclasses.fields(FinderOptions)}
-            bad = sorted(set(self.finder) - known)
-            if bad:
-                raise ValueError(f"finder has unknown option(s) {bad}; valid options are "
-                                 f"{sorted(known)}")
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dictionary of the settings."""
-        out = {}
+        out: Dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                value = {g.name: getattr(value, g.name) for g in dataclasses.fields(value)}
             out[f.name] = list(value) if isinstance(value, tuple) else value
         out["drive"] = None if self.drive is None else np.asarray(self.drive).tolist()
         return to_json(out)
@@ -233,13 +223,23 @@ def _epoch_code_digest() -> str:
     return digest.hexdigest()
 
 
-def make_settings(settings: Optional[EpochSettings] = None, **options) -> EpochSettings:
+def make_settings(settings: Optional[EpochSettings] = None, **options: Any) -> EpochSettings:
     """Build :class:`EpochSettings` from keyword options; unknown names raise a ValueError.
+
+    The one way settings are built (the API, ``SeriesAnalysis.from_dir`` and the CLI use it).
+    The nested options take their object, a dict of its fields (built with
+    :func:`fixedpoints.options.resolve_options`, which validates them), or, for ``ghosts`` and
+    ``topology``, True (the defaults) or False / None (off).
 
     Parameters
     ----------
-    settings : EpochSettings, optional
+    settings : EpochSettings or dict, optional
         Starting point (defaults when omitted); ``options`` replace single fields.
+
+    Examples
+    --------
+    >>> make_settings(n_initial=64, finder={"max_iter": 500}, ghosts=False).ghosts is None
+    True
     """
     base = settings if settings is not None else EpochSettings()
     if not isinstance(base, EpochSettings):
@@ -252,7 +252,26 @@ def make_settings(settings: Optional[EpochSettings] = None, **options) -> EpochS
     bad = sorted(set(options) - known)
     if bad:
         raise ValueError(f"unknown option(s) {bad}; valid per-epoch options are {sorted(known)}")
-    return dataclasses.replace(base, **options)
+    changes = dict(options)
+    if "finder" in changes:
+        changes["finder"] = resolve_options(FinderOptions, changes["finder"], name="finder")
+    if "ghosts" in changes:
+        changes["ghosts"] = _switched(GhostOptions, changes["ghosts"], {"max_starts": 24},
+                                      "ghost")
+    if "topology" in changes:
+        changes["topology"] = _switched(TopologyOptions, changes["topology"], {}, "topology")
+    return dataclasses.replace(base, **changes)
+
+
+def _switched(cls: Any, value: Any, defaults: Dict[str, Any], name: str) -> Any:
+    """Options that can be off: None/False -> None, True -> the defaults, else resolved."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return cls(**defaults)
+    if isinstance(value, Mapping):
+        return resolve_options(cls, {**defaults, **value}, name=name)
+    return resolve_options(cls, value, name=name)
 
 
 # ------------------------------------------------------------------------------ the result
@@ -297,7 +316,7 @@ class EpochAnalysis:
     info: Dict[str, Any] = field(default_factory=dict)
 
     @property
-    def signature(self):
+    def signature(self) -> Optional["Signature"]:
         """The topology's :class:`~analysis.topology.Signature` (None without a topology)."""
         return None if self.topology is None else self.topology.signature()
 
@@ -332,7 +351,7 @@ class EpochAnalysis:
                 f"ghosts={self.counts()['ghost']}, loss={self.loss:.4g})")
 
     # -------------------------------------------------------------- persistence
-    def save(self, path) -> Path:
+    def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write ``<path>.json`` + ``<path>.npz`` (each written to a temporary name, then renamed).
 
         Returns the stem (path without suffix).
@@ -370,7 +389,7 @@ class EpochAnalysis:
         return stem
 
     @classmethod
-    def load(cls, path) -> "EpochAnalysis":
+    def load(cls, path: Union[str, os.PathLike]) -> "EpochAnalysis":
         """Read what :meth:`save` wrote (``path``, ``path.json`` or ``path.npz``)."""
         from fixedpoints.results import FixedPoints
 
@@ -525,9 +544,9 @@ def _sampled_states(dynamics, settings: EpochSettings, module=None, with_spread:
                                  seed=settings.seed, return_spread=with_spread)
 
 
-def initial_states_for(dynamics, settings: EpochSettings, module=None,
+def initial_states_for(dynamics: Dynamics, settings: EpochSettings, module: Any = None,
                        extra: Optional[np.ndarray] = None,
-                       sampled: Optional[np.ndarray] = None) -> np.ndarray:
+                       sampled: Optional[np.ndarray] = None) -> NDArray:
     """Initial states for the fixed-point search, sampled from the system's own trajectories.
 
     With ``settings.drive``, trajectories are driven by those inputs; otherwise they run
@@ -611,19 +630,14 @@ def _own_initial_state(module, batch: int) -> Optional[np.ndarray]:
         return None
 
 
-def _detect_ghosts(dynamics, fixed_points, initial_states, settings: EpochSettings, info):
-    if not settings.ghosts:
+def _detect_ghosts(dynamics, fixed_points, initial_states, settings: EpochSettings):
+    if settings.ghosts is None:
         return None
-    try:
-        from fixedpoints.ghosts import detect_ghosts
-    except ImportError as error:
-        info["ghosts"] = f"skipped: fixedpoints.ghosts is unavailable ({error})"
-        logger.info("ghost detection skipped: %s", error)
-        return None
-    options = {"max_starts": settings.ghost_starts, **settings.ghost_options}
+    from fixedpoints.ghosts import detect_ghosts
+
     return detect_ghosts(dynamics, fixed_points=fixed_points,
                          initial_states=_away_from_fixed_points(initial_states, fixed_points),
-                         **options)
+                         options=settings.ghosts)
 
 
 def _away_from_fixed_points(states: np.ndarray, fixed_points, rtol: float = 0.02) -> np.ndarray:
@@ -646,8 +660,8 @@ def _away_from_fixed_points(states: np.ndarray, fixed_points, rtol: float = 0.02
     return states[np.sort(deduplicate(states, np.zeros(len(states)), 0.05 * scale))]
 
 
-def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
-                     loss: float = math.nan, source: str = "", module=None,
+def analyze_dynamics(dynamics: Dynamics, settings: EpochSettings, *, epoch: int = 0,
+                     loss: float = math.nan, source: str = "", module: Any = None,
                      extra_initial: Optional[np.ndarray] = None) -> EpochAnalysis:
     """Analyze one :class:`fixedpoints.Dynamics` (the core of :func:`analyze_checkpoint`).
 
@@ -684,7 +698,7 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
         info["scale"] = "the sampled states had no spread; scale set to 1"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fp = find_fixed_points(dynamics, init, **settings.finder)
+        fp = find_fixed_points(dynamics, init, options=settings.finder)
     messages = sorted({str(w.message)[:500] for w in caught
                        if issubclass(w.category, RuntimeWarning)})
     if messages:
@@ -695,23 +709,23 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
         # states that all collapse onto one attractor would shrink every relative distance:
         # the fixed points found spread the scale as far as they reach
         scale = max(scale, state_spread(fp.x[fp.kind != "slow"]))
-    ghosts = _detect_ghosts(dynamics, fp, init, settings, info)
+    ghosts = _detect_ghosts(dynamics, fp, init, settings)
     topology = None
-    if settings.topology:
-        topology = build_topology(dynamics, fp, ghosts, scale=scale, eps=settings.topology_eps,
-                                  max_steps=settings.topology_steps,
-                                  reach=settings.topology_reach)
+    if settings.topology is not None:
+        topology = build_topology(dynamics, fp, ghosts, scale=scale, eps=settings.topology.eps,
+                                  max_steps=settings.topology.max_steps,
+                                  reach=settings.topology.reach)
     return EpochAnalysis(epoch=int(epoch), fixed_points=fp, ghosts=ghosts, topology=topology,
                          scale=scale, loss=float(loss), source=str(source),
                          settings_hash=settings.hash(),
                          seconds=_time.perf_counter() - started, info=info)
 
 
-def analyze_checkpoint(model, *, epoch: Optional[int] = None, loss: float = math.nan,
+def analyze_checkpoint(model: Any, *, epoch: Optional[int] = None, loss: float = math.nan,
                        settings: Optional[EpochSettings] = None, device: str = "cpu",
                        load_options: Optional[Dict[str, Any]] = None,
-                       limits=None, extra_initial: Optional[np.ndarray] = None,
-                       **options) -> EpochAnalysis:
+                       limits: Any = None, extra_initial: Optional[np.ndarray] = None,
+                       **options: Any) -> EpochAnalysis:
     """Analyze one model: fixed points, ghosts, topology.
 
     Parameters

@@ -26,11 +26,15 @@ import copy
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import numpy as np
 
 from .topology import parse_node_id
+
+if TYPE_CHECKING:
+    from .epoch import EpochAnalysis
+    from .events import RestructuringEvent
 
 __all__ = ["Localization", "localize_event", "interpolate_modules", "LOCALIZABLE"]
 
@@ -75,7 +79,7 @@ class Localization:
                 "converged": self.converged, "message": self.message}
 
 
-def interpolate_modules(module_a, module_b, alpha: float):
+def interpolate_modules(module_a: Any, module_b: Any, alpha: float) -> Any:
     """A copy of ``module_a`` whose floating-point weights are ``(1 − α) θ_a + α θ_b``.
 
     Parameters
@@ -175,7 +179,8 @@ class _Probe:
         return out
 
 
-def localize_event(event, system_at: Callable[[float], Any], *, before=None, after=None,
+def localize_event(event: RestructuringEvent, system_at: Callable[[float], Any], *,
+                   before: Optional[EpochAnalysis] = None, after: Optional[EpochAnalysis] = None,
                    tol: float = 1e-3, max_evaluations: int = 40, radius: Optional[float] = None,
                    finder_options: Optional[Dict[str, Any]] = None) -> Localization:
     """Bisect along the straight path between two checkpoints to find where an event happens.

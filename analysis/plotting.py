@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import matplotlib
 
@@ -24,7 +24,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.colors import LogNorm
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, FigureBase
 from matplotlib.lines import Line2D
+from numpy.typing import ArrayLike
+
+from fixedpoints.serialization import atomic_write
 
 __all__ = [
     "Portrait", "KIND_STYLES", "GHOST_STYLE", "plot_portrait", "plot_trajectories",
@@ -132,7 +137,8 @@ _TIMELINE_RATE: Dict[str, Any] = dict(figsize=(8.0, 8.2), top=(0.17, 0.72, 0.79,
 _EPISODE_COLOR = "#f4a261"
 
 
-def plot_trajectories(trajectories, ax=None, *, color: str = _TRAJECTORY_COLOR,
+def plot_trajectories(trajectories: ArrayLike, ax: Optional[Axes] = None, *,
+                      color: str = _TRAJECTORY_COLOR,
                       alpha: float = 0.45, linewidth: float = 0.9, time_axis: bool = False,
                       arrows: bool = True, fade_in: bool = True) -> Dict[str, Any]:
     """Draw trajectories ``(b, T, d)``; d = 1 is drawn against the step (``time_axis``).
@@ -190,7 +196,9 @@ def plot_trajectories(trajectories, ax=None, *, color: str = _TRAJECTORY_COLOR,
     return {"lines": lines, "starts": starts, "arrows": heads}
 
 
-def plot_points(points, kinds, ax=None, *, y=None) -> Dict[str, Any]:
+def plot_points(points: ArrayLike, kinds: Union[Sequence[str], np.ndarray],
+                ax: Optional[Axes] = None, *,
+                y: Optional[ArrayLike] = None) -> Dict[str, Any]:
     """Scatter fixed/slow points ``(k, d)`` coloured and shaped by kind.
 
     For d = 1, the points sit at height ``y`` (default 0: on the zero-velocity line).
@@ -215,8 +223,9 @@ def plot_points(points, kinds, ax=None, *, y=None) -> Dict[str, Any]:
     return artists
 
 
-def plot_ghosts(ghosts, directions=None, ax=None, *, length: Optional[float] = None,
-                y=None) -> Dict[str, Any]:
+def plot_ghosts(ghosts: ArrayLike, directions: Optional[ArrayLike] = None,
+                ax: Optional[Axes] = None, *, length: Optional[float] = None,
+                y: Optional[ArrayLike] = None) -> Dict[str, Any]:
     """Ghosts ``(g, d)`` as stars with their slow direction as a double-headed arrow.
 
     ``length`` is the arrow's length in data units (default: 8% of the x-axis span).
@@ -249,7 +258,8 @@ def plot_ghosts(ghosts, directions=None, ax=None, *, length: Optional[float] = N
     return {"markers": markers, "directions": arrows}
 
 
-def plot_slow_regions(regions: Sequence[np.ndarray], ax=None, *, y=None) -> List[Any]:
+def plot_slow_regions(regions: Sequence[np.ndarray], ax: Optional[Axes] = None, *,
+                      y: Optional[ArrayLike] = None) -> List[Any]:
     """Slow regions (each ``(m, d)`` points) as a thick translucent band through their points.
 
     Returns one artist per region.
@@ -275,10 +285,11 @@ def plot_slow_regions(regions: Sequence[np.ndarray], ax=None, *, y=None) -> List
     return artists
 
 
-def plot_speed_heatmap(grid: Sequence[np.ndarray], speed, ax=None, *, cmap: str = "bone_r",
+def plot_speed_heatmap(grid: Sequence[np.ndarray], speed: ArrayLike, ax: Optional[Axes] = None,
+                       *, cmap: str = "bone_r",
                        vmin: Optional[float] = None, vmax: Optional[float] = None,
                        colorbar: bool = True, height: Optional[Tuple[float, float]] = None,
-                       decades: float = 6.0, cax=None) -> Dict[str, Any]:
+                       decades: float = 6.0, cax: Optional[Axes] = None) -> Dict[str, Any]:
     """The speed q on a grid, log-scaled (light = slow, dark = fast).
 
     The colour range is ``[vmin, vmax]``; by default ``vmax`` is the largest speed on the grid
@@ -319,7 +330,8 @@ def plot_speed_heatmap(grid: Sequence[np.ndarray], speed, ax=None, *, cmap: str 
     return {"mesh": mesh, "colorbar": bar}
 
 
-def plot_flow(grid: Sequence[np.ndarray], velocity, ax=None, *, color: str = "#8fa3b5",
+def plot_flow(grid: Sequence[np.ndarray], velocity: ArrayLike, ax: Optional[Axes] = None, *,
+              color: str = "#8fa3b5",
               density: float = 0.6, max_points: int = 40) -> Any:
     """Streamlines of a 2-D velocity field ``(len(ys), len(xs), 2)``; returns the StreamplotSet.
 
@@ -335,7 +347,8 @@ def plot_flow(grid: Sequence[np.ndarray], velocity, ax=None, *, color: str = "#8
                          arrowsize=0.7, zorder=1, broken_streamlines=True)
 
 
-def plot_velocity_line(xs, velocity, ax=None, *, color: str = "#22313f") -> Dict[str, Any]:
+def plot_velocity_line(xs: ArrayLike, velocity: ArrayLike, ax: Optional[Axes] = None, *,
+                       color: str = "#22313f") -> Dict[str, Any]:
     """A 1-D flow: velocity against position with the zero line (fixed points are its zeros).
 
     Returns ``{"line": Line2D, "zero": Line2D}``.
@@ -392,7 +405,7 @@ def _legend_handles(portrait: Portrait) -> List[Any]:
     return handles
 
 
-def plot_portrait(portrait: Portrait, ax=None, *, legend: bool = True,
+def plot_portrait(portrait: Portrait, ax: Any = None, *, legend: bool = True,
                   speed_range: Optional[Tuple[float, float]] = None) -> Dict[str, Any]:
     """Draw one epoch's phase portrait.
 
@@ -421,7 +434,7 @@ def plot_portrait(portrait: Portrait, ax=None, *, legend: bool = True,
                                "trajectories": None, "legend": None}
     if portrait.n_dims == 1:
         if ax is None:
-            fig = plt.figure(figsize=_PORTRAIT_1D["figsize"])
+            fig: FigureBase = plt.figure(figsize=_PORTRAIT_1D["figsize"])
             top = fig.add_axes(_PORTRAIT_1D["top"])
             bottom = fig.add_axes(_PORTRAIT_1D["bottom"], sharex=top)
             top.tick_params(labelbottom=False)
@@ -513,9 +526,11 @@ _EVENT_COLORS = {"saddle_node": "#7b2cbf", "pitchfork": "#9d4edd", "birth": "#2a
                  "connection_change": "#457b9d", "attractor_count": "#1d4f91"}
 
 
-def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[float]]] = None,
+def plot_timeline(epochs: ArrayLike, loss: Optional[ArrayLike] = None,
+                  counts: Optional[Mapping[str, Sequence[float]]] = None,
                   events: Sequence[Tuple[float, str]] = (), drop_epoch: Optional[float] = None,
-                  axes=None, *, loss_epochs=None, failed: Sequence[int] = (),
+                  axes: Optional[Sequence[Axes]] = None, *,
+                  loss_epochs: Optional[ArrayLike] = None, failed: Sequence[int] = (),
                   rate: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
                   episodes: Sequence[Tuple[float, float]] = ()) -> Dict[str, Any]:
     """Training timeline: the loss (top), the restructuring rate under it (when given),
@@ -554,7 +569,7 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
     """
     if axes is None:
         layout = _TIMELINE_RATE if rate is not None else _TIMELINE
-        fig = plt.figure(figsize=layout["figsize"])
+        fig: FigureBase = plt.figure(figsize=layout["figsize"])
         top = fig.add_axes(layout["top"])
         made = [top]
         if rate is not None:
@@ -633,7 +648,7 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
                       framealpha=0.85)
     bottom.set_ylabel("points")
     bottom.set_xlabel("epoch")
-    bottom.yaxis.get_major_locator().set_params(integer=True)
+    bottom.yaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # a MaxNLocator
     if drop_epoch is not None and np.isfinite(drop_epoch):
         for axis in tuple(a for a in (top, rate_axis, middle, bottom) if a is not None):
             line = axis.axvline(drop_epoch, color="#2a9d8f", lw=1.8, ls="--", zorder=1,
@@ -648,7 +663,7 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
     return out
 
 
-def _draw_rate(axis, rate) -> Any:
+def _draw_rate(axis: Axes, rate: Tuple[Sequence[float], Sequence[float]]) -> Any:
     """Steps of the restructuring rate per epoch over the intervals' edges."""
     edges = np.asarray(rate[0], dtype=float)
     values = np.asarray(rate[1], dtype=float)
@@ -666,21 +681,18 @@ def _draw_rate(axis, rate) -> Any:
     return steps
 
 
-def save_figure(fig, path, *, dpi: int = 100, metadata: Optional[Dict[str, str]] = None) -> Path:
+def save_figure(fig: Figure, path: Union[str, os.PathLike], *, dpi: int = 100,
+                metadata: Optional[Dict[str, str]] = None) -> Path:
     """Save a figure as PNG (written to a temporary name, then renamed) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, dpi=dpi, format="png", metadata=metadata or {})
-        os.replace(tmp, path)
+        return atomic_write(path, lambda handle: fig.savefig(handle, dpi=dpi, format="png",
+                                                             metadata=metadata or {}))
     finally:
-        if tmp.exists():
-            tmp.unlink()
         plt.close(fig)
-    return path
 
 
-def close_figure(fig) -> None:
+def close_figure(fig: Figure) -> None:
     """Close a figure made by these functions."""
     plt.close(fig)

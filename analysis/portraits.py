@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from fixedpoints.options import resolve_options
+
 from .epoch import EpochAnalysis, counts_text
 from .projection import Projection, ProjectionFitter, latent_basis
 from .sources import ModelSource, as_dynamics
@@ -86,6 +88,26 @@ class PortraitOptions:
     dpi: int = 100
     gif_frames: int = 60
     gif_width: int = 480
+
+    def __post_init__(self) -> None:
+        if self.projection not in ("auto", "pca", "latent", "identity"):
+            raise ValueError(f"PortraitOptions.projection={self.projection!r} is invalid; pass "
+                             f"'auto', 'pca', 'latent' or 'identity'")
+        for name in ("n_trajectories", "n_steps", "grid", "dpi", "gif_frames", "gif_width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"PortraitOptions.{name}={value!r} is invalid; pass a positive "
+                                 f"integer")
+        for name in ("n_driven", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"PortraitOptions.{name}={value!r} is invalid; pass an integer "
+                                 f">= 0")
+
+    @classmethod
+    def make(cls, value: Any = None, **overrides: Any) -> "PortraitOptions":
+        """From None, a PortraitOptions, or a dict of its fields (unknown names raise)."""
+        return resolve_options(cls, value, overrides, name="portrait")
 
     def to_dict(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -322,8 +344,8 @@ def render_portrait(job: RenderJob) -> Dict[str, Any]:
     return {"epoch": job.ctx.result.epoch, "png": str(path), "reused": False}
 
 
-def grid_trajectories(dynamics, projection: Projection, basis, n_steps: int,
-                       per_axis: int = 5) -> np.ndarray:
+def grid_trajectories(dynamics: Dynamics, projection: Projection, basis: Optional[NDArray],
+                       n_steps: int, per_axis: int = 5) -> NDArray:
     """Trajectories from a grid of starts spread over the plot.
 
     For exact projections (latent, identity) the starts are states with those coordinates;

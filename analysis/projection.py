@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["Projection", "ProjectionFitter", "latent_basis", "PROJECTION_KINDS"]
 
 PROJECTION_KINDS = ("auto", "pca", "latent", "identity")
 
 
-def latent_basis(model) -> Optional[np.ndarray]:
+def latent_basis(model: Any) -> Optional[np.ndarray]:
     """The latent read-out ``B (K, n_states)`` of a low-rank model, or None.
 
     Recognized: a model with a ``latent_basis()`` method (returning B), the rank-one RNN (``n``),
@@ -92,16 +93,17 @@ class Projection:
             return basis
         return self.components
 
-    def transform(self, x, basis: Optional[np.ndarray] = None) -> np.ndarray:
+    def transform(self, x: ArrayLike, basis: Optional[np.ndarray] = None) -> np.ndarray:
         """Plot coordinates of states ``x (..., n_states)`` -> ``(..., n_components)``."""
         x = np.asarray(x, dtype=float)
         return (x - self.mean) @ self._basis(basis).T
 
-    def transform_direction(self, v, basis: Optional[np.ndarray] = None) -> np.ndarray:
+    def transform_direction(self, v: ArrayLike,
+                            basis: Optional[np.ndarray] = None) -> np.ndarray:
         """Plot-space image of direction vectors ``v (..., n_states)`` (no centring)."""
         return np.asarray(v, dtype=float) @ self._basis(basis).T
 
-    def lift(self, z, basis: Optional[np.ndarray] = None) -> np.ndarray:
+    def lift(self, z: ArrayLike, basis: Optional[np.ndarray] = None) -> np.ndarray:
         """States ``(..., n_states)`` that project to ``z (..., n_components)``.
 
         PCA and identity: the point of the plane through the mean; latent: the minimum-norm state
@@ -187,7 +189,8 @@ class ProjectionFitter:
             raise ValueError(f"n_components={self.n_components}; portraits use 1 or 2")
         self._rng = np.random.default_rng(self.seed)
 
-    def add(self, states, basis: Optional[np.ndarray] = None, points=None) -> None:
+    def add(self, states: ArrayLike, basis: Optional[np.ndarray] = None,
+            points: Optional[ArrayLike] = None) -> None:
         """Add one epoch.
 
         Parameters

@@ -141,7 +141,7 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
     Path
         The ``report.html`` written.
     """
-    options = options or PortraitOptions()
+    options = PortraitOptions.make(options)
     out = Path(out)
     (out / "portraits").mkdir(parents=True, exist_ok=True)
     results = list(analysis.results)

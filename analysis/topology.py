@@ -34,15 +34,51 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from fixedpoints import Dynamics, FixedPoints, Ghosts
+
 __all__ = ["Topology", "Signature", "build_topology", "same_topology", "ATTRACTOR_KINDS",
-           "SINK_NODES", "node_id", "parse_node_id"]
+           "SINK_NODES", "node_id", "parse_node_id", "TopologyOptions"]
 
 logger = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class TopologyOptions:
+    """How :func:`build_topology` connects saddles and ghosts to attractors.
+
+    Attributes
+    ----------
+    eps : float, default 1e-2
+        Offset along each unstable direction, relative to the spread.
+    max_steps : int, default 2000
+        Step budget of each trajectory.
+    reach : float, default 0.05
+        Relative distance at which a trajectory has reached an attractor.
+    """
+
+    eps: float = 1e-2
+    max_steps: int = 2000
+    reach: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("eps", "reach"):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
+                    or not np.isfinite(value) or value <= 0):
+                raise ValueError(f"TopologyOptions.{name}={value!r} is invalid; pass a positive "
+                                 f"number (a distance relative to the spread)")
+        if (isinstance(self.max_steps, bool) or not isinstance(self.max_steps, (int, np.integer))
+                or self.max_steps < 1):
+            raise ValueError(f"TopologyOptions.max_steps={self.max_steps!r} is invalid; pass a "
+                             f"positive integer (steps per trajectory)")
+
 
 #: Node id prefix of each family of points (``node_id("fixed", 3) == "fp3"``).
 NODE_PREFIX = {"fixed": "fp", "slow": "slow", "ghost": "ghost", "region": "region"}
@@ -169,11 +205,11 @@ class Topology:
         return int(len(self.node_id))
 
     @property
-    def graph(self):
+    def graph(self) -> "nx.DiGraph":
         """A ``networkx.DiGraph``: node attributes kind, index, x; edge attribute branches."""
         return self.to_graph(max_source_index=None)
 
-    def to_graph(self, max_source_index: Optional[int] = None):
+    def to_graph(self, max_source_index: Optional[int] = None) -> "nx.DiGraph":
         """The DiGraph, keeping only edges whose source has at most this index (None: all)."""
         import networkx as nx
 
@@ -272,7 +308,8 @@ def _unstable_directions(dynamics, x: np.ndarray) -> List[np.ndarray]:
     return [lin.unstable_directions(i) for i in range(len(x))]
 
 
-def build_topology(dynamics, fixed_points, ghosts=None, *, scale: Optional[float] = None,
+def build_topology(dynamics: Dynamics, fixed_points: FixedPoints, ghosts: Optional[Ghosts] = None,
+                   *, scale: Optional[float] = None,
                    eps: float = 1e-2, max_steps: int = 2000, reach: float = 0.05,
                    escape: float = 20.0, dt: Optional[float] = None,
                    check_every: int = 10, ghost_match: float = 0.05) -> Topology:

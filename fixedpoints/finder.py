@@ -43,6 +43,7 @@ from scipy.spatial import cKDTree
 
 from . import linalg as _linalg
 from .dynamics import Dynamics
+from .initial import state_spread
 from .options import resolve_options
 from .linearize import classify, jacobian as _jacobian_np, _native_spectrum
 from .results import FinderStatus, FixedPoints, SlowRegion
@@ -206,8 +207,7 @@ class FinderOptions:
 # ---------------------------------------------------------------------------- scales
 def _scales(dynamics: Dynamics, x0: torch.Tensor, opts: FinderOptions):
     """Spread of the states, RMS singular value of J_v and the speed scale."""
-    centred = x0 - x0.mean(0, keepdim=True)
-    scale = float(torch.sqrt((centred ** 2).sum(1).mean()))
+    scale = state_spread(x0.detach().cpu().numpy())
     if not np.isfinite(scale) or scale <= 1e-12:
         scale = max(1.0, float(x0.abs().max()))
     gen = np.random.default_rng(opts.seed)

@@ -396,7 +396,7 @@ def test_min_ghost_strength_flag_reaches_the_detector(run_dir, capsys):
     from analysis.cli import _settings_options, build_parser
     args = build_parser().parse_args(["find", str(run_dir / "model_epoch9.pt"),
                                       "--min-ghost-strength", "5"])
-    assert _settings_options(args)["ghost_options"] == {"min_strength": 5.0}
+    assert _settings_options(args)["ghosts"] == {"min_strength": 5.0}
     code, out, _ = _run(["find", run_dir / "model_epoch9.pt", "--n-initial", "48", "-q",
                          "--min-ghost-strength", "1e12", "--json"], capsys)
     assert code == 0 and json.loads(out)["epoch"] == 9

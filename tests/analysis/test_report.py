@@ -193,3 +193,23 @@ def test_options_change_the_drawing(tanh_series, tmp_path):
         assert image.width < 450  # 60 dpi instead of 100
     with Image.open(tmp_path / "o" / "portraits.gif") as gif:
         assert gif.n_frames == 2
+
+
+def test_the_report_reads_its_inputs_through_their_declared_types():
+    """No getattr/hasattr probing of the project's own results in the report's modules (what is
+    left reads a user's module's optional initial_state, and PortraitOptions its own fields)."""
+    import ast
+    from pathlib import Path
+
+    import analysis
+
+    here = Path(analysis.__file__).parent
+    probes = {}
+    for name in ("report.py", "portraits.py", "html.py"):
+        tree = ast.parse((here / name).read_text())
+        probes[name] = sorted(ast.unparse(node.args[0]) for node in ast.walk(tree)
+                              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                              and node.func.id in ("getattr", "hasattr"))
+    assert probes["report.py"] == probes["html.py"] == []
+    assert set(probes["portraits.py"]) == {"model", "self"} and probes["portraits.py"].count(
+        "model") == 1
