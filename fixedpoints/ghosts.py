@@ -245,7 +245,7 @@ class GhostOptions:
             raise ValueError(f"GhostOptions.finder_options must be a dict of find_fixed_points "
                              f"options, got {type(self.finder_options).__name__}")
 
-    def window_fraction(self, widths):
+    def window_fraction(self, widths: torch.Tensor) -> torch.Tensor:
         """Fraction of a normal-form passage spent inside ``|z| ≤ widths · w``."""
         return 2.0 / math.pi * torch.atan(widths)
 
