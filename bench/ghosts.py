@@ -444,10 +444,14 @@ def main(argv=None) -> None:
                         help="skip find_fixed_points (only the ghost search's own fixed points)")
     parser.add_argument("--quick", action="store_true", help="a quarter of the systems")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--families", metavar="A,B",
+                        help="only these families (e.g. saddle_node_w,tanh_map_w,rank_one_w)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
     cases = build_cases(args.seed, args.quick)
+    if args.families:
+        cases = [c for c in cases if c.family in args.families.split(",")]
     print(f"built {len(cases)} systems in {time.perf_counter() - started:.1f} s; "
           f"finder {'off' if args.no_finder else 'on'}")
     run(cases, run_finder=not args.no_finder)
