@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) bench/fixedpoints.py
 	$(PY) bench/ghosts.py
 	$(PY) bench/series.py
+	$(PY) bench/events.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

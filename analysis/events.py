@@ -398,8 +398,9 @@ def rule_moves(st: RuleState) -> None:
     other or are each other's nearest fixed point of *any* index (nothing lies between them), are
     the same point: consumed, and an ``attractor_moved`` with ``detail["jump"] = True`` is made
     later for attractors. The nearest-point cell stands in for the basin: between two
-    checkpoints an attractor's old place still lies in its new basin. Runs first: otherwise a stable point
-    and a saddle that both moved far look like a saddle-node vanishing and another appearing.
+    checkpoints an attractor's old place still lies in its new basin. Runs first: otherwise a
+    stable point and a saddle that both moved far look like a saddle-node vanishing and another
+    appearing.
     """
     A, B = st.A, st.B
     if not st.dead or not st.born:
@@ -663,7 +664,8 @@ RULES: Tuple[Callable[[RuleState], None], ...] = (
     rule_ghosts, rule_attractor_moved, rule_connection_change, rule_attractor_count)
 
 
-def detect_events(before, after, options: Optional[EventOptions] = None) -> List[RestructuringEvent]:
+def detect_events(before, after,
+                  options: Optional[EventOptions] = None) -> List[RestructuringEvent]:
     """Restructuring events between two consecutive epoch analyses.
 
     Parameters

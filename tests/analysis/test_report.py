@@ -122,6 +122,8 @@ def test_report_files(tanh_report):
     assert html.count("<img data-epoch=") == 5 and html.count("data:image/png;base64,") == 6
     assert "<title>tanh &lt;map&gt;</title>" in html and "synthetic &amp; swept" in html
     assert "saddle_node" in html  # the event between b = 0.50 and 0.55 is in the table
+    # ... as a sentence, the JSON detail staying in events.csv / events.json
+    assert "collided and vanished" in html and "&quot;direction&quot;" not in html
     assert not any(s in html for s in ("http://", "https://", "<link ", "src=\"//"))
 
 
