@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/ghosts.py
 	$(PY) bench/series.py
 	$(PY) bench/custom_models.py
+	$(PY) bench/events.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,9 @@ _EXPORTS = {
     "make_settings": "epoch", "TopologyOptions": "topology",
     # restructuring (analysis.events / .topology / .matching / .localize / .learning)
     "RestructuringEvent": "events", "EventOptions": "events", "EVENT_KINDS": "events",
-    "detect_events": "events",
+    "detect_events": "events", "describe_event": "events", "split_transients": "events",
+    "RestructuringCurve": "restructuring", "restructuring_curve": "restructuring",
+    "continue_series": "continuation",
     "Topology": "topology", "Signature": "topology", "build_topology": "topology",
     "same_topology": "topology",
     "Matching": "matching", "Track": "matching", "match_points": "matching",

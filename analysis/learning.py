@@ -18,8 +18,9 @@ Rule A, ``method="changepoint"`` (the default): a change of slope of the log-los
        it (at most ``max_duration`` after the onset: a fall that goes on slowly is cut there).
     4. The fall qualifies when (a) the onset leaves room for a plateau of ``min_plateau`` epochs
        before it, (b) its size ``1 − loss(end)/loss(onset)`` is at least ``min_size`` and its
-       log-size at least ``noise_factor`` times the noise of z (1.4826 · MAD of z minus its
-       running median), and (c) its mean rate is at least ``contrast`` times the plateau's
+       log-size at least ``noise_factor`` times the noise of z on the plateau (1.4826 · MAD of
+       z minus its running median over the ``min_plateau`` epochs before the onset: an
+       oscillating loss after the drop, as at an oscillatory minimum, does not count), and (c) its mean rate is at least ``contrast`` times the plateau's
        (the log-loss decline over the ``min_plateau`` epochs before the onset, per epoch), and
        (d) it stays down: over the ``window`` logged epochs after the end the median log-loss
        keeps at least half the fall (a dip that recovers, or a fall in the log's last
@@ -256,7 +257,6 @@ def _changepoint_drop(e: NDArray[np.float64], y: NDArray[np.float64],
         return None
     rate = -savgol_filter(zs, width, 1, deriv=1, mode="interp")   # fall per logged epoch
     residual = z - zs
-    noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     plateau = _count(opts.min_plateau, T)
     longest = _count(opts.max_duration, T)
     hold = max(width, _count(opts.window, T))
@@ -276,6 +276,8 @@ def _changepoint_drop(e: NDArray[np.float64], y: NDArray[np.float64],
         if onset < plateau or end <= peak_at or end + hold > T:
             continue
         fall = float(zs[onset] - zs[end])
+        calm = residual[onset - plateau: onset + 1]
+        noise = 1.4826 * float(np.median(np.abs(calm - np.median(calm))))
         if float(np.median(z[end: end + hold])) > zs[onset] - 0.5 * fall:
             continue  # it did not stay down (or the log ends before we can tell)
         if fall < min_fall or fall < opts.noise_factor * noise:

@@ -180,7 +180,8 @@ def subspace_seeds(states, n_seeds: int = 32, *, extend: float = 1.0, max_dim: i
     if not sv[0] > 1e-12 * max(1.0, float(np.max(np.abs(x)))):
         return np.zeros((0, n))
     explained = np.cumsum(sv ** 2) / np.sum(sv ** 2)
-    k = int(min(max_dim, 1 + np.searchsorted(explained, min(variance, 1.0) - 1e-12)))
+    needed = 1 + int(np.searchsorted(explained, min(variance, 1.0) - 1e-12))
+    k = min(int(max_dim), needed)
     axes = vt[:k]
     p = (x - centre) @ axes.T
     lo, hi = p.min(0), p.max(0)

@@ -173,3 +173,17 @@ def test_csv_with_a_bad_value_names_the_row(tmp_path):
     (tmp_path / "log.csv").write_text("epoch,loss\n0,1.0\n1,abc\n")
     with pytest.raises(ValueError, match="row 3"):
         read_training_log(tmp_path / "log.csv")
+
+
+def test_changepoint_finds_a_drop_into_an_oscillatory_minimum():
+    """After the drop the loss oscillates from one epoch to the next (the ghost paper's
+    oscillatory minimum, as in the demo run): the drop is still found at its onset."""
+    e = np.arange(2500)
+    y = np.where(e < 500, 1.0, 0.05)
+    y[500:530] = np.exp(np.linspace(0, np.log(0.05), 30))
+    wobble = np.where(e % 2 == 0, 1.8, 0.3)
+    y = np.where(e >= 530, y * wobble, y)
+    y = _noisy(y, noise=0.01)
+    drop = detect_drop(e, y)
+    assert drop is not None
+    assert 485 <= drop.onset_epoch <= 505 and 500 <= drop.steepest_epoch <= 530

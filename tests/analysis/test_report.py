@@ -125,6 +125,8 @@ def test_report_files(tanh_report):
     assert "<title>tanh &lt;map&gt;</title>" in html and "synthetic &amp; swept" in html
     assert "saddle_node" in html  # the event between b = 0.50 and 0.55 is in the table
     assert "found from" in html and "fixed points certified" in html  # issue 12
+    # ... as a sentence, the JSON detail staying in events.csv / events.json
+    assert "collided and vanished" in html and "&quot;direction&quot;" not in html
     assert not any(s in html for s in ("http://", "https://", "<link ", "src=\"//"))
 
 

@@ -130,3 +130,24 @@ def test_the_fold_gives_the_same_events_for_every_finder_seed(tmp_path):
         keys.append(sorted((e.kind, e.epoch_before, e.epoch_after) for e in result.events))
     assert keys[0] == keys[1] == keys[2]
     assert ("saddle_node", 4, 5) in keys[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", ["demo", "flipflop"])
+def test_events_agree_over_three_finder_seeds_on_trained_runs(run, tmp_path):
+    """bench/events.py's figure as a test: >= 95% of the events (kind and bracketing
+    checkpoints) are the same for finder seeds 0, 1 and 2."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "events.py"
+    spec = importlib.util.spec_from_file_location("bench_events", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    directory = bench.train_run(run, tmp_path)
+    keys = []
+    for seed in (0, 1, 2):
+        result = analyze_series(directory, jobs=2, seed=seed)
+        keys.append([(e.kind, e.epoch_before, e.epoch_after) for e in result.events])
+    pairwise, strict = bench.agreement(keys)
+    assert pairwise >= 0.95 and strict >= 0.95, (pairwise, strict, keys)
