@@ -173,7 +173,7 @@ def estimate_cost(n_states: int, settings: Any = None) -> CostEstimate:
     settings = make_settings(settings)
     n = int(n_states)
     starts = int(settings.n_initial + 32 * settings.segment_seeds)
-    batch = min(starts, int(settings.finder.get("batch_size", 1024)))
+    batch = min(starts, int(settings.finder.batch_size))
     memory = _BASE_BYTES + _MATRICES_PER_START * batch * 8.0 * n * n
     seconds = _BASE_SECONDS + starts * (_SECONDS_PER_CUBE * n ** 3 + _SECONDS_PER_SQUARE * n * n)
     return CostEstimate(n, starts, float(memory), float(seconds))
