@@ -21,7 +21,8 @@ Rule A, ``method="changepoint"`` (the default): a change of slope of the log-los
        log-size at least ``noise_factor`` times the noise of z on the plateau (1.4826 · MAD of
        z minus its running median over the ``min_plateau`` epochs before the onset: an
        oscillating loss after the drop, as at an oscillatory minimum, does not count), and (c)
-       its mean rate is at least ``contrast`` times the plateau's (the log-loss decline over the ``min_plateau`` epochs before the onset, per epoch), and
+       its mean rate is at least ``contrast`` times the plateau's (the log-loss decline over
+       the ``min_plateau`` epochs before the onset, per epoch), and
        (d) it stays down: over the ``window`` logged epochs after the end the median log-loss
        keeps at least half the fall (a dip that recovers, or a fall in the log's last
        ``window`` epochs, is not reported).
