@@ -91,7 +91,7 @@ def continuation_task(load: Callable[[], Any], result, seeds: NDArray[np.float64
     dynamics = as_dynamics(model, input=settings.input, time=settings.time, device=device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        found = find_fixed_points(dynamics, seeds, **settings.finder)
+        found = find_fixed_points(dynamics, seeds, settings.finder)
     fp = result.fixed_points
     known = fp.x[fp.kind != "slow"]
     if not _has_new_points(found, known, result.scale, rtol):
