@@ -142,13 +142,15 @@ class RankOne:
 
     def _bottleneck(self, kappa, h_g, h2):
         """Whether the exact 1-D flow speeds up to 2|h_g| on both sides of κ_g before any root
-        of h: a bottleneck the flow passes, not a shoulder on the way into a fixed point (far
-        past the fold the node downstream can sit closer than the quadratic width)."""
+        of h and before |h| falls below |h_g| again: a bottleneck the flow passes, not a
+        shoulder on the way into a fixed point (far past the fold the node downstream can sit
+        closer than the quadratic width) or a ripple beside a slower minimum (which would be
+        a second ghost the truth does not list)."""
         width = math.sqrt(2 * abs(h_g) / abs(h2))
         for side in (-1.0, 1.0):
             for z in np.linspace(0.02, 50.0, 2500) * width:
                 h = self.h(kappa + side * z, self.beta)
-                if h * h_g <= 0:
+                if h * h_g <= 0 or abs(h) < abs(h_g):
                     return False
                 if abs(h) >= 2 * abs(h_g):
                     break
