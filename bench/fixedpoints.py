@@ -2,6 +2,8 @@
 
 Systems:
   * a 3-bit flip-flop GRU with 128 units, trained here (cached in bench/cache/),
+  * a 3-bit flip-flop LSTM with 128 units (state [h, c], 256 dimensions), with its closed-form
+    curvature (``lstm128``) and with the curvature from autograd (``lstm128ag``, same run),
   * random leaky firing-rate RNNs with 256 and 1024 units,
   * the 256- and 1024-unit RNNs again after ``torch.set_num_threads(2)`` (the rows marked
     ``thr 2``): that call breaks torch's batched LU through MKL for matrices above ~150
@@ -51,10 +53,11 @@ def flipflop_batch(batch: int, steps: int, bits: int, p: float, gen: torch.Gener
     return inputs, targets
 
 
-class FlipFlopGRU(torch.nn.Module):
-    def __init__(self, hidden=128, bits=3):
+class FlipFlopNet(torch.nn.Module):
+    def __init__(self, hidden=128, bits=3, cell="gru"):
         super().__init__()
-        self.rnn = torch.nn.GRU(bits, hidden, batch_first=True)
+        kind = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
+        self.rnn = kind(bits, hidden, batch_first=True)
         self.out = torch.nn.Linear(hidden, bits)
 
     def forward(self, u):
@@ -62,14 +65,14 @@ class FlipFlopGRU(torch.nn.Module):
         return self.out(h)
 
 
-def trained_gru(hidden=128, bits=3, epochs=1500, seed=0) -> torch.nn.Module:
-    path = CACHE / f"flipflop_gru{hidden}_seed{seed}.pt"
-    model = FlipFlopGRU(hidden, bits)
+def trained_net(hidden=128, bits=3, epochs=1500, seed=0, cell="gru") -> torch.nn.Module:
+    path = CACHE / f"flipflop_{cell}{hidden}_seed{seed}.pt"
+    model = FlipFlopNet(hidden, bits, cell)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model
     torch.manual_seed(seed)
-    model = FlipFlopGRU(hidden, bits)
+    model = FlipFlopNet(hidden, bits, cell)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     started = time.perf_counter()
@@ -80,7 +83,7 @@ def trained_gru(hidden=128, bits=3, epochs=1500, seed=0) -> torch.nn.Module:
         loss.backward()
         opt.step()
         if epoch % 250 == 0:
-            print(f"  training flip-flop GRU: epoch {epoch} loss {loss.item():.4f}", flush=True)
+            print(f"  training flip-flop {cell}: epoch {epoch} loss {loss.item():.4f}", flush=True)
     print(f"  trained in {time.perf_counter() - started:.0f} s, final loss {loss.item():.5f}")
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
@@ -111,9 +114,11 @@ def leaky_rnn(n: int, gain: float = 1.2, seed: int = 0) -> fp.Dynamics:
 
 
 def build(system: str, device: str):
-    if system == "gru128":
-        model = trained_gru()
+    if system in ("gru128", "lstm128", "lstm128ag"):
+        model = trained_net(cell="gru" if system == "gru128" else "lstm")
         dyn = fp.from_module(model.rnn, device=device)
+        if system == "lstm128ag":  # the same LSTM with its curvature from autograd
+            dyn = dyn._replace(curvature_fn=None)
         gen = torch.Generator().manual_seed(1)
         u, _ = flipflop_batch(64, 60, 3, 0.1, gen)
         return dyn, dict(inputs=u.double().numpy(), noise=0.05)
@@ -150,6 +155,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1024 initial states only")
+    parser.add_argument("--systems", default="",
+                        help="comma-separated systems to run (default: all)")
     parser.add_argument("--child", nargs=4, metavar=("SYSTEM", "N_INIT", "REPEATS", "THREADS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=900,
@@ -159,11 +166,15 @@ def main() -> None:
         system, n_init, repeats = args.child[0], int(args.child[1]), int(args.child[2])
         print(json.dumps(run_one(system, n_init, args.device, repeats, int(args.child[3]))))
         return
-    trained_gru()  # train/cache once, outside the timed children
+    trained_net()  # train/cache once, outside the timed children
+    trained_net(cell="lstm")
     sizes = [1024] if args.quick else [256, 1024, 4096]
     # threads 0: torch's default; 2: after an explicit torch.set_num_threads(2)
     plan = ([("gru128", n, 0) for n in sizes] + [("leaky256", n, 0) for n in sizes]
-            + [("leaky1024", 1024, 0), ("leaky256", 1024, 2), ("leaky1024", 1024, 2)])
+            + [("leaky1024", 1024, 0), ("leaky256", 1024, 2), ("leaky1024", 1024, 2)]
+            + [("lstm128", 1024, 0), ("lstm128ag", 1024, 0)])
+    if args.systems:
+        plan = [row for row in plan if row[0] in args.systems.split(",")]
     print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats}")
     header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'median s':>9} "
               f"{'ms/state':>9} {'peak MB':>8} "
