@@ -131,14 +131,16 @@ def run_one(system: str, n_init: int, device: str, repeats: int, threads: int = 
         torch.set_num_threads(threads)
     dyn, sampling = build(system, device)
     x0 = fp.sample_initial_states(dyn, n_init, seed=0, **sampling)
-    times, result = [], None
+    times, cpu, result = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = fp.find_fixed_points(dyn, x0)
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     q = result.speed
     return {
         "system": system, "n_initial": n_init, "median_s": statistics.median(times),
+        "cpu_s": statistics.median(cpu),
         "per_state_ms": 1e3 * statistics.median(times) / n_init,
         "counts": result.counts(), "index_counts": result.index_counts(),
         "slow_regions": len(result.slow_regions),
@@ -176,7 +178,7 @@ def main() -> None:
     if args.systems:
         plan = [row for row in plan if row[0] in args.systems.split(",")]
     print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats}")
-    header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'median s':>9} "
+    header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'median s':>9} {'cpu s':>6} "
               f"{'ms/state':>9} {'peak MB':>8} "
               f"{'cands':>6}  counts / index counts / q [min, median, max]")
     print(header)
@@ -198,7 +200,8 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         counts = {k: v for k, v in r["counts"].items() if v}
         qs = ", ".join(f"{v:.1e}" for v in r["q_quantiles"])
-        print(f"{system:<10} {thr:>3} {n_init:>6} {r['median_s']:>9.2f} {r['per_state_ms']:>9.3f} "
+        print(f"{system:<10} {thr:>3} {n_init:>6} {r['median_s']:>9.2f} {r['cpu_s']:>6.1f} "
+              f"{r['per_state_ms']:>9.3f} "
               f"{r['peak_rss_mb']:>8.0f} {r['candidates']:>6}  {counts} {r['index_counts']} "
               f"[{qs}] regions={r['slow_regions']} {r['status']}")
 

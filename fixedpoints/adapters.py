@@ -151,14 +151,15 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
 
     def jacobian(x, u):
         b = x.shape[0]
-        h_blocks, c_blocks = [], []
+        # every layer writes its rows of one preallocated Jacobian (one layer without a cell
+        # state: the block is the whole Jacobian, returned early)
+        out = x.new_zeros(b, n_states, n_states) if n_layers > 1 or lstm else None
         inp, d_inp = u, None  # d_inp: derivative of this layer's input w.r.t. the state
         for k, w in enumerate(layers):
             h = x[:, k * hidden:(k + 1) * hidden]
             gi = _affine(inp, w["w_ih"], w["b_ih"])
             gh = _affine(h, w["w_hh"], w["b_hh"])
-            # one layer without a cell state: the block is the whole Jacobian (returned early)
-            dh = x.new_zeros(b, hidden, n_states) if n_layers > 1 or lstm else None
+            dh = out[:, k * hidden:(k + 1) * hidden] if out is not None else None
             own = slice(k * hidden, (k + 1) * hidden)
             if gru:
                 i_r, i_z, i_n = gi.chunk(3, dim=1)
@@ -194,15 +195,20 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
                 s_o = tc * so * (1 - so)
                 w_hi, w_hf, w_hg, w_ho = w["w_hh"].chunk(4, dim=0)
                 w_ii, w_if, w_ig, w_io = w["w_ih"].chunk(4, dim=0)
-                dc_h = rows(gates_c[0], w_hi) + rows(gates_c[1], w_hf) + rows(gates_c[2], w_hg)
-                dc_in = rows(gates_c[0], w_ii) + rows(gates_c[1], w_if) + rows(gates_c[2], w_ig)
-                dc = x.new_zeros(b, hidden, n_states)
-                dc[:, :, own] = dc_h
-                dc[:, :, own_c] = torch.diag_embed(sf)
-                dh[:, :, own] = rows(s_o, w_ho) + dc_dtc.unsqueeze(-1) * dc_h
-                dh[:, :, own_c] = torch.diag_embed(dc_dtc * sf)
-                d_in_c = dc_in
-                d_in = rows(s_o, w_io) + dc_dtc.unsqueeze(-1) * dc_in
+                dc = out[:, own_c]
+                dc_h = dc[:, :, own]
+                torch.mul(gates_c[0].unsqueeze(-1), w_hi, out=dc_h)
+                dc_h.addcmul_(gates_c[1].unsqueeze(-1), w_hf).addcmul_(gates_c[2].unsqueeze(-1),
+                                                                       w_hg)
+                dc[:, :, own_c].diagonal(dim1=1, dim2=2).copy_(sf)
+                block = dh[:, :, own]
+                torch.mul(dc_dtc.unsqueeze(-1), dc_h, out=block)
+                block.addcmul_(s_o.unsqueeze(-1), w_ho)
+                dh[:, :, own_c].diagonal(dim1=1, dim2=2).copy_(dc_dtc * sf)
+                if d_inp is not None:
+                    d_in_c = (rows(gates_c[0], w_ii) + rows(gates_c[1], w_if)
+                              + rows(gates_c[2], w_ig))
+                    d_in = rows(s_o, w_io) + dc_dtc.unsqueeze(-1) * d_in_c
                 h_new = so * tc
             else:
                 pre = gi + gh
@@ -213,14 +219,11 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
                 dh[:, :, own] = rows(slope, w["w_hh"])
                 d_in = rows(slope, w["w_ih"])
             if d_inp is not None:
-                dh = dh + d_in @ d_inp
+                dh.baddbmm_(d_in, d_inp)
                 if lstm:
-                    dc = dc + d_in_c @ d_inp
-            h_blocks.append(dh)
-            if lstm:
-                c_blocks.append(dc)
+                    dc.baddbmm_(d_in_c, d_inp)
             inp, d_inp = h_new, dh
-        return torch.cat(h_blocks + c_blocks, dim=1)
+        return out
 
     return jacobian
 
