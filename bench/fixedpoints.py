@@ -4,7 +4,7 @@ Systems:
   * a 3-bit flip-flop GRU with 128 units, trained here (cached in bench/cache/),
   * a 3-bit flip-flop LSTM with 128 units (state [h, c], 256 dimensions), with its closed-form
     curvature (``lstm128``) and with the curvature from autograd (``lstm128ag``, same run),
-  * random leaky firing-rate RNNs with 256 and 1024 units,
+  * random leaky firing-rate RNNs (gain 1.2) with 256, 1024 and 2048 units,
   * the 256- and 1024-unit RNNs again after ``torch.set_num_threads(2)`` (the rows marked
     ``thr 2``): that call breaks torch's batched LU through MKL for matrices above ~150
     (pytorch issues 142815, 141358), so these rows watch that no solve in the library uses it.
@@ -151,12 +151,42 @@ def run_one(system: str, n_init: int, device: str, repeats: int, threads: int = 
     }
 
 
+def derivatives(repeats: int, batch: int = 32) -> None:
+    """Median ms of the closed-form Jacobian and curvature against autograd, same states."""
+    torch.manual_seed(0)
+    systems = {"lstm128": trained_net(cell="lstm").rnn,
+               "gru2x64": torch.nn.GRU(3, 64, num_layers=2),
+               "lstm2x64": torch.nn.LSTM(3, 64, num_layers=2)}
+    print(f"derivatives at {batch} states: median ms (closed form / autograd = ratio)")
+    for name, module in systems.items():
+        dyn = fp.from_module(module)
+        plain = dyn._replace(jacobian_fn=None, curvature_fn=None)
+        x = 0.5 * torch.randn(batch, dyn.n_states, dtype=torch.float64)
+        w = torch.randn(batch, dyn.n_states, dtype=torch.float64)
+        row = []
+        calls = (("jacobian", (dyn.jacobian, plain.jacobian), (x,)),
+                 ("curvature", (dyn.curvature, plain.curvature), (x, w)))
+        for what, fns, args in calls:
+            ms = []
+            for fn in fns:
+                times = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    fn(*args)
+                    times.append(time.perf_counter() - t)
+                ms.append(1e3 * statistics.median(times))
+            row.append(f"{what} {ms[0]:.1f} / {ms[1]:.1f} = {ms[1] / ms[0]:.1f}x")
+        print(f"  {name:<9} " + ",  ".join(row))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1024 initial states only")
+    parser.add_argument("--derivatives", action="store_true",
+                        help="only time the closed-form derivatives against autograd")
     parser.add_argument("--systems", default="",
                         help="comma-separated systems to run (default: all)")
     parser.add_argument("--child", nargs=4, metavar=("SYSTEM", "N_INIT", "REPEATS", "THREADS"),
@@ -168,12 +198,16 @@ def main() -> None:
         system, n_init, repeats = args.child[0], int(args.child[1]), int(args.child[2])
         print(json.dumps(run_one(system, n_init, args.device, repeats, int(args.child[3]))))
         return
+    if args.derivatives:
+        derivatives(max(args.repeats, 5))
+        return
     trained_net()  # train/cache once, outside the timed children
     trained_net(cell="lstm")
     sizes = [1024] if args.quick else [256, 1024, 4096]
     # threads 0: torch's default; 2: after an explicit torch.set_num_threads(2)
     plan = ([("gru128", n, 0) for n in sizes] + [("leaky256", n, 0) for n in sizes]
             + [("leaky1024", 1024, 0), ("leaky256", 1024, 2), ("leaky1024", 1024, 2)]
+            + [("leaky2048", 1024, 0)]
             + [("lstm128", 1024, 0), ("lstm128ag", 1024, 0)])
     if args.systems:
         plan = [row for row in plan if row[0] in args.systems.split(",")]
@@ -184,7 +218,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for system, n_init, threads in plan:
-        repeats = 1 if system == "leaky1024" else args.repeats
+        repeats = 1 if system in ("leaky1024", "leaky2048") else args.repeats
         thr = str(threads) if threads else "-"
         try:
             out = subprocess.run([sys.executable, __file__, "--device", args.device, "--child",

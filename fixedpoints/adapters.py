@@ -285,6 +285,15 @@ def _one_layer_curvature(module: nn.Module, dtype, device):
     return curvature
 
 
+def _spans(spans: List[slice]):
+    """Pairs (span of the state, span of the packed columns) for spans packed side by side."""
+    at = 0
+    for span in spans:
+        width = span.stop - span.start
+        yield span, slice(at, at + width)
+        at += width
+
+
 def _stacked_curvature(module: nn.Module, dtype, device):
     """Closed-form ``Σ_k w_k ∇²F_k`` of a torch RNN (tanh/relu), GRU or LSTM step, any depth.
 
@@ -403,13 +412,10 @@ def _stacked_curvature(module: nn.Module, dtype, device):
             ident, f1c, f2c = None, None, None
         # columns the gate features can depend on: the own h, and (through the input) every
         # lower layer's state; a gate with no dependence on x (layer 0's input part) is dropped
-        cols = torch.arange(k * hidden, (k + 1) * hidden, device=x.device)
-        if k > 0:
-            lower = [torch.arange(0, k * hidden, device=x.device)]
-            if lstm:
-                lower.append(torch.arange(n_layers * hidden, (n_layers + k) * hidden,
-                                          device=x.device))
-            cols = torch.cat(lower + [cols])
+        # (as contiguous spans of the state: views, not gathers)
+        cols = [slice(0, (k + 1) * hidden)]
+        if lstm and k > 0:
+            cols.append(slice(n_layers * hidden, (n_layers + k) * hidden))
         keep = [p for p, (mat, y_mat) in enumerate(mats)
                 if mat is not None or (y_mat is not None and d_inp is not None)]
         n_gates = len(keep)
@@ -419,10 +425,11 @@ def _stacked_curvature(module: nn.Module, dtype, device):
         if f1c is not None and f2c is not None:
             f1c, f2c = f1c[..., keep], f2c[..., keep, :][..., keep]
         mats = [mats[p] for p in keep[:n_gates]]
-        local = {int(c): i for i, c in enumerate(cols.tolist())}
-        own_cols = [local[c] for c in range(k * hidden, (k + 1) * hidden)]
-        d_cols = d_inp[:, :, cols] if d_inp is not None else None
-        grads = x.new_zeros(b, n_gates, hidden, len(cols))  # G_p on the columns cols
+        own_cols = slice(k * hidden, (k + 1) * hidden)  # the first span starts at 0
+        d_cols = (torch.cat([d_inp[:, :, span] for span in cols], dim=2)
+                  if d_inp is not None else None)
+        width = sum(span.stop - span.start for span in cols)
+        grads = x.new_zeros(b, n_gates, hidden, width)  # G_p on the columns cols
         for p, (mat, y_mat) in enumerate(mats):
             if mat is not None:
                 grads[:, p, :, own_cols] = mat
@@ -442,8 +449,9 @@ def _stacked_curvature(module: nn.Module, dtype, device):
             if k + 1 < n_layers:  # ∂h'/∂x = Σ_p diag(∂h'/∂p) G_p feeds the next layer
                 grads, hp = layer["grads"], layer["hp"]
                 d_inp = x.new_zeros(b, hidden, n_states)
-                d_inp[:, :, layer["cols"]] = sum(hp[..., p, None] * grads[:, p]
-                                                 for p in range(grads.shape[1]))
+                local = sum(hp[..., p, None] * grads[:, p] for p in range(grads.shape[1]))
+                for span, at in _spans(layer["cols"]):
+                    d_inp[:, :, span] = local[:, :, at]
                 if layer["ident"] is not None:
                     d_inp[:, :, layer["ident"]] += torch.diag_embed(hp[..., -1])
             inp = h_new
@@ -463,13 +471,15 @@ def _stacked_curvature(module: nn.Module, dtype, device):
                                   for p in range(n_g)], dim=1)
             block = (grads.reshape(b, n_g * hidden, n_c).transpose(1, 2)
                      @ scaled.reshape(b, n_g * hidden, n_c))
-            total[:, cols[:, None], cols[None, :]] += block
+            for span_a, at_a in _spans(cols):
+                for span_b, at_b in _spans(cols):
+                    total[:, span_a, span_b] += block[:, at_a, at_b]
             if ident is not None:  # the state itself as a feature (GRU h, LSTM c): G = I
-                rows = torch.arange(ident.start, ident.stop, device=x.device)
                 cross = sum(s2[..., p, n_g, None] * grads[:, p] for p in range(n_g))
-                total[:, cols[:, None], rows[None, :]] += cross.transpose(1, 2)
-                total[:, rows[:, None], cols[None, :]] += cross
-                total[:, rows, rows] += s2[..., n_g, n_g]
+                for span, at in _spans(cols):
+                    total[:, span, ident] += cross[:, :, at].transpose(1, 2)
+                    total[:, ident, span] += cross[:, :, at]
+                total[:, ident, ident].diagonal(dim1=1, dim2=2).add_(s2[..., n_g, n_g])
             if k > 0:  # the reverse pass: what layer k's ψ puts on layer k-1's new h
                 lam = weights[:, (k - 1) * hidden:k * hidden].clone()
                 for p, y_mat in enumerate(layer["y_weights"]):
