@@ -62,6 +62,7 @@ def many_checkpoints(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # four Python processes that import torch: ~2 min on the shared 2 cores
 @pytest.mark.skipif(not DASK.exists(), reason="the `dask` command is not installed")
 def test_killed_worker_checkpoints_are_retried_on_the_other(many_checkpoints, tmp_path):
     from analysis.cli import main
