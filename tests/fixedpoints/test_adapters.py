@@ -216,7 +216,8 @@ def stacked_modules():
                          ids=lambda m: f"{type(m).__name__}-{getattr(m, 'num_layers', 1)}")
 def test_stacked_and_lstm_curvature_equals_autograd(module):
     """Closed-form Σ_k w_k ∇²F_k of multi-layer RNN/GRU and of LSTMs (state [h…, c…]) equals
-    the autograd Hessian of w·F to 1e-12, at random states, weights and a nonzero input."""
+    the autograd Hessian of w·F to 1e-12, at random states, weights and a nonzero input; so do
+    the closed-form Jacobian (against jacfwd) and the Hessian of the speed."""
     dyn = fp.from_module(module, input=[0.3, -0.2, 0.5])
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(6, dyn.n_states, dtype=torch.float64, generator=gen)
@@ -225,6 +226,8 @@ def test_stacked_and_lstm_curvature_equals_autograd(module):
     autograd = dyn._replace(curvature_fn=None).curvature(x, w)
     assert float(autograd.abs().max()) > 0.05 or getattr(module, "nonlinearity", "") == "relu"
     torch.testing.assert_close(closed, autograd, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(dyn.jacobian(x), dyn._replace(jacobian_fn=None).jacobian(x),
+                               atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(dyn.speed_hessian(x),
                                dyn._replace(curvature_fn=None).speed_hessian(x),
                                atol=1e-12, rtol=1e-12)
