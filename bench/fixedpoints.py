@@ -2,7 +2,9 @@
 
 Systems:
   * a 3-bit flip-flop GRU with 128 units, trained here (cached in bench/cache/),
-  * random leaky firing-rate RNNs with 256 and 1024 units,
+  * a 3-bit flip-flop LSTM with 128 units (state [h, c], 256 dimensions), with its closed-form
+    curvature (``lstm128``) and with the curvature from autograd (``lstm128ag``, same run),
+  * random leaky firing-rate RNNs (gain 1.2) with 256, 1024 and 2048 units,
   * the 256- and 1024-unit RNNs again after ``torch.set_num_threads(2)`` (the rows marked
     ``thr 2``): that call breaks torch's batched LU through MKL for matrices above ~150
     (pytorch issues 142815, 141358), so these rows watch that no solve in the library uses it.
@@ -51,10 +53,11 @@ def flipflop_batch(batch: int, steps: int, bits: int, p: float, gen: torch.Gener
     return inputs, targets
 
 
-class FlipFlopGRU(torch.nn.Module):
-    def __init__(self, hidden=128, bits=3):
+class FlipFlopNet(torch.nn.Module):
+    def __init__(self, hidden=128, bits=3, cell="gru"):
         super().__init__()
-        self.rnn = torch.nn.GRU(bits, hidden, batch_first=True)
+        kind = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
+        self.rnn = kind(bits, hidden, batch_first=True)
         self.out = torch.nn.Linear(hidden, bits)
 
     def forward(self, u):
@@ -62,14 +65,14 @@ class FlipFlopGRU(torch.nn.Module):
         return self.out(h)
 
 
-def trained_gru(hidden=128, bits=3, epochs=1500, seed=0) -> torch.nn.Module:
-    path = CACHE / f"flipflop_gru{hidden}_seed{seed}.pt"
-    model = FlipFlopGRU(hidden, bits)
+def trained_net(hidden=128, bits=3, epochs=1500, seed=0, cell="gru") -> torch.nn.Module:
+    path = CACHE / f"flipflop_{cell}{hidden}_seed{seed}.pt"
+    model = FlipFlopNet(hidden, bits, cell)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model
     torch.manual_seed(seed)
-    model = FlipFlopGRU(hidden, bits)
+    model = FlipFlopNet(hidden, bits, cell)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     started = time.perf_counter()
@@ -80,7 +83,7 @@ def trained_gru(hidden=128, bits=3, epochs=1500, seed=0) -> torch.nn.Module:
         loss.backward()
         opt.step()
         if epoch % 250 == 0:
-            print(f"  training flip-flop GRU: epoch {epoch} loss {loss.item():.4f}", flush=True)
+            print(f"  training flip-flop {cell}: epoch {epoch} loss {loss.item():.4f}", flush=True)
     print(f"  trained in {time.perf_counter() - started:.0f} s, final loss {loss.item():.5f}")
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
@@ -111,9 +114,11 @@ def leaky_rnn(n: int, gain: float = 1.2, seed: int = 0) -> fp.Dynamics:
 
 
 def build(system: str, device: str):
-    if system == "gru128":
-        model = trained_gru()
+    if system in ("gru128", "lstm128", "lstm128ag"):
+        model = trained_net(cell="gru" if system == "gru128" else "lstm")
         dyn = fp.from_module(model.rnn, device=device)
+        if system == "lstm128ag":  # the same LSTM with its curvature from autograd
+            dyn = dyn._replace(curvature_fn=None)
         gen = torch.Generator().manual_seed(1)
         u, _ = flipflop_batch(64, 60, 3, 0.1, gen)
         return dyn, dict(inputs=u.double().numpy(), noise=0.05)
@@ -126,14 +131,16 @@ def run_one(system: str, n_init: int, device: str, repeats: int, threads: int = 
         torch.set_num_threads(threads)
     dyn, sampling = build(system, device)
     x0 = fp.sample_initial_states(dyn, n_init, seed=0, **sampling)
-    times, result = [], None
+    times, cpu, result = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = fp.find_fixed_points(dyn, x0)
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     q = result.speed
     return {
         "system": system, "n_initial": n_init, "median_s": statistics.median(times),
+        "cpu_s": statistics.median(cpu),
         "per_state_ms": 1e3 * statistics.median(times) / n_init,
         "counts": result.counts(), "index_counts": result.index_counts(),
         "slow_regions": len(result.slow_regions),
@@ -144,12 +151,44 @@ def run_one(system: str, n_init: int, device: str, repeats: int, threads: int = 
     }
 
 
+def derivatives(repeats: int, batch: int = 32) -> None:
+    """Median ms of the closed-form Jacobian and curvature against autograd, same states."""
+    torch.manual_seed(0)
+    systems = {"lstm128": trained_net(cell="lstm").rnn,
+               "gru2x64": torch.nn.GRU(3, 64, num_layers=2),
+               "lstm2x64": torch.nn.LSTM(3, 64, num_layers=2)}
+    print(f"derivatives at {batch} states: median ms (closed form / autograd = ratio)")
+    for name, module in systems.items():
+        dyn = fp.from_module(module)
+        plain = dyn._replace(jacobian_fn=None, curvature_fn=None)
+        x = 0.5 * torch.randn(batch, dyn.n_states, dtype=torch.float64)
+        w = torch.randn(batch, dyn.n_states, dtype=torch.float64)
+        row = []
+        calls = (("jacobian", (dyn.jacobian, plain.jacobian), (x,)),
+                 ("curvature", (dyn.curvature, plain.curvature), (x, w)))
+        for what, fns, args in calls:
+            ms = []
+            for fn in fns:
+                times = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    fn(*args)
+                    times.append(time.perf_counter() - t)
+                ms.append(1e3 * statistics.median(times))
+            row.append(f"{what} {ms[0]:.1f} / {ms[1]:.1f} = {ms[1] / ms[0]:.1f}x")
+        print(f"  {name:<9} " + ",  ".join(row))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1024 initial states only")
+    parser.add_argument("--derivatives", action="store_true",
+                        help="only time the closed-form derivatives against autograd")
+    parser.add_argument("--systems", default="",
+                        help="comma-separated systems to run (default: all)")
     parser.add_argument("--child", nargs=4, metavar=("SYSTEM", "N_INIT", "REPEATS", "THREADS"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=900,
@@ -159,19 +198,27 @@ def main() -> None:
         system, n_init, repeats = args.child[0], int(args.child[1]), int(args.child[2])
         print(json.dumps(run_one(system, n_init, args.device, repeats, int(args.child[3]))))
         return
-    trained_gru()  # train/cache once, outside the timed children
+    if args.derivatives:
+        derivatives(max(args.repeats, 5))
+        return
+    trained_net()  # train/cache once, outside the timed children
+    trained_net(cell="lstm")
     sizes = [1024] if args.quick else [256, 1024, 4096]
     # threads 0: torch's default; 2: after an explicit torch.set_num_threads(2)
     plan = ([("gru128", n, 0) for n in sizes] + [("leaky256", n, 0) for n in sizes]
-            + [("leaky1024", 1024, 0), ("leaky256", 1024, 2), ("leaky1024", 1024, 2)])
+            + [("leaky1024", 1024, 0), ("leaky256", 1024, 2), ("leaky1024", 1024, 2)]
+            + [("leaky2048", 1024, 0)]
+            + [("lstm128", 1024, 0), ("lstm128ag", 1024, 0)])
+    if args.systems:
+        plan = [row for row in plan if row[0] in args.systems.split(",")]
     print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats}")
-    header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'median s':>9} "
+    header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'median s':>9} {'cpu s':>6} "
               f"{'ms/state':>9} {'peak MB':>8} "
               f"{'cands':>6}  counts / index counts / q [min, median, max]")
     print(header)
     print("-" * len(header))
     for system, n_init, threads in plan:
-        repeats = 1 if system == "leaky1024" else args.repeats
+        repeats = 1 if system in ("leaky1024", "leaky2048") else args.repeats
         thr = str(threads) if threads else "-"
         try:
             out = subprocess.run([sys.executable, __file__, "--device", args.device, "--child",
@@ -187,7 +234,8 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         counts = {k: v for k, v in r["counts"].items() if v}
         qs = ", ".join(f"{v:.1e}" for v in r["q_quantiles"])
-        print(f"{system:<10} {thr:>3} {n_init:>6} {r['median_s']:>9.2f} {r['per_state_ms']:>9.3f} "
+        print(f"{system:<10} {thr:>3} {n_init:>6} {r['median_s']:>9.2f} {r['cpu_s']:>6.1f} "
+              f"{r['per_state_ms']:>9.3f} "
               f"{r['peak_rss_mb']:>8.0f} {r['candidates']:>6}  {counts} {r['index_counts']} "
               f"[{qs}] regions={r['slow_regions']} {r['status']}")
 
