@@ -606,6 +606,29 @@ def _away_from_fixed_points(states: np.ndarray, fixed_points, rtol: float = 0.02
     return states[np.sort(deduplicate(states, np.zeros(len(states)), 0.05 * scale))]
 
 
+#: Initial states whose trajectories are searched for periodic orbits, per epoch.
+CYCLE_STARTS = 16
+
+
+def _find_cycles(dynamics, init, fp, info):
+    """Periodic orbits reached from up to :data:`CYCLE_STARTS` of the initial states (short
+    budgets: 500 transient + 400 recorded steps), or None when none was found."""
+    from fixedpoints.cycles import CycleOptions, find_limit_cycles
+
+    starts = np.asarray(init, dtype=float)[:CYCLE_STARTS]
+    if not len(starts):
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            found = find_limit_cycles(dynamics, starts,
+                                      CycleOptions(n_transient=500, n_record=400, max_seeds=4))
+    except (ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
+        info["cycles_error"] = str(exc)[:300]
+        return None
+    info["cycles"] = dict(found.info, found=len(found))
+    return found if len(found) else None
+
+
 def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
                      loss: float = math.nan, source: str = "", module=None) -> EpochAnalysis:
     """Analyze one :class:`fixedpoints.Dynamics` (the core of :func:`analyze_checkpoint`)."""
@@ -635,9 +658,10 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
     ghosts = _detect_ghosts(dynamics, fp, init, settings, info)
     topology = None
     if settings.topology:
+        cycles = _find_cycles(dynamics, init, fp, info)
         topology = build_topology(dynamics, fp, ghosts, scale=scale, eps=settings.topology_eps,
                                   max_steps=settings.topology_steps,
-                                  reach=settings.topology_reach)
+                                  reach=settings.topology_reach, cycles=cycles)
     return EpochAnalysis(epoch=int(epoch), fixed_points=fp, ghosts=ghosts, topology=topology,
                          scale=scale, loss=float(loss), source=str(source),
                          settings_hash=settings.hash(),

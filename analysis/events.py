@@ -97,12 +97,13 @@ from fixedpoints.serialization import to_json
 from .matching import match_points
 from .topology import node_id
 
-__all__ = ["EVENT_KINDS", "EventOptions", "RestructuringEvent", "detect_events", "event_epoch"]
+__all__ = ["EVENT_KINDS", "EventOptions", "RestructuringEvent", "detect_events", "event_epoch",
+           "cycle_events"]
 
 #: All event kinds, in the order rules are applied.
 EVENT_KINDS = ("saddle_node", "pitchfork", "stability_change", "birth", "death",
                "ghost_appeared", "ghost_vanished", "attractor_moved", "connection_change",
-               "attractor_count")
+               "attractor_count", "hopf", "cycle_birth", "cycle_death", "cycle_stability")
 
 #: Kinds that change the number of attractors through points.
 _POINT_KINDS = ("saddle_node", "pitchfork", "stability_change", "birth", "death")
@@ -569,9 +570,87 @@ def detect_events(before, after,
                {"n_attractors": counts, "explained_by_point_events": explained,
                 "unresolved_before": A.unresolved_attractor,
                 "unresolved_after": B.unresolved_attractor})
+    events += cycle_events(before, after, gate)
     if opts.kinds is not None:
         events = [e for e in events if e.kind in opts.kinds]
     return events
+
+
+def _cycle_nodes(result):
+    """(ids, centres (m, n), index, stable, info dicts) of a topology's cycle nodes."""
+    topo = getattr(result, "topology", None)
+    if topo is None:
+        return [], np.zeros((0, 0)), np.zeros(0, int), np.zeros(0, bool), []
+    rows = np.flatnonzero(np.isin(topo.node_kind, ("limit_cycle", "unstable_cycle")))
+    infos = list(topo.info.get("cycles", []))
+    return ([str(topo.node_id[r]) for r in rows], np.asarray(topo.node_x)[rows],
+            np.asarray(topo.node_index)[rows], topo.node_kind[rows] == "limit_cycle",
+            [infos[int(topo.node_ref[r])] if int(topo.node_ref[r]) < len(infos) else {}
+             for r in rows])
+
+
+def cycle_events(before, after, gate: float) -> List[RestructuringEvent]:
+    """Periodic-orbit events between two epochs (the topology's ``cycle<j>`` nodes).
+
+    Cycles are matched by centre (optimal assignment gated at ``gate``). A cycle of B with no
+    partner is ``cycle_birth``, one of A with none ``cycle_death``; matched cycles whose
+    stability differs give ``cycle_stability``. A born cycle whose centre lies within ``gate``
+    of a fixed point of B that matches a fixed point of A with a different index is a ``hopf``
+    event instead (a focus changed stability and created the cycle: ``detail["focus"]`` names
+    the point before and after, with both indices); a dying cycle near a focus whose index
+    changed is a ``hopf`` with ``direction = "collapse"``.
+    """
+    ids_a, ca, _, st_a, info_a = _cycle_nodes(before)
+    ids_b, cb, _, st_b, info_b = _cycle_nodes(after)
+    if not ids_a and not ids_b:
+        return []
+    ea, eb = int(before.epoch), int(after.epoch)
+    n = ca.shape[1] if len(ca) else cb.shape[1]
+    m = match_points(ca.reshape(-1, n), cb.reshape(-1, n), gate)
+    fa, fb = _view(before), _view(after)
+    mf = match_points(fa.fx, fb.fx, gate)
+    changed = [(int(i), int(j)) for i, j in mf.pairs if fa.f_index[i] != fb.f_index[j]]
+    out: List[RestructuringEvent] = []
+
+    def focus_near(x, side):
+        for i, j in changed:
+            p = fb.fx[j] if side == "after" else fa.fx[i]
+            if np.linalg.norm(p - x) <= gate:
+                return {"before": f"before/{fa.f_id[i]}", "after": f"after/{fb.f_id[j]}",
+                        "index_before": int(fa.f_index[i]), "index_after": int(fb.f_index[j])}
+        return None
+
+    for j in m.unmatched_b:
+        j = int(j)
+        focus = focus_near(cb[j], "after")
+        detail = {"cycle": info_b[j], "stable": bool(st_b[j])}
+        if focus is not None:
+            out.append(RestructuringEvent(ea, eb, "hopf", (focus["before"], focus["after"],
+                                                           f"after/{ids_b[j]}"),
+                                          cb[j], {**detail, "direction": "create",
+                                                  "focus": focus}))
+        else:
+            out.append(RestructuringEvent(ea, eb, "cycle_birth", (f"after/{ids_b[j]}",), cb[j],
+                                          detail))
+    for i in m.unmatched_a:
+        i = int(i)
+        focus = focus_near(ca[i], "before")
+        detail = {"cycle": info_a[i], "stable": bool(st_a[i])}
+        if focus is not None:
+            out.append(RestructuringEvent(ea, eb, "hopf", (focus["before"], focus["after"],
+                                                           f"before/{ids_a[i]}"),
+                                          ca[i], {**detail, "direction": "collapse",
+                                                  "focus": focus}))
+        else:
+            out.append(RestructuringEvent(ea, eb, "cycle_death", (f"before/{ids_a[i]}",), ca[i],
+                                          detail))
+    for i, j in m.pairs:
+        if bool(st_a[i]) != bool(st_b[j]):
+            out.append(RestructuringEvent(ea, eb, "cycle_stability",
+                                          (f"before/{ids_a[i]}", f"after/{ids_b[j]}"), cb[j],
+                                          {"stable_before": bool(st_a[i]),
+                                           "stable_after": bool(st_b[j])}))
+    return out
 
 
 def _attractor_delta(e: RestructuringEvent) -> int:

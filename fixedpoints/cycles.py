@@ -4,8 +4,9 @@
    ``n_record`` more. One that has not settled (its speed stays above the fixed-point level) and
    comes back: a map's state with ``‖x_{t+p} − x_t‖ ≤ recurrence · spread`` for the smallest
    ``2 ≤ p ≤ max_period`` over the last ``p`` recorded steps; a flow's first local minimum of
-   ``‖x(t) − x(t_0)‖`` below that level after leaving the neighbourhood, its time refined by a
-   parabola through the three samples, seeds a cycle.
+   ``‖x(t) − x(t_0)‖`` below that level plus one step's length (a return can fall between two
+   samples) after leaving that neighbourhood, its time refined by a parabola through the three
+   samples, seeds a cycle.
 2. **Newton.** Maps: on ``G(x) = F^p(x) − x`` with ``G' = M − I``, ``M = ∏ ∂F`` along the orbit.
    Flows: single shooting on ``(x, T)`` with ``φ_T(x) − x = 0`` and the phase condition
    ``f(x₀) · (x − x₀) = 0``; ``φ_T`` is ``S`` RK4 steps of length ``T/S`` (``S`` fixed from
@@ -331,12 +332,14 @@ def _flow_period(traj: np.ndarray, h: float, tol: float) -> Optional[Tuple[int, 
     neighbourhood, refined by a parabola through the three samples around the minimum."""
     s = 0
     d = np.linalg.norm(traj - traj[s], axis=1)
-    left = np.flatnonzero(d > 4 * tol)
+    step = np.linalg.norm(np.diff(traj, axis=0), axis=1)
+    reach = tol + float(step.max(initial=0.0))  # a return can fall between two samples
+    left = np.flatnonzero(d > 4 * reach)
     if not len(left):
         return None
     start = int(left[0])
     for i in range(max(start, 1), len(d) - 1):
-        if d[i] <= d[i - 1] and d[i] <= d[i + 1] and d[i] <= tol:
+        if d[i] <= d[i - 1] and d[i] <= d[i + 1] and d[i] <= reach:
             a, b, c = d[i - 1] ** 2, d[i] ** 2, d[i + 1] ** 2
             denom = a - 2 * b + c
             shift = 0.5 * (a - c) / denom if denom > 0 else 0.0

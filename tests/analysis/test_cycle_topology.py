@@ -1,0 +1,56 @@
+"""Limit cycles as topology nodes and the Hopf / cycle birth-death events between epochs."""
+import numpy as np
+import torch
+
+from analysis.epoch import EpochSettings, analyze_dynamics
+from analysis.events import detect_events
+from fixedpoints import ContinuousDynamics
+
+
+def hopf_flow(mu, omega=2.0, n=6):
+    """Supercritical Hopf normal form in the first two coordinates, −y in the others."""
+    def field(x, u):
+        a, b = x[:, :1], x[:, 1:2]
+        r2 = a * a + b * b
+        return torch.cat([mu * a - omega * b - a * r2, omega * a + mu * b - b * r2, -x[:, 2:]],
+                         dim=1)
+    return ContinuousDynamics(field, n, dt=0.05, name=f"hopf(mu={mu})")
+
+
+def analyze(mu, epoch):
+    settings = EpochSettings(scale=1.0)
+    return analyze_dynamics(hopf_flow(mu), settings, epoch=epoch)
+
+
+def test_stable_cycle_is_an_attractor_node_and_hopf_event_links_the_focus():
+    before, after = analyze(-0.3, 0), analyze(0.3, 1)
+    assert "limit_cycle" not in before.topology.node_kind
+    kinds = list(after.topology.node_kind)
+    assert kinds.count("limit_cycle") == 1
+    sig = after.topology.signature()
+    assert sig.counts["limit_cycle"] == 1
+    assert "cycle0" in after.topology.attractors()
+    period = after.topology.info["cycles"][0]["period"]
+    assert abs(period - np.pi) < 1e-4   # 2π/ω (RK4 at dt = 0.05)
+    assert not after.topology.ends_unresolved()
+    # the focus at 0 loses stability (index 0 -> 2) and the cycle is born around it
+    events = detect_events(before, after)
+    hopf = [e for e in events if e.kind == "hopf"]
+    assert len(hopf) == 1 and hopf[0].detail["direction"] == "create"
+    focus = hopf[0].detail["focus"]
+    assert (focus["index_before"], focus["index_after"]) == (0, 2)
+    back = [e for e in detect_events(after, before) if e.kind == "hopf"]
+    assert len(back) == 1 and back[0].detail["direction"] == "collapse"
+
+
+def test_cycle_birth_without_a_focus_nearby():
+    from types import SimpleNamespace
+
+    from analysis.events import cycle_events
+    after = analyze(0.3, 1)
+    empty = SimpleNamespace(epoch=0, topology=None, fixed_points=after.fixed_points[:0],
+                            ghosts=None, scale=1.0)
+    events = cycle_events(empty, after, 0.5)
+    assert [e.kind for e in events] == ["cycle_birth"]
+    assert events[0].points == ("after/cycle0",)
+    assert [e.kind for e in cycle_events(after, empty, 0.5)] == ["cycle_death"]
