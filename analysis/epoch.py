@@ -300,13 +300,16 @@ class EpochAnalysis:
         return counts
 
     def summary(self) -> Dict[str, Any]:
-        """JSON-ready summary: epoch, loss, counts, signature, seconds."""
+        """JSON-ready summary: epoch, loss, counts, signature, mechanism, seconds."""
+        from .mechanism import mechanism_of
+
         sig = self.signature
         return {"epoch": int(self.epoch),
                 "loss": None if not math.isfinite(self.loss) else float(self.loss),
                 "counts": self.counts(), "index_counts": self.fixed_points.index_counts(),
                 "n_attractors": None if sig is None else sig.n_attractors,
                 "signature": None if sig is None else str(sig),
+                "mechanism": mechanism_of(self),
                 "scale": float(self.scale), "seconds": float(self.seconds),
                 "source": self.source, **_certification(self.fixed_points)}
 

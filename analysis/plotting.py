@@ -30,6 +30,7 @@ __all__ = [
     "Portrait", "KIND_STYLES", "GHOST_STYLE", "plot_portrait", "plot_trajectories",
     "plot_points", "plot_ghosts", "plot_slow_regions", "plot_speed_heatmap", "plot_flow",
     "plot_velocity_line", "plot_timeline", "save_figure", "close_figure",
+    "plot_bifurcation_diagram",
 ]
 
 #: Marker styles of the point kinds (fixed points by stability, then slow points).
@@ -614,6 +615,58 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
     top.set_title("training timeline", fontsize=11, loc="left")
     out["axes"] = (top, middle, bottom)
     out["figure"] = fig
+    return out
+
+
+def plot_bifurcation_diagram(branches: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray]],
+                             bifurcations: Sequence[Tuple[float, float, str]] = (), ax=None, *,
+                             xlabel: str = "input", ylabel: str = "fixed point (projection)",
+                             title: Optional[str] = None) -> Dict[str, Any]:
+    """Fixed points against the input coordinate along a continuation path.
+
+    Parameters
+    ----------
+    branches : sequence of (c (m,), y (m,), n_unstable (m,))
+        Each branch's input coordinate, the fixed points' projection and index; stable stretches
+        are drawn solid (the stable colour), unstable ones dashed (the saddle colour).
+    bifurcations : sequence of (c, y, kind)
+        ``kind`` "fold" (drawn as a black circle) or "hopf" (a purple square).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    dict with ``stable`` and ``unstable`` (lists of Line2D), ``fold`` / ``hopf`` (scatter or
+    None) and ``ax``.
+    """
+    ax = _axes(ax)
+    out: Dict[str, Any] = {"stable": [], "unstable": [], "fold": None, "hopf": None, "ax": ax}
+    stable_c = KIND_STYLES["stable"]["facecolors"]
+    unstable_c = KIND_STYLES["saddle"]["edgecolors"]
+    for c, y, index in branches:
+        c, y = np.asarray(c, float), np.asarray(y, float)
+        stable = np.asarray(index) == 0
+        start = 0
+        for k in range(1, len(c) + 1):  # runs of constant stability, joined at their ends
+            if k == len(c) or stable[k] != stable[start]:
+                seg = slice(start, min(k + 1, len(c)))
+                if stable[start]:
+                    out["stable"] += ax.plot(c[seg], y[seg], "-", color=stable_c, lw=2.0)
+                else:
+                    out["unstable"] += ax.plot(c[seg], y[seg], "--", color=unstable_c, lw=1.6)
+                start = k
+    for kind, style in (("fold", dict(marker="o", color="black")),
+                        ("hopf", dict(marker="s", color=_GHOST_COLOR))):
+        pts = np.array([(c, y) for c, y, k in bifurcations if k == kind]).reshape(-1, 2)
+        if len(pts):
+            out[kind] = ax.scatter(pts[:, 0], pts[:, 1], s=60, zorder=7, label=kind, **style)
+    handles = [Line2D([], [], color=stable_c, lw=2.0, label="stable"),
+               Line2D([], [], color=unstable_c, lw=1.6, ls="--", label="unstable")]
+    handles += [h for h in (out["fold"], out["hopf"]) if h is not None]
+    ax.legend(handles=handles, loc="best", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
     return out
 
 

@@ -54,3 +54,33 @@ def test_cycle_birth_without_a_focus_nearby():
     assert [e.kind for e in events] == ["cycle_birth"]
     assert events[0].points == ("after/cycle0",)
     assert [e.kind for e in cycle_events(after, empty, 0.5)] == ["cycle_death"]
+
+
+def test_mechanism_labels():
+    from types import SimpleNamespace
+
+    from analysis.mechanism import MECHANISMS, mechanism_of
+    from analysis.topology import build_topology
+    from fixedpoints import find_fixed_points
+    from fixedpoints.systems import line_attractor, rotated_flipflop, saddle_node
+    # an oscillation: the Hopf normal form past the bifurcation
+    after = analyze(0.3, 1)
+    assert mechanism_of(after) == "limit_cycle"
+    assert after.summary()["mechanism"] == "limit_cycle"
+    # one stable focus: nothing holds state
+    assert mechanism_of(analyze(-0.3, 0)) == "none"
+
+    def epoch_of(dyn, ghosts=None):
+        x0 = np.random.default_rng(0).normal(0, 1, (128, dyn.n_states))
+        fp = find_fixed_points(dyn, x0)
+        return SimpleNamespace(fixed_points=fp, ghosts=ghosts,
+                               topology=build_topology(dyn, fp, ghosts))
+    # 8 stable corners of the 3-bit flip-flop
+    assert mechanism_of(epoch_of(rotated_flipflop(8))) == "fixed_point_attractors"
+    # a line attractor
+    assert mechanism_of(epoch_of(line_attractor(4))) == "slow_manifold"
+    # past the saddle-node: only a ghost
+    ghost = SimpleNamespace(x=np.zeros((1, 1)), n_unstable=np.zeros(1, int))
+    assert mechanism_of(epoch_of(saddle_node(0.01), ghost)) == "ghost"
+    assert set(MECHANISMS) == {"limit_cycle", "slow_manifold", "fixed_point_attractors",
+                               "ghost", "none"}
