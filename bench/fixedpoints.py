@@ -51,11 +51,10 @@ def flipflop_batch(batch: int, steps: int, bits: int, p: float, gen: torch.Gener
     return inputs, targets
 
 
-class FlipFlopNet(torch.nn.Module):
-    def __init__(self, hidden=128, bits=3, cell="gru"):
+class FlipFlopGRU(torch.nn.Module):
+    def __init__(self, hidden=128, bits=3):
         super().__init__()
-        kind = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
-        self.rnn = kind(bits, hidden, batch_first=True)
+        self.rnn = torch.nn.GRU(bits, hidden, batch_first=True)
         self.out = torch.nn.Linear(hidden, bits)
 
     def forward(self, u):
@@ -63,14 +62,14 @@ class FlipFlopNet(torch.nn.Module):
         return self.out(h)
 
 
-def trained_net(hidden=128, bits=3, epochs=1500, seed=0, cell="gru") -> torch.nn.Module:
-    path = CACHE / f"flipflop_{cell}{hidden}_seed{seed}.pt"
-    model = FlipFlopNet(hidden, bits, cell)
+def trained_gru(hidden=128, bits=3, epochs=1500, seed=0) -> torch.nn.Module:
+    path = CACHE / f"flipflop_gru{hidden}_seed{seed}.pt"
+    model = FlipFlopGRU(hidden, bits)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model
     torch.manual_seed(seed)
-    model = FlipFlopNet(hidden, bits, cell)
+    model = FlipFlopGRU(hidden, bits)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     started = time.perf_counter()
@@ -81,7 +80,7 @@ def trained_net(hidden=128, bits=3, epochs=1500, seed=0, cell="gru") -> torch.nn
         loss.backward()
         opt.step()
         if epoch % 250 == 0:
-            print(f"  training flip-flop {cell}: epoch {epoch} loss {loss.item():.4f}", flush=True)
+            print(f"  training flip-flop GRU: epoch {epoch} loss {loss.item():.4f}", flush=True)
     print(f"  trained in {time.perf_counter() - started:.0f} s, final loss {loss.item():.5f}")
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
@@ -113,7 +112,7 @@ def leaky_rnn(n: int, gain: float = 1.2, seed: int = 0) -> fp.Dynamics:
 
 def build(system: str, device: str):
     if system == "gru128":
-        model = trained_net()
+        model = trained_gru()
         dyn = fp.from_module(model.rnn, device=device)
         gen = torch.Generator().manual_seed(1)
         u, _ = flipflop_batch(64, 60, 3, 0.1, gen)
@@ -160,7 +159,7 @@ def main() -> None:
         system, n_init, repeats = args.child[0], int(args.child[1]), int(args.child[2])
         print(json.dumps(run_one(system, n_init, args.device, repeats, int(args.child[3]))))
         return
-    trained_net()  # train/cache once, outside the timed children
+    trained_gru()  # train/cache once, outside the timed children
     sizes = [1024] if args.quick else [256, 1024, 4096]
     # threads 0: torch's default; 2: after an explicit torch.set_num_threads(2)
     plan = ([("gru128", n, 0) for n in sizes] + [("leaky256", n, 0) for n in sizes]

@@ -17,9 +17,8 @@ Supported:
 * A module with a ``recurrent_module`` attribute that is a torch ``RNN``/``GRU``/``LSTM`` whose
   dynamics (and state layout) it runs, such as ``checkpoints.TorchRNN``: treated as that module.
 
-Torch ``RNN``, ``GRU`` and ``LSTM`` of any depth (and their cells) also get a closed-form
-curvature (:func:`_torch_rnn_curvature`), so the exact Hessian of the speed costs one batched
-matrix product per layer instead of n double-backward passes.
+One-layer ``RNN`` and ``GRU`` (and their cells) also get a closed-form curvature, so the exact
+Hessian of the speed costs three batched matrix products.
 
 The user's model is never mutated: parameters are copied (detached, in the requested dtype and
 device), the copy runs in eval mode, and ``requires_grad``, ``.grad`` and ``training`` of the
@@ -226,14 +225,7 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
 
 
 def _torch_rnn_curvature(module: nn.Module, dtype, device):
-    """Closed-form ``Σ_k w_k ∇²F_k`` of a torch RNN, GRU or LSTM step (any depth, and cells)."""
-    if not isinstance(module, (nn.LSTM, nn.LSTMCell)) and getattr(module, "num_layers", 1) == 1:
-        return _one_layer_curvature(module, dtype, device)
-    return _stacked_curvature(module, dtype, device)
-
-
-def _one_layer_curvature(module: nn.Module, dtype, device):
-    """Closed-form ``Σ_k w_k ∇²F_k`` of a one-layer torch RNN (tanh/relu) or GRU step.
+    """Closed-form ``Σ_k w_k ∇²F_k`` of a one-layer torch RNN (tanh/relu) or GRU step, or None.
 
     For ``F = φ(W_hh h + ...)`` it is ``W_hhᵀ diag(w φ'') W_hh``. For a GRU,
     ``F = c + z (h - c)`` with ``r = σ(a_r)``, ``z = σ(a_z)``, ``c = tanh(i_n + r g)`` and
@@ -244,9 +236,11 @@ def _one_layer_curvature(module: nn.Module, dtype, device):
     ``M_r = diag(w(1-z)c'r') W_hn + ½ diag(w(1-z)c'g r'') W_hr`` and
     ``M_z = diag(w z') (I - diag(c') B) + ½ diag(w(h-c)z'') W_hz``, ``sym(M) = M + Mᵀ``.
 
-    Three batched matrix products, against n double-backward passes: about half the time of
-    the general :func:`_stacked_curvature`, so these common models keep it.
+    Three batched matrix products, against n double-backward passes. Multi-layer models and
+    LSTMs return None (the Hessian then comes from autograd).
     """
+    if isinstance(module, (nn.LSTM, nn.LSTMCell)) or getattr(module, "num_layers", 1) != 1:
+        return None
     (w,) = _layer_weights(module, dtype, device)
     gru = isinstance(module, (nn.GRU, nn.GRUCell))
 
@@ -278,201 +272,6 @@ def _one_layer_curvature(module: nn.Module, dtype, device):
                + (0.5 * weights * (x - c) * ddz).unsqueeze(-1) * w_hz)
         outer = torch.cat([w_hr, w_hz], dim=0).T @ torch.cat([m_r, m_z], dim=1)
         return b_rows.transpose(1, 2) @ ((keep * ddc).unsqueeze(-1) * b_rows) + sym(outer)
-
-    return curvature
-
-
-def _stacked_curvature(module: nn.Module, dtype, device):
-    """Closed-form ``Σ_k w_k ∇²F_k`` of a torch RNN (tanh/relu), GRU or LSTM step, any depth.
-
-    Every unit j of a layer computes its outputs (``h'_j``, and ``c'_j`` for an LSTM) from a
-    few scalar *features* at that unit, each affine in the layer's own state and its input
-    (the previous layer's new h)::
-
-        RNN   a = W_hh h + W_ih y + b                     h' = φ(a)
-        GRU   a_r, a_z, i_n = W_in y + b_in,              h' = (1-z) tanh(i_n + r g) + z h
-              g = W_hn h + b_hn, h
-        LSTM  a_i, a_f, a_g, a_o, c                       c' = σ(a_f) c + σ(a_i) tanh(a_g),
-                                                          h' = σ(a_o) tanh(c')
-
-    With ``G_p = ∂(feature p)/∂x`` (rows per unit, through the lower layers' Jacobians), and the
-    layer's scalar ``ψ = λ·h' + μ·c'`` (``μ`` the weights on its c, ``λ`` those on its h plus
-    what the layers above pass down), the second-order chain rule gives
-
-        Σ_k w_k ∇²F_k = Σ_layers Σ_{p,q} G_pᵀ diag(∂²ψ/∂p∂q) G_q,
-
-    and the lower layer's ``λ`` gains ``Σ_p (∂ψ/∂p) W^y_p`` (the reverse pass). The elementwise
-    derivatives are written out below; the cost is one batched product per layer,
-    ``(b, N, P·H) @ (b, P·H, N)``, against N double-backward passes.
-    """
-    layers = _layer_weights(module, dtype, device)
-    hidden = cast(_TorchRecurrent, module).hidden_size
-    n_layers = len(layers)
-    lstm = isinstance(module, (nn.LSTM, nn.LSTMCell))
-    gru = isinstance(module, (nn.GRU, nn.GRUCell))
-    relu = (not lstm and not gru) and module.nonlinearity == "relu"
-    if relu:  # piecewise linear at every depth: no curvature off the kinks
-        return lambda x, u, weights: x.new_zeros(x.shape[0], x.shape[1], x.shape[1])
-
-    def features(x, inp, d_inp, k, w):
-        """Layer k's features: a dict and the layer's new h.
-
-        ``grads`` (b, P_g, H, C): the gate features' G_p on the C columns ``cols``; ``ident``:
-        the slice of the state that is itself a feature (GRU h, LSTM c), else None; ``hp``
-        (b, H, P) and ``hpq`` (b, H, P, P): first and second derivatives of h' in the features
-        (gates first, then ``ident``); ``f1c``, ``f2c``: those of c' (LSTM); ``y_weights``: per
-        gate the (H, m) matrix multiplying the layer input (None where it does not read it).
-        """
-        b, n_states = x.shape
-        h = x[:, k * hidden:(k + 1) * hidden]
-        own = slice(k * hidden, (k + 1) * hidden)
-        gi = _affine(inp, w["w_ih"], w["b_ih"])
-        gh = _affine(h, w["w_hh"], w["b_hh"])
-        n_g = 4 if lstm else 3 if gru else 1
-        w_h = list(w["w_hh"].chunk(n_g, dim=0))
-        w_y = list(w["w_ih"].chunk(n_g, dim=0))
-        one = torch.ones_like(h)
-        zero = torch.zeros_like(h)
-        if lstm:
-            own_c = slice((n_layers + k) * hidden, (n_layers + k + 1) * hidden)
-            c = x[:, own_c]
-            a_i, a_f, a_g, a_o = (gi + gh).chunk(4, dim=1)
-            si, sf, tg, so = (torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g),
-                              torch.sigmoid(a_o))
-            dsi, dsf, dso = si * (1 - si), sf * (1 - sf), so * (1 - so)
-            dtg = 1 - tg ** 2
-            c_new = sf * c + si * tg
-            t = torch.tanh(c_new)
-            dt = 1 - t ** 2
-            # features i, f, g, o, c: ∂c'/∂p and ∂²c'/∂p∂q
-            cp = torch.stack([dsi * tg, dsf * c, si * dtg, zero, sf], dim=-1)
-            cpq = h.new_zeros(b, hidden, 5, 5)
-            cpq[..., 0, 0] = dsi * (1 - 2 * si) * tg
-            cpq[..., 0, 2] = cpq[..., 2, 0] = dsi * dtg
-            cpq[..., 2, 2] = si * (-2 * tg * dtg)
-            cpq[..., 1, 1] = dsf * (1 - 2 * sf) * c
-            cpq[..., 1, 4] = cpq[..., 4, 1] = dsf
-            # h' = σ(a_o) tanh(c'): feature o enters directly
-            hp = (so * dt).unsqueeze(-1) * cp
-            hp[..., 3] = dso * t
-            hpq = ((so * dt)[..., None, None] * cpq
-                   + (so * -2 * t * dt)[..., None, None] * cp.unsqueeze(-1) * cp.unsqueeze(-2))
-            hpq[..., 3, :] = (dso * dt).unsqueeze(-1) * cp
-            hpq[..., :, 3] = hpq[..., 3, :].clone()
-            hpq[..., 3, 3] = dso * (1 - 2 * so) * t
-            mats = [(w_h[p], w_y[p]) for p in range(4)]
-            ident: Optional[slice] = own_c
-            h_new, f1c, f2c = so * t, cp, cpq
-        elif gru:
-            i_r, i_z, i_n = gi.chunk(3, dim=1)
-            h_r, h_z, g = gh.chunk(3, dim=1)
-            r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-            cand = torch.tanh(i_n + r * g)
-            dr, dz, dc = r * (1 - r), z * (1 - z), 1 - cand ** 2
-            ddc = -2 * cand * dc
-            # features a_r, a_z, i_n, g, h; m = i_n + r g is the candidate's pre-activation
-            mp = torch.stack([dr * g, zero, one, r, zero], dim=-1)
-            hp = ((1 - z) * dc).unsqueeze(-1) * mp
-            hp[..., 1] = dz * (h - cand)
-            hp[..., 4] = z
-            hpq = ((1 - z) * ddc)[..., None, None] * mp.unsqueeze(-1) * mp.unsqueeze(-2)
-            hpq[..., 0, 0] += (1 - z) * dc * dr * (1 - 2 * r) * g
-            hpq[..., 0, 3] += (1 - z) * dc * dr
-            hpq[..., 3, 0] = hpq[..., 0, 3]
-            hpq[..., 1, :] = -(dz * dc).unsqueeze(-1) * mp
-            hpq[..., 1, 1] = dz * (1 - 2 * z) * (h - cand)
-            hpq[..., 1, 4] = dz
-            hpq[..., :, 1] = hpq[..., 1, :].clone()
-            mats = [(w_h[0], w_y[0]), (w_h[1], w_y[1]), (None, w_y[2]), (w_h[2], None)]
-            ident = own
-            h_new, f1c, f2c = (1 - z) * cand + z * h, None, None
-        else:
-            pre = gi + gh
-            if relu:
-                h_new = torch.relu(pre)
-                hp = (pre > 0).to(x.dtype).unsqueeze(-1)
-                hpq = torch.zeros_like(hp).unsqueeze(-1)
-            else:
-                h_new = torch.tanh(pre)
-                hp = (1 - h_new ** 2).unsqueeze(-1)
-                hpq = (-2 * h_new * (1 - h_new ** 2))[..., None, None]
-            mats = [(w_h[0], w_y[0])]
-            ident, f1c, f2c = None, None, None
-        # columns the gate features can depend on: the own h, and (through the input) every
-        # lower layer's state; a gate with no dependence on x (layer 0's input part) is dropped
-        cols = torch.arange(k * hidden, (k + 1) * hidden, device=x.device)
-        if k > 0:
-            lower = [torch.arange(0, k * hidden, device=x.device)]
-            if lstm:
-                lower.append(torch.arange(n_layers * hidden, (n_layers + k) * hidden,
-                                          device=x.device))
-            cols = torch.cat(lower + [cols])
-        keep = [p for p, (mat, y_mat) in enumerate(mats)
-                if mat is not None or (y_mat is not None and d_inp is not None)]
-        n_gates = len(keep)
-        if ident is not None:
-            keep.append(len(mats))
-        hp, hpq = hp[..., keep], hpq[..., keep, :][..., keep]
-        if f1c is not None and f2c is not None:
-            f1c, f2c = f1c[..., keep], f2c[..., keep, :][..., keep]
-        mats = [mats[p] for p in keep[:n_gates]]
-        local = {int(c): i for i, c in enumerate(cols.tolist())}
-        own_cols = [local[c] for c in range(k * hidden, (k + 1) * hidden)]
-        d_cols = d_inp[:, :, cols] if d_inp is not None else None
-        grads = x.new_zeros(b, n_gates, hidden, len(cols))  # G_p on the columns cols
-        for p, (mat, y_mat) in enumerate(mats):
-            if mat is not None:
-                grads[:, p, :, own_cols] = mat
-            if y_mat is not None and d_cols is not None:
-                grads[:, p] += y_mat @ d_cols
-        layer = dict(grads=grads, cols=cols, ident=ident, hp=hp, hpq=hpq, f1c=f1c, f2c=f2c,
-                     y_weights=[y_mat for _, y_mat in mats])
-        return layer, h_new
-
-    def curvature(x, u, weights):
-        b, n_states = x.shape
-        saved = []
-        inp, d_inp = u, None
-        for k, w in enumerate(layers):
-            layer, h_new = features(x, inp, d_inp, k, w)
-            saved.append(layer)
-            if k + 1 < n_layers:  # ∂h'/∂x = Σ_p diag(∂h'/∂p) G_p feeds the next layer
-                grads, hp = layer["grads"], layer["hp"]
-                d_inp = x.new_zeros(b, hidden, n_states)
-                d_inp[:, :, layer["cols"]] = sum(hp[..., p, None] * grads[:, p]
-                                                 for p in range(grads.shape[1]))
-                if layer["ident"] is not None:
-                    d_inp[:, :, layer["ident"]] += torch.diag_embed(hp[..., -1])
-            inp = h_new
-        total = x.new_zeros(b, n_states, n_states)
-        lam = weights[:, (n_layers - 1) * hidden:n_layers * hidden]
-        for k in range(n_layers - 1, -1, -1):
-            layer = saved[k]
-            grads, cols, ident = layer["grads"], layer["cols"], layer["ident"]
-            s2, s1 = lam[..., None, None] * layer["hpq"], lam.unsqueeze(-1) * layer["hp"]
-            if lstm:
-                mu = weights[:, (n_layers + k) * hidden:(n_layers + k + 1) * hidden]
-                s2 = s2 + mu[..., None, None] * layer["f2c"]
-                s1 = s1 + mu.unsqueeze(-1) * layer["f1c"]
-            n_g, n_c = grads.shape[1], grads.shape[3]
-            # gates x gates: Gᵀ S G, one batched product on the columns the gates touch
-            scaled = torch.stack([sum(s2[..., p, q, None] * grads[:, q] for q in range(n_g))
-                                  for p in range(n_g)], dim=1)
-            block = (grads.reshape(b, n_g * hidden, n_c).transpose(1, 2)
-                     @ scaled.reshape(b, n_g * hidden, n_c))
-            total[:, cols[:, None], cols[None, :]] += block
-            if ident is not None:  # the state itself as a feature (GRU h, LSTM c): G = I
-                rows = torch.arange(ident.start, ident.stop, device=x.device)
-                cross = sum(s2[..., p, n_g, None] * grads[:, p] for p in range(n_g))
-                total[:, cols[:, None], rows[None, :]] += cross.transpose(1, 2)
-                total[:, rows[:, None], cols[None, :]] += cross
-                total[:, rows, rows] += s2[..., n_g, n_g]
-            if k > 0:  # the reverse pass: what layer k's ψ puts on layer k-1's new h
-                lam = weights[:, (k - 1) * hidden:k * hidden].clone()
-                for p, y_mat in enumerate(layer["y_weights"]):
-                    if y_mat is not None:
-                        lam = lam + s1[..., p] @ y_mat
-        return total
 
     return curvature
 

@@ -96,3 +96,25 @@ def test_bifurcation_diagram_of_a_model_writes_plot_and_json(tmp_path):
     assert art["stable"] and art["unstable"] and art["fold"] is not None
     from analysis.plotting import close_figure
     close_figure(art["ax"].figure)
+
+
+def test_cli_find_input_path_reports_the_fold(tmp_path, capsys):
+    import json
+
+    from analysis.cli import main
+    from checkpoints.models import LeakyRNN
+    model = LeakyRNN(1, 1, 1, alpha=0.5)   # r <- r/2 + tanh(2 r + u)/2: fixed points of tanh map
+    with torch.no_grad():
+        model.W_rec.fill_(2.0)
+        model.W_in.weight.fill_(1.0)
+        model.W_in.bias.zero_()
+    path = tmp_path / "model_epoch0.pt"
+    torch.save(model.state_dict(), path)
+    code = main(["find", str(path), "--input-path", "0:1:40", "--out", str(tmp_path / "o"),
+                 "--json", "-q"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    folds = [b for b in payload["input_path"]["bifurcations"] if b["kind"] == "fold"]
+    assert len(folds) == 1 and abs(folds[0]["input"][0] - tanh_saddle_node_b(2.0)) < 1e-6
+    assert (tmp_path / "o" / "bifurcation.png").exists()
+    assert main(["find", str(path), "--input-path", "0:1", "-q"]) == 2
