@@ -510,7 +510,8 @@ _EVENT_COLORS = {"saddle_node": "#7b2cbf", "pitchfork": "#9d4edd", "birth": "#2a
 
 def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[float]]] = None,
                   events: Sequence[Tuple[float, str]] = (), drop_epoch: Optional[float] = None,
-                  axes=None, *, loss_epochs=None, failed: Sequence[int] = ()) -> Dict[str, Any]:
+                  axes=None, *, loss_epochs=None, failed: Sequence[int] = (),
+                  mechanisms: Sequence[str] = ()) -> Dict[str, Any]:
     """Training timeline: the loss (top), restructuring events by kind (middle), and the number
     of points of each kind over epochs (bottom), with the loss drop marked on all three.
 
@@ -530,12 +531,15 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
     axes : (Axes, Axes, Axes), optional
     failed : sequence of int
         Epochs whose analysis failed (crosses on the counts axis).
+    mechanisms : sequence of str, optional
+        The mechanism label of each analyzed epoch (:mod:`analysis.mechanism`): each run of one
+        label is a shaded band on the counts axis, named at its start.
 
     Returns
     -------
     dict with ``loss`` (Line2D or None), ``events`` ({kind: PathCollection}), ``counts``
     ({kind: Line2D}), ``drop`` (Line2D or None), ``event_marks`` (vertical lines of events on
-    the loss axis), ``axes``, ``figure``.
+    the loss axis), ``mechanisms`` (list of (label, band)), ``axes``, ``figure``.
     """
     if axes is None:
         fig = plt.figure(figsize=_TIMELINE["figsize"])
@@ -601,6 +605,23 @@ def plot_timeline(epochs, loss=None, counts: Optional[Mapping[str, Sequence[floa
     if out["counts"] or len(failed):
         bottom.legend(loc="upper left", fontsize=8, ncols=min(4, len(out["counts"]) + 1),
                       framealpha=0.85)
+    out["mechanisms"] = []
+    labels = list(mechanisms)
+    if labels and len(labels) == len(epochs):
+        shades = {"limit_cycle": "#f4a261", "slow_manifold": _REGION_COLOR,
+                  "fixed_point_attractors": "#1d4f91", "ghost": _GHOST_COLOR, "none": "#adb5bd"}
+        start = 0
+        for k in range(1, len(labels) + 1):
+            if k == len(labels) or labels[k] != labels[start]:
+                lo = epochs[start]
+                hi = epochs[k] if k < len(labels) else epochs[-1]
+                band = bottom.axvspan(lo, hi if hi > lo else lo + 0.5, color=shades.get(
+                    labels[start], "#adb5bd"), alpha=0.12, lw=0, zorder=0)
+                bottom.text(lo, 1.0, " " + labels[start].replace("_", " "), fontsize=7,
+                            va="top", ha="left", color="#3d4852",
+                            transform=bottom.get_xaxis_transform())
+                out["mechanisms"].append((labels[start], band))
+                start = k
     bottom.set_ylabel("points")
     bottom.set_xlabel("epoch")
     bottom.yaxis.get_major_locator().set_params(integer=True)

@@ -4,7 +4,8 @@
 
 - ``portraits/epoch_XXXX.png``: one phase portrait per analyzed epoch, all in one shared
   projection (:mod:`analysis.portraits`, :mod:`analysis.projection`);
-- ``timeline.png``: the loss with restructuring events and the drop marked, counts by kind;
+- ``timeline.png``: the loss with restructuring events and the drop marked, counts by kind,
+  and the mechanism label of each epoch (:mod:`analysis.mechanism`) as shaded bands;
 - ``portraits.gif``: the portraits as an animation;
 - ``report.html``: one self-contained page (:mod:`analysis.html`).
 
@@ -69,8 +70,10 @@ def write_timeline(analysis: SeriesAnalysis, path: Union[str, os.PathLike]) -> P
     loss_x, loss_y = _loss_series(analysis)
     events = [(float(e.epoch), e.kind) for e in analysis.events]
     failed = [f.epoch for f in analysis.failed if f.epoch is not None]
+    from .mechanism import mechanism_of
     artists = plot_timeline(epochs, loss_y, counts, events, analysis.drop_epoch,
-                            loss_epochs=loss_x, failed=failed)
+                            loss_epochs=loss_x, failed=failed,
+                            mechanisms=[mechanism_of(r) for r in analysis.results])
     return save_figure(artists["figure"], path)
 
 

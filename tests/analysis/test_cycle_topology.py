@@ -84,3 +84,12 @@ def test_mechanism_labels():
     assert mechanism_of(epoch_of(saddle_node(0.01), ghost)) == "ghost"
     assert set(MECHANISMS) == {"limit_cycle", "slow_manifold", "fixed_point_attractors",
                                "ghost", "none"}
+
+
+def test_timeline_draws_one_band_per_run_of_a_mechanism():
+    from analysis.plotting import close_figure, plot_timeline
+    art = plot_timeline([0, 1, 2, 3], [1.0, 0.9, 0.5, 0.1], {"stable": [1, 1, 2, 2]},
+                        mechanisms=["none", "none", "fixed_point_attractors",
+                                    "fixed_point_attractors"])
+    assert [label for label, _ in art["mechanisms"]] == ["none", "fixed_point_attractors"]
+    close_figure(art["figure"])
