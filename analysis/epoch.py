@@ -615,7 +615,8 @@ CYCLE_STARTS = 16
 
 def _find_cycles(dynamics, init, fp, info):
     """Periodic orbits reached from up to :data:`CYCLE_STARTS` of the initial states (short
-    budgets: 500 transient + 400 recorded steps), or None when none was found."""
+    budgets: 500 transient + 400 recorded steps), or None when none was found. Run only when
+    the topology has an unresolved trajectory or no stable fixed point exists."""
     from fixedpoints.cycles import CycleOptions, find_limit_cycles
 
     starts = np.asarray(init, dtype=float)[:CYCLE_STARTS]
@@ -661,10 +662,17 @@ def analyze_dynamics(dynamics, settings: EpochSettings, *, epoch: int = 0,
     ghosts = _detect_ghosts(dynamics, fp, init, settings, info)
     topology = None
     if settings.topology:
-        cycles = _find_cycles(dynamics, init, fp, info)
-        topology = build_topology(dynamics, fp, ghosts, scale=scale, eps=settings.topology_eps,
+        def topology_with(cycles=None):
+            return build_topology(dynamics, fp, ghosts, scale=scale, eps=settings.topology_eps,
                                   max_steps=settings.topology_steps,
                                   reach=settings.topology_reach, cycles=cycles)
+        topology = topology_with()
+        # periodic orbits are sought only where something may not settle: a trajectory of the
+        # topology found no attractor, or there is no stable fixed point at all
+        if topology.ends_unresolved() or not np.any(fp.kind == "stable"):
+            cycles = _find_cycles(dynamics, init, fp, info)
+            if cycles is not None:
+                topology = topology_with(cycles)
     return EpochAnalysis(epoch=int(epoch), fixed_points=fp, ghosts=ghosts, topology=topology,
                          scale=scale, loss=float(loss), source=str(source),
                          settings_hash=settings.hash(),
