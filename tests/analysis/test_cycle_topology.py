@@ -93,3 +93,18 @@ def test_timeline_draws_one_band_per_run_of_a_mechanism():
                                     "fixed_point_attractors"])
     assert [label for label, _ in art["mechanisms"]] == ["none", "fixed_point_attractors"]
     close_figure(art["figure"])
+
+
+def test_period_doubling_orbit_is_attached_to_its_stability_change():
+    from analysis import analyze_series
+    from fixedpoints import DiscreteDynamics
+
+    def flip(w):   # x <- -w tanh(x): the eigenvalue -w crosses -1 at w = 1, a 2-cycle is born
+        return DiscreteDynamics(lambda x, u: torch.cat([-w * torch.tanh(x[:, :1]),
+                                                        0.5 * x[:, 1:]], 1), 2)
+    res = analyze_series([(e, flip(w)) for e, w in enumerate([0.9, 1.1])], n_initial=64)
+    assert [e.kind for e in res.events] == ["stability_change"]
+    d = res.events[0].detail
+    assert d["bifurcation"] == "period_doubling" and d["cycle"]["period"] == 2.0
+    assert res.events[0].points[-1] == "after/cycle0"
+    assert res.results[1].summary()["mechanism"] == "limit_cycle"
