@@ -254,7 +254,7 @@ def _unique_rows(x: NDArray[np.float64], tol: float) -> NDArray[np.int_]:
 # ---------------------------------------------------------------------------- fixed points
 def plrnn_fixed_points(form: PLRNNForm, *, max_exhaustive: int = MAX_EXHAUSTIVE,
                        seeds: Optional[NDArray[np.float64]] = None, max_iter: int = 50,
-                       n_random: int = 64, max_solves: int = 20_000,
+                       n_random: int = 64, max_solves: Optional[int] = None,
                        seed: int = 0) -> PLRNNFixedPoints:
     """All fixed points of a PLRNN (exhaustive for N ≤ ``max_exhaustive``), else a heuristic set.
 
@@ -271,8 +271,9 @@ def plrnn_fixed_points(form: PLRNNForm, *, max_exhaustive: int = MAX_EXHAUSTIVE,
     n_random : int
         Random initial states (standard normal times the drive's scale) simulated for 100
         steps; the patterns of their last 20 states seed the search.
-    max_solves : int
-        Budget of the heuristic search (patterns solved).
+    max_solves : int, optional
+        Budget of the heuristic search (patterns solved); default
+        ``min(20000, max(64, 2e9 / N³))`` (about 2·10⁹ flops of LU).
     seed : int
         Random seed of the heuristic search.
 
@@ -299,6 +300,8 @@ def plrnn_fixed_points(form: PLRNNForm, *, max_exhaustive: int = MAX_EXHAUSTIVE,
         method = "exhaustive"
         complete = n_singular == 0
     else:
+        if max_solves is None:
+            max_solves = int(min(20_000, max(64, 2e9 / float(n) ** 3)))
         rng = np.random.default_rng(seed)
         scale = max(float(np.abs(form.drive).max()), 1.0)
         starts = rng.standard_normal((n_random, n)) * scale
