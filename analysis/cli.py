@@ -274,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", metavar="OUT",
                    help="also write epoch_XXXX.json/.npz and a portrait PNG there")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--input-path", metavar="A:B:n",
+                   help="also continue the fixed points along the straight input path from A to "
+                        "B (comma-separated vectors; at least n steps), report its folds and "
+                        "Hopf points, and write bifurcation.json/.png to --out")
     _add_common(p)
     p.set_defaults(func=_cmd_find)
 
@@ -732,12 +736,34 @@ def _cmd_find(args) -> int:
                               input=settings.get("input"), drive=settings.get("drive"),
                               time=settings.get("time"), device=args.device)
         logger.info("wrote %s.json, %s.npz and %s", stem, stem, png)
+    diagram = None
+    if getattr(args, "input_path", None):
+        from checkpoints.loading import load_checkpoint
+
+        from .bifurcation import bifurcation_diagram
+        from .epoch import make_settings
+        model = load_checkpoint(str(path), **_load_options(args)).model
+        options = {k: v for k, v in settings.items() if k != "input"}
+        try:
+            diagram = bifurcation_diagram(model, args.input_path, time=settings.get("time"),
+                                          settings=make_settings(**options),
+                                          out=_prepare_out(args.out) if args.out else None)
+        except ValueError as error:
+            raise UsageError(f"--input-path: {_one_line(error)}") from error
     if args.json:
         payload = result.summary()
         payload["points"] = result.fixed_points.to_dict()["points"]
+        if diagram is not None:
+            payload["input_path"] = diagram.to_dict()
         print(_to_json(payload))
     else:
         print(_points_table(result))
+        if diagram is not None:
+            bifs = diagram.continuation.bifurcations
+            print(f"along {args.input_path}: {len(diagram.continuation.branches)} branch(es), "
+                  f"{len(bifs)} bifurcation(s)")
+            for b in bifs:
+                print(f"  {b.kind} at s={b.s:.6f}, input={np.round(b.input, 6).tolist()}")
     return 0
 
 

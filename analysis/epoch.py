@@ -336,13 +336,16 @@ class EpochAnalysis:
         return counts
 
     def summary(self) -> Dict[str, Any]:
-        """JSON-ready summary: epoch, loss, counts, signature, seconds."""
+        """JSON-ready summary: epoch, loss, counts, signature, mechanism, seconds."""
+        from .mechanism import mechanism_of
+
         sig = self.signature
         return {"epoch": int(self.epoch),
                 "loss": None if not math.isfinite(self.loss) else float(self.loss),
                 "counts": self.counts(), "index_counts": self.fixed_points.index_counts(),
                 "n_attractors": None if sig is None else sig.n_attractors,
                 "signature": None if sig is None else str(sig),
+                "mechanism": mechanism_of(self),
                 "scale": float(self.scale), "seconds": float(self.seconds),
                 "source": self.source, **_certification(self.fixed_points)}
 
@@ -660,6 +663,30 @@ def _away_from_fixed_points(states: np.ndarray, fixed_points, rtol: float = 0.02
     return states[np.sort(deduplicate(states, np.zeros(len(states)), 0.05 * scale))]
 
 
+#: Initial states whose trajectories are searched for periodic orbits, per epoch.
+CYCLE_STARTS = 16
+
+
+def _find_cycles(dynamics, init, fp, info):
+    """Periodic orbits reached from up to :data:`CYCLE_STARTS` of the initial states (short
+    budgets: 500 transient + 400 recorded steps), or None when none was found. Run only when
+    the topology has an unresolved trajectory or no stable fixed point exists."""
+    from fixedpoints.cycles import CycleOptions, find_limit_cycles
+
+    starts = np.asarray(init, dtype=float)[:CYCLE_STARTS]
+    if not len(starts):
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            found = find_limit_cycles(dynamics, starts,
+                                      CycleOptions(n_transient=500, n_record=400, max_seeds=4))
+    except (ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
+        info["cycles_error"] = str(exc)[:300]
+        return None
+    info["cycles"] = dict(found.info, found=len(found))
+    return found if len(found) else None
+
+
 def analyze_dynamics(dynamics: Dynamics, settings: EpochSettings, *, epoch: int = 0,
                      loss: float = math.nan, source: str = "", module: Any = None,
                      extra_initial: Optional[np.ndarray] = None) -> EpochAnalysis:
@@ -712,9 +739,19 @@ def analyze_dynamics(dynamics: Dynamics, settings: EpochSettings, *, epoch: int 
     ghosts = _detect_ghosts(dynamics, fp, init, settings)
     topology = None
     if settings.topology is not None:
-        topology = build_topology(dynamics, fp, ghosts, scale=scale, eps=settings.topology.eps,
-                                  max_steps=settings.topology.max_steps,
-                                  reach=settings.topology.reach)
+        topo = settings.topology
+
+        def topology_with(cycles: Any = None) -> Topology:
+            return build_topology(dynamics, fp, ghosts, scale=scale, eps=topo.eps,
+                                  max_steps=topo.max_steps, reach=topo.reach, cycles=cycles)
+
+        topology = topology_with()
+        # periodic orbits are sought only where something may not settle: a trajectory of the
+        # topology found no attractor, or there is no stable fixed point at all
+        if topology.ends_unresolved() or not np.any(fp.kind == "stable"):
+            cycles = _find_cycles(dynamics, init, fp, info)
+            if cycles is not None:
+                topology = topology_with(cycles)
     return EpochAnalysis(epoch=int(epoch), fixed_points=fp, ghosts=ghosts, topology=topology,
                          scale=scale, loss=float(loss), source=str(source),
                          settings_hash=settings.hash(),

@@ -16,6 +16,12 @@ Matching
     unmatched points of B appeared. The compound rules below run first and *consume* the points
     they explain, so one bifurcation gives one event (its parts are listed in ``detail``).
 
+Periodic orbits
+    Applied last, by :func:`cycle_events`: ``cycle_birth`` / ``cycle_death`` /
+    ``cycle_stability`` for the topology's cycle nodes, and ``hopf`` where a cycle is born from
+    (or collapses into) a focus whose stability changed (that ``stability_change`` becomes the
+    ``hopf`` event; a period-doubling orbit is attached to its ``stability_change`` instead).
+
 Rules, in the order they are applied (:data:`RULES`; each is a function ``rule_*(state)`` of its
 own that reads and updates one :class:`RuleState`)
     moves (:func:`rule_moves`, no event of its own)
@@ -111,12 +117,12 @@ __all__ = ["EVENT_KINDS", "EventOptions", "RestructuringEvent", "detect_events",
            "RULES", "RuleState", "rule_state", "event_spread", "split_transients",
            "rule_moves", "rule_saddle_node", "rule_pitchfork", "rule_stability_change",
            "rule_birth_death", "rule_ghosts", "rule_attractor_moved", "rule_connection_change",
-           "rule_attractor_count", "describe_event", "lead_phrase"]
+           "rule_attractor_count", "describe_event", "lead_phrase", "cycle_events"]
 
 #: All event kinds, in the order rules are applied.
 EVENT_KINDS = ("saddle_node", "pitchfork", "stability_change", "birth", "death",
                "ghost_appeared", "ghost_vanished", "attractor_moved", "connection_change",
-               "attractor_count")
+               "attractor_count", "hopf", "cycle_birth", "cycle_death", "cycle_stability")
 
 #: Kinds that change the number of attractors through points.
 _POINT_KINDS = ("saddle_node", "pitchfork", "stability_change", "birth", "death")
@@ -701,9 +707,10 @@ def detect_events(before, after,
     st = rule_state(before, after, options)
     for rule in RULES:
         rule(st)
+    events = cycle_events(before, after, st.gate, st.events)  # periodic orbits, applied last
     if st.opts.kinds is not None:
-        return [e for e in st.events if e.kind in st.opts.kinds]
-    return st.events
+        return [e for e in events if e.kind in st.opts.kinds]
+    return events
 
 
 def split_transients(events: Sequence[RestructuringEvent]) -> Tuple[List[RestructuringEvent],
@@ -764,6 +771,111 @@ def _transient(epoch: int, ghost: str, parts: Sequence[RestructuringEvent]) -> R
     return RestructuringEvent(int(epoch), int(epoch), "transient", (f"at/{ghost}",), location,
                               {"ghost": ghost, "parts": [p.kind for p in parts],
                                "brackets": [[p.epoch_before, p.epoch_after] for p in parts]})
+
+
+def _cycle_nodes(result):
+    """(ids, centres (m, n), index, stable, info dicts) of a topology's cycle nodes."""
+    topo = getattr(result, "topology", None)
+    if topo is None:
+        return [], np.zeros((0, 0)), np.zeros(0, int), np.zeros(0, bool), []
+    rows = np.flatnonzero(np.isin(topo.node_kind, ("limit_cycle", "unstable_cycle")))
+    infos = list(topo.info.get("cycles", []))
+    return ([str(topo.node_id[r]) for r in rows], np.asarray(topo.node_x)[rows],
+            np.asarray(topo.node_index)[rows], topo.node_kind[rows] == "limit_cycle",
+            [infos[int(topo.node_ref[r])] if int(topo.node_ref[r]) < len(infos) else {}
+             for r in rows])
+
+
+def cycle_events(before, after, gate: float,
+                 events: Sequence[RestructuringEvent] = ()) -> List[RestructuringEvent]:
+    """Add the periodic-orbit events between two epochs (the topology's ``cycle<j>`` nodes).
+
+    Cycles are matched by centre (optimal assignment gated at ``gate``). A cycle of B with no
+    partner is ``cycle_birth``, one of A with none ``cycle_death``; matched cycles whose
+    stability differs give ``cycle_stability``. A cycle born (dying) within ``gate`` of a fixed
+    point whose index changed between A and B came out of (collapsed into) that point: when the
+    crossing eigenvalues are complex (a focus: Hopf / Neimark–Sacker) the point's
+    ``stability_change`` event in ``events`` becomes one ``hopf`` event that names the focus
+    before and after and the cycle (``detail["focus"]``, ``detail["direction"]`` "create" or
+    "collapse"); when they are real (period doubling) the ``stability_change`` keeps its kind and
+    gains ``detail["cycle"]`` and ``detail["bifurcation"] = "period_doubling"``. One
+    bifurcation, one event.
+
+    Returns
+    -------
+    list of RestructuringEvent
+        ``events`` with those changes, then the new cycle events.
+    """
+    events = list(events)
+    ids_a, ca, _, st_a, info_a = _cycle_nodes(before)
+    ids_b, cb, _, st_b, info_b = _cycle_nodes(after)
+    if not ids_a and not ids_b:
+        return events
+    ea, eb = int(before.epoch), int(after.epoch)
+    n = ca.shape[1] if len(ca) else cb.shape[1]
+    m = match_points(ca.reshape(-1, n), cb.reshape(-1, n), gate)
+    fa, fb = _view(before), _view(after)
+    mf = match_points(fa.fx, fb.fx, gate)
+    changed = [(int(i), int(j)) for i, j in mf.pairs if fa.f_index[i] != fb.f_index[j]]
+    out: List[RestructuringEvent] = []
+
+    def focus_near(x, side):
+        for i, j in changed:
+            p = fb.fx[j] if side == "after" else fa.fx[i]
+            if np.linalg.norm(p - x) <= gate:
+                return {"before": f"before/{fa.f_id[i]}", "after": f"after/{fb.f_id[j]}",
+                        "index_before": int(fa.f_index[i]), "index_after": int(fb.f_index[j]),
+                        "complex": _complex_crossing(fa.f_eig[i], fb.f_eig[j], fa.time)}
+        return None
+
+    def link(focus, cycle_id, x, detail, direction) -> bool:
+        """Fold the cycle into the focus's stability_change event; False if there is none."""
+        for k, e in enumerate(events):
+            if e.kind == "stability_change" and e.points[:2] == (focus["before"],
+                                                                 focus["after"]):
+                if focus["complex"]:
+                    events[k] = RestructuringEvent(
+                        e.epoch_before, e.epoch_after, "hopf", (*e.points, cycle_id), x,
+                        {**e.detail, **detail, "direction": direction, "focus": focus})
+                else:
+                    events[k] = replace(e, points=(*e.points, cycle_id),
+                                        detail={**e.detail, **detail,
+                                                "bifurcation": "period_doubling"})
+                return True
+        return False
+
+    for j in m.unmatched_b:
+        j = int(j)
+        focus = focus_near(cb[j], "after")
+        detail = {"cycle": info_b[j], "stable": bool(st_b[j])}
+        cid = f"after/{ids_b[j]}"
+        if focus is None or not link(focus, cid, cb[j], detail, "create"):
+            out.append(RestructuringEvent(ea, eb, "cycle_birth", (cid,), cb[j], detail))
+    for i in m.unmatched_a:
+        i = int(i)
+        focus = focus_near(ca[i], "before")
+        detail = {"cycle": info_a[i], "stable": bool(st_a[i])}
+        cid = f"before/{ids_a[i]}"
+        if focus is None or not link(focus, cid, ca[i], detail, "collapse"):
+            out.append(RestructuringEvent(ea, eb, "cycle_death", (cid,), ca[i], detail))
+    for i, j in m.pairs:
+        if bool(st_a[i]) != bool(st_b[j]):
+            out.append(RestructuringEvent(ea, eb, "cycle_stability",
+                                          (f"before/{ids_a[i]}", f"after/{ids_b[j]}"), cb[j],
+                                          {"stable_before": bool(st_a[i]),
+                                           "stable_after": bool(st_b[j])}))
+    return events + out
+
+
+def _complex_crossing(eig_a: np.ndarray, eig_b: np.ndarray, time: str) -> bool:
+    """Whether the eigenvalues that crossed the stability boundary between A and B are complex
+    (those on the unstable side in exactly one of the two spectra)."""
+    def crossed(eig):
+        eig = np.asarray(eig)
+        return np.abs(eig) > 1 if time == "discrete" else eig.real > 0
+    a, b = crossed(eig_a), crossed(eig_b)
+    moved = np.concatenate([np.asarray(eig_b)[b & ~a], np.asarray(eig_a)[a & ~b]])
+    return bool(len(moved) and np.all(np.abs(moved.imag) > 1e-9))
 
 
 def _attractor_delta(e: RestructuringEvent) -> int:

@@ -35,6 +35,7 @@ __all__ = [
     "Portrait", "KIND_STYLES", "GHOST_STYLE", "plot_portrait", "plot_trajectories",
     "plot_points", "plot_ghosts", "plot_slow_regions", "plot_speed_heatmap", "plot_flow",
     "plot_velocity_line", "plot_timeline", "save_figure", "close_figure",
+    "plot_bifurcation_diagram",
 ]
 
 #: Marker styles of the point kinds (fixed points by stability, then slow points).
@@ -532,7 +533,8 @@ def plot_timeline(epochs: ArrayLike, loss: Optional[ArrayLike] = None,
                   axes: Optional[Sequence[Axes]] = None, *,
                   loss_epochs: Optional[ArrayLike] = None, failed: Sequence[int] = (),
                   rate: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
-                  episodes: Sequence[Tuple[float, float]] = ()) -> Dict[str, Any]:
+                  episodes: Sequence[Tuple[float, float]] = (),
+                  mechanisms: Sequence[str] = ()) -> Dict[str, Any]:
     """Training timeline: the loss (top), the restructuring rate under it (when given),
     restructuring events by kind (middle), and the number of points of each kind over epochs
     (bottom), with the loss drop marked on all and restructuring episodes shaded.
@@ -560,12 +562,16 @@ def plot_timeline(epochs: ArrayLike, loss: Optional[ArrayLike] = None,
         Restructuring episodes, shaded on the loss and rate axes.
     axes : tuple of Axes, optional
         (top, middle, bottom), or (top, rate, middle, bottom) when ``rate`` is given.
+    mechanisms : sequence of str, optional
+        The mechanism label of each analyzed epoch (:mod:`analysis.mechanism`): each run of one
+        label is a shaded band on the counts axis, named at its start.
 
     Returns
     -------
     dict with ``loss`` (Line2D or None), ``rate`` (the steps or None), ``episodes`` (shaded
     spans), ``events`` ({kind: PathCollection}), ``counts`` ({kind: Line2D}), ``drop`` (Line2D
-    or None), ``event_marks`` (vertical lines of events on the loss axis), ``axes``, ``figure``.
+    or None), ``event_marks`` (vertical lines of events on the loss axis), ``mechanisms``
+    (list of (label, band)), ``axes``, ``figure``.
     """
     if axes is None:
         layout = _TIMELINE_RATE if rate is not None else _TIMELINE
@@ -646,6 +652,23 @@ def plot_timeline(epochs: ArrayLike, loss: Optional[ArrayLike] = None,
     if out["counts"] or len(failed):
         bottom.legend(loc="upper left", fontsize=8, ncols=min(4, len(out["counts"]) + 1),
                       framealpha=0.85)
+    out["mechanisms"] = []
+    labels = list(mechanisms)
+    if labels and len(labels) == len(epochs):
+        shades = {"limit_cycle": "#f4a261", "slow_manifold": _REGION_COLOR,
+                  "fixed_point_attractors": "#1d4f91", "ghost": _GHOST_COLOR, "none": "#adb5bd"}
+        start = 0
+        for k in range(1, len(labels) + 1):
+            if k == len(labels) or labels[k] != labels[start]:
+                lo = epochs[start]
+                hi = epochs[k] if k < len(labels) else epochs[-1]
+                band = bottom.axvspan(lo, hi if hi > lo else lo + 0.5, color=shades.get(
+                    labels[start], "#adb5bd"), alpha=0.12, lw=0, zorder=0)
+                bottom.text(lo, 1.0, " " + labels[start].replace("_", " "), fontsize=7,
+                            va="top", ha="left", color="#3d4852",
+                            transform=bottom.get_xaxis_transform())
+                out["mechanisms"].append((labels[start], band))
+                start = k
     bottom.set_ylabel("points")
     bottom.set_xlabel("epoch")
     bottom.yaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # a MaxNLocator
@@ -679,6 +702,58 @@ def _draw_rate(axis: Axes, rate: Tuple[Sequence[float], Sequence[float]]) -> Any
         axis.set_yscale("log")
     axis.set_ylabel("restructuring\nper epoch", fontsize=8)
     return steps
+
+
+def plot_bifurcation_diagram(branches: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray]],
+                             bifurcations: Sequence[Tuple[float, float, str]] = (), ax=None, *,
+                             xlabel: str = "input", ylabel: str = "fixed point (projection)",
+                             title: Optional[str] = None) -> Dict[str, Any]:
+    """Fixed points against the input coordinate along a continuation path.
+
+    Parameters
+    ----------
+    branches : sequence of (c (m,), y (m,), n_unstable (m,))
+        Each branch's input coordinate, the fixed points' projection and index; stable stretches
+        are drawn solid (the stable colour), unstable ones dashed (the saddle colour).
+    bifurcations : sequence of (c, y, kind)
+        ``kind`` "fold" (drawn as a black circle) or "hopf" (a purple square).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    dict with ``stable`` and ``unstable`` (lists of Line2D), ``fold`` / ``hopf`` (scatter or
+    None) and ``ax``.
+    """
+    ax = _axes(ax)
+    out: Dict[str, Any] = {"stable": [], "unstable": [], "fold": None, "hopf": None, "ax": ax}
+    stable_c = KIND_STYLES["stable"]["facecolors"]
+    unstable_c = KIND_STYLES["saddle"]["edgecolors"]
+    for c, y, index in branches:
+        c, y = np.asarray(c, float), np.asarray(y, float)
+        stable = np.asarray(index) == 0
+        start = 0
+        for k in range(1, len(c) + 1):  # runs of constant stability, joined at their ends
+            if k == len(c) or stable[k] != stable[start]:
+                seg = slice(start, min(k + 1, len(c)))
+                if stable[start]:
+                    out["stable"] += ax.plot(c[seg], y[seg], "-", color=stable_c, lw=2.0)
+                else:
+                    out["unstable"] += ax.plot(c[seg], y[seg], "--", color=unstable_c, lw=1.6)
+                start = k
+    for kind, style in (("fold", dict(marker="o", color="black")),
+                        ("hopf", dict(marker="s", color=_GHOST_COLOR))):
+        pts = np.array([(c, y) for c, y, k in bifurcations if k == kind]).reshape(-1, 2)
+        if len(pts):
+            out[kind] = ax.scatter(pts[:, 0], pts[:, 1], s=60, zorder=7, label=kind, **style)
+    handles = [Line2D([], [], color=stable_c, lw=2.0, label="stable"),
+               Line2D([], [], color=unstable_c, lw=1.6, ls="--", label="unstable")]
+    handles += [h for h in (out["fold"], out["hopf"]) if h is not None]
+    ax.legend(handles=handles, loc="best", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return out
 
 
 def save_figure(fig: Figure, path: Union[str, os.PathLike], *, dpi: int = 100,

@@ -4,7 +4,8 @@
 
 - ``portraits/epoch_XXXX.png``: one phase portrait per analyzed epoch, all in one shared
   projection (:mod:`analysis.portraits`, :mod:`analysis.projection`);
-- ``timeline.png``: the loss with restructuring events and the drop marked, counts by kind;
+- ``timeline.png``: the loss with restructuring events and the drop marked, counts by kind,
+  and the mechanism label of each epoch (:mod:`analysis.mechanism`) as shaded bands;
 - ``portraits.gif``: the portraits as an animation;
 - ``report.html``: one self-contained page (:mod:`analysis.html`).
 
@@ -77,8 +78,11 @@ def write_timeline(analysis: SeriesAnalysis, path: Union[str, os.PathLike]) -> P
             edges = [curve.intervals[0].epoch_before] + [i.epoch_after for i in curve.intervals]
             rate = (edges, curve.rates())
             episodes = [(e.epoch_start, e.epoch_end) for e in curve.episodes]
+    from .mechanism import mechanism_of
+
     artists = plot_timeline(epochs, loss_y, counts, events, analysis.drop_epoch,
-                            loss_epochs=loss_x, failed=failed, rate=rate, episodes=episodes)
+                            loss_epochs=loss_x, failed=failed, rate=rate, episodes=episodes,
+                            mechanisms=[mechanism_of(r) for r in analysis.results])
     return save_figure(artists["figure"], path)
 
 

@@ -26,6 +26,11 @@ batch. A node's attributes are ``kind`` (stable, saddle, unstable, slow, ghost, 
 escape, unresolved), ``index`` (number of unstable directions; -1 where undefined) and ``x``.
 Edges carry ``branches``: how many trajectories took that route.
 
+Periodic orbits (``cycles``, a :class:`fixedpoints.cycles.LimitCycles`) are nodes ``cycle<j>``
+of kind ``limit_cycle`` (stable: an attractor, its orbit points are targets) or
+``unstable_cycle``, with index the number of unstable Floquet multipliers and ``x`` the orbit's
+centre; ``info["cycles"]`` keeps each one's period, multipliers and amplitude.
+
 :meth:`Topology.signature` counts nodes by kind and index and the attractors;
 :func:`same_topology` tests two topologies for graph isomorphism with matching node kinds and
 indices.
@@ -45,7 +50,7 @@ if TYPE_CHECKING:
     from fixedpoints import Dynamics, FixedPoints, Ghosts
 
 __all__ = ["Topology", "Signature", "build_topology", "same_topology", "ATTRACTOR_KINDS",
-           "SINK_NODES", "node_id", "parse_node_id", "TopologyOptions"]
+           "CYCLE_KINDS", "SINK_NODES", "node_id", "parse_node_id", "TopologyOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +86,8 @@ class TopologyOptions:
 
 
 #: Node id prefix of each family of points (``node_id("fixed", 3) == "fp3"``).
-NODE_PREFIX = {"fixed": "fp", "slow": "slow", "ghost": "ghost", "region": "region"}
+NODE_PREFIX = {"fixed": "fp", "slow": "slow", "ghost": "ghost", "region": "region",
+               "cycle": "cycle"}
 
 
 def node_id(family: str, index: Union[int, np.integer]) -> str:
@@ -112,7 +118,9 @@ def parse_node_id(node: str) -> Optional[Tuple[str, int]]:
     return None
 
 #: Node kinds that count as attractors.
-ATTRACTOR_KINDS = ("stable", "slow_region")
+ATTRACTOR_KINDS = ("stable", "slow_region", "limit_cycle")
+#: Node kinds of periodic orbits (:mod:`fixedpoints.cycles`): stable and unstable.
+CYCLE_KINDS = ("limit_cycle", "unstable_cycle")
 #: Nodes that collect trajectories that reach no attractor.
 SINK_NODES = ("escape", "unresolved")
 
@@ -248,6 +256,9 @@ class Topology:
         """Counts by kind and index, number of attractors and of connections."""
         kinds = ("stable", "saddle", "unstable", "slow", "ghost", "slow_region")
         counts = {k: int(np.sum(self.node_kind == k)) for k in kinds}
+        for k in CYCLE_KINDS:  # only when present, so cycle-free signatures keep their keys
+            if np.any(self.node_kind == k):
+                counts[k] = int(np.sum(self.node_kind == k))
         fixed = np.isin(self.node_kind, ("stable", "saddle", "unstable"))
         values, n = np.unique(self.node_index[fixed], return_counts=True)
         return Signature(counts=counts, index_counts={int(v): int(c) for v, c in zip(values, n)},
@@ -312,7 +323,8 @@ def build_topology(dynamics: Dynamics, fixed_points: FixedPoints, ghosts: Option
                    *, scale: Optional[float] = None,
                    eps: float = 1e-2, max_steps: int = 2000, reach: float = 0.05,
                    escape: float = 20.0, dt: Optional[float] = None,
-                   check_every: int = 10, ghost_match: float = 0.05) -> Topology:
+                   check_every: int = 10, ghost_match: float = 0.05,
+                   cycles=None) -> Topology:
     """Build the topology of one system.
 
     Parameters
@@ -338,6 +350,8 @@ def build_topology(dynamics: Dynamics, fixed_points: FixedPoints, ghosts: Option
         Steps between arrival checks.
     ghost_match : float, default 0.05
         Relative distance under which a slow point and a ghost are the same node.
+    cycles : fixedpoints.cycles.LimitCycles, optional
+        Periodic orbits to add as nodes (stable ones are attractors).
 
     Returns
     -------
@@ -381,6 +395,9 @@ def build_topology(dynamics: Dynamics, fixed_points: FixedPoints, ghosts: Option
     region_rows = []
     for r, region in enumerate(fp.slow_regions):
         region_rows.append(add(node_id("region", r), "slow_region", -1, r, region.center))
+    cycle_list = list(cycles) if cycles is not None else []
+    cycle_rows = [add(node_id("cycle", c), "limit_cycle" if cyc.stable else "unstable_cycle",
+                      cyc.n_unstable, c, cyc.center) for c, cyc in enumerate(cycle_list)]
     escape_row = add("escape", "escape", -1, -1, np.full(n, np.nan))
     unresolved_row = add("unresolved", "unresolved", -1, -1, np.full(n, np.nan))
 
@@ -413,12 +430,18 @@ def build_topology(dynamics: Dynamics, fixed_points: FixedPoints, ghosts: Option
         pts = np.asarray(region.points, dtype=float).reshape(-1, n)
         target_x.append(pts)
         target_row.append(np.full(len(pts), region_rows[r]))
+    for c, cyc in enumerate(cycle_list):
+        if cyc.stable:
+            target_x.append(np.asarray(cyc.points, dtype=float).reshape(-1, n))
+            target_row.append(np.full(len(cyc.points), cycle_rows[c]))
     targets = np.concatenate(target_x) if target_x else np.zeros((0, n))
     target_rows = np.concatenate(target_row) if target_row else np.zeros(0, int)
 
     ends = np.full(len(starts), -1, dtype=int)
     info: Dict[str, Any] = {"n_trajectories": len(starts), "eps": eps, "max_steps": max_steps,
                             "reach": reach, "scale": scale}
+    if cycle_list:
+        info["cycles"] = [cyc.to_dict() for cyc in cycle_list]
     if starts:
         all_points = np.array([x for x, k in zip(xs, kinds) if k not in SINK_NODES])
         ends, steps = _integrate(dynamics, np.array(starts), targets, target_rows,

@@ -593,6 +593,17 @@ class PLRNN(RecurrentModel):
         """Zero: the map is piecewise linear (no curvature off the ReLU kinks), (b, N, N)."""
         return x.new_zeros(x.shape[0], self.n_states, self.n_states)
 
+    def plrnn_form(self, u: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """The map at constant input ``u``: ``A (N,)``, ``W (N, N)`` (off-diagonal) and
+        ``drive = C u + h (N,)``, float64 and detached (read by ``fixedpoints.plrnn``)."""
+        with torch.no_grad():
+            drive = self.h.detach().double().clone()
+            if u is not None and self.n_inputs:
+                drive = drive + self.C.detach().double() @ torch.as_tensor(
+                    u, dtype=torch.float64, device=drive.device).reshape(-1)
+            return {"A": self.A.detach().double().clone(),
+                    "W": self.W_offdiagonal.detach().double().clone(), "drive": drive}
+
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.B.T
 

@@ -15,6 +15,12 @@ from .finder import FinderOptions, FixedPointError, find_fixed_points
 from .ghosts import GHOST_KINDS, GhostOptions, Ghosts, detect_ghosts
 from .lowrank import LowRankForm, ReducedSolution, low_rank_form, solve_reduced
 from .certify import certify_points, exclusion_radius
+from .cycles import (CycleOptions, LimitCycle, LimitCycles, find_limit_cycles, refine_flow_cycle,
+                     refine_map_cycle)
+from .continuation import (Bifurcation, Branch, Continuation, ContinuationOptions,
+                           continue_fixed_points, parse_input_path)
+from .plrnn import (PLRNNCycles, PLRNNFixedPoints, PLRNNForm, plrnn_cycles, plrnn_fixed_points,
+                    plrnn_form)
 from .ghost_certificates import certify_ghosts
 from . import intervals, systems
 
@@ -27,4 +33,8 @@ __all__ = [
     "Ghosts", "GhostOptions", "GHOST_KINDS", "detect_ghosts", "systems",
     "LowRankForm", "ReducedSolution", "low_rank_form", "solve_reduced",
     "certify_points", "exclusion_radius", "certify_ghosts", "intervals",
+    "PLRNNForm", "PLRNNFixedPoints", "PLRNNCycles", "plrnn_fixed_points", "plrnn_cycles",
+    "plrnn_form", "CycleOptions", "LimitCycle", "LimitCycles", "find_limit_cycles",
+    "refine_map_cycle", "refine_flow_cycle", "Bifurcation", "Branch", "Continuation",
+    "ContinuationOptions", "continue_fixed_points", "parse_input_path",
 ]

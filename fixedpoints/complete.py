@@ -9,6 +9,11 @@ they coincide with; when the search left unresolved boxes, start-found fixed poi
 no certified root are kept (they may lie in those boxes), and when it left none they are
 dropped (no fixed point exists outside the certified ones) and counted in
 ``info["not_fixed_by_complete_search"]``.
+
+PLRNNs (a ``plrnn_source``, :mod:`fixedpoints.plrnn`) get the exact search region by region
+instead: all ``2^N`` ReLU patterns for N ≤ :data:`~fixedpoints.plrnn.MAX_EXHAUSTIVE` (complete),
+a SCYFI-style pattern search seeded by the found points beyond (not complete); its points come
+with their region certificates, and ``info["plrnn_search"]`` says what was solved.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import torch
 from .certify import certify_points
 from .linearize import _native_spectrum, classify, jacobian as _jacobian_np
 from .lowrank import MAX_RANK, box_budget, low_rank_form, solve_reduced
+from .plrnn import plrnn_fixed_points, plrnn_form
 from .results import FinderStatus, FixedPoints
 
 __all__ = ["finish"]
@@ -56,14 +62,18 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
     started = _time.perf_counter()
     info = dict(result.info)
     form = None
-    if complete is not False:
+    plrnn = plrnn_form(dynamics) if complete is not False else None
+    if plrnn is not None:
+        result = _merge_plrnn(dynamics, result, plrnn, info)
+    elif complete is not False:
         form = low_rank_form(dynamics)
         if form is not None and form.rank > MAX_RANK:
             form = None
         if form is None and complete:
             raise ValueError(f"complete=True needs a low-rank tanh network of rank <= {MAX_RANK} "
                              f"(a model with low_rank_form(u), or an nn.RNN whose W_hh has "
-                             f"numerical rank <= {MAX_RANK}); {dynamics.name} has none. Pass "
+                             f"numerical rank <= {MAX_RANK}) or a PLRNN (plrnn_form(u)); "
+                             f"{dynamics.name} has neither. Pass "
                              f"complete=None to search from the initial states only")
     if form is not None:
         result = _merge_complete(dynamics, result, form, max_boxes, info)
@@ -74,11 +84,12 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
             limit = max(4, int(budget / (240.0 * float(dynamics.n_states) ** 3)))
             info["not_certified_over_budget"] = int(max(len(fixed) - limit, 0))
             fixed = fixed[:limit]
-        cert = certify_points(dynamics, result.x[fixed], scale=max(result.scale, 1e-12),
-                              n_unstable=result.n_unstable[fixed])
         radius = np.array(result.certified_radius, dtype=float)
         error = np.array(result.error_bound, dtype=float)
         stable = np.array(result.stability_certified, dtype=bool)
+        fixed = fixed[~np.isfinite(radius[fixed])]  # the PLRNN search certified its own
+        cert = certify_points(dynamics, result.x[fixed], scale=max(result.scale, 1e-12),
+                              n_unstable=result.n_unstable[fixed])
         radius[fixed] = cert["certified_radius"]
         error[fixed] = cert["error_bound"]
         stable[fixed] = cert["stability_certified"]
@@ -138,3 +149,45 @@ def _merge_complete(dynamics, result: FixedPoints, form, max_boxes: int, info) -
                    certified_radius=np.full(len(x), np.nan), error_bound=np.full(len(x), np.nan),
                    stability_certified=np.zeros(len(x), bool), kappa=kappa[order],
                    complete=bool(sol.complete), search_box=sol.box, unresolved=sol.unresolved)
+
+
+def _merge_plrnn(dynamics, result: FixedPoints, form, info) -> FixedPoints:
+    """Replace the found fixed points by the PLRNN's exact ones (slow points kept)."""
+    t0 = _time.perf_counter()
+    fixed = result.kind != "slow"
+    sol = plrnn_fixed_points(form, seeds=result.x if len(result.x) else None)
+    info["plrnn_search"] = dict(sol.info, seconds=_time.perf_counter() - t0,
+                                complete=bool(sol.complete), found=len(sol))
+    if len(sol.x):
+        near = np.abs(result.x[fixed][:, None, :] - sol.x[None]).max(-1)
+        matched = (near <= 1e-6 * max(result.scale, 1e-12)).any(1)
+    else:
+        matched = np.zeros(int(fixed.sum()), bool)
+    keep_found = np.flatnonzero(fixed)[~matched] if not sol.complete else np.zeros(0, int)
+    if sol.complete:
+        info["not_fixed_by_complete_search"] = int((~matched).sum())
+    rest = np.concatenate([keep_found, np.flatnonzero(~fixed)]).astype(int)
+    with torch.no_grad():
+        q_new = (dynamics.speed(dynamics.states(sol.x)).cpu().numpy() if len(sol.x)
+                 else np.zeros(0))
+    kind_new, unstable_new = classify(dynamics, sol.eigvals, np.zeros(len(sol.x)), 1.0)
+    kind_new = np.asarray(kind_new)
+    x = np.concatenate([sol.x, result.x[rest]])
+    speed = np.concatenate([q_new, result.speed[rest]])
+    eigvals = np.concatenate([sol.eigvals, result.eigvals[rest]])
+    kind = np.concatenate([kind_new, result.kind[rest]]).astype("<U8")
+    n_unstable = np.concatenate([np.asarray(unstable_new), result.n_unstable[rest]])
+    radius = np.concatenate([sol.certified_radius, result.certified_radius[rest]])
+    error = np.concatenate([sol.error_bound, result.error_bound[rest]])
+    stable = np.concatenate([sol.stability_certified, result.stability_certified[rest]])
+    order = np.lexsort((speed, n_unstable, kind == "slow"))
+    status = result.status
+    if len(x) and status is FinderStatus.NONE_FOUND:
+        status = FinderStatus.CONVERGED
+    info["search"] = ("complete (all ReLU patterns)" if sol.complete
+                      else f"PLRNN {sol.info['method']} pattern search")
+    return replace(result, x=x[order], speed=speed[order], eigvals=eigvals[order],
+                   kind=kind[order], n_unstable=n_unstable[order], status=status,
+                   certified_radius=radius[order], error_bound=error[order],
+                   stability_certified=stable[order], kappa=np.zeros((len(x), 0)),
+                   complete=bool(sol.complete))

@@ -9,7 +9,9 @@ bound input ``u`` (ndarray (n_inputs,)), carried along by ``with_input`` and ``t
   at most 3;
 * ``enclosure_source(u) -> Enclosure or None`` (:mod:`fixedpoints.enclosures`), from
   ``low_rank_form`` (factors), a model's ``rate_form(u)`` (dense ``W``), or the weights of a
-  one-layer torch ``RNN``/``GRU``/``LSTM``.
+  one-layer torch ``RNN``/``GRU``/``LSTM``;
+* ``plrnn_source(u) -> PLRNNForm`` (:mod:`fixedpoints.plrnn`), from a model's ``plrnn_form(u)``
+  (exact fixed points and cycles region by region).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from torch import nn
 
 from .enclosures import GRUEnclosure, LSTMEnclosure, RateEnclosure, _drive
 from .lowrank import MAX_RANK, LowRankForm
+from .plrnn import PLRNNForm
 
 __all__ = ["attach_sources"]
 
@@ -83,6 +86,10 @@ def _module_sources(dyn, clone: nn.Module, time: str) -> None:
             form = method(_model_input(u, n_inputs, clone))
             return None if form is None else LowRankForm.from_dict(form)
         dyn.low_rank_source = low_rank_source
+    if callable(getattr(clone, "plrnn_form", None)) and time == "discrete":
+        def plrnn_source(u) -> PLRNNForm:
+            return PLRNNForm.from_dict(clone.plrnn_form(_model_input(u, n_inputs, clone)))
+        dyn.plrnn_source = plrnn_source
     has_rate = callable(getattr(clone, "rate_form", None))
 
     def enclosure_source(u):
