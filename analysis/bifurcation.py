@@ -92,7 +92,7 @@ def bifurcation_diagram(model, path: str, *, settings=None, out: Optional[Union[
     dyn = probe.with_input(a)
     settings = settings or EpochSettings()
     init = initial_states_for(dyn, settings, module=getattr(dyn, "module", None))
-    found = find_fixed_points(dyn, init, **settings.finder)
+    found = find_fixed_points(dyn, init, settings.finder)
     x0 = found.x[found.kind != "slow"]
     max_step = min(0.05, 1.0 / n)
     cont = continue_fixed_points(dyn, a, b, x0,
