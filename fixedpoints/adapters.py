@@ -327,12 +327,12 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
         if time == "continuous":
             raise ValueError(f"{name} is a discrete-time map; pass time='discrete' (or None)")
         step, n_states, n_inputs, kind = _torch_rnn_step(module, dtype, device)
-        dyn = DiscreteDynamics(step, n_states, n_inputs=n_inputs, input=input, dtype=dtype,
-                               device=device, name=f"{name}({kind})",
-                               jacobian_fn=_torch_rnn_jacobian(module, dtype, device),
-                               curvature_fn=_torch_rnn_curvature(module, dtype, device))
-        attach_sources(dyn, module, "discrete")  # enclosures for the certificates
-        return dyn
+        torch_dyn = DiscreteDynamics(step, n_states, n_inputs=n_inputs, input=input, dtype=dtype,
+                                     device=device, name=f"{name}({kind})",
+                                     jacobian_fn=_torch_rnn_jacobian(module, dtype, device),
+                                     curvature_fn=_torch_rnn_curvature(module, dtype, device))
+        attach_sources(torch_dyn, module, "discrete")  # enclosures for the certificates
+        return torch_dyn
 
     has_step = callable(getattr(module, "step", None))
     has_velocity = callable(getattr(module, "velocity", None))
