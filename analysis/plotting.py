@@ -609,10 +609,10 @@ def plot_timeline(epochs: ArrayLike, loss: Optional[ArrayLike] = None,
     if rate_axis is not None and rate is not None:
         out["rate"] = _draw_rate(rate_axis, rate)
     for start, end in episodes:
-        for axis in (top, rate_axis):
-            if axis is not None:
-                out["episodes"].append(axis.axvspan(start, end, color=_EPISODE_COLOR, alpha=0.18,
-                                                    lw=0, zorder=0))
+        for panel in (top, rate_axis):
+            if panel is not None:
+                out["episodes"].append(panel.axvspan(start, end, color=_EPISODE_COLOR, alpha=0.18,
+                                                     lw=0, zorder=0))
     for epoch in sorted({float(e) for e, _ in events}):
         out["event_marks"].append(top.axvline(epoch, color="#e76f51", lw=0.8, alpha=0.35,
                                               zorder=0))

@@ -108,7 +108,7 @@ def _config_for(architecture: str, inferred: Dict[str, Any], cfg: Optional[Dict[
     if cfg["flat"] or (cfg_arch is not None and ARCHITECTURES.get(cfg_arch)
                        is not ARCHITECTURES[architecture]):
         import inspect
-        accepted = set(inspect.signature(ARCHITECTURES[architecture].__init__).parameters)
+        accepted = set(inspect.signature(ARCHITECTURES[architecture]).parameters)
         ignored = sorted(set(given) - accepted)
         if ignored:
             notes.append(f"config {cfg.get('path')}: ignored entries {ignored}")

@@ -195,7 +195,7 @@ class CustomModel(nn.Module):
         return getattr(self.module, name)
 
     @property
-    def step(self):  # type: ignore[override]
+    def step(self):
         return self._forward_if("step")
 
     @property

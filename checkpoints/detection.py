@@ -100,7 +100,7 @@ def find_recurrent_modules(state_dict: Mapping[str, torch.Tensor], prefix: Optio
 
 
 def _describe_rnn(state_dict, pre: str, keys: List[str], path) -> RecurrentModuleKeys:
-    layers = sorted({int(_RNN_KEY_RE.match(k).group("layer")) for k in keys})
+    layers = sorted({int(m.group("layer")) for m in map(_RNN_KEY_RE.match, keys) if m})
     if layers != list(range(len(layers))):
         raise CheckpointError(path, f"torch RNN under prefix {pre!r} has layers {layers}, not "
                               "0..L-1", "the checkpoint is missing layers: re-save the full model")
@@ -115,7 +115,7 @@ def _describe_rnn(state_dict, pre: str, keys: List[str], path) -> RecurrentModul
     hidden = int(state_dict[f"{pre}weight_hr_l0"].shape[1]) if proj_size else int(w_hh.shape[1])
     rows = int(w_ih.shape[0])
     gates = rows // hidden if hidden and rows % hidden == 0 else None
-    cells = {3: ("gru",), 4: ("lstm",), 1: ("rnn_tanh", "rnn_relu")}.get(gates)
+    cells = {3: ("gru",), 4: ("lstm",), 1: ("rnn_tanh", "rnn_relu")}.get(gates or 0)
     if cells is None:
         raise CheckpointError(path, f"{pre}weight_ih_l0 has {rows} rows for hidden size {hidden}: "
                               "not 1, 3 or 4 gates of an RNN, GRU or LSTM",
@@ -332,6 +332,7 @@ def _leaky_convention(match: ArchitectureMatch, state_dict, architecture: Option
         and rank != n_states
     state = out is not None and len(out) == 2 and out[1] == n_states
     if latent:
+        assert out is not None, "latent implies a 2-D W_out.weight"
         if convention == "column":
             raise CheckpointError(path, f"W_out.weight has shape {out}: it reads the rank-{rank} "
                                   f"latent r @ S_l (the ghost paper's row-convention model), but "
@@ -346,6 +347,7 @@ def _leaky_convention(match: ArchitectureMatch, state_dict, architecture: Option
     else:
         convention = "column"
         if rank is not None and state:
+            assert out is not None, "state implies a 2-D W_out.weight"
             reason = (f"W_out.weight {out} reads the state (the ghost paper's row-vector model "
                       f"reads the latent, ({out[0]}, {rank})): column convention, W = S_l S_r; "
                       + _ROW_HINT)
@@ -364,6 +366,7 @@ def _leaky_convention(match: ArchitectureMatch, state_dict, architecture: Option
 
 def _torch_match(match: ArchitectureMatch, architecture, state_dict, path) -> ArchitectureMatch:
     rnn = match.rnn
+    assert rnn is not None, "called for torch RNN matches only"
     if rnn.bidirectional:
         raise CheckpointError(path, f"the torch RNN under prefix {rnn.prefix!r} is bidirectional "
                               "(keys *_reverse); it reads sequences backwards too and has no "

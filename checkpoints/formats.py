@@ -115,7 +115,8 @@ def _allowed_globals() -> set:
         allowed = set()
     try:
         allowed |= {f"{g.__module__}.{g.__qualname__}" for g in
-                    torch.serialization.get_safe_globals() if hasattr(g, "__qualname__")}
+                    torch.serialization.get_safe_globals()
+                    if not isinstance(g, tuple) and hasattr(g, "__qualname__")}
     except Exception:  # noqa: BLE001 - older torch without the list  # pragma: no cover
         pass
     return allowed

@@ -31,9 +31,9 @@ def _scalar(value) -> Optional[float]:
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
-        return value.reshape(()).tolist()
+        return value.reshape(()).item()
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
-        return value.reshape(()).tolist()
+        return value.reshape(()).item()
     return None
 
 

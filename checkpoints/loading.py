@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 import torch
 from torch import nn
@@ -58,7 +58,7 @@ from .factory import build_from_factory, check_custom_module
 from .formats import read_payload
 from .layout import (METADATA_KEYS, STATE_DICT_KEYS, _key_list, _normalize_prefix,
                      _sub_state_dict, check_finite, read_stored_index, unwrap_payload)
-from .models import ARCHITECTURES, RecurrentModel
+from .models import ARCHITECTURES, RecurrentModel, TorchRNN
 from .names import CHECKPOINT_SUFFIXES, CheckpointName, parse_checkpoint_name
 
 __all__ = [
@@ -199,15 +199,15 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
         if not isinstance(model, RecurrentModel):
             model = adapt_custom_module(model, state_dict, path)
         arch = getattr(model, "architecture", None) if isinstance(model, RecurrentModel) else None
-        cfg = model.config() if isinstance(model, RecurrentModel) else {}
+        own_config = model.config() if isinstance(model, RecurrentModel) else {}
         notes.append("loaded a whole pickled module (trust_pickle=True)")
         return Checkpoint(path, epoch, step, arch or "custom", model.to(dtype), state_dict, "",
-                          cfg, metadata, numbered, tuple(notes))
+                          own_config, metadata, numbered, tuple(notes))
 
     cfg = _resolve_config(config, path)
     wanted = architecture or (cfg or {}).get("architecture")
     if wanted is not None and wanted not in ARCHITECTURES:
-        source = "architecture=" if architecture else f"config {cfg.get('path')}"
+        source = "architecture=" if architecture else f"config {(cfg or {}).get('path')}"
         raise CheckpointError(path, f"unknown architecture {wanted!r} (from {source})",
                               f"use one of {sorted(ARCHITECTURES)} or a model factory")
     source = "convention="
@@ -238,12 +238,13 @@ def load_checkpoint(path: Union[str, os.PathLike], architecture: Optional[str] =
             sub["readout_layer.weight"] = state_dict[readout[0]]
             if readout[1] is not None:
                 sub["readout_layer.bias"] = state_dict[readout[1]]
-            elif model.readout_layer.bias is not None:
+            elif (isinstance(model.readout_layer, nn.Linear)
+                  and model.readout_layer.bias is not None):
                 sub["readout_layer.bias"] = torch.zeros(model.n_outputs)
             if not readout[0].endswith("readout_layer.weight"):
                 notes.append(f"readout taken from {readout[0]}")
         else:
-            hidden = model.hidden_size
+            hidden = cast(TorchRNN, model).hidden_size  # a torch RNN match builds a TorchRNN
             if model.n_outputs != hidden:
                 raise CheckpointError(path, f"config asks for n_outputs={model.n_outputs} but no "
                                       f"readout of shape ({model.n_outputs}, {hidden}) was found "

@@ -308,7 +308,7 @@ class LeakyRNN(RecurrentModel):
         return self.W_in.weight.detach().double() @ u + ref
 
     def low_rank_form(self, u: Optional[torch.Tensor] = None,
-                      max_rank: int = 3) -> Optional[Dict[str, torch.Tensor]]:
+                      max_rank: int = 3) -> Optional[Dict[str, object]]:
         """Fixed points are ``r* = tanh(c + L κ)`` with ``κ = R r*`` (INTERFACES.md).
 
         Low rank: ``L = S_l``, ``R = S_r``. Full rank: the truncated SVD when W has numerical
@@ -441,7 +441,7 @@ class RankOneRNN(RecurrentModel):
         _, bend = self._drive_derivatives(x)
         return self._gram(self.alpha * weights * bend)
 
-    def low_rank_form(self, u: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def low_rank_form(self, u: Optional[torch.Tensor] = None) -> Dict[str, object]:
         """``L = m[:, None]``, ``R = n[None, :]``, ``c = b`` (no inputs; ``u`` is ignored)."""
         with torch.no_grad():
             return {"left": self.m.detach().double()[:, None].clone(),

@@ -345,7 +345,8 @@ class CheckpointSeries(Sequence):
     @property
     def problems(self) -> List[CheckpointError]:
         """The bad files found so far, one CheckpointError each, in series order."""
-        order = {e.path: i for i, e in enumerate(self.entries)}
+        # Optional keys: an error without a path sorts last
+        order: Dict[Optional[str], int] = {e.path: i for i, e in enumerate(self.entries)}
         return sorted(self._problems.values(), key=lambda err: order.get(err.path, len(order)))
 
     def index_of(self, epoch: int) -> int:

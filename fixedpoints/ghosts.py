@@ -371,6 +371,7 @@ class Ghosts(PointArrays):
 
     def of_strength(self, min_strength: float) -> "Ghosts":
         """The ghosts with ``strength ≥ min_strength``."""
+        assert self.strength is not None, "filled by __post_init__"
         return self[np.flatnonzero(self.strength >= min_strength)]
 
     def class_counts(self) -> Dict[str, int]:
@@ -416,6 +417,9 @@ class Ghosts(PointArrays):
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-ready description (per-ghost entries plus metadata)."""
         from .serialization import to_json
+        # filled by __post_init__
+        assert self.relaxation_time is not None and self.strength is not None
+        assert self.strength_class is not None and self.exclusion_radius is not None
         ghosts = []
         for i in range(len(self)):
             ghosts.append({
@@ -937,7 +941,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         strength=pick(strength)[order],
         strength_class=np.where(pick(strength)[order] >= opts.strong_strength, "strong",
                                 "weak").astype("<U6"),
-        time=dynamics.time, info=info, **meta)
+        time=dynamics.time, info=info, scale=length, q_fixed=q_fixed)
     result = certify_ghosts(dynamics, result, fixed_points)  # exclusion radii, κ location
     log.info("detect_ghosts: %r in %.2f s (rejected: %s)", result, info["seconds"],
              {k: v for k, v in info["rejected"].items() if v})

@@ -101,13 +101,14 @@ def _native_spectrum(dynamics: Dynamics, jac: np.ndarray, with_vectors: bool):
     # torch's LAPACK is used rather than numpy's: on a shared 2-core machine numpy's OpenBLAS
     # threads busy-wait and were measured 15-50x slower for a batch of 128x128 spectra.
     jac_t = torch.as_tensor(jac)
+    vecs: Optional[np.ndarray] = None
     if with_vectors:
-        vals, vecs = _linalg.eig(jac_t)
-        vals, vecs = vals.numpy(), vecs.numpy()
+        vals_t, vecs_t = _linalg.eig(jac_t)
+        vals, vecs = vals_t.numpy(), vecs_t.numpy()
     else:
-        vals, vecs = _linalg.eigvals(jac_t).numpy(), None
-    vals = dynamics.eigvals_native(vals.astype(complex))
-    return sort_spectrum(vals, dynamics.time, None if vecs is None else vecs.astype(complex))
+        vals = _linalg.eigvals(jac_t).numpy()
+    native = dynamics.eigvals_native(vals.astype(complex))
+    return sort_spectrum(native, dynamics.time, None if vecs is None else vecs.astype(complex))
 
 
 def linearize(dynamics: Dynamics, x) -> Linearization:
