@@ -177,6 +177,9 @@ def _merge_plrnn(dynamics, result: FixedPoints, form, info) -> FixedPoints:
     eigvals = np.concatenate([sol.eigvals, result.eigvals[rest]])
     kind = np.concatenate([kind_new, result.kind[rest]]).astype("<U8")
     n_unstable = np.concatenate([np.asarray(unstable_new), result.n_unstable[rest]])
+    # FixedPoints.__post_init__ fills the certificate arrays in
+    assert (result.certified_radius is not None and result.error_bound is not None
+            and result.stability_certified is not None)
     radius = np.concatenate([sol.certified_radius, result.certified_radius[rest]])
     error = np.concatenate([sol.error_bound, result.error_bound[rest]])
     stable = np.concatenate([sol.stability_certified, result.stability_certified[rest]])

@@ -86,9 +86,10 @@ def _module_sources(dyn, clone: nn.Module, time: str) -> None:
             form = method(_model_input(u, n_inputs, clone))
             return None if form is None else LowRankForm.from_dict(form)
         dyn.low_rank_source = low_rank_source
-    if callable(getattr(clone, "plrnn_form", None)) and time == "discrete":
+    plrnn_method = getattr(clone, "plrnn_form", None)
+    if callable(plrnn_method) and time == "discrete":
         def plrnn_source(u) -> PLRNNForm:
-            return PLRNNForm.from_dict(clone.plrnn_form(_model_input(u, n_inputs, clone)))
+            return PLRNNForm.from_dict(plrnn_method(_model_input(u, n_inputs, clone)))
         dyn.plrnn_source = plrnn_source
     has_rate = callable(getattr(clone, "rate_form", None))
 
