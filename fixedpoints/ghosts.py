@@ -367,6 +367,10 @@ class Ghosts(PointArrays):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
 
+    def _repr_html_(self) -> str:
+        from .display import ghosts_html  # Jupyter's rich display
+        return ghosts_html(self)
+
     def of_strength(self, min_strength: float) -> "Ghosts":
         """The ghosts with ``strength ≥ min_strength``."""
         return self[np.flatnonzero(self.strength >= min_strength)]
