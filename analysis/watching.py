@@ -14,7 +14,8 @@ As with any multiprocessing (and DataLoader workers), a script starts training u
 
 :meth:`Watcher.step` copies the recurrent part's state dict to NumPy (the only work in the
 training process) and queues it; ONE background process (started like the project's workers,
-:mod:`analysis.execution`: single-threaded, it exits when this process does) saves it as
+:mod:`analysis.execution`: single-threaded, at a lower priority (nice +10), it exits when this
+process does) saves it as
 ``OUT/checkpoints/epoch_XXXX.pt`` with ``OUT/checkpoints/train_log.csv``, analyzes it with
 :func:`analysis.analyze_series` into ``OUT`` (``epochs/epoch_XXXX.{json,npz}``,
 ``summary.json``, ``events.csv`` ... the layout of ``ghostscope analyze``; epochs already there
@@ -88,6 +89,10 @@ def _worker_main(jobs: Any, replies: Any, lifeline: Any, template: Any, out: str
     from .execution import _init_worker
 
     _init_worker(lifeline)
+    try:  # training comes first: the analysis takes what CPU is left
+        os.nice(10)
+    except OSError:  # pragma: no cover - not allowed here: run at the same priority
+        pass
     import torch
 
     from .api import analyze_series
