@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import queue as queue_module
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -206,6 +207,20 @@ class Watcher:
             self.analyzed = list(epochs)
         return kind == "closed"
 
+    def _next(self, deadline: Optional[float]) -> Optional[Tuple[str, List[int], Optional[str]]]:
+        """The next message, taken in (None at ``deadline``; RuntimeError if the process died)."""
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                message = self._replies.get(timeout=0.5)
+            except queue_module.Empty:
+                if not self._process.is_alive():
+                    raise RuntimeError(f"watch: the background analysis process ended (exit code"
+                                       f" {self._process.exitcode}) before finishing") from None
+                continue
+            self._take(message)
+            return message
+        return None
+
     def poll(self) -> None:
         """Take the background process' news without waiting."""
         while True:
@@ -216,10 +231,9 @@ class Watcher:
 
     def wait(self, timeout: Optional[float] = None) -> None:
         """Block until every queued snapshot is analyzed (``TimeoutError`` after ``timeout``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not set(self._sent) <= set(self.analyzed) and not self.errors:
-            try:
-                self._take(self._replies.get(timeout=timeout))
-            except queue_module.Empty:
+            if not self._next(deadline):
                 raise TimeoutError(f"watch: epochs {sorted(set(self._sent) - set(self.analyzed))}"
                                    f" not analyzed after {timeout} s") from None
 
@@ -230,11 +244,19 @@ class Watcher:
         self._closed = True
         if wait:
             self._jobs.put(None)
+            deadline = None if timeout is None else time.monotonic() + timeout
             try:
-                while not self._take(self._replies.get(timeout=timeout)):
-                    pass
-            except queue_module.Empty:
-                logger.warning("watch: the background analysis did not finish in %s s", timeout)
+                while True:
+                    message = self._next(deadline)
+                    if message is None:
+                        logger.warning("watch: the background analysis did not finish in %s s",
+                                       timeout)
+                        break
+                    if message[0] == "closed":
+                        break
+            except RuntimeError as error:
+                self.errors.append(str(error))
+                logger.warning("%s", error)
             self._process.join(timeout=10)
         if self._process.is_alive():
             self._process.terminate()

@@ -94,6 +94,19 @@ def test_watch_names_the_module_to_pass():
     assert recurrent_part(net) is net.rnn
 
 
+def test_a_dead_background_process_is_reported_not_waited_for(tmp_path):
+    from analysis import watch
+
+    w = watch(nn.GRU(1, 3), every=1, out=tmp_path, report=False, **OPTIONS)
+    w._process.kill()
+    w._process.join(timeout=30)
+    w.step(0)
+    with pytest.raises(RuntimeError, match="process ended"):
+        w.wait(timeout=60)
+    w.close(timeout=60)
+    assert not w._process.is_alive()
+
+
 pl = pytest.importorskip("pytorch_lightning")
 
 
