@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,distributed,lightning]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,distributed,lightning,notebook]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -41,6 +41,8 @@ _EXPORTS = {
     # hostile and unlucky runs: memory estimates, the OUT lock, result files as data
     "estimate_cost": "resources", "check_cost": "resources", "ResourceLimits": "resources",
     "TooLarge": "resources", "OutLock": "outdir", "ResultFileError": "decoding",
+    # during training: a background analysis every k epochs (plain loop and Lightning)
+    "watch": "watching", "Watcher": "watching", "WatchCallback": "watching",
 }
 
 __all__ = list(_EXPORTS)

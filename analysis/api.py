@@ -135,6 +135,10 @@ class SeriesAnalysis:
     def __getitem__(self, i: int) -> EpochAnalysis:
         return self.results[i]
 
+    def _repr_html_(self) -> str:
+        from .notebook import series_html  # Jupyter's rich display
+        return series_html(self)
+
     def __repr__(self) -> str:
         kinds: Dict[str, int] = {}
         for e in self.events:

@@ -349,6 +349,10 @@ class EpochAnalysis:
                 "scale": float(self.scale), "seconds": float(self.seconds),
                 "source": self.source, **_certification(self.fixed_points)}
 
+    def _repr_html_(self) -> str:
+        from .notebook import epoch_html  # Jupyter's rich display
+        return epoch_html(self)
+
     def __repr__(self) -> str:
         return (f"EpochAnalysis(epoch={self.epoch}, {self.fixed_points!r}, "
                 f"ghosts={self.counts()['ghost']}, loss={self.loss:.4g})")

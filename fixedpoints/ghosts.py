@@ -369,6 +369,10 @@ class Ghosts(PointArrays):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
 
+    def _repr_html_(self) -> str:
+        from .display import ghosts_html  # Jupyter's rich display
+        return ghosts_html(self)
+
     def of_strength(self, min_strength: float) -> "Ghosts":
         """The ghosts with ``strength ≥ min_strength``."""
         assert self.strength is not None, "filled by __post_init__"

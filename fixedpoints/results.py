@@ -230,6 +230,10 @@ class FixedPoints(PointArrays):
         """The subset whose kind is one of ``kinds``."""
         return self[np.isin(self.kind, kinds)]
 
+    def _repr_html_(self) -> str:
+        from .display import fixed_points_html  # Jupyter's rich display
+        return fixed_points_html(self)
+
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}={v}" for k, v in self.counts().items() if v)
         regions = f", slow_regions={len(self.slow_regions)}" if self.slow_regions else ""
