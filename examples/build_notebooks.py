@@ -29,7 +29,8 @@ threshold of the Euler model measured here is about 0.6·η_c, not the 1.12·η_
 SCIENCE.md (each Euler step near x = 10 puts a ripple into dL/dr); the stuck/learning contrast
 itself holds (0.1·η_c reaches r ≈ r_opt in 1000 steps; 3·η_c is stuck at L/T = 1; 0.3·η_c, not
 shown, still bounces across the V-shaped minimum after 1000 steps)."""),
-    ("code", """import sys, os
+    ("code", """import os
+import sys
 sys.path.insert(0, os.path.abspath(".."))   # the repository (the notebook lives in examples/)
 import numpy as np
 import fixedpoints as fp
