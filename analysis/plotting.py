@@ -664,8 +664,9 @@ def plot_timeline(epochs: ArrayLike, loss: Optional[ArrayLike] = None,
                 hi = epochs[k] if k < len(labels) else epochs[-1]
                 band = bottom.axvspan(lo, hi if hi > lo else lo + 0.5, color=shades.get(
                     labels[start], "#adb5bd"), alpha=0.12, lw=0, zorder=0)
-                bottom.text(lo, 1.0, " " + labels[start].replace("_", " "), fontsize=7,
-                            va="top", ha="left", color="#3d4852",
+                # named at the bottom of its band: the counts' legend sits at the top left
+                bottom.text(lo, 0.02, " " + labels[start].replace("_", " "), fontsize=7,
+                            va="bottom", ha="left", color="#3d4852",
                             transform=bottom.get_xaxis_transform())
                 out["mechanisms"].append((labels[start], band))
                 start = k
