@@ -160,17 +160,24 @@ SHOWN = """(() => {
 })()"""
 
 
+def open_page(tools, path, domains=("Runtime", "Page", "Network")) -> str:
+    """Open ``path`` in a new tab of ``tools``' Chromium, wait until it has loaded, and return
+    the tab's DevTools session id (with ``domains`` enabled)."""
+    target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+    session = tools.send("Target.attachToTarget",
+                         {"targetId": target, "flatten": True})["sessionId"]
+    for domain in domains:
+        tools.send(f"{domain}.enable", {}, session)
+    tools.send("Page.navigate", {"url": Path(path).resolve().as_uri()}, session)
+    tools.wait_for("Page.loadEventFired")
+    return session
+
+
 def test_slider_changes_the_portrait_without_console_errors(report):
     with tempfile.TemporaryDirectory(prefix="ghostscope-chromium-") as profile:
         tools = DevTools(profile)
         try:
-            target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = tools.send("Target.attachToTarget",
-                                 {"targetId": target, "flatten": True})["sessionId"]
-            for domain in ("Runtime", "Log", "Page", "Network"):
-                tools.send(f"{domain}.enable", {}, session)
-            tools.send("Page.navigate", {"url": Path(report).resolve().as_uri()}, session)
-            tools.wait_for("Page.loadEventFired")
+            session = open_page(tools, report, ("Runtime", "Log", "Page", "Network"))
 
             frames = _evaluate(tools, session, "document.querySelectorAll('#frames img').length")
             assert frames == 5

@@ -5,11 +5,10 @@ Uses the DevTools pipe client of :mod:`tests.analysis.test_browser`; skips where
 ``chromium`` executable is absent.
 """
 import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.analysis.test_browser import CHROMIUM, DevTools, _evaluate
+from tests.analysis.test_browser import CHROMIUM, DevTools, _evaluate, open_page
 
 pytestmark = [
     pytest.mark.browser,
@@ -43,13 +42,7 @@ def test_series_view_slider_changes_the_portrait(page):
     with tempfile.TemporaryDirectory(prefix="ghostscope-chromium-") as profile:
         tools = DevTools(profile)
         try:
-            target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = tools.send("Target.attachToTarget",
-                                 {"targetId": target, "flatten": True})["sessionId"]
-            for domain in ("Runtime", "Page", "Network"):
-                tools.send(f"{domain}.enable", {}, session)
-            tools.send("Page.navigate", {"url": Path(page).resolve().as_uri()}, session)
-            tools.wait_for("Page.loadEventFired")
+            session = open_page(tools, page)
             assert _evaluate(tools, session, f"{FRAME}.querySelectorAll('#frames img').length") == 4
             before = _evaluate(tools, session, SHOWN)
             assert [b["epoch"] for b in before] == ["0"] and before[0]["width"] > 0
