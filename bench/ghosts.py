@@ -179,6 +179,20 @@ def _normal(n, rng, count=256):
     return rng.standard_normal((count, n))
 
 
+def _tanh_map_case(rng, n: int, b: float, b_c: float, family: str, fmt: str) -> "Case":
+    """The map x <- tanh(2x + b) past its fold (b > b_c), rotated into n dimensions: its ghost at
+    the minimum of tanh(2y + b) - y, where tanh = -sqrt(1/2), with the exact passage time."""
+    dyn = systems.tanh_map(2.0, b, n_states=n, seed=int(rng.integers(1e6)))
+    t = -math.sqrt(0.5)
+    y = (math.atanh(t) - b) / 2
+    s, c = t - y, -4 * t
+    states = rng.uniform(-1, 1, (256, n)) @ dyn.Q.T
+    return Case(family, "discrete", n, dyn, states, (y * dyn.Q[:, 0])[None],
+                np.array([math.pi * math.sqrt(2 / (s * c))]), np.array([math.sqrt(2 * s / c)]),
+                f"delta={b - b_c:{fmt}}",
+                relaxation=np.array([_relaxation([0.5] * (n - 1), dyn, states)]))
+
+
 def _relaxation(rates, dyn, states, unit=1.0):
     """True relaxation time: 1/median of the transverse rates (times the map's step ``unit``);
     1/σ over the states when there is no transverse direction."""
@@ -219,18 +233,8 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
     # ---- ghosts: the one-unit tanh map past its saddle-node
     b_c = systems.tanh_saddle_node_b(2.0)
     for i in range(count(30)):
-        n = DIMS[i % len(DIMS)]
-        delta = 10 ** rng.uniform(-6, -2)
-        b = b_c + delta
-        dyn = systems.tanh_map(2.0, b, n_states=n, seed=int(rng.integers(1e6)))
-        t = -math.sqrt(0.5)
-        y = (math.atanh(t) - b) / 2
-        s, c = t - y, -4 * t
-        states = rng.uniform(-1, 1, (256, n)) @ dyn.Q.T
-        cases.append(Case("tanh_map", "discrete", n, dyn, states, (y * dyn.Q[:, 0])[None],
-                          np.array([math.pi * math.sqrt(2 / (s * c))]),
-                          np.array([math.sqrt(2 * s / c)]), f"delta={delta:.2e}",
-                          relaxation=np.array([_relaxation([0.5] * (n - 1), dyn, states)])))
+        cases.append(_tanh_map_case(rng, DIMS[i % len(DIMS)], b_c + 10 ** rng.uniform(-6, -2),
+                                    b_c, "tanh_map", ".2e"))
     # ---- ghosts: rank-one networks (both time types), and saddle-like ghosts
     for time_kind in ("discrete", "continuous"):
         for i in range(count(10)):
@@ -268,18 +272,8 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
                               np.array([math.sqrt(r)]), f"r={r:.3f}",
                               relaxation=np.array([_relaxation(_rates(n), dyn, states, unit)])))
     for i in range(count(10)):
-        n = DIMS[i % len(DIMS)]
-        delta = rng.uniform(0.05, 0.3)
-        b = b_c + delta
-        dyn = systems.tanh_map(2.0, b, n_states=n, seed=int(rng.integers(1e6)))
-        t = -math.sqrt(0.5)
-        y = (math.atanh(t) - b) / 2
-        s, c = t - y, -4 * t
-        states = rng.uniform(-1, 1, (256, n)) @ dyn.Q.T
-        cases.append(Case("tanh_map_w", "discrete", n, dyn, states, (y * dyn.Q[:, 0])[None],
-                          np.array([math.pi * math.sqrt(2 / (s * c))]),
-                          np.array([math.sqrt(2 * s / c)]), f"delta={delta:.3f}",
-                          relaxation=np.array([_relaxation([0.5] * (n - 1), dyn, states)])))
+        cases.append(_tanh_map_case(rng, DIMS[i % len(DIMS)], b_c + rng.uniform(0.05, 0.3),
+                                    b_c, "tanh_map_w", ".3f"))
     for time_kind in ("discrete", "continuous"):
         made, seed, shoulders = 0, 100, 0
         while made < count(12):

@@ -217,6 +217,16 @@ def _orbit_and_jacobian(dynamics, x: np.ndarray, n_steps: int, h: Optional[float
     return traj.cpu().numpy(), mono.cpu().numpy()
 
 
+def _cycle(states: np.ndarray, mono: np.ndarray, residual: float, time: str,
+           period: float) -> "LimitCycle":
+    """The converged orbit ``states`` (its last row the return to the first) with its
+    monodromy matrix ``mono``: Floquet multipliers and stability."""
+    mult = _sorted(np.linalg.eigvals(mono))
+    stable, n_unstable = _stability(mult, time)
+    return LimitCycle(time=time, period=period, points=states[:-1], multipliers=mult,
+                      stable=stable, residual=residual, n_unstable=n_unstable)
+
+
 def _stability(multipliers: np.ndarray, time: str) -> Tuple[bool, int]:
     mods = np.abs(multipliers)
     if time == "continuous" and len(mods):
@@ -255,11 +265,7 @@ def refine_map_cycle(dynamics, x: NDArray[np.float64], period: int, *, tol: floa
         if not np.isfinite(res):
             return None
         if res <= tol * max(1.0, float(np.abs(x).max())):
-            mult = _sorted(np.linalg.eigvals(mono))
-            stable, n_unstable = _stability(mult, "discrete")
-            return LimitCycle(time="discrete", period=float(period), points=states[:-1],
-                              multipliers=mult, stable=stable, residual=res,
-                              n_unstable=n_unstable)
+            return _cycle(states, mono, res, "discrete", float(period))
         dx = np.linalg.lstsq(mono - np.eye(n), -g, rcond=None)[0]
         x = x + dx
     return None
@@ -298,11 +304,7 @@ def refine_flow_cycle(dynamics, x: NDArray[np.float64], period: float, *,
         if not np.isfinite(res):
             return None
         if res <= tol * max(1.0, float(np.abs(x).max())):
-            mult = _sorted(np.linalg.eigvals(mono))
-            stable, n_unstable = _stability(mult, "continuous")
-            return LimitCycle(time="continuous", period=T, points=states[:-1],
-                              multipliers=mult, stable=stable, residual=res,
-                              n_unstable=n_unstable)
+            return _cycle(states, mono, res, "continuous", T)
         with torch.no_grad():
             f_end = dynamics.velocity(dynamics.states(states[-1][None])).cpu().numpy()[0]
         system = np.zeros((n + 1, n + 1))

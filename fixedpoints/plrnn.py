@@ -236,6 +236,15 @@ def _solve(mats: NDArray[np.float64], rhs: NDArray[np.float64]):
     return out, sing
 
 
+def _solve_patterns(form: "PLRNNForm", eye: np.ndarray, pats: np.ndarray):
+    """Solve ``(I − A − W D) z = c`` for each ReLU pattern D of ``pats`` (k, n): the solutions
+    z (k, n), which systems were singular (k,), and which solutions have their own pattern
+    (k,)."""
+    z, singular = _solve(eye[None] - form.matrices(pats),
+                         np.broadcast_to(form.drive, pats.shape).copy())
+    return z, singular, _consistent(z, pats)
+
+
 def _consistent(z: NDArray[np.float64], patterns: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """Rows whose states have exactly the given patterns (z > 0 where active, ≤ 0 elsewhere)."""
     ok = np.isfinite(z).all(-1)
@@ -290,11 +299,9 @@ def plrnn_fixed_points(form: PLRNNForm, *, max_exhaustive: int = MAX_EXHAUSTIVE,
         total = 1 << n
         for start in range(0, total, _CHUNK):
             pats = _all_patterns(n, start, min(start + _CHUNK, total))
-            z, singular = _solve(eye[None] - form.matrices(pats),
-                                 np.broadcast_to(form.drive, pats.shape).copy())
+            z, singular, ok = _solve_patterns(form, eye, pats)
             n_singular += int(singular.sum())
             solved += len(pats)
-            ok = _consistent(z, pats)
             found_z.append(z[ok])
             found_p.append(pats[ok])
         method = "exhaustive"
@@ -320,11 +327,9 @@ def plrnn_fixed_points(form: PLRNNForm, *, max_exhaustive: int = MAX_EXHAUSTIVE,
             pats = pats[fresh]
             if not len(pats):
                 break
-            z, singular = _solve(eye[None] - form.matrices(pats),
-                                 np.broadcast_to(form.drive, pats.shape).copy())
+            z, singular, ok = _solve_patterns(form, eye, pats)
             n_singular += int(singular.sum())
             solved += len(pats)
-            ok = _consistent(z, pats)
             found_z.append(z[ok])
             found_p.append(pats[ok])
             nxt = ~ok & ~singular
