@@ -628,7 +628,7 @@ def _cmd_analyze(args) -> int:
     if args.jobs != 1 and not args.scheduler:  # workers import torch while this process does
         from .execution import prepare_workers
         prepare_workers(["analysis.api"] + ([] if args.no_report else ["analysis.report"]))
-    from . import analyze_series
+    from . import RunOptions, analyze_series
     from .portraits import PortraitOptions
     from .report import write_report
 
@@ -644,11 +644,11 @@ def _cmd_analyze(args) -> int:
     progress = _progress(args)
     started = time.perf_counter()
     logger.info("analyzing %d checkpoint(s) of %s", len(series), args.dir)
-    analysis = analyze_series(series, jobs=args.jobs, scheduler=args.scheduler,
-                              device=args.device, progress=progress, strict=args.strict,
-                              out=out, force=args.force, log=args.log,
-                              log_column=args.log_column, log_offset=args.log_offset,
-                              localize=args.localize, max_states=args.max_states, **settings)
+    run = RunOptions(jobs=args.jobs, scheduler=args.scheduler, device=args.device,
+                     progress=progress, strict=args.strict, out=out, force=args.force,
+                     log_column=args.log_column, log_offset=args.log_offset,
+                     localize=args.localize, max_states=args.max_states)
+    analysis = analyze_series(series, run=run, log=args.log, **settings)
     reused = analysis.options.get("reused_epochs", 0)
     if not analysis.results:
         first = analysis.failed[0] if analysis.failed else None
@@ -988,7 +988,7 @@ def _cmd_demo(args) -> int:
         prepare_workers(["analysis.api", "analysis.report"])
     from checkpoints.train import train
 
-    from . import analyze_series
+    from . import RunOptions, analyze_series
     from .report import write_report
 
     root = _demo_dir(args.out)
@@ -1008,7 +1008,7 @@ def _cmd_demo(args) -> int:
     from checkpoints import CheckpointSeries
     series = CheckpointSeries.from_dir(ckpt_dir)
     logger.info("analyzing %d checkpoints", len(series))
-    analysis = analyze_series(series, jobs=args.jobs, progress=progress, out=out,
+    analysis = analyze_series(series, run=RunOptions(jobs=args.jobs, progress=progress, out=out),
                               **_DEMO_SETTINGS)
     report = write_report(analysis, out, models=series, jobs=args.jobs, progress=progress,
                           title="ghostscope demo: rank-one RNN, delayed activation",
