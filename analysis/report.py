@@ -281,9 +281,10 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
                "portrait_problems": {str(epochs[i]): m for i, m in sorted(failures.items())},
                "versions": library_versions()}
     span = f"epochs {epochs[0]}–{epochs[-1]}" if epochs else "no epochs"
-    page = dict(title=title or "ghostscope report",
-                subtitle=f"{source or ''} · {span}".strip(" ·"), facts=facts, frames=frames,
-                timeline=timeline, events=events, failed=failed, details=details)
+    page: Dict[str, Any] = dict(title=title or "ghostscope report",
+                                subtitle=f"{source or ''} · {span}".strip(" ·"), facts=facts,
+                                frames=frames, timeline=timeline, events=events, failed=failed,
+                                details=details)
     key = render_key("report.html", REPORT_VERSION, code, {**page, "frames": [
         (e, p.name, c, k) for (e, p, c), k in zip(frames, frame_keys)],
         "timeline": png_key(timeline)})

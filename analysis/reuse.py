@@ -21,7 +21,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def source_file(source: Any) -> Optional[str]:
         return None
     series = getattr(source, "series", None)
     if series is not None:
-        entries = getattr(series, "entries", ())
+        entries: Sequence[Any] = getattr(series, "entries", ())
         return str(entries[0].path) if len(entries) == 1 else None
     path = getattr(source, "path", None)
     return None if path is None else str(path)
@@ -123,7 +123,7 @@ def continuation_start(out: Union[str, os.PathLike, None], results: Sequence[Any
     before = sorted(int(e) for e in keys)
     position = {e: i for i, e in enumerate(before)}
     epochs = [int(r.epoch) for r in results]
-    start = set()
+    start: Set[int] = set()
     for k, r in enumerate(results):
         if keys.get(str(epochs[k])) != _continuation_key(r):  # analyzed again (or new): it and both
             start.update(j for j in (k - 1, k, k + 1) if 0 <= j < len(results))
