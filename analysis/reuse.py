@@ -10,7 +10,14 @@ A re-run of ``ghostscope analyze`` into the same ``OUT`` redoes nothing that is 
   changed since the run that wrote ``summary.json`` (:func:`continuation_start`): an epoch
   whose own result and neighbours are those of a converged earlier pass would find nothing;
 - the report's projection, portraits, timeline, GIF and page carry the key of what they were
-  made from (:mod:`analysis.report`) and are made again only when it differs.
+  made from (:mod:`analysis.report`) and are made again only when it differs;
+- the command itself: a finished ``ghostscope analyze`` leaves :data:`RUN_RECORD` in OUT, the
+  :func:`run_fingerprint` of its options, the ghostscope code, every file of the checkpoint
+  directory (and those beside it, where training logs are looked up), the files its options
+  name, and every file of OUT as it left them. The same command finding the same fingerprint
+  has nothing to do: it prints what the run printed without loading a model, torch, scipy or
+  matplotlib (:func:`finished_run`). Any change to any of those files (an epoch, a portrait, a
+  checkpoint touched) takes the ordinary path, which reuses all that is still valid.
 
 :func:`result_key` is the one digest of an epoch's analysis those keys are built on.
 """
@@ -26,7 +33,10 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Union
 import numpy as np
 
 __all__ = ["file_stamp", "source_file", "source_stamp", "result_key", "continuation_record",
-           "continuation_start"]
+           "continuation_start", "run_fingerprint", "finished_run", "record_run", "RUN_RECORD"]
+
+#: In OUT: the fingerprint of the last finished ``ghostscope analyze`` and the lines it printed.
+RUN_RECORD = ".ghostscope-run.json"
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +146,105 @@ def continuation_start(out: Union[str, os.PathLike, None], results: Sequence[Any
     logger.debug("continuation: %d of %d epochs next to a change since %s", len(start),
                  len(results), summary)
     return sorted(start)
+
+
+# ------------------------------------------------------------------------------ the command
+def _listing(root: Path, depth: int, skip: Sequence[str] = ()) -> List[List[str]]:
+    """``[relative path, stamp]`` of the regular files under ``root`` (``depth`` levels of
+    folders below it; temporaries and the names in ``skip`` left out), sorted."""
+    from .outdir import temporary_owner
+
+    rows: List[List[str]] = []
+
+    def walk(folder: Path, level: int) -> None:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name in skip or temporary_owner(entry.name) is not None:
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if level < depth:
+                        walk(Path(entry.path), level + 1)
+                    continue
+                stat = entry.stat()
+            except OSError:
+                continue
+            rows.append([os.path.relpath(entry.path, root), f"{stat.st_size}:{stat.st_mtime_ns}"])
+
+    walk(root, 0)
+    return sorted(rows)
+
+
+def _code_digest() -> str:
+    """A digest of ghostscope's own source (the three packages)."""
+    digest = hashlib.sha256()
+    top = Path(__file__).resolve().parents[1]
+    for package in ("analysis", "fixedpoints", "checkpoints"):
+        for path in sorted((top / package).glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_fingerprint(options: Dict[str, Any], directory: Union[str, os.PathLike],
+                    out: Union[str, os.PathLike]) -> str:
+    """The fingerprint of one ``ghostscope analyze`` over ``directory`` into ``out``.
+
+    Parameters
+    ----------
+    options : dict
+        The command's options (JSON-ready values); every string that names an existing file
+        (``--log``, ``--drive`` ...) brings that file's stamp.
+    directory, out : path
+        The checkpoint directory (its files three folders deep, and the files directly beside
+        it) and the output directory (every file but the lock and :data:`RUN_RECORD`).
+    """
+    directory, out = Path(directory).resolve(), Path(out).resolve()
+    from .outdir import LOCK_NAME
+
+    named = sorted({os.path.abspath(v) for v in options.values()
+                    if isinstance(v, str) and v and os.path.isfile(v)})
+    parts = {"options": options, "cwd": os.getcwd(), "code": _code_digest(),
+             "environment": sorted((k, v) for k, v in os.environ.items()
+                                   if k.startswith("GHOSTSCOPE_")),
+             "directory": [str(directory), _listing(directory, 3)],
+             "beside": [str(directory.parent), _listing(directory.parent, 0)],
+             "files": [[p, file_stamp(p)] for p in named],
+             "out": [str(out), _listing(out, 2, skip=(LOCK_NAME, RUN_RECORD))]}
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def finished_run(options: Dict[str, Any], directory: Union[str, os.PathLike],
+                 out: Union[str, os.PathLike]) -> Optional[Dict[str, Any]]:
+    """The record of the run that left ``out`` as it is, when it was this very command.
+
+    Returns
+    -------
+    dict or None
+        ``{"fingerprint", "lines", "n_epochs"}`` (the lines it printed), or None when anything
+        differs (or there is no record): the command must run.
+    """
+    path = Path(out) / RUN_RECORD
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("lines"), list):
+        return None
+    if record.get("fingerprint") != run_fingerprint(options, directory, out):
+        return None
+    return record
+
+
+def record_run(options: Dict[str, Any], directory: Union[str, os.PathLike],
+               out: Union[str, os.PathLike], lines: Sequence[str], n_epochs: int) -> Path:
+    """Write :data:`RUN_RECORD` for a command that just finished (after its last other file)."""
+    from fixedpoints.serialization import json_text, write_text
+
+    record = {"fingerprint": run_fingerprint(options, directory, out), "lines": list(lines),
+              "n_epochs": int(n_epochs)}
+    return write_text(Path(out) / RUN_RECORD, json_text(record))

@@ -20,7 +20,8 @@ import analysis.portraits as portraits
 import analysis.report as report
 from analysis.cli import main
 from analysis.learning import local_slope
-from analysis.reuse import continuation_record, continuation_start, file_stamp, result_key
+from analysis.reuse import (RUN_RECORD, continuation_record, continuation_start, file_stamp,
+                            result_key, run_fingerprint)
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--n-initial", "48", "-q"]
@@ -91,29 +92,56 @@ def first_run(run_dir, tmp_path_factory):
 
 
 @pytest.fixture()
-def finished(first_run, tmp_path):
-    """A copy of a finished OUT (modification times kept) for one test to change."""
+def finished(run_dir, first_run, tmp_path):
+    """A copy of a finished OUT (modification times kept) for one test to change, run into
+    once more (the record of a run names its OUT: that run reuses everything)."""
     out = tmp_path / "out"
     shutil.copytree(first_run, out)
+    _analyze(run_dir, out)
     return out
 
 
-def test_a_rerun_recomputes_nothing_and_writes_the_same_results(run_dir, finished, counted):
+def test_the_same_command_again_does_nothing(run_dir, finished, counted, capsys):
     out = finished
+    before = _mtimes(out)
+    first = capsys.readouterr()
+    _analyze(run_dir, out)
+    assert dict(counted) == {}
+    assert _mtimes(out) == before  # not one file written again
+    said = capsys.readouterr().out
+    assert "3 reused from an earlier run (nothing changed" in said
+    assert "report: " in said and "last epoch (6)" in said
+    assert first is not None
+
+
+def test_a_rerun_without_the_record_recomputes_nothing(run_dir, finished, counted):
+    """The ordinary path (what an API caller, or any change, takes) reuses everything too."""
+    out = finished
+    (out / RUN_RECORD).unlink()
     before, summary = _mtimes(out), _summary(out)
     page = (out / "report.html").read_bytes()
     _analyze(run_dir, out)
     assert dict(counted) == {}  # no epoch, continuation, trajectory, portrait, timeline, page
     after = _mtimes(out)
     rewritten = {name for name in after if after[name] != before.get(name)}
-    assert rewritten <= {"summary.json", "events.csv", "events.json", "tracks.json"}
-    assert set(after) == set(before)
+    assert rewritten <= {"summary.json", "events.csv", "events.json", "tracks.json", RUN_RECORD}
+    assert set(after) == set(before) | {RUN_RECORD}
     assert _summary(out) == summary
     assert (out / "report.html").read_bytes() == page
     data = json.loads((out / "summary.json").read_text())
     assert data["options"]["reused_epochs"] == 3
     assert data["options"]["continuation"]["passes"] == 0
     assert data["options"]["continuation"]["converged"] is True
+
+
+def test_a_deleted_portrait_is_drawn_again_alone(run_dir, finished, counted):
+    (finished / "portraits" / "epoch_0003.png").unlink()
+    gif = (finished / "portraits.gif").stat().st_mtime_ns
+    _analyze(run_dir, finished)
+    assert counted["epoch"] == 0 and counted["trajectories"] == 1 and counted.drawn == [3]
+    assert counted["timeline"] == 0
+    assert (finished / "portraits" / "epoch_0003.png").is_file()
+    assert (finished / "portraits.gif").stat().st_mtime_ns == gif  # the same frames again
 
 
 def test_a_touched_checkpoint_is_analyzed_again_with_only_what_depends_on_it(run_dir, finished,
@@ -180,16 +208,23 @@ def test_an_edited_result_file_is_recomputed_not_trusted(run_dir, finished, coun
     assert "source_stamp" in json.loads(meta_path.read_text())
 
 
-def test_a_rerun_imports_no_plotting_library(run_dir, finished):
+def test_a_rerun_imports_no_torch_and_without_the_record_no_plotting_library(run_dir,
+                                                                               finished):
     code = ("import sys; from analysis.cli import main; "
             f"code = main(['analyze', {str(run_dir)!r}, '--out', {str(finished)!r}, "
-            "'--n-initial', '48', '-q']); "
-            "print(code, sorted(m for m in ('matplotlib', 'scipy.signal') if m in sys.modules))")
+            "'--n-initial', '48', '-q']); print(code, sorted(m for m in "
+            "('torch', 'scipy', 'matplotlib', 'scipy.signal') if m in sys.modules))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[-2] == "0 []"
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=300, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split("\n")[-2]
+
+    assert run() == "0 []"  # nothing changed: not even torch
+    (finished / RUN_RECORD).unlink()
+    assert run() == "0 ['scipy', 'torch']"  # the ordinary path: the models' libraries only
 
 
 # ------------------------------------------------------------------------------ the pieces
@@ -263,3 +298,37 @@ def test_continuation_starts_everywhere_without_a_converged_run(tmp_path):
     assert continuation_start(tmp_path, results, "h") is None
     (tmp_path / "summary.json").write_text("{not json")
     assert continuation_start(tmp_path, results, "h") is None
+
+
+def test_the_fingerprint_sees_options_checkpoints_named_files_and_out(tmp_path):
+    directory, out = tmp_path / "ckpts", tmp_path / "out"
+    (directory / "sub").mkdir(parents=True)
+    out.mkdir()
+    (directory / "model_epoch1.pt").write_bytes(b"1")
+    (directory / "sub" / "config.json").write_text("{}")
+    log = tmp_path / "elsewhere.csv"
+    log.write_text("epoch,loss\n")
+    options = {"dir": str(directory), "out": str(out), "n_initial": 48, "log": str(log)}
+    first = run_fingerprint(options, directory, out)
+    assert run_fingerprint(dict(options), directory, out) == first
+    assert run_fingerprint({**options, "n_initial": 40}, directory, out) != first
+
+    def changed(path, data=None):
+        stat = path.stat()
+        if data is not None:
+            path.write_bytes(data)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000))
+        return run_fingerprint(options, directory, out) != first
+
+    for path in (directory / "model_epoch1.pt", directory / "sub" / "config.json", log):
+        assert changed(path)
+        first = run_fingerprint(options, directory, out)
+    (out / "report.html").write_text("page")
+    assert run_fingerprint(options, directory, out) != first
+    first = run_fingerprint(options, directory, out)
+    (out / RUN_RECORD).write_text("{}")  # the record and the lock are not part of it
+    (out / ".ghostscope.lock").write_text("123")
+    (out / ".summary.json.999.tmp").write_text("half")
+    assert run_fingerprint(options, directory, out) == first
+    (tmp_path / "train_log.csv").write_text("epoch,loss\n")  # beside the directory
+    assert run_fingerprint(options, directory, out) != first
