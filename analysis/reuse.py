@@ -189,6 +189,16 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
+def _named_file(value: Any) -> Optional[str]:
+    """The existing file an option's value names (``path`` or ``path:function``), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    for candidate in (value, value.rsplit(":", 1)[0] if ":" in value else None):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def run_fingerprint(options: Dict[str, Any], directory: Union[str, os.PathLike],
                     out: Union[str, os.PathLike]) -> str:
     """The fingerprint of one ``ghostscope analyze`` over ``directory`` into ``out``.
@@ -197,23 +207,24 @@ def run_fingerprint(options: Dict[str, Any], directory: Union[str, os.PathLike],
     ----------
     options : dict
         The command's options (JSON-ready values); every string that names an existing file
-        (``--log``, ``--drive`` ...) brings that file's stamp.
+        (``--log``, ``--drive``, the file of ``--model file.py:build`` ...) brings that file's
+        stamp.
     directory, out : path
-        The checkpoint directory (its files three folders deep, and the files directly beside
+        The checkpoint directory (its files four folders deep, and the files directly beside
         it) and the output directory (every file but the lock and :data:`RUN_RECORD`).
     """
     directory, out = Path(directory).resolve(), Path(out).resolve()
     from .outdir import LOCK_NAME
 
-    named = sorted({os.path.abspath(v) for v in options.values()
-                    if isinstance(v, str) and v and os.path.isfile(v)})
+    named = sorted({os.path.abspath(path) for path in map(_named_file, options.values())
+                    if path is not None})
     parts = {"options": options, "cwd": os.getcwd(), "code": _code_digest(),
              "environment": sorted((k, v) for k, v in os.environ.items()
                                    if k.startswith("GHOSTSCOPE_")),
-             "directory": [str(directory), _listing(directory, 3)],
+             "directory": [str(directory), _listing(directory, 4)],
              "beside": [str(directory.parent), _listing(directory.parent, 0)],
              "files": [[p, file_stamp(p)] for p in named],
-             "out": [str(out), _listing(out, 2, skip=(LOCK_NAME, RUN_RECORD))]}
+             "out": [str(out), _listing(out, 16, skip=(LOCK_NAME, RUN_RECORD))]}
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

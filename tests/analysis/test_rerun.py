@@ -308,7 +308,10 @@ def test_the_fingerprint_sees_options_checkpoints_named_files_and_out(tmp_path):
     (directory / "sub" / "config.json").write_text("{}")
     log = tmp_path / "elsewhere.csv"
     log.write_text("epoch,loss\n")
-    options = {"dir": str(directory), "out": str(out), "n_initial": 48, "log": str(log)}
+    factory = tmp_path / "build.py"
+    factory.write_text("def build(): pass\n")
+    options = {"dir": str(directory), "out": str(out), "n_initial": 48, "log": str(log),
+               "model": f"{factory}:build"}
     first = run_fingerprint(options, directory, out)
     assert run_fingerprint(dict(options), directory, out) == first
     assert run_fingerprint({**options, "n_initial": 40}, directory, out) != first
@@ -320,9 +323,14 @@ def test_the_fingerprint_sees_options_checkpoints_named_files_and_out(tmp_path):
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000))
         return run_fingerprint(options, directory, out) != first
 
-    for path in (directory / "model_epoch1.pt", directory / "sub" / "config.json", log):
+    for path in (directory / "model_epoch1.pt", directory / "sub" / "config.json", log,
+                 factory):
         assert changed(path)
         first = run_fingerprint(options, directory, out)
+    (out / "conditions" / "a" / "epochs").mkdir(parents=True)
+    (out / "conditions" / "a" / "epochs" / "epoch_0001.json").write_text("{}")
+    assert run_fingerprint(options, directory, out) != first
+    first = run_fingerprint(options, directory, out)
     (out / "report.html").write_text("page")
     assert run_fingerprint(options, directory, out) != first
     first = run_fingerprint(options, directory, out)
