@@ -40,6 +40,7 @@ from .learning import Drop, DropOptions, LossCurve, detect_drop, find_training_l
     read_training_log
 from .matching import Track, build_tracks, match_points
 from .outdir import epoch_name_problem, locks_out, retire_stale_summary
+from .reuse import continuation_record, continuation_start, source_stamp
 from .run_options import RUN_OPTION_NAMES, RunOptions
 from .sources import ModelSource, SeriesItem, as_dynamics, resolve_series
 from .versions import library_versions
@@ -297,6 +298,7 @@ def _same_saved(stem: Path, result: EpochAnalysis) -> bool:
         loss is not None and math.isfinite(result.loss) and float(loss) == float(result.loss))
     return (meta.get("settings_hash") == result.settings_hash and
             int(meta.get("epoch", -1)) == result.epoch and same_loss and
+            meta.get("source_stamp", "") == result.source_stamp and
             stem.with_suffix(".npz").is_file())
 
 
@@ -555,6 +557,7 @@ def analyze_series(path_or_series: Any, model: Any = None, *,
     failed: List[FailedEpoch] = []
     reused = 0
     todo: List[SeriesItem] = []
+    stamps: Dict[int, str] = {}  # each file's identity, taken before it is read
     for item in items:
         problem = epoch_name_problem(item.epoch)
         if problem is not None:  # this file fails; the run goes on
@@ -565,8 +568,10 @@ def analyze_series(path_or_series: Any, model: Any = None, *,
             continue
         stem = None if out_dir is None else out_dir / "epochs" / epoch_file_stem(item.epoch)
         meta = None if (stem is None or run_options.force) else _read_meta(stem)
+        stamps[item.epoch] = source_stamp(item.source)
         if (stem is not None and meta is not None and meta.get("settings_hash") == settings_hash
-                and meta.get("source") == item.label):
+                and meta.get("source") == item.label
+                and meta.get("source_stamp", "") == stamps[item.epoch]):
             try:
                 r = EpochAnalysis.load(stem)
                 results[item.epoch] = replace(r, loss=loss_at(item.epoch)) \
@@ -599,7 +604,7 @@ def analyze_series(path_or_series: Any, model: Any = None, *,
             failed.append(FailedEpoch(item.epoch, item.label, reason))
             logger.debug("epoch %s (%s) failed: %s", item.epoch, item.label, reason)
             continue
-        results[item.epoch] = value
+        results[item.epoch] = value = replace(value, source_stamp=stamps[item.epoch])
         if out_dir is not None:
             value.save(out_dir / "epochs" / epoch_file_stem(item.epoch))
     if failed:  # problems said once: a reason shared by many files is one line
@@ -609,8 +614,10 @@ def analyze_series(path_or_series: Any, model: Any = None, *,
     ordered = tuple(results[e] for e in sorted(results))
     continuation = None
     if settings.continuation and len(ordered) > 1:
+        start = None if run_options.force else continuation_start(out_dir, ordered,
+                                                                  settings_hash)
         ordered, continuation = _continue(ordered, items, settings, device, jobs, scheduler,
-                                          progress, out_dir)
+                                          progress, out_dir, start)
     found_events: List[RestructuringEvent] = []
     for a, b in zip(ordered[:-1], ordered[1:]):
         found_events.extend(detect_events(a, b, event_options))
@@ -649,8 +656,9 @@ def _continuation_task(source: ModelSource, result, seeds, settings: EpochSettin
     return continuation_task(source.load, result, seeds, settings, device)
 
 
-def _continue(ordered, items, settings, device, jobs, scheduler, progress, out_dir):
-    """Continuation passes (:func:`analysis.continuation.continue_series`); saves what changed."""
+def _continue(ordered, items, settings, device, jobs, scheduler, progress, out_dir, start=None):
+    """Continuation passes (:func:`analysis.continuation.continue_series`, from the positions
+    ``start``, default all); saves what changed."""
     from .continuation import continue_series
 
     sources = {item.epoch: item.source for item in items}
@@ -662,12 +670,12 @@ def _continue(ordered, items, settings, device, jobs, scheduler, progress, out_d
         return _run(_continuation_task, args, jobs, scheduler, progress,
                     desc="continuation from neighbouring checkpoints")
 
-    results, report = continue_series(ordered, run_task, make_args)
+    results, report = continue_series(ordered, run_task, make_args, start=start)
     if out_dir is not None:
         for r in results:
             if r.epoch in report["reanalyzed_epochs"]:
                 r.save(out_dir / "epochs" / epoch_file_stem(r.epoch))
-    return tuple(results), report
+    return tuple(results), continuation_record(results, report)
 
 
 def _localize_all(found_events, ordered, items, interpolate, settings, device, jobs, scheduler,

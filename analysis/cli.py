@@ -624,7 +624,41 @@ def _prepare_out(out: str, resources=None) -> Path:
 
 
 # ------------------------------------------------------------------------------ commands
+def _rerun_options(args) -> Dict[str, Any]:
+    """The options of an ``analyze`` command, as :func:`analysis.reuse.run_fingerprint` takes."""
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("func", "resources") and not k.startswith("_")}
+    options["dir"], options["out"] = (os.path.abspath(args.dir), os.path.abspath(args.out))
+    return options
+
+
+def _already_done(args) -> bool:
+    """Print the results of the run that left OUT as it is, when it was this very command
+    (nothing changed since: no model, torch or matplotlib is loaded; see analysis.reuse)."""
+    from .reuse import finished_run
+
+    if args.force or not os.path.isdir(args.out):
+        return False
+    started = time.perf_counter()
+    _prepare_out(args.out, getattr(args, "resources", None))  # the lock, as any run holds it
+    record = finished_run(_rerun_options(args), args.dir, args.out)
+    if record is None:
+        return False
+    n = int(record.get("n_epochs", 0))
+    lines = [str(line) for line in record["lines"]]
+    first = lines[0].split(";", 1)[0] if lines else ""
+    rest = lines[1:] if first.startswith("analyzed ") else lines
+    _say(args, f"analyzed {n} epoch{'s' if n != 1 else ''} in "
+               f"{time.perf_counter() - started:.1f} s; {n} reused from an earlier run (nothing "
+               f"changed since it; --force redoes everything)")
+    for line in rest:
+        _say(args, line)
+    return True
+
+
 def _cmd_analyze(args) -> int:
+    if _already_done(args):
+        return 0
     if args.jobs != 1 and not args.scheduler:  # workers import torch while this process does
         from .execution import prepare_workers
         prepare_workers(["analysis.api"] + ([] if args.no_report else ["analysis.report"]))
@@ -664,10 +698,16 @@ def _cmd_analyze(args) -> int:
                               title=f"ghostscope: {Path(args.dir).name or args.dir}",
                               source=str(Path(args.dir).resolve()))
     seconds = time.perf_counter() - started
-    _say(args, _analysis_summary(analysis, reused, seconds))
-    _say(args, f"results: {out}{os.sep}summary.json, events.csv, epochs{os.sep}")
+    lines = [_analysis_summary(analysis, reused, seconds),
+             f"results: {out}{os.sep}summary.json, events.csv, epochs{os.sep}"]
     if report is not None:
-        _say(args, f"report: {report}")
+        lines.append(f"report: {report}")
+    for line in lines:
+        _say(args, line)
+    if not analysis.failed:  # a failure may pass next time: a re-run tries again
+        from .reuse import record_run
+        record_run(_rerun_options(args), args.dir, out, "\n".join(lines).split("\n"),
+                   len(analysis.results))
     return 0
 
 

@@ -100,12 +100,13 @@ def continuation_task(load: Callable[[], Any], result, seeds: NDArray[np.float64
     again = analyze_dynamics(dynamics, settings, epoch=result.epoch, loss=result.loss,
                              source=result.source, module=module, extra_initial=seeds)
     info = {**again.info, "continuation_seeds": int(len(seeds))}
-    return replace(again, info=info)
+    return replace(again, info=info, source_stamp=result.source_stamp)
 
 
 def continue_series(results: Sequence[Any], run_task: Callable[[List[Tuple]], Any],
                     make_args: Callable[[int, NDArray[np.float64]], Tuple],
-                    max_passes: Optional[int] = None) -> Tuple[List[Any], Dict[str, Any]]:
+                    max_passes: Optional[int] = None, start: Optional[Sequence[int]] = None
+                    ) -> Tuple[List[Any], Dict[str, Any]]:
     """Continuation passes over a series of epoch analyses (see the module docstring).
 
     Parameters
@@ -118,17 +119,22 @@ def continue_series(results: Sequence[Any], run_task: Callable[[List[Tuple]], An
         ``make_args(k, seeds)``: the argument tuple of :func:`continuation_task` for result k.
     max_passes : int, optional
         Default: the number of results.
+    start : sequence of int, optional
+        Positions searched in the first pass (default: all; a re-run passes those next to a
+        change since a converged earlier run, :func:`analysis.reuse.continuation_start`).
 
     Returns
     -------
     list of EpochAnalysis
         The results, re-analyzed where continuation found new points.
     dict
-        ``{"passes": int, "reanalyzed_epochs": [...], "failed": {epoch: reason}}``.
+        ``{"passes": int, "reanalyzed_epochs": [...], "failed": {epoch: reason},
+        "converged": bool}`` (converged: the last pass found nothing new).
     """
     current = list(results)
     report: Dict[str, Any] = {"passes": 0, "reanalyzed_epochs": [], "failed": {}}
-    todo = list(range(len(current))) if len(current) > 1 else []
+    todo = (list(range(len(current))) if start is None else sorted(set(start))) \
+        if len(current) > 1 else []
     for _ in range(len(current) if max_passes is None else int(max_passes)):
         if not todo:
             break
@@ -147,6 +153,7 @@ def continue_series(results: Sequence[Any], run_task: Callable[[List[Tuple]], An
                 report["reanalyzed_epochs"].append(int(value.epoch))
         todo = sorted({j for k in changed for j in (k - 1, k + 1) if 0 <= j < len(current)})
     report["reanalyzed_epochs"] = sorted(set(report["reanalyzed_epochs"]))
+    report["converged"] = not todo
     return current, report
 
 

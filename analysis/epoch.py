@@ -302,6 +302,10 @@ class EpochAnalysis:
     info : dict
         ``n_states``, ``time``, the finder's counters, and any messages (e.g. why ghosts were
         skipped).
+    source_stamp : str
+        The checkpoint file's identity when it was read (``"size:mtime_ns"``,
+        :func:`analysis.reuse.file_stamp`; "" for in-memory models): a re-run into the same
+        output directory analyzes the epoch again when the file's stamp changed.
     """
 
     epoch: int
@@ -314,6 +318,7 @@ class EpochAnalysis:
     settings_hash: str = ""
     seconds: float = 0.0
     info: Dict[str, Any] = field(default_factory=dict)
+    source_stamp: str = ""
 
     @property
     def signature(self) -> Optional["Signature"]:
@@ -371,6 +376,7 @@ class EpochAnalysis:
         meta: Dict[str, Any] = {"type": "EpochAnalysis", "format": 1, "epoch": int(self.epoch),
                                 "loss": None if not math.isfinite(self.loss) else float(self.loss),
                                 "scale": float(self.scale), "source": self.source,
+                                "source_stamp": self.source_stamp,
                                 "settings_hash": self.settings_hash, "seconds": float(self.seconds),
                                 "info": self.info, "summary": self.summary()}
         meta["fixed_points"] = _dump_dataclass(self.fixed_points, "fp.", arrays)
@@ -430,7 +436,8 @@ class EpochAnalysis:
                    topology=topology, scale=float(meta["scale"]),
                    loss=math.nan if loss is None else float(loss), source=meta.get("source", ""),
                    settings_hash=meta.get("settings_hash", ""),
-                   seconds=float(meta.get("seconds", 0.0)), info=meta.get("info", {}))
+                   seconds=float(meta.get("seconds", 0.0)), info=meta.get("info", {}),
+                   source_stamp=str(meta.get("source_stamp", "")))
 
 
 def _certification(fixed_points) -> Dict[str, Any]:

@@ -16,7 +16,22 @@ from typing import IO, Any, Mapping, Optional, Sequence, Tuple, Union
 
 from fixedpoints.serialization import atomic_write, json_text
 
-__all__ = ["write_html", "format_number"]
+__all__ = ["write_html", "format_number", "html_key"]
+
+#: The second line of a page written with a key: ``<!-- ghostscope-key: KEY -->``.
+_KEY_PREFIX = "<!-- ghostscope-key: "
+
+
+def html_key(path: Union[str, os.PathLike]) -> Optional[str]:
+    """The key :func:`write_html` wrote on the page's second line (None if absent)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256).decode("utf-8", "replace").split("\n")
+    except OSError:
+        return None
+    if len(head) < 2 or not head[1].startswith(_KEY_PREFIX) or not head[1].endswith(" -->"):
+        return None
+    return head[1][len(_KEY_PREFIX):-len(" -->")]
 
 
 def _data_url(path: Path) -> str:
@@ -130,7 +145,7 @@ def write_html(path: Union[str, os.PathLike], *, title: str, subtitle: str,
                facts: Sequence[Tuple[str, str]],
                frames: Sequence[Tuple[int, Path, str]], timeline: Optional[Path],
                events: Sequence[Mapping[str, Any]], failed: Sequence[Mapping[str, Any]],
-               details: Mapping[str, Any]) -> Path:
+               details: Mapping[str, Any], key: Optional[str] = None) -> Path:
     """Write the self-contained ``report.html`` (images streamed in one at a time).
 
     Parameters
@@ -140,12 +155,20 @@ def write_html(path: Union[str, os.PathLike], *, title: str, subtitle: str,
         detail, and ``sentence`` (the event in words, shown instead of the JSON detail)
     failed : sequence of dicts with epoch, source, reason
     details : JSON-ready settings and versions, shown at the bottom
+    key : str, optional
+        What the page was made from, written as a comment on its second line
+        (:func:`html_key` reads it back; a re-run that finds the same key keeps the page).
     """
+    if key is not None and ("\n" in key or "--" in key):
+        raise ValueError(f"key={key!r} is invalid; pass one line without '--'")
     esc = html.escape
 
     def write(handle: IO[bytes]) -> None:
         with io.TextIOWrapper(handle, encoding="utf-8") as out:  # closing it closes handle
-            out.write("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            out.write("<!DOCTYPE html>\n")
+            if key is not None:
+                out.write(f"{_KEY_PREFIX}{key} -->\n")
+            out.write("<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
                       f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n")
             out.write(f"<header><h1>{esc(title)}</h1><p class=\"sub\">{esc(subtitle)}</p>\n"

@@ -57,7 +57,6 @@ from typing import Any, Dict, Optional
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import maximum_filter1d, median_filter, minimum_filter1d
-from scipy.signal import savgol_filter
 
 from fixedpoints.options import resolve_options
 
@@ -65,7 +64,7 @@ from fixedpoints.options import resolve_options
 from .training_logs import LossCurve, find_training_log, read_training_log
 
 __all__ = ["LossCurve", "DropOptions", "Drop", "read_training_log", "find_training_log",
-           "detect_drop", "lead_time", "DROP_METHODS"]
+           "local_slope", "detect_drop", "lead_time", "DROP_METHODS"]
 
 #: Rules of :func:`detect_drop`.
 DROP_METHODS = ("changepoint", "half")
@@ -242,6 +241,31 @@ def detect_drop(epochs, loss=None, options: Optional[DropOptions] = None,
     return _changepoint_drop(e, y, opts)
 
 
+def local_slope(z: NDArray[np.float64], width: int) -> NDArray[np.float64]:
+    """Least-squares slope of ``z (T,)`` over a centred window of odd ``width`` < T.
+
+    What ``scipy.signal.savgol_filter(z, width, 1, deriv=1, mode="interp")`` computes (a line
+    fitted to each window; the first and last ``width // 2`` values are the slope of the line
+    fitted to the first and last ``width`` samples), without importing ``scipy.signal``, whose
+    import costs more than a re-run of a small series.
+
+    Returns
+    -------
+    ndarray of shape (T,)
+    """
+    z = np.asarray(z, dtype=float)
+    if width % 2 != 1 or not 1 < width <= len(z):
+        raise ValueError(f"width={width} is invalid; pass an odd width in 3..{len(z)}")
+    half = width // 2
+    offsets = np.arange(-half, half + 1, dtype=float)
+    weights = offsets / np.sum(offsets ** 2)
+    out = np.empty_like(z)
+    out[half:len(z) - half] = np.correlate(z, weights, mode="valid")
+    out[:half] = np.dot(z[:width], weights)
+    out[len(z) - half:] = np.dot(z[len(z) - width:], weights)
+    return out
+
+
 def _changepoint_drop(e: NDArray[np.float64], y: NDArray[np.float64],
                       opts: DropOptions) -> Optional[Drop]:
     """Rule A: an abrupt change of slope of the smoothed log-loss after a slow stretch."""
@@ -256,7 +280,7 @@ def _changepoint_drop(e: NDArray[np.float64], y: NDArray[np.float64],
     width = 2 * half + 1
     if width >= T:
         return None
-    rate = -savgol_filter(zs, width, 1, deriv=1, mode="interp")   # fall per logged epoch
+    rate = -local_slope(zs, width)   # fall per logged epoch
     residual = z - zs
     plateau = _count(opts.min_plateau, T)
     longest = _count(opts.max_duration, T)

@@ -25,6 +25,7 @@ from fixedpoints.options import resolve_options
 
 from .epoch import EpochAnalysis, counts_text
 from .projection import Projection, ProjectionFitter, latent_basis
+from .reuse import result_key, source_file, source_stamp
 from .sources import ModelSource, as_dynamics
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["PortraitOptions", "EpochContext", "RenderJob", "ghost_arrays",
            "portrait_trajectories", "collect_states", "build_portrait", "render_portrait",
            "grid_trajectories", "single_portrait", "png_key", "render_key", "result_key",
-           "code_digest", "REPORT_VERSION"]
+           "epoch_key", "code_digest", "REPORT_VERSION"]
 
 logger = logging.getLogger(__name__)
 
@@ -379,18 +380,42 @@ def png_key(path: Path) -> Optional[str]:
         return None
 
 
+def _jsonable(value: Any) -> Any:
+    """Arrays and numpy scalars for :func:`render_key` (whole, where ``str`` would elide)."""
+    if isinstance(value, np.ndarray):
+        return {"shape": list(value.shape), "sha256": hashlib.sha256(
+            np.ascontiguousarray(value).tobytes()).hexdigest()[:20], "dtype": str(value.dtype)}
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
 def render_key(*parts: Any) -> str:
-    """A short digest of what a portrait is drawn from (JSON of ``parts``)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
+    """A short digest of what a file of the report is made from (JSON of ``parts``; arrays by
+    their shape, dtype and bytes)."""
+    text = json.dumps(parts, sort_keys=True, default=_jsonable)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def result_key(result: EpochAnalysis) -> str:
-    """What identifies one epoch's analysis (its settings hash and its points)."""
-    digest = result.settings_hash
-    fp = result.fixed_points
-    x = np.ascontiguousarray(np.asarray(fp.x, dtype=float))
-    return digest + ":" + hashlib.sha256(x.tobytes()).hexdigest()[:16]
+def epoch_key(ctx: EpochContext, code: str) -> Optional[str]:
+    """The key of what pass 1 computes for one epoch (its trajectories and states).
+
+    Built from the drawing code's digest, the epoch's analysis (:func:`result_key`), the
+    trajectory options, the input, drive, time form and device, and the model's file with its
+    stamp (:func:`analysis.reuse.file_stamp`). None when the model is an in-memory object,
+    whose identity the key cannot know (its epoch is then always simulated again).
+    """
+    model: Any = None
+    if ctx.source is not None:
+        path = source_file(ctx.source)
+        if path is None:
+            return None
+        model = (path, source_stamp(ctx.source))
+    opts = ctx.options
+    drive = None if ctx.drive is None else np.asarray(ctx.drive, dtype=float)
+    return render_key("epoch", REPORT_VERSION, code, result_key(ctx.result), opts.n_trajectories,
+                      opts.n_steps, opts.n_driven, opts.seed, ctx.input, drive, ctx.time,
+                      ctx.device, model)
 
 
 def _portrait(ctx: EpochContext, projection: Projection) -> Portrait:

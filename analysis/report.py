@@ -12,18 +12,25 @@
 It works in two streamed passes over the epochs, so memory does not grow with their number:
 pass 1 loads each epoch's model, simulates a few trajectories and feeds a
 :class:`~analysis.projection.ProjectionFitter` (keeping only running sums); pass 2 renders each
-portrait (in parallel through :func:`analysis.execution.run_tasks`). A portrait already on disk
-drawn from the same analysis, projection and drawing settings is reused (the key is stored in the
-PNG's metadata); ``force=True`` redraws it. Every file is written to a temporary name and
-renamed (:mod:`fixedpoints.serialization`).
+portrait (in parallel through :func:`analysis.execution.run_tasks`).
+
+A re-run into the same directory makes again only what changed. Every file carries the key of
+what it was made from: ``projection.json`` the keys of every epoch's pass 1
+(:func:`analysis.portraits.epoch_key`: the epoch's analysis, the trajectory options and the
+model file's stamp), so with all of them unchanged pass 1 is skipped and no model is loaded;
+each portrait PNG, ``timeline.png`` (PNG metadata), ``portraits.gif`` (its comment) and
+``report.html`` (a comment on its second line) the key of their inputs, so they are drawn
+(matplotlib imported) only when missing or stale. ``force=True`` makes everything again. Every
+file is written to a temporary name and renamed (:mod:`fixedpoints.serialization`).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,10 +40,11 @@ from fixedpoints.serialization import atomic_write, json_text, write_text
 from .api import SeriesAnalysis
 from .epoch import counts_text
 from .execution import run_tasks
-from .html import format_number, write_html
+from .html import format_number, html_key, write_html
 from .portraits import (REPORT_VERSION, EpochContext, PortraitOptions, RenderJob, code_digest,
-                        collect_states, png_key, render_key, render_portrait, result_key)
-from .projection import ProjectionFitter
+                        collect_states, epoch_key, png_key, render_key, render_portrait)
+from .projection import Projection, ProjectionFitter
+from .reuse import result_key
 from .sources import sources_by_epoch
 from .versions import library_versions
 
@@ -59,9 +67,30 @@ def _loss_series(analysis: SeriesAnalysis) -> Tuple[Optional[NDArray], Optional[
     return None, None
 
 
-def write_timeline(analysis: SeriesAnalysis, path: Union[str, os.PathLike]) -> Path:
-    """Draw ``timeline.png``: loss with events and the drop marked, counts by kind."""
+def write_timeline(analysis: SeriesAnalysis, path: Union[str, os.PathLike], *,
+                   force: bool = True) -> Path:
+    """Draw ``timeline.png``: loss with events and the drop marked, counts by kind.
+
+    With ``force=False`` a ``timeline.png`` drawn from the same inputs (the key in its metadata)
+    is kept as it is.
+    """
+    inputs = _timeline_inputs(analysis)
+    key = render_key("timeline", REPORT_VERSION, code_digest(), inputs)
+    path = Path(path)
+    if not force and png_key(path) == key:
+        return path
     from .plotting import plot_timeline, save_figure
+
+    epochs, loss_y, counts, events, drop = (inputs.pop(k) for k in (
+        "epochs", "loss", "counts", "events", "drop"))
+    artists = plot_timeline(epochs, loss_y, counts, events, drop, **inputs)
+    return save_figure(artists["figure"], path,
+                       metadata={"Software": "ghostscope", "ghostscope-key": key})
+
+
+def _timeline_inputs(analysis: SeriesAnalysis) -> Dict[str, Any]:
+    """What the timeline is drawn from (the arguments of :func:`plotting.plot_timeline`)."""
+    from .mechanism import mechanism_of
 
     epochs = [r.epoch for r in analysis.results]
     per_epoch = [r.counts() for r in analysis.results]
@@ -78,22 +107,28 @@ def write_timeline(analysis: SeriesAnalysis, path: Union[str, os.PathLike]) -> P
             edges = [curve.intervals[0].epoch_before] + [i.epoch_after for i in curve.intervals]
             rate = (edges, curve.rates())
             episodes = [(e.epoch_start, e.epoch_end) for e in curve.episodes]
-    from .mechanism import mechanism_of
-
-    artists = plot_timeline(epochs, loss_y, counts, events, analysis.drop_epoch,
-                            loss_epochs=loss_x, failed=failed, rate=rate, episodes=episodes,
-                            mechanisms=[mechanism_of(r) for r in analysis.results])
-    return save_figure(artists["figure"], path)
+    return {"epochs": epochs, "loss": loss_y, "counts": counts, "events": events,
+            "drop": analysis.drop_epoch, "loss_epochs": loss_x, "failed": failed, "rate": rate,
+            "episodes": episodes, "mechanisms": [mechanism_of(r) for r in analysis.results]}
 
 
 def write_gif(pngs: Sequence[Path], path: Union[str, os.PathLike], *, max_frames: int = 60,
-              width: int = 480, duration_ms: int = 350) -> Optional[Path]:
-    """Animate the portraits (evenly subsampled to ``max_frames``) into a looping GIF."""
+              width: int = 480, duration_ms: int = 350,
+              key: Optional[str] = None) -> Optional[Path]:
+    """Animate the portraits (evenly subsampled to ``max_frames``) into a looping GIF.
+
+    With a ``key`` (what the frames were drawn from), the GIF stores it as its comment and a
+    GIF already at ``path`` with the same key is kept as it is.
+    """
     from PIL import Image
 
     pngs = [Path(p) for p in pngs]
     if not pngs:
         return None
+    if key is not None:
+        key = render_key("gif", key, [p.name for p in pngs], max_frames, width, duration_ms)
+        if gif_key(Path(path)) == key:
+            return Path(path)
     if len(pngs) > max_frames:
         keep = np.unique(np.linspace(0, len(pngs) - 1, max_frames).round().astype(int))
         pngs = [pngs[i] for i in keep]
@@ -105,11 +140,26 @@ def write_gif(pngs: Sequence[Path], path: Union[str, os.PathLike], *, max_frames
             frames.append(image.resize((width, height), Image.Resampling.LANCZOS)
                           .quantize(colors=255, method=Image.Quantize.MEDIANCUT))
 
+    extra = {} if key is None else {"comment": key.encode("ascii")}
+
     def write(handle: IO[bytes]) -> None:
         frames[0].save(handle, format="GIF", save_all=True, append_images=frames[1:],
-                       duration=duration_ms, loop=0, optimize=False)
+                       duration=duration_ms, loop=0, optimize=False, **extra)
 
     return atomic_write(path, write)
+
+
+def gif_key(path: Path) -> Optional[str]:
+    """The key stored as the comment of a GIF written by :func:`write_gif` (None if absent)."""
+    if not path.is_file():
+        return None
+    try:
+        from PIL import Image
+        with Image.open(path) as image:
+            comment = image.info.get("comment")
+    except Exception:  # noqa: BLE001 - unreadable or truncated: write it again
+        return None
+    return comment.decode("ascii", "replace") if isinstance(comment, bytes) else None
 
 
 # ------------------------------------------------------------------------ the whole report
@@ -154,58 +204,61 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
     sources = sources_by_epoch(models, epochs)
     contexts = [EpochContext(r, sources.get(int(r.epoch)), settings.input, settings.drive,
                              settings.time, device, options) for r in results]
+    code = code_digest()
+    keys = [epoch_key(ctx, code) for ctx in contexts]
 
-    # pass 1: the shared projection (streamed; in this process, it is cheap)
-    fitter = ProjectionFitter(kind=options.projection, seed=options.seed)
+    # pass 1: the shared projection (streamed; in this process, it is cheap), unless the one in
+    # projection.json was fitted from the same epochs, trajectories and models
+    inputs_key = None if not results or any(k is None for k in keys) else render_key(
+        "projection", options.projection, options.seed, keys)
     failures: Dict[int, str] = {}
-    for index, item in run_tasks(collect_states, contexts, jobs=1, progress=progress,
-                                 desc="projection"):
-        if isinstance(item, BaseException):
-            failures[index] = f"{type(item).__name__}: {item}"
-            logger.warning("epoch %s: no trajectories for the portrait (%s)", epochs[index], item)
-            r = results[index]
-            item = {"states": np.empty((0, r.fixed_points.n_states)),
-                    "points": np.asarray(r.fixed_points.x, dtype=float), "basis": None}
-            contexts[index] = replace(contexts[index], source=None)
-        fitter.add(item["states"], item["basis"], points=item["points"])
+    projection = None if force else _stored_projection(out / "projection.json", inputs_key)
+    if projection is None and results:
+        projection, failures = _fit_projection(contexts, options, progress)
+        if failures:  # a failure may not happen again: fit again next time
+            inputs_key = None
+        for k in failures:  # drawn with the points only
+            contexts[k] = replace(contexts[k], source=None)
+            keys[k] = None
     frames: List[Tuple[int, Path, str]] = []
-    projection = None
-    if results:
-        try:
-            projection = fitter.fit()
-        except ValueError as error:
-            logger.warning("no portraits: %s", error)
     speed_range = None  # each portrait scales its own heatmap (6 decades below its fastest)
 
-    # pass 2: portraits
+    # pass 2: portraits (only those missing or drawn from other inputs)
     if projection is not None:
         proj_key = projection.key()
-        code = code_digest()
         jobs_list = []
-        for ctx in contexts:
+        for k, ctx in enumerate(contexts):
             png = out / "portraits" / f"epoch_{int(ctx.result.epoch):04d}.png"
-            key = render_key(REPORT_VERSION, code, result_key(ctx.result), proj_key, speed_range,
-                             options.to_dict(), ctx.input, ctx.time, ctx.source is not None,
-                             float(ctx.result.loss))
+            key = render_key(REPORT_VERSION, code, keys[k] or _memory_epoch_key(ctx), proj_key,
+                             speed_range, options.to_dict(), float(ctx.result.loss))
             if force and png.exists():
                 png.unlink()
             jobs_list.append(RenderJob(ctx, projection, speed_range, str(png), key))
-        for index, item in run_tasks(render_portrait, jobs_list, jobs=jobs, scheduler=scheduler,
-                                     progress=progress, desc="portraits"):
+        drawn = [k for k, job in enumerate(jobs_list) if png_key(Path(job.png)) != job.key]
+        not_drawn: Set[int] = set()
+        for index, item in run_tasks(render_portrait, [jobs_list[k] for k in drawn], jobs=jobs,
+                                     scheduler=scheduler, progress=progress, desc="portraits"):
             if isinstance(item, BaseException):
-                failures[index] = f"{type(item).__name__}: {item}"
-                logger.warning("epoch %s: the portrait could not be drawn (%s)", epochs[index],
-                               item)
-        for ctx, job in zip(contexts, jobs_list):
-            if Path(job.png).exists() and png_key(Path(job.png)) == job.key:
-                frames.append((int(ctx.result.epoch), Path(job.png),
-                               counts_text(ctx.result.counts()) + " · "
-                               + ctx.result.fixed_points.certification_text()))
-        write_text(out / "projection.json", json_text(projection.to_dict()))
+                k = drawn[index]
+                failures[k] = f"{type(item).__name__}: {item}"
+                not_drawn.add(k)
+                logger.warning("epoch %s: the portrait could not be drawn (%s)", epochs[k], item)
+        redrawn = set(drawn)
+        for k, (ctx, job) in enumerate(zip(contexts, jobs_list)):
+            if k in not_drawn or (k in redrawn and png_key(Path(job.png)) != job.key):
+                continue
+            frames.append((int(ctx.result.epoch), Path(job.png),
+                           counts_text(ctx.result.counts()) + " · "
+                           + ctx.result.fixed_points.certification_text()))
+        _write_projection(out / "projection.json", projection, inputs_key)
+        logger.info("portraits: %d drawn, %d unchanged", len(drawn), len(jobs_list) - len(drawn))
 
-    timeline = write_timeline(analysis, out / "timeline.png")
+    timeline = write_timeline(analysis, out / "timeline.png", force=force)
+    frame_keys = [png_key(p) for _, p, _ in frames]
+    if force:
+        (out / "portraits.gif").unlink(missing_ok=True)
     write_gif([p for _, p, _ in frames], out / "portraits.gif", max_frames=options.gif_frames,
-              width=options.gif_width)
+              width=options.gif_width, key=render_key(frame_keys))
 
     from .events import describe_event
 
@@ -228,10 +281,69 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
                "portrait_problems": {str(epochs[i]): m for i, m in sorted(failures.items())},
                "versions": library_versions()}
     span = f"epochs {epochs[0]}–{epochs[-1]}" if epochs else "no epochs"
-    return write_html(out / "report.html", title=title or "ghostscope report",
-                      subtitle=f"{source or ''} · {span}".strip(" ·"), facts=facts,
-                      frames=frames, timeline=timeline, events=events, failed=failed,
-                      details=details)
+    page: Dict[str, Any] = dict(title=title or "ghostscope report",
+                                subtitle=f"{source or ''} · {span}".strip(" ·"), facts=facts,
+                                frames=frames, timeline=timeline, events=events, failed=failed,
+                                details=details)
+    key = render_key("report.html", REPORT_VERSION, code, {**page, "frames": [
+        (e, p.name, c, k) for (e, p, c), k in zip(frames, frame_keys)],
+        "timeline": png_key(timeline)})
+    html = out / "report.html"
+    if not force and html_key(html) == key:
+        return html
+    return write_html(html, key=key, **page)
+
+
+def _memory_epoch_key(ctx: EpochContext) -> str:
+    """A portrait's epoch part for an in-memory model (as before stamps: no model identity)."""
+    return render_key(result_key(ctx.result), ctx.input, ctx.time, ctx.source is not None)
+
+
+def _fit_projection(contexts: Sequence[EpochContext], options: PortraitOptions,
+                    progress: bool) -> Tuple[Optional[Projection], Dict[int, str]]:
+    """Pass 1: simulate every epoch and fit the shared projection (None if nothing finite)."""
+    fitter = ProjectionFitter(kind=options.projection, seed=options.seed)
+    failures: Dict[int, str] = {}
+    contexts = list(contexts)
+    for index, item in run_tasks(collect_states, contexts, jobs=1, progress=progress,
+                                 desc="projection"):
+        if isinstance(item, BaseException):
+            failures[index] = f"{type(item).__name__}: {item}"
+            r = contexts[index].result
+            logger.warning("epoch %s: no trajectories for the portrait (%s)", r.epoch, item)
+            item = {"states": np.empty((0, r.fixed_points.n_states)),
+                    "points": np.asarray(r.fixed_points.x, dtype=float), "basis": None}
+        fitter.add(item["states"], item["basis"], points=item["points"])
+    try:
+        return fitter.fit(), failures
+    except ValueError as error:
+        logger.warning("no portraits: %s", error)
+        return None, failures
+
+
+def _stored_projection(path: Path, inputs_key: Optional[str]) -> Optional[Projection]:
+    """The projection in ``path`` when it was fitted from ``inputs_key`` (else None)."""
+    if inputs_key is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("inputs_key") != inputs_key:
+            return None
+        return Projection.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        logger.debug("%s: fitting the projection again (%s)", path, error)
+        return None
+
+
+def _write_projection(path: Path, projection: Projection, inputs_key: Optional[str]) -> None:
+    """Write ``projection.json`` (with the key of its inputs) unless it already holds it."""
+    text = json_text({**projection.to_dict(), "inputs_key": inputs_key})
+    try:
+        if path.read_text() == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_text(path, text)
 
 
 def _episode_facts(analysis: SeriesAnalysis) -> List[Tuple[str, str]]:

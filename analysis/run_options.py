@@ -46,9 +46,11 @@ class RunOptions:
     out : path, optional
         Write results there as they arrive (``epochs/epoch_XXXX.{json,npz}``) and, at the end,
         ``summary.json``, ``events.csv``, ``events.json``, ``tracks.json``. Epochs already there
-        with the same settings are loaded instead of recomputed.
+        with the same settings, from the same file (its size and modification time,
+        :mod:`analysis.reuse`), are loaded instead of recomputed, and continuation searches
+        only next to the epochs that changed since the last finished run.
     force : bool, default False
-        Recompute even the epochs ``out`` already holds.
+        Recompute even the epochs ``out`` already holds (and continuation from every epoch).
     localize : bool, default False
         Place each event between its two checkpoints by bisection along the interpolated
         weights (state dicts for modules; ``interpolate`` for other models).

@@ -78,6 +78,13 @@ def test_analyze_writes_every_output(analyzed):
 def test_rerun_reuses_epochs_and_portraits_then_force_redoes(run_dir, analyzed, capsys):
     png = analyzed / "portraits" / "epoch_0006.png"
     stamp = png.stat().st_mtime_ns
+    written = (analyzed / "summary.json").stat().st_mtime_ns
+    code, out, _ = _run(["analyze", run_dir, "--out", analyzed, *FAST], capsys)
+    assert code == 0  # nothing changed: the results stand, not one file is written
+    assert (analyzed / "summary.json").stat().st_mtime_ns == written
+    assert png.stat().st_mtime_ns == stamp
+    assert "4 reused" in out
+    (analyzed / ".ghostscope-run.json").unlink()  # the ordinary path reuses everything too
     code, out, _ = _run(["analyze", run_dir, "--out", analyzed, *FAST], capsys)
     assert code == 0
     summary = json.loads((analyzed / "summary.json").read_text())
