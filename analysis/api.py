@@ -317,11 +317,12 @@ def events_csv(events: Sequence[RestructuringEvent],
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow((("condition",) if conditions is not None else ()) + EVENT_COLUMNS)
     for k, e in enumerate(events):
-        writer.writerow(([conditions[k]] if conditions is not None else []) + [e.epoch_before, e.epoch_after, e.kind, f"{e.epoch:g}",
-                         "" if e.alpha is None else f"{e.alpha:.6g}",
-                         "" if e.lead_time is None else f"{e.lead_time:g}",
-                         " ".join(e.points),
-                         json_text(e.detail, indent=None, sort_keys=True)])
+        lead = [conditions[k]] if conditions is not None else []
+        writer.writerow(lead + [e.epoch_before, e.epoch_after, e.kind, f"{e.epoch:g}",
+                                "" if e.alpha is None else f"{e.alpha:.6g}",
+                                "" if e.lead_time is None else f"{e.lead_time:g}",
+                                " ".join(e.points),
+                                json_text(e.detail, indent=None, sort_keys=True)])
     return buffer.getvalue()
 
 
