@@ -711,7 +711,15 @@ def _cmd_analyze(args) -> int:
                           progress=progress, force=args.force, device=args.device,
                           options=PortraitOptions.make(projection=args.projection), title=title,
                           source=str(Path(args.dir).resolve()))
+    from .conditions import CONDITIONS_FILE
+    if conditions is None and (out / CONDITIONS_FILE).is_file():
+        raise UsageError(f"{out}: holds an analysis at several input conditions "
+                         f"({CONDITIONS_FILE}); re-run it with --inputs FILE, or pass another "
+                         f"--out for one input")
     if conditions is not None:
+        if (out / "summary.json").is_file():
+            raise UsageError(f"{out}: holds an analysis at one input (summary.json); pass "
+                             f"another --out for the conditions, or remove that analysis")
         return _analyze_conditions(args, series, conditions, settings, run, report_options,
                                    out, started)
     analysis = analyze_series(series, out=out, **run, **settings)

@@ -390,6 +390,10 @@ def analyze_conditions(path_or_series: Any, inputs: Union[str, os.PathLike, Mapp
     if n_inputs is not None:
         check_conditions(conditions, n_inputs, where)
     out_dir = None if out is None else Path(out)
+    if out_dir is not None and (out_dir / "summary.json").is_file():
+        raise ValueError(f"{out_dir}: holds a single-input analysis (summary.json), and its "
+                         f"events.csv would be overwritten by the conditions' merged one; pass "
+                         f"another out for the conditions, or remove that analysis first")
     found_path = None
     if input_path is not None:
         from fixedpoints.continuation import parse_input_path

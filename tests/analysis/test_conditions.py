@@ -130,6 +130,8 @@ def test_each_condition_equals_a_single_run_at_its_input(tmp_path):
     assert [again[n].options["reused_epochs"] for n in inputs] == [4, 4, 4]
     with pytest.raises(ValueError, match="leave input= out"):
         analyze_conditions(series, inputs, input=(0.0,), **FAST)
+    with pytest.raises(ValueError, match="holds a single-input analysis"):
+        analyze_conditions(series, inputs, out=tmp_path / "single_delay", **FAST)
 
 
 # ------------------------------------------------------------------------------ input path
@@ -246,3 +248,9 @@ def test_cli_analyze_inputs_file_writes_each_condition(tanh_run, tmp_path, capsy
     assert "give each condition 1 number(s)" in lines[0]
     assert main(["find", str(tanh_run / "model_epoch1.pt"), "--inputs", str(inputs), "-q"]) == 2
     assert "names several input conditions" in capsys.readouterr().err
+    assert main(["analyze", str(tanh_run), "--out", str(out), "-q"]) == 2  # not mixed into it
+    assert "holds an analysis at several input conditions" in capsys.readouterr().err
+    inputs.write_text('{"off": [0]}')
+    assert main(["analyze", str(tanh_run), "--out", str(single), "--inputs", str(inputs),
+                 "-q"]) == 2
+    assert "holds an analysis at one input" in capsys.readouterr().err
