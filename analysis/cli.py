@@ -237,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="analyze every checkpoint of a directory",
                        description="Analyze every checkpoint of DIR and write summary.json, "
                                    "events.csv, epochs/, portraits/, timeline.png, "
-                                   "portraits.gif and report.html to OUT.")
+                                   "portraits.gif and report.html to OUT (with --inputs FILE "
+                                   "naming several conditions: one such directory per "
+                                   "condition in OUT/conditions/, and an index).")
     p.add_argument("dir", metavar="DIR", help="directory of checkpoints")
     p.add_argument("--out", "-o", required=True, metavar="OUT", help="output directory")
     _add_model(p)

@@ -56,7 +56,8 @@ class EpochBifurcations:
         The checkpoint (file or model description).
     bifurcations : tuple of dict
         Sorted by path coordinate, each ``{"kind": "fold" | "hopf", "s": float, "input": [...],
-        "x": [...], "branch": int}`` (:meth:`fixedpoints.continuation.Bifurcation.to_dict`).
+        "x": [...], "branch": int}`` (:meth:`fixedpoints.continuation.Bifurcation.to_dict`;
+        read back from a summary, only kind, s and input).
     n_branches : int
         Fixed points found at A and continued.
     png : str or None
