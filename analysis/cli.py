@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also continue every checkpoint's fixed points along the straight input "
                         "path from A to B (comma-separated vectors; at least n steps): folds and "
                         "Hopf points per epoch in summary.json and the report, diagrams in "
-                        "OUT/bifurcation/")
+                        "OUT/bifurcation/ (write --input-path=-1:1:40 when A is negative)")
     _add_common(p)
     p.set_defaults(func=_cmd_analyze)
 
