@@ -2,8 +2,8 @@
 
 Python API::
 
-    from analysis import analyze_series, analyze_checkpoint
-    result = analyze_series("runs/flipflop", jobs=2)
+    from analysis import RunOptions, analyze_checkpoint, analyze_series
+    result = analyze_series("runs/flipflop", run=RunOptions(jobs=2))
     result.events, result.drop_epoch
 
 The public names below are imported from their modules on first use (PEP 562), so that
@@ -19,7 +19,7 @@ _EXPORTS = {
     # tracking API (analysis.api / analysis.epoch)
     "analyze_series": "api", "SeriesAnalysis": "api", "FailedEpoch": "api",
     "analyze_checkpoint": "epoch", "EpochAnalysis": "epoch", "EpochSettings": "epoch",
-    "make_settings": "epoch", "TopologyOptions": "topology",
+    "make_settings": "epoch", "TopologyOptions": "topology", "RunOptions": "run_options",
     # restructuring (analysis.events / .topology / .matching / .localize / .learning)
     "RestructuringEvent": "events", "EventOptions": "events", "EVENT_KINDS": "events",
     "detect_events": "events", "describe_event": "events", "split_transients": "events",

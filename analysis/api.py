@@ -40,6 +40,7 @@ from .learning import Drop, DropOptions, LossCurve, detect_drop, find_training_l
     read_training_log
 from .matching import Track, build_tracks, match_points
 from .outdir import epoch_name_problem, locks_out, retire_stale_summary
+from .run_options import RUN_OPTION_NAMES, RunOptions
 from .sources import ModelSource, SeriesItem, as_dynamics, resolve_series
 from .versions import library_versions
 
@@ -470,17 +471,13 @@ def _read_log(log, log_column, directory, offset=None, also=()) -> Optional[Loss
 
 
 @locks_out
-def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
-                   scheduler: Any = None, device: str = "cpu", progress: bool = False,
-                   strict: bool = False, out: Union[str, os.PathLike, None] = None,
-                   force: bool = False, log: Any = None, log_column: Optional[str] = None,
-                   log_offset: Optional[float] = None,
-                   drop: Union[DropOptions, Dict[str, Any], None] = None,
-                   events: Union[EventOptions, Dict[str, Any], None] = None,
-                   localize: bool = False, interpolate: Optional[Callable] = None,
-                   load_options: Optional[Dict[str, Any]] = None,
+def analyze_series(path_or_series: Any, model: Any = None, *,
                    settings: Optional[EpochSettings] = None,
-                   max_states: Optional[int] = None, **options: Any) -> SeriesAnalysis:
+                   run: Union[RunOptions, Dict[str, Any], None] = None,
+                   events: Union[EventOptions, Dict[str, Any], None] = None,
+                   drop: Union[DropOptions, Dict[str, Any], None] = None,
+                   log: Any = None, interpolate: Optional[Callable] = None,
+                   **options: Any) -> SeriesAnalysis:
     """Analyze every checkpoint of a series and track restructuring across epochs.
 
     Parameters
@@ -492,48 +489,24 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
         How to rebuild models from the files: an architecture name (``"leaky_rnn"``), a factory
         (``"pkg.module:build"``, ``"file.py:build"`` or a callable), or a template module whose
         copies receive each state dict.
-    jobs : int, default 1
-        Worker processes (``analysis.execution.run_tasks``); -1 for all cores.
-    scheduler : str or distributed.Client, optional
-        A Dask scheduler to run the per-epoch work on (``jobs`` is then ignored).
-    device : str, default "cpu"
-    progress : bool, default False
-        A progress bar on a terminal (log lines otherwise).
-    strict : bool, default False
-        Raise at the first checkpoint that fails instead of recording it in ``.failed``.
-    out : path, optional
-        Write results there as they arrive (``epochs/epoch_XXXX.{json,npz}``) and, at the end,
-        ``summary.json``, ``events.csv``, ``events.json``, ``tracks.json``. Epochs already
-        there with the same settings are loaded instead of recomputed.
-    force : bool, default False
-        Recompute even the epochs ``out`` already holds.
+    settings : EpochSettings, optional
+        How each epoch is analyzed (finder, ghosts, topology, seeds, input ...); fields may also
+        be given as keywords (``**options``).
+    run : RunOptions or dict, optional
+        How the run executes and what it writes: workers, scheduler, device, progress,
+        ``strict``, ``out``, ``force``, ``localize``, ``max_states``, how the log is read and
+        how checkpoints are loaded (:class:`analysis.run_options.RunOptions`).
+    events : EventOptions or dict, optional
+        Event-rule thresholds (:class:`analysis.events.EventOptions`).
+    drop : DropOptions or dict, optional
+        Abrupt-drop detection parameters (:class:`analysis.learning.DropOptions`).
     log : path, LossCurve or (epochs, loss), optional
         The training loss: ``train_log.csv`` or an ``.npz`` with ``loss_history`` (see
         :func:`analysis.learning.read_training_log`). Looked up beside the checkpoints when
         omitted.
-    log_column : str, optional
-        Column (CSV), key (.npz) or tag (TensorBoard) holding the loss.
-    log_offset : float, optional
-        Added to the log's epochs to align them with the checkpoints' (None: -1 for the ghost
-        paper's ``final.npz``, whose entry e belongs to ``model_epoch{e-1}``, else 0; see
-        :mod:`analysis.training_logs`).
-    drop : DropOptions or dict, optional
-        Abrupt-drop detection parameters (:class:`analysis.learning.DropOptions`).
-    events : EventOptions or dict, optional
-        Event-rule thresholds (:class:`analysis.events.EventOptions`).
-    localize : bool, default False
-        Place each event between its two checkpoints by bisection along the interpolated
-        weights (state dicts for modules; ``interpolate`` for other models).
     interpolate : callable, optional
-        ``interpolate(epoch_before, epoch_after, alpha) -> model or Dynamics`` (synthetic series).
-    load_options : dict, optional
-        Extra options for ``CheckpointSeries.from_dir`` (``pattern``, ``prefix``, ``config``,
-        ``trust_pickle``, ``architecture``, ``model_factory``).
-    settings : EpochSettings, optional
-    max_states : int, optional
-        Analyze models of up to this many states even when the memory estimate
-        (:mod:`analysis.resources`) exceeds what is free; by default such a checkpoint fails
-        (``TooLarge``, recorded in ``.failed``) before anything is allocated.
+        ``interpolate(epoch_before, epoch_after, alpha) -> model or Dynamics`` for localizing
+        events of a synthetic series (``run.localize``).
     **options
         Fields of :class:`EpochSettings` (``n_initial=512``, ``input=(0, 0, 0)``,
         ``drive=inputs``, ``finder=FinderOptions(...)`` or ``{...}``, ``ghosts=False`` ...),
@@ -546,9 +519,11 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
     Raises
     ------
     checkpoints.CheckpointError
-        No checkpoints found, or (with ``strict``) a bad file.
+        No checkpoints found, or (with ``run.strict``) a bad file.
     ValueError
         Unknown options or bad values (the message lists the valid ones).
+    TypeError
+        A run option passed as a keyword (``jobs=2``): it belongs in ``run=``.
     """
     import time
 
@@ -557,21 +532,29 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
         raise ValueError("inputs= (several named input conditions) is analyzed by "
                          "analysis.analyze_conditions(source, inputs, ...), one analyze_series "
                          "per condition; pass input=(...) here for one constant input")
+    misplaced = sorted(set(options) & set(RUN_OPTION_NAMES))
+    if misplaced:
+        name = misplaced[0]
+        raise TypeError(f"analyze_series: {misplaced} are run options, not epoch settings; "
+                        f"pass run=RunOptions({name}=...) or run={{'{name}': ...}}")
+    run_options = RunOptions.make(run)
+    jobs, scheduler, device = run_options.jobs, run_options.scheduler, run_options.device
+    strict, progress = run_options.strict, run_options.progress
     settings = make_settings(settings, **options)
     event_options = EventOptions.make(events)
     drop_options = DropOptions.make(drop)
     items, directory, series = resolve_series(path_or_series, model, strict=strict,
-                                              load_options=load_options)
+                                              load_options=run_options.load_options)
     if not items:
         raise ValueError("the series is empty; pass at least one checkpoint")
-    run = getattr(series, "run", None)
-    loss_curve = _read_log(log, log_column, directory, log_offset,
-                           (run.root,) if run is not None else ())
+    found_run = getattr(series, "run", None)
+    loss_curve = _read_log(log, run_options.log_column, directory, run_options.log_offset,
+                           (found_run.root,) if found_run is not None else ())
 
     def loss_at(epoch):
         return math.nan if loss_curve is None or epoch is None else loss_curve.at(epoch)
 
-    out_dir = Path(out) if out is not None else None
+    out_dir = run_options.out
     settings_hash = settings.hash()
     if out_dir is not None:  # no old summary beside epochs of other settings, even if stopped
         retire_stale_summary(out_dir, settings_hash)
@@ -588,7 +571,7 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
             logger.warning("%s: %s", item.label, problem)
             continue
         stem = None if out_dir is None else out_dir / "epochs" / epoch_file_stem(item.epoch)
-        meta = None if (stem is None or force) else _read_meta(stem)
+        meta = None if (stem is None or run_options.force) else _read_meta(stem)
         if (stem is not None and meta is not None and meta.get("settings_hash") == settings_hash
                 and meta.get("source") == item.label):
             try:
@@ -608,7 +591,7 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
     from .execution import resolve_jobs
     from .resources import ResourceLimits, available_memory
     # the memory free now, before this run's workers take theirs (a cluster's is its own)
-    limits = ResourceLimits(max_states=max_states, warn_slow=False,
+    limits = ResourceLimits(max_states=run_options.max_states, warn_slow=False,
                             share=1.0 if scheduler is not None else 1.0 / resolve_jobs(jobs),
                             free=None if scheduler is not None else available_memory(device))
     args = [(item.source, item.epoch, loss_at(item.epoch), settings, device, item.label,
@@ -640,7 +623,7 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
         found_events.extend(detect_events(a, b, event_options))
     found_events, transients = split_transients(found_events)
 
-    if localize and found_events:
+    if run_options.localize and found_events:
         found_events = _localize_all(found_events, ordered, items, interpolate, settings, device,
                                      jobs, scheduler, progress)
     drop_found = detect_drop(loss_curve, options=drop_options) if loss_curve is not None else None
@@ -648,17 +631,17 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
         found_events = [replace(e, lead_time=float(drop_found.epoch) - e.epoch)
                         for e in found_events]
     tracks = series_tracks(ordered, event_options.gate)
-    run_options = {"events": event_options.to_dict(), "drop": drop_options.to_dict(),
+    summary_options = {"events": event_options.to_dict(), "drop": drop_options.to_dict(),
                    "source": directory if directory is not None else
                    (str(path_or_series) if isinstance(path_or_series, (str, os.PathLike))
                     else "sequence"),
-                   "jobs": jobs, "device": device, "localize": bool(localize),
+                   "jobs": jobs, "device": device, "localize": run_options.localize,
                    "reused_epochs": reused, "continuation": continuation,
                    "seconds": time.perf_counter() - started}
     failed.sort(key=lambda f: (f.epoch is None, f.epoch if f.epoch is not None else 0))
     result = SeriesAnalysis(results=ordered, events=tuple(found_events), tracks=tuple(tracks),
                             failed=tuple(failed), loss=loss_curve, drop=drop_found,
-                            settings=settings, options=run_options,
+                            settings=settings, options=summary_options,
                             transients=tuple(transients))
     if out_dir is not None:
         result.to_dir(out_dir)

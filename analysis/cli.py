@@ -684,7 +684,7 @@ def _cmd_analyze(args) -> int:
     if args.jobs != 1 and not args.scheduler:  # workers import torch while this process does
         from .execution import prepare_workers
         prepare_workers(["analysis.api"] + ([] if args.no_report else ["analysis.report"]))
-    from . import analyze_series
+    from . import RunOptions, analyze_series
     from .portraits import PortraitOptions
     from .report import write_report
 
@@ -705,9 +705,10 @@ def _cmd_analyze(args) -> int:
     progress = _progress(args)
     started = time.perf_counter()
     logger.info("analyzing %d checkpoint(s) of %s", len(series), args.dir)
-    run = dict(jobs=args.jobs, scheduler=args.scheduler, device=args.device, progress=progress,
-               strict=args.strict, force=args.force, log=args.log, log_column=args.log_column,
-               log_offset=args.log_offset, localize=args.localize, max_states=args.max_states)
+    run = RunOptions(jobs=args.jobs, scheduler=args.scheduler, device=args.device,
+                     progress=progress, strict=args.strict, out=out, force=args.force,
+                     log_column=args.log_column, log_offset=args.log_offset,
+                     localize=args.localize, max_states=args.max_states)
     title = f"ghostscope: {Path(args.dir).name or args.dir}"
     report_options = dict(models=series, jobs=args.jobs, scheduler=args.scheduler,
                           progress=progress, force=args.force, device=args.device,
@@ -723,16 +724,17 @@ def _cmd_analyze(args) -> int:
             raise UsageError(f"{out}: holds an analysis at one input (summary.json); pass "
                              f"another --out for the conditions, or remove that analysis")
         return _analyze_conditions(args, series, conditions, settings, run, report_options,
-                                   out, started)
-    analysis = analyze_series(series, out=out, **run, **settings)
+                                   started)
+    analysis = analyze_series(series, run=run, log=args.log, **settings)
     reused = analysis.options.get("reused_epochs", 0)
     if not analysis.results:
         raise _Failure(_nothing_analyzed(analysis))
     along = None
     if args.input_path:
         from .input_path import analyze_input_path, attach_input_path
-        along = analyze_input_path(series, args.input_path, out=out / "bifurcation",
-                                   **_path_run(run), **settings)
+        along = analyze_input_path(series, args.input_path,
+                                   run=RunOptions.make(run, out=out / "bifurcation"),
+                                   **settings)
         analysis = attach_input_path(analysis, along)
         analysis.to_dir(out)
     report = None
@@ -748,12 +750,6 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
-def _path_run(run: Dict[str, Any]) -> Dict[str, Any]:
-    """The run parameters the input-path continuation shares with the analysis."""
-    keys = ("jobs", "scheduler", "device", "progress", "strict", "force")
-    return {k: run[k] for k in keys}
-
-
 def _nothing_analyzed(analysis) -> str:
     first = analysis.failed[0] if analysis.failed else None
     reason = "nothing was analyzed" if first is None else (
@@ -761,13 +757,14 @@ def _nothing_analyzed(analysis) -> str:
     return f"no checkpoint could be analyzed; first failure: {reason}"
 
 
-def _analyze_conditions(args, series, conditions, settings, run, report_options, out,
+def _analyze_conditions(args, series, conditions, settings, run, report_options,
                         started) -> int:
     """``analyze --inputs FILE`` with named conditions: one analysis per condition."""
     from .conditions import analyze_conditions, write_conditions_report
 
-    result = analyze_conditions(series, conditions, out=out, input_path=args.input_path,
-                                **run, **settings)
+    out = run.out
+    result = analyze_conditions(series, conditions, run=run, log=args.log,
+                                input_path=args.input_path, **settings)
     if not any(a.results for a in result.conditions.values()):
         raise _Failure(_nothing_analyzed(next(iter(result.conditions.values()))))
     report = None
@@ -1107,7 +1104,7 @@ def _cmd_demo(args) -> int:
         prepare_workers(["analysis.api", "analysis.report"])
     from checkpoints.train import train
 
-    from . import analyze_series
+    from . import RunOptions, analyze_series
     from .report import write_report
 
     root = _demo_dir(args.out)
@@ -1127,7 +1124,7 @@ def _cmd_demo(args) -> int:
     from checkpoints import CheckpointSeries
     series = CheckpointSeries.from_dir(ckpt_dir)
     logger.info("analyzing %d checkpoints", len(series))
-    analysis = analyze_series(series, jobs=args.jobs, progress=progress, out=out,
+    analysis = analyze_series(series, run=RunOptions(jobs=args.jobs, progress=progress, out=out),
                               **_DEMO_SETTINGS)
     report = write_report(analysis, out, models=series, jobs=args.jobs, progress=progress,
                           title="ghostscope demo: rank-one RNN, delayed activation",

@@ -36,7 +36,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -46,6 +46,7 @@ from .api import SeriesAnalysis, analyze_series, events_csv
 from .events import RestructuringEvent
 from .input_path import EpochBifurcations, InputPathAnalysis, analyze_input_path
 from .outdir import locks_out
+from .run_options import RunOptions
 from .versions import library_versions
 
 __all__ = ["ConditionEvent", "ConditionsAnalysis", "analyze_conditions", "read_conditions",
@@ -57,9 +58,6 @@ CONDITIONS_FILE = "conditions.json"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$")
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
              *(f"lpt{i}" for i in range(1, 10))}
-
-#: run-level keywords of analyze_series that the input-path continuation shares
-_PATH_RUN_KEYS = ("jobs", "scheduler", "device", "progress", "strict", "force", "load_options")
 
 
 # ------------------------------------------------------------------------------ the inputs
@@ -285,7 +283,8 @@ class ConditionsAnalysis:
         index = out / CONDITIONS_FILE
         if not index.is_file():
             raise FileNotFoundError(f"{index} is missing; {out} was not written by "
-                                    f"analyze_conditions (re-run it with out={str(out)!r})")
+                                    f"analyze_conditions (re-run it with "
+                                    f"run={{'out': {str(out)!r}}})")
         data = json.loads(index.read_text())
         conditions = {row["name"]: SeriesAnalysis.from_dir(out / row["directory"], mixed=mixed)
                       for row in data["conditions"]}
@@ -303,33 +302,14 @@ class ConditionsAnalysis:
 
 
 # ------------------------------------------------------------------------------ the run
-def _run_value(kwargs: Mapping[str, Any], name: str, default: Any) -> Any:
-    """A run-level parameter, given flat (``jobs=2``) or in ``run=`` (RunOptions or dict)."""
-    if name in kwargs:
-        return kwargs[name]
-    run = kwargs.get("run")
-    if isinstance(run, Mapping):
-        return run.get(name, default)
-    return getattr(run, name, default) if run is not None else default
-
-
-def _with_out(kwargs: Dict[str, Any], out: Optional[Path]) -> Dict[str, Any]:
-    """``kwargs`` writing to ``out`` (flat ``out=``, or inside ``run=`` when that has one)."""
-    run = kwargs.get("run")
-    if run is not None and (isinstance(run, Mapping) or hasattr(run, "out")):
-        run = {**run, "out": out} if isinstance(run, Mapping) else replace(run, out=out)
-        return {**kwargs, "run": run}
-    return {**kwargs, "out": out}
-
-
-def _probe_inputs(source: Any, model: Any, kwargs: Mapping[str, Any]) -> Optional[int]:
+def _probe_inputs(source: Any, model: Any, run: RunOptions,
+                  kwargs: Mapping[str, Any]) -> Optional[int]:
     """The first checkpoint's input size (None when it cannot be loaded: the run reports it)."""
     from checkpoints import CheckpointError
 
     from .sources import as_dynamics, resolve_series
 
-    items, _, _ = resolve_series(source, model, strict=False,
-                                 load_options=_run_value(kwargs, "load_options", None))
+    items, _, _ = resolve_series(source, model, strict=False, load_options=run.load_options)
     settings = kwargs.get("settings")
     time_form = kwargs.get("time", getattr(settings, "time", None))
     for item in items[:3]:
@@ -342,7 +322,7 @@ def _probe_inputs(source: Any, model: Any, kwargs: Mapping[str, Any]) -> Optiona
 
 @locks_out
 def analyze_conditions(path_or_series: Any, inputs: Union[str, os.PathLike, Mapping[str, Any]],
-                       model: Any = None, *, out: Union[str, os.PathLike, None] = None,
+                       model: Any = None, *, run: Union[RunOptions, Dict[str, Any], None] = None,
                        input_path: Optional[str] = None, **kwargs: Any) -> ConditionsAnalysis:
     """Analyze a checkpoint series at each of several named constant inputs.
 
@@ -355,16 +335,17 @@ def analyze_conditions(path_or_series: Any, inputs: Union[str, os.PathLike, Mapp
         vector has the model's input size.
     model : optional
         How to rebuild models from files (as :func:`analysis.analyze_series`).
-    out : path, optional
-        Write ``out/conditions/<name>/`` (a single-condition layout each), the merged
-        ``events.csv`` / ``events.json`` and ``conditions.json``; re-running resumes.
+    run : RunOptions or dict, optional
+        As :func:`analysis.analyze_series`; with ``out``, write ``out/conditions/<name>/`` (a
+        single-condition layout each), the merged ``events.csv`` / ``events.json`` and
+        ``conditions.json``; re-running resumes.
     input_path : str, optional
         ``"A:B:n"``: also continue each checkpoint's fixed points along that path
         (:func:`analysis.input_path.analyze_input_path`, into ``out/bifurcation/``).
     **kwargs
-        Everything else :func:`analysis.analyze_series` takes (run parameters such as
-        ``jobs``, ``log``, ``events``; ``settings`` and :class:`EpochSettings` fields such as
-        ``n_initial``), except ``input`` (each condition sets it).
+        Everything else :func:`analysis.analyze_series` takes (``settings``, ``events``,
+        ``drop``, ``log``, :class:`EpochSettings` fields such as ``n_initial``), except
+        ``input`` (each condition sets it).
 
     Returns
     -------
@@ -374,7 +355,7 @@ def analyze_conditions(path_or_series: Any, inputs: Union[str, os.PathLike, Mapp
     ------
     ValueError
         A bad condition (one line naming the file or ``inputs=``, the condition and the fix),
-        or ``input=`` given as well.
+        ``input=`` given as well, or an ``out`` that holds a single-input analysis.
     """
     started = time.perf_counter()
     where = str(inputs) if isinstance(inputs, (str, os.PathLike)) else "inputs="
@@ -386,10 +367,11 @@ def analyze_conditions(path_or_series: Any, inputs: Union[str, os.PathLike, Mapp
 
     if not isinstance(path_or_series, (str, os.PathLike, CheckpointSeries, list, tuple)):
         path_or_series = list(path_or_series)  # read once, analyzed once per condition
-    n_inputs = _probe_inputs(path_or_series, model, kwargs)
+    run_options = RunOptions.make(run)
+    n_inputs = _probe_inputs(path_or_series, model, run_options, kwargs)
     if n_inputs is not None:
         check_conditions(conditions, n_inputs, where)
-    out_dir = None if out is None else Path(out)
+    out_dir = run_options.out
     if out_dir is not None and (out_dir / "summary.json").is_file():
         raise ValueError(f"{out_dir}: holds a single-input analysis (summary.json), and its "
                          f"events.csv would be overwritten by the conditions' merged one; pass "
@@ -403,17 +385,16 @@ def analyze_conditions(path_or_series: Any, inputs: Union[str, os.PathLike, Mapp
     for name, vector in conditions.items():
         sub = None if out_dir is None else out_dir / "conditions" / name
         results[name] = analyze_series(path_or_series, model, input=vector,
-                                       **_with_out(dict(kwargs), sub))
+                                       run=RunOptions.make(run_options, out=sub), **kwargs)
     if input_path is not None:
         from .epoch import EpochSettings
 
         settings_fields = set(EpochSettings.__dataclass_fields__) | {"settings"}
         options = {k: v for k, v in kwargs.items() if k in settings_fields}
-        run = {k: _run_value(kwargs, k, None) for k in _PATH_RUN_KEYS}
-        run = {k: v for k, v in run.items() if v is not None}
-        found_path = analyze_input_path(
-            path_or_series, input_path, model,
-            out=None if out_dir is None else out_dir / "bifurcation", **run, **options)
+        where_path = None if out_dir is None else out_dir / "bifurcation"
+        found_path = analyze_input_path(path_or_series, input_path, model,
+                                        run=RunOptions.make(run_options, out=where_path),
+                                        **options)
     first = next(iter(results.values()))
     options = {"source": first.options.get("source"), "where": where,
                "seconds": time.perf_counter() - started}

@@ -20,7 +20,7 @@ Example
 >>> from fixedpoints import DiscreteDynamics
 >>> step = lambda x, u: torch.tanh(2.0 * x + u)           # the tanh map, input b = u
 >>> found = analyze_input_path([(0, DiscreteDynamics(step, 1, n_inputs=1))], "0:1:40",
-...                            n_initial=32)
+...                            n_initial=32)   # run=RunOptions(out=..., jobs=...) as usual
 >>> [(b["kind"], round(b["input"][0], 4)) for b in found.epochs[0].bifurcations]
 [('fold', 0.5328)]
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -37,6 +36,7 @@ from fixedpoints.serialization import json_text, to_json, write_text
 
 from .api import FailedEpoch, SeriesAnalysis, epoch_file_stem
 from .epoch import EpochSettings, make_settings
+from .run_options import RUN_OPTION_NAMES, RunOptions
 from .sources import ModelSource, as_dynamics, resolve_series
 
 __all__ = ["EpochBifurcations", "InputPathAnalysis", "analyze_input_path", "attach_input_path",
@@ -169,10 +169,7 @@ def _reusable(json_path: Path, extra: Dict[str, Any]) -> Optional[EpochBifurcati
 
 def analyze_input_path(path_or_series: Any, path: str, model: Any = None, *,
                        settings: Optional[EpochSettings] = None,
-                       out: Union[str, os.PathLike, None] = None, jobs: int = 1,
-                       scheduler: Any = None, device: str = "cpu", progress: bool = False,
-                       strict: bool = False, force: bool = False,
-                       load_options: Optional[Dict[str, Any]] = None,
+                       run: Union[RunOptions, Dict[str, Any], None] = None,
                        **options: Any) -> InputPathAnalysis:
     """Continue every checkpoint's fixed points along the straight input path ``"A:B:n"``.
 
@@ -187,16 +184,12 @@ def analyze_input_path(path_or_series: Any, path: str, model: Any = None, *,
         How to rebuild models from files (as :func:`analysis.analyze_series`).
     settings : EpochSettings, optional
         Initial states and finder of the search at A (``input`` is not used: the search is at A).
-    out : path, optional
-        Write ``epoch_XXXX.{json,png}`` and ``summary.json`` there (see the module docstring);
-        epochs already there for the same path, settings and file are reused.
-    jobs, scheduler, device, progress
-        As :func:`analysis.analyze_series`.
-    strict : bool
-        Raise at the first checkpoint that fails instead of recording it in ``.failed``.
-    force : bool
-        Recompute even the epochs ``out`` already holds.
-    load_options : dict, optional
+    run : RunOptions or dict, optional
+        As :func:`analysis.analyze_series`: ``jobs``, ``scheduler``, ``device``, ``progress``,
+        ``strict`` (raise at the first checkpoint that fails instead of recording it in
+        ``.failed``), ``load_options``, and ``out``: write ``epoch_XXXX.{json,png}`` and
+        ``summary.json`` there (see the module docstring); epochs already there for the same
+        path, settings and file are reused unless ``force``.
     **options
         Fields of :class:`EpochSettings` (``n_initial=64``, ``finder={...}``, ...).
 
@@ -209,18 +202,28 @@ def analyze_input_path(path_or_series: Any, path: str, model: Any = None, *,
     ValueError
         A path that is not ``A:B:n`` or does not fit the model's inputs (checked on the first
         checkpoint, before any continuation).
+    TypeError
+        A run option passed as a keyword (``jobs=2``): it belongs in ``run=``.
     """
+    misplaced = sorted(set(options) & set(RUN_OPTION_NAMES))
+    if misplaced:
+        raise TypeError(f"analyze_input_path: {misplaced} are run options, not epoch settings; "
+                        f"pass run=RunOptions({misplaced[0]}=...)")
+    run_options = RunOptions.make(run)
+    jobs, scheduler, device = run_options.jobs, run_options.scheduler, run_options.device
+    strict, force = run_options.strict, run_options.force
     from fixedpoints.continuation import parse_input_path
 
     from .execution import run_tasks
 
     settings = make_settings(settings, **options)
-    items, _, _ = resolve_series(path_or_series, model, strict=strict, load_options=load_options)
+    items, _, _ = resolve_series(path_or_series, model, strict=strict,
+                                 load_options=run_options.load_options)
     if not items:
         raise ValueError("the series is empty; pass at least one checkpoint")
     probe = as_dynamics(items[0].source.load(), time=settings.time)
     parse_input_path(path, probe.n_inputs)  # a bad path fails once, here
-    out_dir = None if out is None else Path(out)
+    out_dir = run_options.out
     settings_hash = settings.hash()
     done: Dict[int, EpochBifurcations] = {}
     todo = []
@@ -237,7 +240,8 @@ def analyze_input_path(path_or_series: Any, path: str, model: Any = None, *,
     failed: List[FailedEpoch] = []
     args = [(item.source, str(path), settings, device) for item, _ in todo]
     for k, value in run_tasks(input_path_task, args, jobs=jobs, scheduler=scheduler,
-                              progress=progress, desc=f"continuation along {path}"):
+                              progress=run_options.progress,
+                              desc=f"continuation along {path}"):
         item, extra = todo[k]
         if isinstance(value, BaseException):
             if strict:

@@ -97,6 +97,7 @@ def _worker_main(jobs: Any, replies: Any, lifeline: Any, template: Any, out: str
     import torch
 
     from .api import analyze_series
+    from .run_options import RunOptions
 
     out_dir = Path(out)
     ckpt_dir = out_dir / "checkpoints"
@@ -133,8 +134,8 @@ def _worker_main(jobs: Any, replies: Any, lifeline: Any, template: Any, out: str
                 log = ckpt_dir / "train_log.csv"
             # the saved files, as `ghostscope analyze OUT/checkpoints` reads them: results are
             # labelled by file, so that command reuses them
-            analysis = analyze_series(str(ckpt_dir.resolve()), model=template, out=out_dir,
-                                      log=log, **options)
+            analysis = analyze_series(str(ckpt_dir.resolve()), model=template,
+                                      run=RunOptions(out=out_dir), log=log, **options)
             if report and analysis.results:
                 from .report import write_report
 

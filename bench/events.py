@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         keys, per_interval, kinds, seconds = [], [], collections.Counter(), []
         for seed in args.seeds:
             started = time.perf_counter()
-            result = analyze_series(run, jobs=args.jobs, seed=seed)
+            result = analyze_series(run, seed=seed, run=dict(jobs=args.jobs))
             seconds.append(time.perf_counter() - started)
             k = [(e.kind, e.epoch_before, e.epoch_after) for e in result.events]
             keys.append(k)

@@ -68,7 +68,7 @@ def run_once(directory: str, n: int, jobs: int) -> dict:
 
     series = CheckpointSeries.from_dir(directory)[:n]
     started, cpu_started = time.perf_counter(), _cpu_seconds()
-    analysis = analyze_series(series, jobs=jobs)
+    analysis = analyze_series(series, run=dict(jobs=jobs))
     assert not analysis.failed, analysis.failed
     seconds = time.perf_counter() - started
     spawned = os.environ.get("GHOSTSCOPE_START_METHOD") == "spawn" or jobs == 1

@@ -50,7 +50,7 @@ def parse_args(argv=None):
 
 
 def run_one(args, seed: int, tcr: float, drive):
-    from analysis import analyze_series
+    from analysis import RunOptions, analyze_series
     from checkpoints.train import train
 
     run = Path(args.out) / f"seed{seed}_tcr{tcr:g}"
@@ -60,9 +60,9 @@ def run_one(args, seed: int, tcr: float, drive):
               lr=args.lr, seed=seed, n_states=args.n_states, batch_size=32,
               save_every=args.save_every, tcr_lambda=tcr, overwrite=True,
               model_kwargs={"gain": args.gain})
-    result = analyze_series(run, jobs=args.jobs, out=run / "analysis",
-                            input=(0.0, 0.0, 0.0), drive=drive,
-                            drop={"min_plateau": args.min_plateau, "window": args.window})
+    result = analyze_series(run, input=(0.0, 0.0, 0.0), drive=drive,
+                            drop={"min_plateau": args.min_plateau, "window": args.window},
+                            run=RunOptions(jobs=args.jobs, out=run / "analysis"))
     first = result.first_event(*STRUCTURAL)
     bifurcation = result.first_event(*BIFURCATIONS)
     eight = [r.epoch for r in result.results if r.fixed_points.counts()["stable"] == 8]

@@ -63,8 +63,8 @@ def test_bad_options_name_the_option_and_the_fix():
 def test_series_results_files_and_reload(tmp_path):
     series = [(e, systems.tanh_map(2.0, b)) for e, b in enumerate([0.40, 0.45, 0.50, 0.60])]
     out = tmp_path / "run"
-    result = analyze_series(series, n_initial=64, out=out,
-                            log=(np.arange(4), np.array([1.0, 0.9, 0.8, 0.1])))
+    result = analyze_series(series, n_initial=64,
+                            log=(np.arange(4), np.array([1.0, 0.9, 0.8, 0.1])), run=dict(out=out))
     assert isinstance(result, SeriesAnalysis)
     assert result.epochs == [0, 1, 2, 3] and result.failed == ()
     assert [r.loss for r in result.results] == [1.0, 0.9, 0.8, 0.1]
@@ -93,16 +93,17 @@ def test_series_results_files_and_reload(tmp_path):
 def test_resume_reuses_epochs_with_the_same_settings(tmp_path):
     series = flipflop_series(epochs=3)
     out = tmp_path / "run"
-    first = analyze_series(series, n_initial=64, out=out)
+    first = analyze_series(series, n_initial=64, run=dict(out=out))
     assert first.options["reused_epochs"] == 0
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "epochs").iterdir()}
-    again = analyze_series(series, n_initial=64, out=out)
+    again = analyze_series(series, n_initial=64, run=dict(out=out))
     assert again.options["reused_epochs"] == 3
     assert {p.name: p.stat().st_mtime_ns for p in (out / "epochs").iterdir()} == stamps
     assert [r.signature for r in again.results] == [r.signature for r in first.results]
     # other settings or force=True: recomputed
-    assert analyze_series(series, n_initial=65, out=out).options["reused_epochs"] == 0
-    assert analyze_series(series, n_initial=64, out=out, force=True).options["reused_epochs"] == 0
+    assert analyze_series(series, n_initial=65, run=dict(out=out)).options["reused_epochs"] == 0
+    forced = analyze_series(series, n_initial=64, run=dict(out=out, force=True))
+    assert forced.options["reused_epochs"] == 0
 
 
 def test_results_of_other_code_are_not_reused(tmp_path, monkeypatch):
@@ -111,10 +112,10 @@ def test_results_of_other_code_are_not_reused(tmp_path, monkeypatch):
 
     series = flipflop_series(epochs=2)
     out = tmp_path / "run"
-    analyze_series(series, n_initial=64, out=out)
-    assert analyze_series(series, n_initial=64, out=out).options["reused_epochs"] == 2
+    analyze_series(series, n_initial=64, run=dict(out=out))
+    assert analyze_series(series, n_initial=64, run=dict(out=out)).options["reused_epochs"] == 2
     monkeypatch.setattr(epoch, "_epoch_code_digest", lambda: "another version")
-    assert analyze_series(series, n_initial=64, out=out).options["reused_epochs"] == 0
+    assert analyze_series(series, n_initial=64, run=dict(out=out)).options["reused_epochs"] == 0
 
 
 def test_weight_noise_only_gives_no_events():
@@ -135,7 +136,7 @@ def test_failed_epochs_are_recorded_or_raised():
     assert len(result.failed) == 1
     assert result.failed[0].epoch == 1 and "weights are corrupt" in result.failed[0].reason
     with pytest.raises(RuntimeError, match="weights are corrupt"):
-        analyze_series(series, n_initial=32, strict=True)
+        analyze_series(series, n_initial=32, run=dict(strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -164,12 +165,12 @@ def test_directory_series_with_log_and_a_bad_file(trained_dir, tmp_path):
         assert r.loss == pytest.approx(logged.at(r.epoch))
         assert r.source.endswith(f"model_epoch{r.epoch}.pt")
     with pytest.raises(CheckpointError):
-        analyze_series(run, n_initial=64, strict=True)
+        analyze_series(run, n_initial=64, run=dict(strict=True))
 
 
 def test_two_jobs_give_the_same_results_as_one(trained_dir):
     one = analyze_series(trained_dir, n_initial=64)
-    two = analyze_series(trained_dir, n_initial=64, jobs=2)
+    two = analyze_series(trained_dir, n_initial=64, run=dict(jobs=2))
     assert one.epochs == two.epochs
     for a, b in zip(one.results, two.results):
         np.testing.assert_allclose(np.sort(a.fixed_points.x, axis=0),
@@ -184,8 +185,8 @@ def test_localize_through_the_api():
     def interpolate(e0, e1, alpha):
         return systems.tanh_map(2.0, b[e0] + alpha * (b[e1] - b[e0]))
 
-    result = analyze_series(series, n_initial=64, localize=True, interpolate=interpolate,
-                            log=(np.arange(2), np.array([1.0, 1.0])))
+    result = analyze_series(series, n_initial=64, interpolate=interpolate,
+                            log=(np.arange(2), np.array([1.0, 1.0])), run=dict(localize=True))
     sn = [e for e in result.events if e.kind in ("saddle_node", "death")]
     assert sn, result.events
     alpha_true = (systems.tanh_saddle_node_b(2.0) - 0.50) / 0.06
@@ -197,7 +198,7 @@ def test_localize_through_the_api():
 def test_unpicklable_models_fall_back_to_this_process():
     # tanh_map builds its Dynamics from closures, which cannot be pickled
     series = [(e, systems.tanh_map(2.0, b)) for e, b in enumerate([0.40, 0.45])]
-    result = analyze_series(series, n_initial=32, jobs=2)
+    result = analyze_series(series, n_initial=32, run=dict(jobs=2))
     assert result.epochs == [0, 1] and result.failed == ()
 
 

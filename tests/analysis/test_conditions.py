@@ -90,11 +90,11 @@ def test_each_condition_equals_a_single_run_at_its_input(tmp_path):
     series = _series()
     inputs = {"delay": [0.0], "cue+": [0.1], "cue-": [-0.3]}
     out = tmp_path / "out"
-    found = analyze_conditions(series, inputs, out=out, **FAST)
+    found = analyze_conditions(series, inputs, run={"out": out}, **FAST)
     assert isinstance(found, ConditionsAnalysis) and found.names == list(inputs)
     for name, vector in inputs.items():
-        single = analyze_series(series, input=tuple(vector), out=tmp_path / f"single_{name}",
-                                **FAST)
+        single = analyze_series(series, input=tuple(vector),
+                                run={"out": tmp_path / f"single_{name}"}, **FAST)
         mine = found[name]
         assert mine.settings.input == tuple(vector) and mine.epochs == single.epochs
         for a, b in zip(mine.results, single.results):
@@ -126,19 +126,19 @@ def test_each_condition_equals_a_single_run_at_its_input(tmp_path):
     back = ConditionsAnalysis.from_dir(out)
     assert [e.to_dict() for e in back.events] == [e.to_dict() for e in found.events]
     assert back.inputs == {k: tuple(v) for k, v in inputs.items()}
-    again = analyze_conditions(series, inputs, out=out, **FAST)  # resumes every condition
+    again = analyze_conditions(series, inputs, run={"out": out}, **FAST)  # resumes every condition
     assert [again[n].options["reused_epochs"] for n in inputs] == [4, 4, 4]
     with pytest.raises(ValueError, match="leave input= out"):
         analyze_conditions(series, inputs, input=(0.0,), **FAST)
     with pytest.raises(ValueError, match="holds a single-input analysis"):
-        analyze_conditions(series, inputs, out=tmp_path / "single_delay", **FAST)
+        analyze_conditions(series, inputs, run={"out": tmp_path / "single_delay"}, **FAST)
 
 
 # ------------------------------------------------------------------------------ input path
 def test_analyze_input_path_finds_the_tanh_fold_per_checkpoint(tmp_path):
     series = [(0, tanh_input_map(0.5, 0.0, 3)), (5, tanh_input_map(2.0, 0.0, 3))]
     out = tmp_path / "bif"
-    found = analyze_input_path(series, "0:0.6:12", out=out, **FAST)
+    found = analyze_input_path(series, "0:0.6:12", run={"out": out}, **FAST)
     assert found.at(0).bifurcations == ()                  # w = 0.5: one fixed point, no fold
     folds = found.at(5).folds
     assert len(folds) == 1 and not found.at(5).hopf_points
@@ -148,9 +148,9 @@ def test_analyze_input_path_finds_the_tanh_fold_per_checkpoint(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_folds"] == 1
     assert summary["per_epoch"][1]["bifurcations"][0]["kind"] == "fold"
-    again = analyze_input_path(series, "0:0.6:12", out=out, **FAST)   # reused from disk
+    again = analyze_input_path(series, "0:0.6:12", run={"out": out}, **FAST)  # reused from disk
     assert again.at(5).diagram is None and again.at(5).bifurcations == found.at(5).bifurcations
-    other = analyze_input_path(series[:1], "0:0.3:4", out=out, **FAST)  # another path: redone
+    other = analyze_input_path(series[:1], "0:0.3:4", run={"out": out}, **FAST)  # redone
     assert other.at(0).diagram is not None and found.at(0).diagram is not None
 
 
@@ -167,6 +167,8 @@ def test_analyze_input_path_saddle_node_normal_form_fold_at_r_0():
     assert abs(folds[0]["input"][0]) < 1e-8 and abs(folds[0]["x"][0]) < 1e-4
     with pytest.raises(ValueError, match="takes 1 input"):
         analyze_input_path(series, "0,0:1,1:10", **FAST)
+    with pytest.raises(TypeError, match="run=RunOptions"):
+        analyze_input_path(series, "-1:0.5:30", jobs=2, **FAST)
 
 
 # ------------------------------------------------------------------------------ the CLI
@@ -254,3 +256,23 @@ def test_cli_analyze_inputs_file_writes_each_condition(tanh_run, tmp_path, capsy
     assert main(["analyze", str(tanh_run), "--out", str(single), "--inputs", str(inputs),
                  "-q"]) == 2
     assert "holds an analysis at one input" in capsys.readouterr().err
+
+
+def test_out_given_in_run_options_is_locked(tmp_path):
+    """analyze_series and analyze_conditions take OUT inside run=: the lock must see it there."""
+    import os
+
+    from analysis.outdir import LOCK_NAME, locks_out
+    from analysis.run_options import RunOptions
+
+    held = []
+
+    @locks_out
+    def write(*, run=None):
+        out = run["out"] if isinstance(run, dict) else run.out
+        held.append((out / LOCK_NAME).read_text().strip())
+
+    write(run={"out": tmp_path / "a"})
+    write(run=RunOptions(out=tmp_path / "b"))
+    assert held == [str(os.getpid())] * 2
+    assert (tmp_path / "b" / LOCK_NAME).read_text() == ""      # released after the call

@@ -9,7 +9,7 @@ from fixedpoints import systems
 
 def test_summary_and_epoch_json_hold_versions_checkpoints_and_per_point_lists(tmp_path):
     series = [(0, systems.tanh_map(2.0, 0.40)), (1, systems.tanh_map(2.0, 0.55))]
-    analyze_series(series, n_initial=64, out=tmp_path)
+    analyze_series(series, n_initial=64, run=dict(out=tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["versions"]) >= {"ghostscope", "torch", "numpy", "python"}
     assert [c["epoch"] for c in summary["checkpoints"]] == [0, 1]

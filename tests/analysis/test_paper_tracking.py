@@ -46,8 +46,8 @@ def test_flipflop_attractors_are_born_before_or_around_the_drop(tmp_path):
     inputs, _, _ = task.sample(16, torch.Generator().manual_seed(0))
     # the plateau lasts ~50-100 epochs in this short run: say so (the defaults are fractions of
     # the log's length, tuned for long runs)
-    result = analyze_series(tmp_path, jobs=2, input=(0.0, 0.0, 0.0), drive=inputs.numpy(),
-                            drop={"min_plateau": 50, "window": 100})
+    result = analyze_series(tmp_path, input=(0.0, 0.0, 0.0), drive=inputs.numpy(),
+                            drop={"min_plateau": 50, "window": 100}, run=dict(jobs=2))
     assert result.failed == ()
     assert result.drop is not None, "the loss curve should show a plateau and an abrupt drop"
     stable = {r.epoch: r.fixed_points.counts()["stable"] for r in result.results}
@@ -70,7 +70,7 @@ def test_rank_one_stuck_run_becomes_bistable(tmp_path):
     train("delayed_activation", "rank_one_rnn", tmp_path, epochs=6000, lr=0.02, optimizer="sgd",
           seed=40, save_every=50)
     series = _subset(tmp_path, lambda e: e % 500 == 0 or 4500 <= e <= 5600)
-    result = analyze_series(series, log=tmp_path / "train_log.csv", jobs=2)
+    result = analyze_series(series, log=tmp_path / "train_log.csv", run=dict(jobs=2))
     assert result.failed == ()
     assert result.drop is None                         # stuck: no abrupt learning
     assert result.loss.loss[-1] == pytest.approx(1.0, abs=1e-6)
@@ -101,7 +101,7 @@ def test_rank_one_learning_run_drop_and_ghost(tmp_path):
     train("delayed_activation", "rank_one_rnn", tmp_path, epochs=36000, lr=0.003,
           optimizer="sgd", seed=40, save_every=100)
     series = _subset(tmp_path, lambda e: e % 2000 == 0 or 32000 <= e <= 36000)
-    result = analyze_series(series, log=tmp_path / "train_log.csv", jobs=2)
+    result = analyze_series(series, log=tmp_path / "train_log.csv", run=dict(jobs=2))
     assert result.failed == ()
     assert result.drop is not None and 33000 <= result.drop_epoch <= 34500
     model = series[len(series) - 1].model
@@ -130,8 +130,8 @@ def _report_ghost_events(result, run_dir):
     # the ghost paper calls a point slow when ‖tanh(Wr + b) − r‖² < 0.1, i.e. q < 0.0125 here:
     # let the finder keep slow points up to that level and use them as the ghosts
     loose = analyze_series(_subset(run_dir, lambda e: 32000 <= e <= 36000 and e % 100 == 0),
-                           log=run_dir / "train_log.csv", jobs=2, ghosts=False,
-                           finder={"slow_tol": 0.1})
+                           log=run_dir / "train_log.csv", ghosts=False,
+                           finder={"slow_tol": 0.1}, run=dict(jobs=2))
     appeared = [e for e in loose.events if e.kind in ("ghost_appeared", "saddle_node")]
     assert appeared, [e.summary() for e in loose.events]
     first = min(appeared, key=lambda e: e.epoch)

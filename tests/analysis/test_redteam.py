@@ -253,7 +253,8 @@ def test_the_api_records_a_checkpoint_that_does_not_fit(ckpts, monkeypatch):
     result = analyze_series(ckpts, n_initial=16, ghosts=False, topology=False)
     assert len(result.results) == 0 and len(result.failed) == 4
     assert all("TooLarge" in f.reason and "max_states" in f.reason for f in result.failed)
-    result = analyze_series(ckpts, n_initial=16, ghosts=False, topology=False, max_states=12)
+    result = analyze_series(ckpts, n_initial=16, ghosts=False, topology=False,
+                            run=dict(max_states=12))
     assert len(result.results) == 4
 
 
@@ -263,7 +264,7 @@ def _synthetic(out, **options):
     from fixedpoints import systems
 
     series = [(e, systems.tanh_map(2.0, b)) for e, b in enumerate([0.40, 0.46, 0.52])]
-    return analyze_series(series, out=out, n_initial=32, **options)
+    return analyze_series(series, n_initial=32, **options, run=dict(out=out))
 
 
 def test_an_edited_epoch_file_imports_nothing(tmp_path, caplog):
@@ -315,7 +316,7 @@ def test_a_run_with_other_settings_retires_the_old_summary_first(tmp_path):
     assert (out / "summary.json").is_file()
     series = [(0, systems.tanh_map(2.0, 0.40)), (1, "not a model")]
     with pytest.raises(CheckpointError, match="not a model"):
-        analyze_series(series, out=out, n_initial=48, strict=True)  # stops after epoch 0
+        analyze_series(series, n_initial=48, run=dict(out=out, strict=True))  # stops after epoch 0
     assert not (out / "summary.json").exists() and not (out / "events.csv").exists()
     from analysis import SeriesAnalysis
     with pytest.raises(FileNotFoundError, match="stopped before the end; re-run"):
@@ -351,7 +352,7 @@ def test_an_over_long_epoch_fails_that_file_only(ckpts, tmp_path):
     shutil.copytree(ckpts, run)
     _save_leaky(run / f"model_epoch{'9' * 240}.pt", 7)
     out = tmp_path / "o"
-    result = analyze_series(run, out=out, n_initial=16)
+    result = analyze_series(run, n_initial=16, run=dict(out=out))
     assert [r.epoch for r in result.results] == [0, 5, 10, 15]
     (failed,) = result.failed
     assert "240 digits" in failed.reason and "rename" in failed.reason

@@ -147,7 +147,7 @@ def test_events_agree_over_three_finder_seeds_on_trained_runs(run, tmp_path):
     directory = bench.train_run(run, tmp_path)
     keys = []
     for seed in (0, 1, 2):
-        result = analyze_series(directory, jobs=2, seed=seed)
+        result = analyze_series(directory, seed=seed, run=dict(jobs=2))
         keys.append([(e.kind, e.epoch_before, e.epoch_after) for e in result.events])
     pairwise, strict = bench.agreement(keys)
     assert pairwise >= 0.95 and strict >= 0.95, (pairwise, strict, keys)

@@ -48,7 +48,7 @@ def _check_out(out, epochs, losses):
 def _resumes(out, epochs):
     from analysis import analyze_series
 
-    again = analyze_series(out / "checkpoints", out=out, **OPTIONS)
+    again = analyze_series(out / "checkpoints", **OPTIONS, run=dict(out=out))
     assert again.epochs == epochs
     assert again.options["reused_epochs"] == len(epochs)  # nothing recomputed
 
