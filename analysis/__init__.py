@@ -28,6 +28,11 @@ _EXPORTS = {
     "Topology": "topology", "Signature": "topology", "build_topology": "topology",
     "same_topology": "topology", "cycle_events": "events",
     "bifurcation_diagram": "bifurcation", "BifurcationDiagram": "bifurcation",
+    # several named inputs, and the fixed points of every checkpoint along an input path
+    "analyze_conditions": "conditions", "ConditionsAnalysis": "conditions",
+    "ConditionEvent": "conditions", "read_conditions": "conditions",
+    "write_conditions_report": "conditions", "analyze_input_path": "input_path",
+    "InputPathAnalysis": "input_path", "attach_input_path": "input_path",
     "mechanism_of": "mechanism", "MECHANISMS": "mechanism",
     "Matching": "matching", "Track": "matching", "match_points": "matching",
     "build_tracks": "matching", "state_spread": "matching",

@@ -312,17 +312,20 @@ def _read_meta(stem: Path) -> Optional[Dict[str, Any]]:
         return None
 
 
-def events_csv(events: Sequence[RestructuringEvent]) -> str:
-    """The events as CSV text (columns :data:`EVENT_COLUMNS`; ``detail`` as JSON)."""
+def events_csv(events: Sequence[RestructuringEvent],
+               conditions: Optional[Sequence[str]] = None) -> str:
+    """The events as CSV text (columns :data:`EVENT_COLUMNS`; ``detail`` as JSON), with a
+    leading ``condition`` column when ``conditions`` (one name per event) is given."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(EVENT_COLUMNS)
-    for e in events:
-        writer.writerow([e.epoch_before, e.epoch_after, e.kind, f"{e.epoch:g}",
-                         "" if e.alpha is None else f"{e.alpha:.6g}",
-                         "" if e.lead_time is None else f"{e.lead_time:g}",
-                         " ".join(e.points),
-                         json_text(e.detail, indent=None, sort_keys=True)])
+    writer.writerow((("condition",) if conditions is not None else ()) + EVENT_COLUMNS)
+    for k, e in enumerate(events):
+        lead = [conditions[k]] if conditions is not None else []
+        writer.writerow(lead + [e.epoch_before, e.epoch_after, e.kind, f"{e.epoch:g}",
+                                "" if e.alpha is None else f"{e.alpha:.6g}",
+                                "" if e.lead_time is None else f"{e.lead_time:g}",
+                                " ".join(e.points),
+                                json_text(e.detail, indent=None, sort_keys=True)])
     return buffer.getvalue()
 
 
@@ -527,6 +530,10 @@ def analyze_series(path_or_series: Any, model: Any = None, *,
     import time
 
     started = time.perf_counter()
+    if "inputs" in options:
+        raise ValueError("inputs= (several named input conditions) is analyzed by "
+                         "analysis.analyze_conditions(source, inputs, ...), one analyze_series "
+                         "per condition; pass input=(...) here for one constant input")
     misplaced = sorted(set(options) & set(RUN_OPTION_NAMES))
     if misplaced:
         name = misplaced[0]

@@ -51,6 +51,27 @@ class BifurcationDiagram:
         return {**self.continuation.to_dict(), "axis": self.axis.tolist(),
                 "xlabel": self.xlabel}
 
+    def save(self, out: Union[str, Path], stem: str = "bifurcation",
+             title: Optional[str] = None, extra: Optional[Dict[str, Any]] = None) -> Path:
+        """Write ``out/<stem>.json`` (:meth:`to_dict`, plus ``extra``) and ``out/<stem>.png``.
+
+        Returns
+        -------
+        Path
+            The PNG written.
+        """
+        from fixedpoints.serialization import json_text, write_text
+
+        from .plotting import close_figure, save_figure
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / f"{stem}.json", json_text({**self.to_dict(), **(extra or {})}))
+        fig = self.plot(title=title)["ax"].figure
+        png = out / f"{stem}.png"
+        save_figure(fig, png)
+        close_figure(fig)
+        return png
+
     def plot(self, ax=None, title: Optional[str] = None):
         """Draw it with :func:`analysis.plotting.plot_bifurcation_diagram`."""
         from .plotting import plot_bifurcation_diagram
@@ -62,7 +83,7 @@ class BifurcationDiagram:
 
 
 def bifurcation_diagram(model, path: str, *, settings=None, out: Optional[Union[str, Path]] = None,
-                        time: Optional[str] = None) -> BifurcationDiagram:
+                        time: Optional[str] = None, device: str = "cpu") -> BifurcationDiagram:
     """Continue a model's fixed points along the input path ``"A:B:n"``.
 
     Parameters
@@ -75,6 +96,7 @@ def bifurcation_diagram(model, path: str, *, settings=None, out: Optional[Union[
     out : str or Path, optional
         Write ``bifurcation.json`` and ``bifurcation.png`` there.
     time : {"discrete", "continuous"}, optional
+    device : str, default "cpu"
 
     Returns
     -------
@@ -87,7 +109,7 @@ def bifurcation_diagram(model, path: str, *, settings=None, out: Optional[Union[
     from .epoch import EpochSettings, initial_states_for
     from .sources import as_dynamics
 
-    probe = as_dynamics(model, time=time)
+    probe = as_dynamics(model, time=time, device=device)
     a, b, n = parse_input_path(path, probe.n_inputs)
     dyn = probe.with_input(a)
     settings = settings or EpochSettings()
@@ -109,12 +131,5 @@ def bifurcation_diagram(model, path: str, *, settings=None, out: Optional[Union[
     xlabel = "input" if len(a) == 1 else "s (input path A → B)"
     diagram = BifurcationDiagram(continuation=cont, axis=axis, origin=origin, xlabel=xlabel)
     if out is not None:
-        from .plotting import close_figure, save_figure
-        from fixedpoints.serialization import json_text, write_text
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "bifurcation.json", json_text(diagram.to_dict()))
-        fig = diagram.plot(title=f"fixed points along {path}")["ax"].figure
-        save_figure(fig, out / "bifurcation.png")
-        close_figure(fig)
+        diagram.save(out, title=f"fixed points along {path}")
     return diagram

@@ -201,7 +201,9 @@ def _add_system(p: argparse.ArgumentParser) -> None:
                             "(default: zeros)")
     group.add_argument("--inputs", metavar="FILE",
                        help="the constant input read from a file (.npy, .json, .csv, .txt) "
-                            "holding one vector")
+                            "holding one vector; for analyze, a JSON object such as "
+                            "'{\"delay\": [0], \"cue+\": [1]}' names several input conditions, "
+                            "each analyzed into OUT/conditions/NAME")
     p.add_argument("--drive", metavar="FILE",
                    help="task-like input sequences (T, n_inputs) or (b, T, n_inputs) that drive "
                         "the trajectories the search starts from (.npy, .npz, .json, .csv)")
@@ -235,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="analyze every checkpoint of a directory",
                        description="Analyze every checkpoint of DIR and write summary.json, "
                                    "events.csv, epochs/, portraits/, timeline.png, "
-                                   "portraits.gif and report.html to OUT.")
+                                   "portraits.gif and report.html to OUT (with --inputs FILE "
+                                   "naming several conditions: one such directory per "
+                                   "condition in OUT/conditions/, and an index).")
     p.add_argument("dir", metavar="DIR", help="directory of checkpoints")
     p.add_argument("--out", "-o", required=True, metavar="OUT", help="output directory")
     _add_model(p)
@@ -263,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "else PCA across all epochs)")
     p.add_argument("--no-report", action="store_true",
                    help="write the data files only (no portraits, timeline, GIF or HTML)")
+    p.add_argument("--input-path", metavar="A:B:n",
+                   help="also continue every checkpoint's fixed points along the straight input "
+                        "path from A to B (comma-separated vectors; at least n steps): folds and "
+                        "Hopf points per epoch in summary.json and the report, diagrams in "
+                        "OUT/bifurcation/ (write --input-path=-1:1:40 when A is negative)")
     _add_common(p)
     p.set_defaults(func=_cmd_analyze)
 
@@ -411,6 +420,10 @@ def _settings_options(args) -> Dict[str, Any]:
     options: Dict[str, Any] = {}
     if getattr(args, "input", None):
         options["input"] = _parse_floats(args.input, "--input")
+    if getattr(args, "inputs", None) and _names_conditions(args.inputs):
+        raise UsageError(f"{args.inputs}: names several input conditions, but `{PROG} "
+                         f"{args.command}` analyzes one input; pass one with --input VALUES, or "
+                         f"use `{PROG} analyze DIR --inputs {args.inputs}`")
     if getattr(args, "inputs", None):
         vector = _load_array(args.inputs, "--inputs")
         if vector.ndim > 2 or (vector.ndim == 2 and min(vector.shape) != 1):
@@ -437,6 +450,29 @@ def _settings_options(args) -> Dict[str, Any]:
         options["ghosts"] = {"min_strength": args.min_ghost_strength}
     _epoch_settings(options)  # bad values are bad usage (exit 2), named by their flags
     return options
+
+
+def _names_conditions(path: str) -> bool:
+    """Whether an --inputs file is a JSON object (named input conditions), not one vector."""
+    p = Path(path)
+    if p.suffix.lower() != ".json" or not p.is_file():
+        return False
+    try:
+        with open(p, encoding="utf-8", errors="replace") as handle:
+            return handle.read(4096).lstrip().startswith("{")
+    except OSError:
+        return False
+
+
+def _read_conditions(args) -> Optional[Dict[str, Tuple[float, ...]]]:
+    """The named conditions of --inputs FILE (a JSON object), or None for one input."""
+    if not getattr(args, "inputs", None) or not _names_conditions(args.inputs):
+        return None
+    from .conditions import read_conditions
+    try:
+        return read_conditions(args.inputs)
+    except ValueError as error:
+        raise UsageError(_one_line(error)) from None
 
 
 def _check_model_args(args) -> None:
@@ -501,9 +537,10 @@ def _epoch_settings(settings: Dict[str, Any]):
         raise UsageError(_one_line(error)) from None
 
 
-def _preflight(series, settings: Dict[str, Any], args=None) -> None:
+def _preflight(series, settings: Dict[str, Any], args=None, conditions=None) -> None:
     """Load the first checkpoints and bind the input, the drive and the time form, so that
-    options that cannot fit the model fail once, now, instead of once per epoch."""
+    options that cannot fit the model fail once, now, instead of once per epoch (with
+    ``conditions``, each condition's input; with ``args.input_path``, the path)."""
     from checkpoints import CheckpointError
 
     from .sources import as_dynamics
@@ -515,6 +552,25 @@ def _preflight(series, settings: Dict[str, Any], args=None) -> None:
         except CheckpointError as error:
             errors.append(error)
             continue
+        if conditions or getattr(args, "input_path", None):
+            try:
+                n_inputs = as_dynamics(checkpoint.model, time=settings.get("time")).n_inputs
+            except ValueError as error:
+                raise UsageError(f"{checkpoint.path}: {_one_line(error)} (check --time)") \
+                    from None
+            if conditions:
+                from .conditions import check_conditions
+                try:
+                    check_conditions(conditions, n_inputs, args.inputs)
+                except ValueError as error:
+                    raise UsageError(_one_line(error)) from None
+                settings = {**settings, "input": next(iter(conditions.values()))}
+            if getattr(args, "input_path", None):
+                from fixedpoints.continuation import parse_input_path
+                try:
+                    parse_input_path(args.input_path, n_inputs)
+                except ValueError as error:
+                    raise UsageError(f"--input-path: {_one_line(error)}") from None
         try:
             dynamics = as_dynamics(checkpoint.model, input=settings.get("input"),
                                    time=settings.get("time"))
@@ -666,14 +722,19 @@ def _cmd_analyze(args) -> int:
     from .portraits import PortraitOptions
     from .report import write_report
 
+    conditions = _read_conditions(args)
+    inputs_file = args.inputs
+    if conditions is not None:
+        args.inputs = None  # not one input: each condition sets it
     settings = _settings_options(args)
+    args.inputs = inputs_file
     _check_device(args.device)
     _check_model_args(args)
     if args.scheduler and args.jobs not in (1, -1):
         logger.info("--scheduler given: --jobs %s is ignored (the cluster decides)", args.jobs)
     series = _select(_open_series(args.dir, args), args.epochs, args.every)
     _check_log(args)
-    _preflight(series, settings, args)
+    _preflight(series, settings, args, conditions)
     out = _prepare_out(args.out, getattr(args, "resources", None))
     progress = _progress(args)
     started = time.perf_counter()
@@ -682,24 +743,42 @@ def _cmd_analyze(args) -> int:
                      progress=progress, strict=args.strict, out=out, force=args.force,
                      log_column=args.log_column, log_offset=args.log_offset,
                      localize=args.localize, max_states=args.max_states)
+    title = f"ghostscope: {Path(args.dir).name or args.dir}"
+    report_options = dict(models=series, jobs=args.jobs, scheduler=args.scheduler,
+                          progress=progress, force=args.force, device=args.device,
+                          options=PortraitOptions.make(projection=args.projection), title=title,
+                          source=str(Path(args.dir).resolve()))
+    from .conditions import CONDITIONS_FILE
+    if conditions is None and (out / CONDITIONS_FILE).is_file():
+        raise UsageError(f"{out}: holds an analysis at several input conditions "
+                         f"({CONDITIONS_FILE}); re-run it with --inputs FILE, or pass another "
+                         f"--out for one input")
+    if conditions is not None:
+        if (out / "summary.json").is_file():
+            raise UsageError(f"{out}: holds an analysis at one input (summary.json); pass "
+                             f"another --out for the conditions, or remove that analysis")
+        return _analyze_conditions(args, series, conditions, settings, run, report_options,
+                                   started)
     analysis = analyze_series(series, run=run, log=args.log, **settings)
     reused = analysis.options.get("reused_epochs", 0)
     if not analysis.results:
-        first = analysis.failed[0] if analysis.failed else None
-        reason = "nothing was analyzed" if first is None else (
-            first.reason if first.source in first.reason else f"{first.source}: {first.reason}")
-        raise _Failure(f"no checkpoint could be analyzed; first failure: {reason}")
+        raise _Failure(_nothing_analyzed(analysis))
+    along = None
+    if args.input_path:
+        from .input_path import analyze_input_path, attach_input_path
+        along = analyze_input_path(series, args.input_path,
+                                   run=RunOptions.make(run, out=out / "bifurcation"),
+                                   **settings)
+        analysis = attach_input_path(analysis, along)
+        analysis.to_dir(out)
     report = None
     if not args.no_report:
-        report = write_report(analysis, out, models=series, jobs=args.jobs,
-                              scheduler=args.scheduler, progress=progress, force=args.force,
-                              device=args.device,
-                              options=PortraitOptions.make(projection=args.projection),
-                              title=f"ghostscope: {Path(args.dir).name or args.dir}",
-                              source=str(Path(args.dir).resolve()))
+        report = write_report(analysis, out, **report_options)
     seconds = time.perf_counter() - started
-    lines = [_analysis_summary(analysis, reused, seconds),
-             f"results: {out}{os.sep}summary.json, events.csv, epochs{os.sep}"]
+    lines = [_analysis_summary(analysis, reused, seconds)]
+    if along is not None:
+        lines.append(f"along {args.input_path}: {along.text()}")
+    lines.append(f"results: {out}{os.sep}summary.json, events.csv, epochs{os.sep}")
     if report is not None:
         lines.append(f"report: {report}")
     for line in lines:
@@ -708,6 +787,43 @@ def _cmd_analyze(args) -> int:
         from .reuse import record_run
         record_run(_rerun_options(args), args.dir, out, "\n".join(lines).split("\n"),
                    len(analysis.results))
+    return 0
+
+
+def _nothing_analyzed(analysis) -> str:
+    first = analysis.failed[0] if analysis.failed else None
+    reason = "nothing was analyzed" if first is None else (
+        first.reason if first.source in first.reason else f"{first.source}: {first.reason}")
+    return f"no checkpoint could be analyzed; first failure: {reason}"
+
+
+def _analyze_conditions(args, series, conditions, settings, run, report_options,
+                        started) -> int:
+    """``analyze --inputs FILE`` with named conditions: one analysis per condition."""
+    from .conditions import analyze_conditions, write_conditions_report
+
+    out = run.out
+    result = analyze_conditions(series, conditions, run=run, log=args.log,
+                                input_path=args.input_path, **settings)
+    if not any(a.results for a in result.conditions.values()):
+        raise _Failure(_nothing_analyzed(next(iter(result.conditions.values()))))
+    report = None
+    if not args.no_report:
+        report = write_conditions_report(result, out, **report_options)
+    seconds = time.perf_counter() - started
+    for name, analysis in result.conditions.items():
+        if not analysis.results:
+            _say(args, f"[{name}] {_nothing_analyzed(analysis)}")
+            continue
+        text = _analysis_summary(analysis, analysis.options.get("reused_epochs", 0),
+                                 analysis.options.get("seconds", 0.0))
+        _say(args, "\n".join(f"[{name}] {line}" for line in text.splitlines()))
+    if result.input_path is not None:
+        _say(args, f"along {args.input_path}: {result.input_path.text()}")
+    _say(args, f"{len(result)} conditions in {seconds:.1f} s; results: {out}{os.sep}"
+               f"conditions.json, events.csv, conditions{os.sep}NAME{os.sep}")
+    if report is not None:
+        _say(args, f"report: {report}")
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import IO, Any, Mapping, Optional, Sequence, Tuple, Union
 
 from fixedpoints.serialization import atomic_write, json_text
 
-__all__ = ["write_html", "format_number", "html_key"]
+__all__ = ["write_html", "write_index_html", "format_number", "html_key"]
 
 #: The second line of a page written with a key: ``<!-- ghostscope-key: KEY -->``.
 _KEY_PREFIX = "<!-- ghostscope-key: "
@@ -232,5 +232,82 @@ def write_html(path: Union[str, os.PathLike], *, title: str, subtitle: str,
             out.write("</pre></section>\n</main>\n<footer>Written by ghostscope. Everything is "
                       "embedded in this one file.</footer>\n")
             out.write(f"<script>{_JS}</script>\n</body>\n</html>\n")
+
+    return atomic_write(path, write)
+
+
+def write_index_html(path: Union[str, os.PathLike], *, title: str, subtitle: str,
+                     facts: Sequence[Tuple[str, str]], conditions: Sequence[Mapping[str, Any]],
+                     events: Sequence[Mapping[str, Any]], input_path: Optional[str] = None,
+                     path_rows: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Write the index ``report.html`` of a run at several input conditions.
+
+    Parameters
+    ----------
+    conditions : sequence of dicts with name, input (text), href (the condition's report,
+        relative), timeline (png path or None), epochs, events, failed
+    events : sequence of dicts with condition, epoch_before, epoch_after, kind, lead_time and
+        ``sentence``
+    input_path : str, optional
+        The ``A:B:n`` path, when the fixed points were continued along one.
+    path_rows : sequence of dicts with epoch, text (its folds and Hopf points) and href (the
+        diagram, relative, or None)
+    """
+    esc = html.escape
+
+    def write(handle: IO[bytes]) -> None:
+        with io.TextIOWrapper(handle, encoding="utf-8") as out:
+            out.write("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+                      f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n")
+            out.write(f"<header><h1>{esc(title)}</h1><p class=\"sub\">{esc(subtitle)}</p>\n"
+                      "<ul class=\"facts\">")
+            for name, value in facts:
+                out.write(f"<li><b>{esc(value)}</b>{esc(name)}</li>")
+            out.write("</ul></header>\n<main>\n<section id=\"conditions\"><h2>Input conditions"
+                      "</h2>\n<table><thead><tr><th>condition</th><th>input</th><th>epochs</th>"
+                      "<th>events</th><th>failed</th></tr></thead><tbody>\n")
+            for c in conditions:
+                out.write(f"<tr><td><a href=\"{esc(str(c['href']))}\">{esc(str(c['name']))}</a>"
+                          f"</td><td><code>{esc(str(c['input']))}</code></td>"
+                          f"<td class=\"num\">{int(c['epochs'])}</td>"
+                          f"<td class=\"num\">{int(c['events'])}</td>"
+                          f"<td class=\"num\">{int(c['failed'])}</td></tr>\n")
+            out.write("</tbody></table>\n<p class=\"sub\">Each condition's report (portraits, "
+                      "timeline, events) is linked by its name.</p>\n")
+            for c in conditions:
+                timeline = c.get("timeline")
+                if timeline is not None and Path(timeline).is_file():
+                    out.write(f"<h3>{esc(str(c['name']))}</h3><img class=\"timeline\" "
+                              f"alt=\"timeline of condition {esc(str(c['name']))}\" "
+                              f"src=\"{_data_url(Path(timeline))}\">\n")
+            out.write("</section>\n<section id=\"events\"><h2>Restructuring events</h2>\n")
+            if events:
+                out.write("<table><thead><tr><th>condition</th><th>between</th><th>what "
+                          "happened</th><th>kind</th><th>lead time</th></tr></thead><tbody>\n")
+                for e in events:
+                    sentence = e.get("sentence") or json_text(e.get("detail", {}), indent=None)
+                    out.write(f"<tr><td>{esc(str(e['condition']))}</td>"
+                              f"<td>{int(e['epoch_before'])} → {int(e['epoch_after'])}</td>"
+                              f"<td>{esc(sentence)}</td><td>{esc(str(e['kind']))}</td>"
+                              f"<td class=\"num\">{esc(format_number(e.get('lead_time')))}"
+                              f"</td></tr>\n")
+                out.write("</tbody></table>\n<p class=\"sub\">All events, with their condition, "
+                          "are in events.csv and events.json.</p>\n")
+            else:
+                out.write("<p class=\"empty\">No restructuring event at any condition.</p>\n")
+            out.write("</section>\n")
+            if input_path is not None:
+                out.write(f"<section id=\"input-path\"><h2>Along the input path "
+                          f"<code>{esc(input_path)}</code></h2>\n<table><thead><tr><th>epoch"
+                          "</th><th>folds and Hopf points</th><th>diagram</th></tr></thead>"
+                          "<tbody>\n")
+                for r in path_rows:
+                    link = "–" if r.get("href") is None else \
+                        f"<a href=\"{esc(str(r['href']))}\">png</a>"
+                    out.write(f"<tr><td class=\"num\">{int(r['epoch'])}</td>"
+                              f"<td>{esc(str(r['text']))}</td><td>{link}</td></tr>\n")
+                out.write("</tbody></table></section>\n")
+            out.write("</main>\n<footer>Written by ghostscope.</footer>\n</body>\n</html>\n")
 
     return atomic_write(path, write)

@@ -280,13 +280,17 @@ def writing(path: Union[str, os.PathLike]) -> Iterator[None]:
 
 
 def locks_out(func):
-    """Decorator: while ``func(..., out=OUT)`` runs, hold :class:`OutLock` on OUT and first
-    remove the temporaries that dead processes left there (``out=None``: nothing to do)."""
+    """Decorator: while ``func(..., out=OUT)`` or ``func(..., run=RunOptions(out=OUT))`` (or
+    ``run={"out": OUT}``) runs, hold :class:`OutLock` on OUT and first remove the temporaries
+    that dead processes left there (no OUT: nothing to do)."""
     import functools
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any):
         out = kwargs.get("out")
+        if out is None:
+            run = kwargs.get("run")
+            out = run.get("out") if isinstance(run, dict) else getattr(run, "out", None)
         if out is None:
             return func(*args, **kwargs)
         with OutLock(out):

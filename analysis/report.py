@@ -273,12 +273,17 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
              ("at the last epoch", counts_text(results[-1].counts()) if results else "–"),
              ("fixed points at the last epoch",
               results[-1].fixed_points.certification_text() if results else "–")]
+    along = analysis.options.get("input_path")  # analysis.input_path.attach_input_path
+    if along:
+        facts.append((f"folds / Hopf along {along['path']}",
+                      f"{along['n_folds']} / {along['n_hopf']}"))
     details = {"settings": settings.to_dict(),
                "portraits": options.to_dict(),
                "projection": None if projection is None else {
                    "kind": projection.kind, "labels": list(projection.labels),
                    "explained_variance_ratio": projection.to_dict()["explained_variance_ratio"]},
                "portrait_problems": {str(epochs[i]): m for i, m in sorted(failures.items())},
+               **({"input_path": along} if along else {}),
                "versions": library_versions()}
     span = f"epochs {epochs[0]}–{epochs[-1]}" if epochs else "no epochs"
     page: Dict[str, Any] = dict(title=title or "ghostscope report",
