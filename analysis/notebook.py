@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -31,9 +32,14 @@ def _portrait_tag(result: EpochAnalysis, model: Any, settings: Any) -> str:
     from .portraits import single_portrait
     from .sources import sources_by_epoch
 
-    source = None if model is None else sources_by_epoch({int(result.epoch): model},
-                                                         [int(result.epoch)]).get(
-        int(result.epoch))
+    from .sources import ModelSource
+
+    if isinstance(model, (str, os.PathLike)):  # a checkpoint file
+        source: Any = ModelSource(path=os.fspath(model))
+    else:
+        source = None if model is None else sources_by_epoch({int(result.epoch): model},
+                                                             [int(result.epoch)]).get(
+            int(result.epoch))
     kwargs = {} if settings is None else {"input": settings.input, "drive": settings.drive,
                                           "time": settings.time}
     with tempfile.TemporaryDirectory(prefix="ghostscope-portrait-") as tmp:

@@ -80,6 +80,20 @@ def test_epoch_view_has_summary_portrait_and_both_tables(series):
     assert "http://" not in text and "https://" not in text  # nothing fetched
 
 
+
+def test_epoch_view_reads_the_model_from_a_checkpoint_path(tmp_path):
+    from analysis import analyze_checkpoint
+    from analysis.notebook import epoch_html
+    from checkpoints.train import train
+
+    train("delayed_activation", "rank_one_rnn", tmp_path, epochs=1, lr=0.01, optimizer="sgd",
+          n_states=8)
+    path = tmp_path / "model_epoch1.pt"
+    result = analyze_checkpoint(str(path), n_initial=16)
+    for model in (path, str(path)):   # a Path and a str: both read as the checkpoint file
+        text = epoch_html(result, model)
+        assert "No portrait" not in text and '<img class="gs-portrait"' in text
+
 def test_series_view_is_the_report_in_an_isolated_frame(series, tmp_path):
     from analysis.notebook import series_html
 
