@@ -3,7 +3,8 @@
 Each notebook is written from the cells below, executed with nbclient in a fresh kernel (the
 repository first on ``sys.path``) and saved with its outputs. ``tests/test_notebooks.py``
 (``slow``) executes it again and compares the printed lines. ``python examples/build_notebooks.py
-NAME ...`` rebuilds only the notebooks named (keys of :data:`NOTEBOOKS`).
+NAME ...`` rebuilds only the notebooks named (keys of :data:`NOTEBOOKS`); ``--markdown``
+rewrites only their text cells, keeping the executed code cells (refused if code changed).
 """
 from __future__ import annotations
 
@@ -668,6 +669,7 @@ NOTEBOOKS = {"ghost_toy_model": TOY, "ghost_rank_one_runs": RANK_ONE,
 
 
 def build(name: str, cells, timeout: int = 1200) -> Path:
+    """Write ``examples/{name}.ipynb`` from ``cells`` and execute it in a fresh kernel."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md"
                 else nbformat.v4.new_code_cell(src) for kind, src in cells]
@@ -680,11 +682,43 @@ def build(name: str, cells, timeout: int = 1200) -> Path:
     return path
 
 
+def differences(name: str, cells) -> list:
+    """How the saved ``examples/{name}.ipynb`` differs from ``cells``: one line per cell whose
+    kind or source is not the builder's (empty when it is what ``build`` wrote)."""
+    saved = nbformat.read(HERE / f"{name}.ipynb", as_version=4).cells
+    out = [f"{name}: {len(saved)} cells saved, {len(cells)} in the builder"] \
+        if len(saved) != len(cells) else []
+    for k, (cell, (kind, src)) in enumerate(zip(saved, cells)):
+        if cell.cell_type != {"md": "markdown", "code": "code"}[kind] or cell.source != src:
+            out.append(f"{name}: cell {k} ({kind}) differs")
+    return out
+
+
+def sync_markdown(name: str, cells) -> Path:
+    """Rewrite only the markdown cells of a saved notebook (its code and outputs unchanged)."""
+    path = HERE / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    if len(nb.cells) != len(cells) or code != [src for kind, src in cells if kind == "code"]:
+        raise SystemExit(f"build_notebooks.py: {name}: the code cells changed; rebuild it "
+                         f"(python examples/build_notebooks.py {name})")
+    for cell, (kind, src) in zip(nb.cells, cells):
+        if kind == "md":
+            cell.source = src
+    nbformat.write(nb, path)
+    return path
+
+
 if __name__ == "__main__":
-    names = sys.argv[1:] or list(NOTEBOOKS)
+    args = sys.argv[1:]
+    markdown_only = "--markdown" in args
+    names = [a for a in args if a != "--markdown"] or list(NOTEBOOKS)
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
         sys.exit(f"build_notebooks.py: unknown notebook(s) {unknown}; pass some of "
-                 f"{list(NOTEBOOKS)} (none: all)")
+                 f"{list(NOTEBOOKS)} (none: all), and --markdown to rewrite only the text")
     for name in names:
-        print(build(name, NOTEBOOKS[name]), file=sys.stderr)
+        if markdown_only:
+            print(sync_markdown(name, NOTEBOOKS[name]), file=sys.stderr)
+        else:
+            print(build(name, NOTEBOOKS[name]), file=sys.stderr)
