@@ -216,7 +216,7 @@ one to be found."""),
     print(f"{name}: ghosts found at {sum(g > 0 for g in n_ghosts)} of {len(n_ghosts)} checkpoints")
 bottlenecks = 0
 for name in results:
-    for epoch, found, kinds in kappas[name]:
+    for epoch, found, _ in kappas[name]:
         model = load_checkpoint(runs / name / f"model_epoch{epoch}.pt").model.double()
         with torch.no_grad():
             speed = model.kappa_velocity(grid).abs().numpy()
@@ -250,7 +250,9 @@ display(Image(filename=str(stuck_timeline)))"""),
   ("saddle_node 400-450": stable κ ≈ −3.03, saddle −1.33, stable +4.39;
   SCIENCE.md: −3.9, −1.0, +5.0) with every trial starting at κ0 = −1.69, below the saddle,
   on the wrong side: it settles at −3.03, the output never turns on, the loss stays at 1.000 and
-  the gradient at 8e-8 (exactly zero in the paper's a → ∞ limit): the no-learning zone.
+  the gradient at 8e-8 (exactly zero in the paper's a → ∞ limit): the no-learning zone. On
+  the way (the figure), the loss bounced up and down after its first fall, as on the toy
+  model's V-shaped minimum, until one step jumped across.
 - *ghostscope's fixed points are the closed form's*: the same count as the sign changes of
   dκ/dt on a κ grid at every checkpoint of both runs, at the same κ to 1e-14.
 
@@ -519,8 +521,9 @@ FF_FPF = """def fpf_style(dynamics, states, *, noise=0.5, lr=0.01, max_iters=500
     x = (x0 + noise * torch.randn(x0.shape, generator=gen, dtype=torch.float64)).requires_grad_()
     u = dynamics.input.expand(len(x0), -1)
     opt = torch.optim.Adam([x], lr=lr)
-    previous = None
-    for iteration in range(max_iters):
+    previous, iterations = None, 0
+    while iterations < max_iters:
+        iterations += 1
         q = 0.5 * ((dynamics.fn(x, u) - x) ** 2).sum(dim=1)
         opt.zero_grad()
         q.sum().backward()
@@ -544,7 +547,7 @@ FF_FPF = """def fpf_style(dynamics, states, *, noise=0.5, lr=0.01, max_iters=500
     for point in torch.as_tensor(x):
         jac = torch.autograd.functional.jacobian(lambda s: dynamics.fn(s[None], u1[None])[0], point)
         index.append(int((np.abs(np.linalg.eigvals(jac.numpy())) > 1.0).sum()))
-    return x, q, np.array(index), iteration + 1
+    return x, q, np.array(index), iterations
 
 
 dynamics = fp.from_module(model, input=(0.0, 0.0, 0.0))
@@ -598,7 +601,7 @@ for lam in (0.0, 0.1):
           f"{run.final_loss:.4f}, final signature {a.results[-1].signature}")"""
 
 FF_TCR_PLOT = """fig, ax = plt.subplots(figsize=(7, 3.2))
-for lam, (run, a) in tcr.items():
+for lam, (run, _) in tcr.items():
     ax.semilogy(run.losses, label=f"λ = {lam:g}")
 ax.set_xlabel("epoch")
 ax.set_ylabel("task loss")
