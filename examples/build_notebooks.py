@@ -109,7 +109,8 @@ from checkpoints.train import train
 
 torch.set_num_threads(1)
 plt.rcParams["figure.dpi"] = 72
-runs = Path(tempfile.mkdtemp(prefix="ghostscope-rank-one-"))
+scratch = tempfile.TemporaryDirectory(prefix="ghostscope-rank-one-")  # removed when the kernel ends
+runs = Path(scratch.name)
 cfg = dict(DEMO_TRAINING)
 common = dict(optimizer=cfg["optimizer"], seed=cfg["seed"], n_states=cfg["n_states"],
               confidence=cfg["confidence"], save_every=cfg["save_every"])
@@ -312,7 +313,8 @@ from checkpoints.paper_runs import PAPER_TASKS, PaperTask, train_paper_run
 
 torch.set_num_threads(1)
 plt.rcParams["figure.dpi"] = 72
-root = Path(tempfile.mkdtemp(prefix="ghostscope-rank-two-"))
+scratch = tempfile.TemporaryDirectory(prefix="ghostscope-rank-two-")  # removed when the kernel ends
+root = Path(scratch.name)
 SHORT = {"dcdt": dict(optimizer="adam", lr=3e-3, epochs=700),
          "dmts": dict(optimizer="adam", lr=1e-3, epochs=600)}
 
@@ -342,7 +344,8 @@ def latent_velocity(model, kappa, u=0.0):
 def analyze(name):
     a = analyze_series(root / f"results_{name}" / "seed_0", input=(0.0,),
                        out=root / f"{name}-analysis")
-    print(f"--- {name}: {len(a.results)} checkpoints analyzed; loss from {a.loss.source}")
+    log = Path(a.loss.source).relative_to(root)
+    print(f"--- {name}: {len(a.results)} checkpoints analyzed; loss from {log}")
     for line in describe_restructuring(a.restructuring(), a.drop):
         print(line)
     previous = None
@@ -581,7 +584,8 @@ FF_TCR = """from analysis import analyze_series
 import tempfile
 from pathlib import Path
 
-runs = Path(tempfile.mkdtemp(prefix="ghostscope-tcr-"))
+scratch = tempfile.TemporaryDirectory(prefix="ghostscope-tcr-")  # removed when the kernel ends
+runs = Path(scratch.name)
 STRUCTURAL = ("saddle_node", "pitchfork", "stability_change", "birth", "death",
               "ghost_appeared", "ghost_vanished", "connection_change", "attractor_count")
 tcr = {}
