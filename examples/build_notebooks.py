@@ -661,7 +661,7 @@ run again. The conclusions are at the end."""),
   out by a q threshold; ghostscope's Newton polish ends at q ≈ 1e-26 and labels what it returns.
 - Time (the stderr lines above; seconds vary from run to run and machine to machine): the recipe
   took more than ten times as long as ghostscope in every run of this notebook so far (17 to 28
-  times on a loaded 2-core machine; 28 in the run saved here).
+  times on a loaded 2-core machine).
 - *TCR did not help here*: the restructuring paper says the penalty speeds up learning and lets
   strongly coupled networks learn. In this one seed of 32 units at gain 1.8 the network learns
   without it, and λ = 0.1 is slightly slower ("λ = 0.1: loss below 0.1 from epoch 202" against
