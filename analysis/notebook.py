@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -27,19 +28,24 @@ __all__ = ["epoch_html", "series_html"]
 logger = logging.getLogger(__name__)
 
 
-def _portrait_tag(result: EpochAnalysis, model: Any, settings: Any) -> str:
+def _portrait_tag(result: EpochAnalysis, model: Any, settings: Any, options: Any = None) -> str:
     from .portraits import single_portrait
     from .sources import sources_by_epoch
 
-    source = None if model is None else sources_by_epoch({int(result.epoch): model},
-                                                         [int(result.epoch)]).get(
-        int(result.epoch))
+    from .sources import ModelSource
+
+    if isinstance(model, (str, os.PathLike)):  # a checkpoint file
+        source: Any = ModelSource(path=os.fspath(model))
+    else:
+        source = None if model is None else sources_by_epoch({int(result.epoch): model},
+                                                             [int(result.epoch)]).get(
+            int(result.epoch))
     kwargs = {} if settings is None else {"input": settings.input, "drive": settings.drive,
                                           "time": settings.time}
     with tempfile.TemporaryDirectory(prefix="ghostscope-portrait-") as tmp:
         png = Path(tmp) / "portrait.png"
         try:
-            single_portrait(result, source, png, **kwargs)
+            single_portrait(result, source, png, options=options, **kwargs)
         except (ValueError, RuntimeError) as error:  # e.g. too few points to project
             logger.info("epoch %s: no portrait (%s)", result.epoch, error)
             return (f"<p class=\"gs-sub\">No portrait: {html.escape(str(error))}</p>")
@@ -50,7 +56,7 @@ def _portrait_tag(result: EpochAnalysis, model: Any, settings: Any) -> str:
 
 
 def epoch_html(result: EpochAnalysis, model: Any = None, *, settings: Any = None,
-               portrait: bool = True) -> str:
+               portrait: bool = True, options: Any = None) -> str:
     """HTML of one epoch's analysis: summary, portrait, points and ghosts tables.
 
     Parameters
@@ -63,6 +69,9 @@ def epoch_html(result: EpochAnalysis, model: Any = None, *, settings: Any = None
         The analysis' input, drive and time (defaults otherwise).
     portrait : bool, default True
         Draw the portrait (matplotlib; False for tables only).
+    options : PortraitOptions, optional
+        How the portrait is drawn (``dpi``, ``grid``, ``n_trajectories``, ...; the report's
+        defaults otherwise): ``PortraitOptions(dpi=60)`` keeps a saved notebook small.
     """
     esc = html.escape
     loss = "" if result.loss != result.loss else f" · loss {result.loss:.4g}"
@@ -73,7 +82,7 @@ def epoch_html(result: EpochAnalysis, model: Any = None, *, settings: Any = None
             + (f" · {esc(result.source)}" if result.source else "") + "</p>")
     parts = [head]
     if portrait:
-        parts.append(_portrait_tag(result, model, settings))
+        parts.append(_portrait_tag(result, model, settings, options))
     parts.append(fixed_points_html(result.fixed_points))
     if result.ghosts is not None:
         parts.append(ghosts_html(result.ghosts))

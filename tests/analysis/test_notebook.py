@@ -80,6 +80,32 @@ def test_epoch_view_has_summary_portrait_and_both_tables(series):
     assert "http://" not in text and "https://" not in text  # nothing fetched
 
 
+
+def test_epoch_view_reads_the_model_from_a_checkpoint_path(tmp_path):
+    from analysis import analyze_checkpoint
+    from analysis.notebook import epoch_html
+    from checkpoints.train import train
+
+    train("delayed_activation", "rank_one_rnn", tmp_path, epochs=1, lr=0.01, optimizer="sgd",
+          n_states=8)
+    path = tmp_path / "model_epoch1.pt"
+    result = analyze_checkpoint(str(path), n_initial=16)
+    widths = []
+    for model in (path, str(path)):   # a Path and a str: both read as the checkpoint file
+        text = epoch_html(result, model)
+        assert "No portrait" not in text and '<img class="gs-portrait"' in text
+        widths.append(_png_width(text))
+    from analysis.portraits import PortraitOptions
+
+    small = _png_width(epoch_html(result, path, options=PortraitOptions(dpi=50)))
+    assert widths[0] == widths[1] and small == round(widths[0] / 2)  # default dpi 100
+
+
+def _png_width(text: str) -> int:
+    src = re.search(r'<img class="gs-portrait"[^>]*src="data:image/png;base64,([^"]+)"', text)
+    assert src is not None
+    return int.from_bytes(base64.b64decode(src.group(1))[16:20], "big")  # the IHDR width
+
 def test_series_view_is_the_report_in_an_isolated_frame(series, tmp_path):
     from analysis.notebook import series_html
 
