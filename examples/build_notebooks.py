@@ -98,7 +98,7 @@ import numpy as np
 import torch
 from IPython.display import HTML, Image, display
 
-from analysis import analyze_series
+from analysis import RunOptions, analyze_series
 from analysis.cli import DEMO_TRAINING
 from analysis.notebook import epoch_html
 from analysis.portraits import PortraitOptions
@@ -126,7 +126,7 @@ for name, run in (("learning, lr 0.01", learning), ("stuck, lr 0.03", stuck)):
 below are `analysis.restructuring.describe_restructuring`, what `ghostscope analyze` prints."""),
     ("code", """results = {}
 for name in ("learning", "stuck"):
-    a = analyze_series(runs / name, out=runs / f"{name}-analysis")
+    a = analyze_series(runs / name, run=RunOptions(out=runs / f"{name}-analysis"))
     results[name] = a
     print(f"--- {name} run: {len(a.results)} checkpoints, events:",
           ", ".join(f"{e.kind} {e.epoch_before}-{e.epoch_after}" for e in a.events))
@@ -304,7 +304,7 @@ import numpy as np
 import torch
 from IPython.display import HTML, display
 
-from analysis import analyze_series
+from analysis import RunOptions, analyze_series
 from analysis.notebook import epoch_html
 from analysis.portraits import PortraitOptions
 from analysis.restructuring import describe_restructuring
@@ -343,7 +343,7 @@ def latent_velocity(model, kappa, u=0.0):
 
 def analyze(name):
     a = analyze_series(root / f"results_{name}" / "seed_0", input=(0.0,),
-                       out=root / f"{name}-analysis")
+                       run=RunOptions(out=root / f"{name}-analysis"))
     log = Path(a.loss.source).relative_to(root)
     print(f"--- {name}: {len(a.results)} checkpoints analyzed; loss from {log}")
     for line in describe_restructuring(a.restructuring(), a.drop):
@@ -580,7 +580,7 @@ print("ghostscope's points also found by the FixedPointFinder-style search (with
 extra = int((distance.min(axis=0) >= 1e-3).sum())
 print(f"points with q < 1e-12 found only by the FixedPointFinder-style search: {extra}")"""
 
-FF_TCR = """from analysis import analyze_series
+FF_TCR = """from analysis import RunOptions, analyze_series
 import tempfile
 from pathlib import Path
 
@@ -593,7 +593,8 @@ for lam in (0.0, 0.1):
     out = runs / f"tcr{lam:g}"
     run = train(task, "leaky_rnn", out, epochs=400, lr=0.01, seed=0, n_states=32, batch_size=32,
                 save_every=25, tcr_lambda=lam, model_kwargs={"gain": 1.8})
-    a = analyze_series(out, input=(0.0, 0.0, 0.0), drive=drive, out=out / "analysis")
+    a = analyze_series(out, input=(0.0, 0.0, 0.0), drive=drive,
+                   run=RunOptions(out=out / "analysis"))
     first = a.first_event(*STRUCTURAL)
     eight = [r.epoch for r in a.results if r.counts()["stable"] == 8]
     below = np.flatnonzero(run.losses < 0.1)
