@@ -358,7 +358,8 @@ def series_tracks(results: Sequence[EpochAnalysis], gate: float = 0.5) -> List[T
 
 
 def analyze_epoch_task(source: ModelSource, epoch: int, loss: float, settings: EpochSettings,
-                       device: str, label: str, limits=None) -> EpochAnalysis:
+                       device: str, label: str, limits=None,
+                       warm_from: Optional[EpochAnalysis] = None) -> EpochAnalysis:
     """Analyze one checkpoint (a top-level, picklable function for worker processes / Dask).
 
     Parameters
@@ -373,14 +374,64 @@ def analyze_epoch_task(source: ModelSource, epoch: int, loss: float, settings: E
         Stored with the result as its ``source``.
     limits : analysis.resources.ResourceLimits, optional
         Memory limits checked before the analysis allocates anything.
+    warm_from : EpochAnalysis, optional
+        The previous checkpoint's analysis, to warm-start the search from.
     """
     from .resources import check_cost
 
     model = source.load()
     check_cost(model, settings, limits=limits, source=label, device=device)  # before allocating
     result = analyze_checkpoint(model, epoch=epoch, loss=loss, settings=settings, device=device,
-                                limits=False)
+                                limits=False, warm_from=warm_from)
     return replace(result, source=label)
+
+
+#: Most checkpoints one worker analyzes in a row (one task): each chunk starts cold, the rest
+#: of it warm from the checkpoint before; small enough that progress, the per-epoch files and
+#: the memory of results in flight stay fine-grained.
+CHUNK_SIZE = 16
+
+
+def _chunks(n: int, jobs: int, scheduler: Any, settings: EpochSettings) -> List[List[int]]:
+    """Contiguous runs of task positions ``0..n-1``, one task each.
+
+    Without warm starts every checkpoint is its own task. With them, consecutive checkpoints
+    go to one worker in epoch order, at most :data:`CHUNK_SIZE` and at most ``n / workers`` of
+    them per chunk (so that every worker gets work).
+    """
+    if not settings.warm_start or n == 0:
+        return [[k] for k in range(n)]
+    from .execution import resolve_jobs
+
+    workers = 8 if scheduler is not None else resolve_jobs(jobs)
+    size = max(1, min(CHUNK_SIZE, math.ceil(n / workers)))
+    return [list(range(start, min(n, start + size))) for start in range(0, n, size)]
+
+
+def analyze_chunk_task(tasks: Sequence[tuple]) -> List[Any]:
+    """Analyze consecutive checkpoints in order, each warm-started from the last one that
+    succeeded (top-level, picklable: one task of a worker process or of Dask).
+
+    Parameters
+    ----------
+    tasks : sequence of tuple
+        The argument tuples of :func:`analyze_epoch_task`, in epoch order.
+
+    Returns
+    -------
+    list
+        One :class:`EpochAnalysis` or exception (with its traceback text) per task.
+    """
+    from .execution import _call
+
+    out: List[Any] = []
+    previous: Optional[EpochAnalysis] = None
+    for task in tasks:
+        value = _call(analyze_epoch_task, (*task, previous))
+        if not isinstance(value, BaseException):
+            previous = value
+        out.append(value)
+    return out
 
 
 def _localize_task(source_before: ModelSource, source_after: ModelSource, event, before, after,
@@ -411,7 +462,7 @@ def _localize_task(source_before: ModelSource, source_after: ModelSource, event,
     return localize_event(event, system_at, before=before, after=after, finder_options=changed)
 
 
-def _run(func, args_list, jobs, scheduler, progress, desc):
+def _run(func, args_list, jobs, scheduler, progress, desc, weights=None):
     """run_tasks when analysis.execution is available, else a serial loop."""
     try:
         from .execution import run_tasks
@@ -426,7 +477,7 @@ def _run(func, args_list, jobs, scheduler, progress, desc):
                     yield k, error
         return serial()
     return run_tasks(func, args_list, jobs=jobs, scheduler=scheduler, progress=progress,
-                     desc=desc)
+                     desc=desc, weights=weights)
 
 
 def _picklable(items: Sequence[SeriesItem], interpolate) -> bool:
@@ -606,19 +657,27 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
                             free=None if scheduler is not None else available_memory(device))
     args = [(item.source, item.epoch, loss_at(item.epoch), settings, device, item.label,
              limits) for item in todo]
-    for k, value in _run(analyze_epoch_task, args, jobs, scheduler, progress,
-                         desc="analyzing checkpoints"):
-        item = todo[k]
-        if isinstance(value, BaseException):
-            if strict:
-                raise value
-            reason = f"{type(value).__name__}: {value}"
-            failed.append(FailedEpoch(item.epoch, item.label, reason))
-            logger.debug("epoch %s (%s) failed: %s", item.epoch, item.label, reason)
-            continue
-        results[item.epoch] = value
-        if out_dir is not None:
-            value.save(out_dir / "epochs" / epoch_file_stem(item.epoch))
+    chunks = _chunks(len(todo), jobs, scheduler, settings)
+    chunk_args = [([args[k] for k in chunk],) for chunk in chunks]
+    warm_count = 0
+    for c, chunk_values in _run(analyze_chunk_task, chunk_args, jobs, scheduler, progress,
+                                desc="analyzing checkpoints",
+                                weights=[len(chunk) for chunk in chunks]):
+        if isinstance(chunk_values, BaseException):  # the whole chunk failed (a worker died)
+            chunk_values = [chunk_values] * len(chunks[c])
+        for k, value in zip(chunks[c], chunk_values):
+            item = todo[k]
+            if isinstance(value, BaseException):
+                if strict:
+                    raise value
+                reason = f"{type(value).__name__}: {value}"
+                failed.append(FailedEpoch(item.epoch, item.label, reason))
+                logger.debug("epoch %s (%s) failed: %s", item.epoch, item.label, reason)
+                continue
+            results[item.epoch] = value
+            warm_count += "warm_start" in value.info
+            if out_dir is not None:
+                value.save(out_dir / "epochs" / epoch_file_stem(item.epoch))
     if failed:  # problems said once: a reason shared by many files is one line
         from checkpoints import group_problems
         for group in group_problems((f.source, f.reason) for f in failed):
@@ -647,6 +706,7 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
                     else "sequence"),
                    "jobs": jobs, "device": device, "localize": bool(localize),
                    "reused_epochs": reused, "continuation": continuation,
+                   "warm_start": {"chunks": len(chunks), "warm_epochs": warm_count},
                    "seconds": time.perf_counter() - started}
     failed.sort(key=lambda f: (f.epoch is None, f.epoch if f.epoch is not None else 0))
     result = SeriesAnalysis(results=ordered, events=tuple(found_events), tracks=tuple(tracks),

@@ -473,6 +473,36 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
             counters["attributed"] += int(explained.sum())
 
 
+def _warm_polish(dynamics, warm_starts, x, q, found, accept, counters, lo, hi, q_floor, on_wall,
+                 opts, q_give_up, sigma2, info):
+    """Polish the warm starts into ``found``, then drop the candidates their roots explain.
+
+    Returns the candidates ``(x, q)`` left for the rounds.
+    """
+    n = dynamics.n_states
+    warm = torch.as_tensor(np.asarray(warm_starts, dtype=float).reshape(-1, n),
+                           dtype=x.dtype, device=x.device)
+    warm = warm[torch.isfinite(warm).all(1)]
+    info["warm_starts"] = int(len(warm))
+    info["warm_found"] = 0
+    info["warm_attributed"] = 0
+    if not len(warm):
+        return x, q
+    warm = torch.maximum(torch.minimum(warm, hi), lo)
+    xp, qp, cp, iters, at_limit, attributed = _polish(
+        dynamics, warm, lo, hi, q_floor, opts, on_wall, q_give_up=q_give_up, sigma2=sigma2)
+    ok, _ = accept(xp, qp, cp, at_limit, attributed)  # its failures are no failures of the search
+    found.add(xp[ok], qp[ok])
+    info["warm_found"] = int(len(found.x))
+    info["warm_newton_iterations"] = int(iters)
+    if not len(found.x) or not len(x):
+        return x, q
+    explained = _attribute(dynamics, x, found, opts.attribution_rtol)
+    info["warm_attributed"] = int(explained.sum())
+    counters["attributed"] += int(explained.sum())
+    return x[~explained], q[~explained]
+
+
 # ---------------------------------------------------------------------------- stage 5
 def _marginal_count(dynamics: Dynamics, eigvals: np.ndarray, sigma: float, rtol: float):
     if dynamics.time == "discrete":
@@ -549,7 +579,7 @@ def _validate_initial_states(dynamics: Dynamics, initial_states) -> torch.Tensor
 
 
 def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[FinderOptions] = None,
-                      **overrides) -> FixedPoints:
+                      *, warm_starts=None, **overrides) -> FixedPoints:
     """Find the fixed points and slow points of ``dynamics`` reachable from ``initial_states``.
 
     Parameters
@@ -561,6 +591,16 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         (:func:`fixedpoints.sample_initial_states`).
     options : FinderOptions, optional
         Settings; keyword ``overrides`` replace single fields (``tol_unique=1e-2``).
+    warm_starts : array_like of shape (m, n_states), optional
+        Points expected near roots, e.g. a neighbouring checkpoint's fixed points (a warm start
+        along a series). They are polished first, before the candidates, and each candidate
+        that the linearization around a root they reach already explains (the attribution
+        test of the rounds, see the module docstring) is attributed to it without being
+        polished, so roots that only moved cost a few Newton steps. They take no part in the
+        scales or the search box (both come from ``initial_states`` alone, as in a cold
+        search), and points they reach are kept only if they pass the same acceptance tests.
+        ``info`` counts ``warm_starts``, ``warm_found`` (roots they reached) and
+        ``warm_attributed`` (candidates attributed before any polish).
 
     Returns
     -------
@@ -641,6 +681,9 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     counters = {"unconverged": 0, "plateau": 0, "over_budget": 0, "outside_box": 0,
                 "non_finite": n_nonfinite, "polished": 0, "attributed": 0,
                 "newton_iterations": 0}
+    if warm_starts is not None:
+        x, q = _warm_polish(dynamics, warm_starts, x, q, found, accept, counters, lo, hi, q_floor,
+                            on_wall, opts, q_slow, sigma ** 2, info)
     _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
                    q_slow, sigma ** 2)
 
