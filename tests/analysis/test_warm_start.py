@@ -18,9 +18,9 @@ def _matched(a: np.ndarray, b: np.ndarray) -> float:
 def test_finder_warm_starts_find_the_cold_roots_with_fewer_polished():
     """Roots of a flip-flop map at gain 2.0 warm-start the search at gain 2.1: every one of the
     27 exact roots is found as cold, and fewer candidates are polished."""
-    before = systems.rotated_flipflop(n_states=16, gain=2.0)
-    after = systems.rotated_flipflop(n_states=16, gain=2.1)
-    init = sample_initial_states(after, 256, n_steps=30, noise=0.05, seed=0)
+    before = systems.rotated_flipflop(n_states=10, gain=2.0)
+    after = systems.rotated_flipflop(n_states=10, gain=2.1)
+    init = sample_initial_states(after, 160, n_steps=30, noise=0.05, seed=0)
     cold = find_fixed_points(after, init, complete=False, certify=False)
     previous = find_fixed_points(before, init, complete=False, certify=False)
     warm = find_fixed_points(after, init, complete=False, certify=False,
@@ -53,7 +53,7 @@ def cue_run(tmp_path_factory):
     from checkpoints.train import train
 
     out = tmp_path_factory.mktemp("cue")
-    train("cue_discrimination", "leaky_rnn", out, epochs=5, lr=0.01, save_every=1,
+    train("cue_discrimination", "leaky_rnn", out, epochs=3, lr=0.01, save_every=1,
           n_states=24, rank=2, seed=0, overwrite=True)
     return out
 
@@ -70,11 +70,11 @@ def test_warm_and_cold_series_find_the_same_points(cue_run):
     starting cold) give the same points as one chunk."""
     import analysis.api as api
 
-    settings = dict(n_initial=64, finder={"complete": False, "certify": False})
+    settings = dict(n_initial=64, finder={"complete": False, "certify": False}, topology=False)
     cold = analyze_series(cue_run, warm_start=False, continuation=False, **settings)
     warm = analyze_series(cue_run, continuation=False, **settings)
     _compare(warm, cold)
-    assert warm.options["warm_start"] == {"chunks": 1, "warm_epochs": 5}
+    assert warm.options["warm_start"] == {"chunks": 1, "warm_epochs": 3}
     assert cold.options["warm_start"]["warm_epochs"] == 0
     for r in warm.results[1:]:
         assert r.info["warm_start"]["from_epoch"] == r.epoch - 1
@@ -89,7 +89,7 @@ def test_warm_and_cold_series_find_the_same_points(cue_run):
         chunked = analyze_series(cue_run, continuation=False, **settings)
     finally:
         api.CHUNK_SIZE = saved
-    assert chunked.options["warm_start"] == {"chunks": 3, "warm_epochs": 3}
+    assert chunked.options["warm_start"] == {"chunks": 2, "warm_epochs": 2}
     _compare(chunked, cold)
 
 
@@ -118,7 +118,7 @@ def test_failed_epoch_in_a_chunk_is_recorded_and_the_chunk_goes_on(cue_run, tmp_
     (run / "model_epoch2.pt").write_bytes(b"not a checkpoint")
     result = analyze_series(run, n_initial=48, ghosts=False, topology=False,
                             continuation=False)
-    assert [f.epoch for f in result.failed] == [2] or [f.source for f in result.failed]
+    assert len(result.failed) == 1 and "model_epoch2" in result.failed[0].source
     assert 2 not in result.epochs and 3 in result.epochs
     assert result.result_at(3).info["warm_start"]["from_epoch"] == 1
 
@@ -126,7 +126,8 @@ def test_failed_epoch_in_a_chunk_is_recorded_and_the_chunk_goes_on(cue_run, tmp_
 def test_no_warm_start_flag_reaches_the_settings(tmp_path):
     from analysis.cli import _settings_options, build_parser
 
-    args = build_parser().parse_args(["analyze", str(tmp_path), "--no-warm-start"])
+    out = str(tmp_path / "out")
+    args = build_parser().parse_args(["analyze", str(tmp_path), "-o", out, "--no-warm-start"])
     assert _settings_options(args)["warm_start"] is False
-    args = build_parser().parse_args(["analyze", str(tmp_path)])
+    args = build_parser().parse_args(["analyze", str(tmp_path), "-o", out])
     assert "warm_start" not in _settings_options(args)
