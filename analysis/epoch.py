@@ -121,12 +121,14 @@ class EpochSettings:
         :func:`analysis.analyze_series`).
     warm_start : bool, default True
         In a series, polish the previous checkpoint's fixed points first (the ``warm_starts``
-        of :func:`fixedpoints.find_fixed_points`), so that candidates near roots that only
-        moved are attributed to them instead of being polished from scratch. The sampled
-        initial states, the scales, the ghost search and the topology are those of a cold
-        search: only which candidates need a polish changes, not what is found (slow points
-        come from the fresh samples only), so results do not depend on how a series is split
-        among workers. ``info["warm_start"]`` says from which epoch and what it saved.
+        of :func:`fixedpoints.find_fixed_points`), so that candidates and midpoints near roots
+        that only moved are attributed to them instead of being polished from scratch. The
+        sampled initial states, the scales, the ghost search and the topology are those of a
+        cold search, slow points come from the fresh candidates only, and a root a warm start
+        reaches is kept only when a fresh candidate or midpoint reaches it too: only which
+        candidates need a polish changes, not what is found, so results do not depend on how a
+        series is split among workers. ``info["warm_start"]`` says from which epoch it started
+        and what it spared.
     """
 
     n_initial: int = 128
@@ -678,7 +680,12 @@ def _away_from_fixed_points(states: np.ndarray, fixed_points, rtol: float = 0.02
 
 def _warm_starts(previous: Optional["EpochAnalysis"], dynamics,
                  settings: EpochSettings) -> Optional[np.ndarray]:
-    """The previous checkpoint's fixed points (not slow points), or None (no warm start)."""
+    """The previous checkpoint's fixed points, or None (no warm start).
+
+    Not its slow points: a candidate in the linear regime of a slow point need not converge
+    to it (on the bench's series, warm starts from slow points kept slow points that cold
+    searches did not find at 8 of 14 checkpoints), while one in that of a root does.
+    """
     if previous is None or not settings.warm_start:
         return None
     fp = previous.fixed_points

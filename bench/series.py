@@ -104,19 +104,27 @@ def _spawn(directory: Path, n: int, jobs: int, spawn_workers: bool = False) -> d
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _tree_peaks(root: int, peaks: dict) -> None:
-    """Record the peak RSS (VmHWM, MiB) of ``root`` and of all its descendants in ``peaks``."""
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _tree_peaks(root: int, peaks: dict, cpu: dict) -> None:
+    """Record the peak RSS (VmHWM, MiB) of ``root`` and of all its descendants in ``peaks``,
+    and the CPU seconds (user + system) each has used so far in ``cpu``."""
     children: dict = {}
+    ticks: dict = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        pid = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        ticks[pid] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
     todo = [root]
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, []))
+        cpu[pid] = max(cpu.get(pid, 0.0), ticks.get(pid, 0.0))
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -129,8 +137,10 @@ def _command(directory: Path, n: int, jobs: int, report: bool, warm: bool = True
              out: Optional[str] = None) -> dict:
     """The whole ``ghostscope analyze`` command, from process start to exit.
 
-    On Linux the peak memory of the command and of its largest worker is sampled from /proc
-    (every 0.2 s: a worker that lives shorter than that may be missed).
+    On Linux the peak memory of the command and of its largest worker, and the CPU time of
+    the command and all its descendants (workers, fork server), are sampled from /proc
+    every 0.2 s (so up to 0.2 s of CPU per process is missed; a process that lives shorter
+    than that may be missed altogether).
     """
     out = out or tempfile.mkdtemp(prefix="ghostscope-bench-")
     argv = [sys.executable, "-m", "analysis", "analyze", str(directory), "--out", out,
@@ -139,12 +149,13 @@ def _command(directory: Path, n: int, jobs: int, report: bool, warm: bool = True
     argv += [] if warm else ["--no-warm-start"]
     started = time.perf_counter()
     peaks: dict = {}
+    cpu: dict = {}
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           cwd=ROOT) as process:
         watch = Path("/proc").is_dir()
         while process.poll() is None:
             if watch:
-                _tree_peaks(process.pid, peaks)
+                _tree_peaks(process.pid, peaks, cpu)
             time.sleep(0.2)
         stdout, stderr = process.communicate()
     seconds = time.perf_counter() - started
@@ -154,8 +165,13 @@ def _command(directory: Path, n: int, jobs: int, report: bool, warm: bool = True
     what = (f"ghostscope analyze{'' if report else ' --no-report'}, {n}, --jobs {jobs}"
             + ("" if warm else " --no-warm-start"))
     return {"what": what, "n": n, "seconds": seconds, "checkpoints_per_s": n / seconds,
-            "cpu_seconds": None, "main_mib": main_mib,
+            "cpu_seconds": sum(cpu.values()) if cpu else None, "main_mib": main_mib,
             "largest_worker_mib": max(peaks.values()) if peaks else None, "out": out}
+
+
+def _median_run(runs: list) -> dict:
+    """The run of median wall time (with its own output directory and memory figures)."""
+    return sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
 
 
 def compare_outputs(warm_out: str, cold_out: str, rtol: float = 1e-6) -> dict:
@@ -182,6 +198,9 @@ def main() -> None:
                         help="also time analyze_series in-process and the command's --jobs 1")
     parser.add_argument("--report", action="store_true",
                         help="also time `ghostscope analyze` with the report, --jobs 1 and 2")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of the warm and of the cold command, alternating (medians "
+                             "are compared; default 1)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--jobs", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -199,10 +218,14 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at the start "
           f"(timings are only meaningful on idle cores); "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
-    warm = _command(directory, args.n, 2, False)
-    cold = _command(directory, args.n, 2, False, warm=False)
+    # warm and cold runs alternate, so that a change of the machine's load hits both alike
+    warms, colds = [], []
+    for _ in range(args.repeat):
+        warms.append(_command(directory, args.n, 2, False))
+        colds.append(_command(directory, args.n, 2, False, warm=False))
+    warm, cold = _median_run(warms), _median_run(colds)
     quarter = _command(directory, max(2, args.n // 4), 2, False)
-    commands = [warm, cold, quarter]
+    commands = warms + colds + [quarter]
     api = []
     if args.api:
         commands.append(_command(directory, args.n, 1, False))
@@ -221,9 +244,14 @@ def main() -> None:
               f"{cell(r['cpu_seconds'], 8, '.1f')}{cell(r['main_mib'], 10, '.0f')}"
               f"{cell(r['largest_worker_mib'], 12, '.0f')}")
     same = compare_outputs(warm["out"], cold["out"])
-    print(f"warm starts: {warm['checkpoints_per_s']:.2f} checkpoints/s, cold "
-          f"{cold['checkpoints_per_s']:.2f} ({cold['seconds'] / warm['seconds']:.2f}x faster "
-          f"warm; target >= 20 checkpoints/s on 2 idle cores)")
+    print(f"warm starts (medians of {args.repeat}): {warm['checkpoints_per_s']:.2f} "
+          f"checkpoints/s, cold {cold['checkpoints_per_s']:.2f} "
+          f"({cold['seconds'] / warm['seconds']:.2f}x faster warm; target >= 20 checkpoints/s "
+          f"on 2 idle cores)")
+    if warm["cpu_seconds"] and cold["cpu_seconds"]:
+        print(f"CPU of the whole command per checkpoint: {warm['cpu_seconds'] / warm['n']:.3f} s "
+              f"warm, {cold['cpu_seconds'] / cold['n']:.3f} s cold "
+              f"({cold['cpu_seconds'] / warm['cpu_seconds']:.2f}x)")
     print(f"same points as the cold run at {same['epochs'] - len(same['differ'])} of "
           f"{same['epochs']} checkpoints ({same['warm_epochs']} warm-started)"
           + "".join(f"\n  differs: {why}" for why in same["differ"][:10]))

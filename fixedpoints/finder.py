@@ -617,7 +617,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         scales or the search box (both come from ``initial_states`` alone, as in a cold
         search), and a point they reach is kept only when it passes the same acceptance tests
         and a candidate or a midpoint reached it too (converged to it or was attributed to
-        it); midpoints are seeded only between such points. The result is therefore the one
+        it); midpoints are seeded only between such points, and those a point found already
+        explains are attributed to it, not polished. The result is therefore the one
         a cold search gives, up to the attribution test (a candidate attributed to a point is
         one that Newton's method would take there). ``info`` counts ``warm_starts``,
         ``warm_found`` (points they reached), ``warm_attributed`` (candidates attributed
@@ -729,6 +730,14 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         mid_reps = deduplicate(mids.cpu().numpy(), q_mid.cpu().numpy(), tol)
         chosen_mids = torch.as_tensor(mid_reps, device=x.device)
         info["midpoints"] = int(len(chosen_mids))
+        if warm_starts is not None and len(chosen_mids):
+            # midpoints that fall into the linear regime of a point found (typically the
+            # saddle between two attractors, a warm start) reach it without a polish
+            explained = _attribute(dynamics, mids[chosen_mids], found, opts.attribution_rtol)
+            found.support(mids[chosen_mids][explained])
+            counters["attributed"] += int(explained.sum())
+            info["warm_attributed_midpoints"] = int(explained.sum())
+            chosen_mids = chosen_mids[~explained]
         _polish_rounds(dynamics, mids[chosen_mids], q_mid[chosen_mids], found, accept, counters,
                        lo, hi, q_floor, on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale)
     # a warm start's point is kept only when a candidate or a midpoint reached it too: the
