@@ -658,26 +658,34 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
     args = [(item.source, item.epoch, loss_at(item.epoch), settings, device, item.label,
              limits) for item in todo]
     chunks = _chunks(len(todo), jobs, scheduler, settings)
-    chunk_args = [([args[k] for k in chunk],) for chunk in chunks]
-    warm_count = 0
-    for c, chunk_values in _run(analyze_chunk_task, chunk_args, jobs, scheduler, progress,
-                                desc="analyzing checkpoints",
-                                weights=[len(chunk) for chunk in chunks]):
-        if isinstance(chunk_values, BaseException):  # the whole chunk failed (a worker died)
-            chunk_values = [chunk_values] * len(chunks[c])
-        for k, value in zip(chunks[c], chunk_values):
-            item = todo[k]
-            if isinstance(value, BaseException):
-                if strict:
-                    raise value
-                reason = f"{type(value).__name__}: {value}"
-                failed.append(FailedEpoch(item.epoch, item.label, reason))
-                logger.debug("epoch %s (%s) failed: %s", item.epoch, item.label, reason)
-                continue
-            results[item.epoch] = value
-            warm_count += "warm_start" in value.info
-            if out_dir is not None:
-                value.save(out_dir / "epochs" / epoch_file_stem(item.epoch))
+    n_chunks, warm_count = len(chunks), 0
+    while chunks:
+        # a chunk that failed as a whole (its worker died twice) is run again one checkpoint
+        # per task, so that only the checkpoint that kills its worker is blamed
+        retry: List[List[int]] = []
+        for c, chunk_values in _run(analyze_chunk_task, [([args[k] for k in chunk],)
+                                                         for chunk in chunks],
+                                    jobs, scheduler, progress, desc="analyzing checkpoints",
+                                    weights=[len(chunk) for chunk in chunks]):
+            if isinstance(chunk_values, BaseException):
+                if len(chunks[c]) > 1:
+                    retry.extend([k] for k in chunks[c])
+                    continue
+                chunk_values = [chunk_values]
+            for k, value in zip(chunks[c], chunk_values):
+                item = todo[k]
+                if isinstance(value, BaseException):
+                    if strict:
+                        raise value
+                    reason = f"{type(value).__name__}: {value}"
+                    failed.append(FailedEpoch(item.epoch, item.label, reason))
+                    logger.debug("epoch %s (%s) failed: %s", item.epoch, item.label, reason)
+                    continue
+                results[item.epoch] = value
+                warm_count += "warm_start" in value.info
+                if out_dir is not None:
+                    value.save(out_dir / "epochs" / epoch_file_stem(item.epoch))
+        chunks = sorted(retry)
     if failed:  # problems said once: a reason shared by many files is one line
         from checkpoints import group_problems
         for group in group_problems((f.source, f.reason) for f in failed):
@@ -706,7 +714,7 @@ def analyze_series(path_or_series: Any, model: Any = None, *, jobs: int = 1,
                     else "sequence"),
                    "jobs": jobs, "device": device, "localize": bool(localize),
                    "reused_epochs": reused, "continuation": continuation,
-                   "warm_start": {"chunks": len(chunks), "warm_epochs": warm_count},
+                   "warm_start": {"chunks": n_chunks, "warm_epochs": warm_count},
                    "seconds": time.perf_counter() - started}
     failed.sort(key=lambda f: (f.epoch is None, f.epoch if f.epoch is not None else 0))
     result = SeriesAnalysis(results=ordered, events=tuple(found_events), tracks=tuple(tracks),

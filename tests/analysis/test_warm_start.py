@@ -1,8 +1,11 @@
 """Warm starts along a series: the same points as cold searches, found with less polishing."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+import torch
 
 from analysis import analyze_series
 from analysis.epoch import points_differ
@@ -131,3 +134,31 @@ def test_no_warm_start_flag_reaches_the_settings(tmp_path):
     assert _settings_options(args)["warm_start"] is False
     args = build_parser().parse_args(["analyze", str(tmp_path), "-o", out])
     assert "warm_start" not in _settings_options(args)
+
+
+class _KillsItsWorker:
+    """A model that ends any process other than the one that made it, as it is unpickled."""
+
+    def __init__(self):
+        self.parent = os.getpid()
+
+    def __setstate__(self, state):
+        if state["parent"] != os.getpid():
+            os._exit(3)
+        self.__dict__.update(state)
+
+
+@pytest.mark.slow
+def test_a_chunk_whose_worker_dies_is_rerun_one_checkpoint_at_a_time():
+    """Only the checkpoint that kills its worker fails; the others of its chunk are analyzed."""
+    from checkpoints.models import build_model
+
+    torch.manual_seed(0)
+    models = [build_model("leaky_rnn", n_states=6, n_inputs=1, n_outputs=1) for _ in range(4)]
+    series = [(e, m) for e, m in enumerate(models)]
+    series[2] = (2, _KillsItsWorker())
+    result = analyze_series(series, jobs=2, n_initial=32, ghosts=False, topology=False,
+                            continuation=False)
+    assert result.epochs == [0, 1, 3]
+    assert len(result.failed) == 1 and result.failed[0].epoch == 2
+    assert "WorkerDied" in result.failed[0].reason
