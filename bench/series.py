@@ -170,7 +170,8 @@ def _command(directory: Path, n: int, jobs: int, report: bool, warm: bool = True
 
 
 def _median_run(runs: list) -> dict:
-    """The run of median wall time (with its own output directory and memory figures)."""
+    """The run of median wall time, the lower middle one for an even count (with its own
+    output directory and memory figures)."""
     return sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
 
 
