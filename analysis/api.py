@@ -364,7 +364,8 @@ def series_tracks(results: Sequence[EpochAnalysis], gate: float = 0.5) -> List[T
 
 
 def analyze_epoch_task(source: ModelSource, epoch: int, loss: float, settings: EpochSettings,
-                       device: str, label: str, limits=None) -> EpochAnalysis:
+                       device: str, label: str, limits=None,
+                       warm_from: Optional[EpochAnalysis] = None) -> EpochAnalysis:
     """Analyze one checkpoint (a top-level, picklable function for worker processes / Dask).
 
     Parameters
@@ -379,14 +380,64 @@ def analyze_epoch_task(source: ModelSource, epoch: int, loss: float, settings: E
         Stored with the result as its ``source``.
     limits : analysis.resources.ResourceLimits, optional
         Memory limits checked before the analysis allocates anything.
+    warm_from : EpochAnalysis, optional
+        The previous checkpoint's analysis, to warm-start the search from.
     """
     from .resources import check_cost
 
     model = source.load()
     check_cost(model, settings, limits=limits, source=label, device=device)  # before allocating
     result = analyze_checkpoint(model, epoch=epoch, loss=loss, settings=settings, device=device,
-                                limits=False)
+                                limits=False, warm_from=warm_from)
     return replace(result, source=label)
+
+
+#: Most checkpoints one worker analyzes in a row (one task): each chunk starts cold, the rest
+#: of it warm from the checkpoint before; small enough that progress, the per-epoch files and
+#: the memory of results in flight stay fine-grained.
+CHUNK_SIZE = 16
+
+
+def _chunks(n: int, jobs: int, scheduler: Any, settings: EpochSettings) -> List[List[int]]:
+    """Contiguous runs of task positions ``0..n-1``, one task each.
+
+    Without warm starts every checkpoint is its own task. With them, consecutive checkpoints
+    go to one worker in epoch order, at most :data:`CHUNK_SIZE` and at most ``n / workers`` of
+    them per chunk (so that every worker gets work).
+    """
+    if not settings.warm_start or n == 0:
+        return [[k] for k in range(n)]
+    from .execution import resolve_jobs
+
+    workers = 8 if scheduler is not None else resolve_jobs(jobs)
+    size = max(1, min(CHUNK_SIZE, math.ceil(n / workers)))
+    return [list(range(start, min(n, start + size))) for start in range(0, n, size)]
+
+
+def analyze_chunk_task(tasks: Sequence[tuple]) -> List[Any]:
+    """Analyze consecutive checkpoints in order, each warm-started from the last one that
+    succeeded (top-level, picklable: one task of a worker process or of Dask).
+
+    Parameters
+    ----------
+    tasks : sequence of tuple
+        The argument tuples of :func:`analyze_epoch_task`, in epoch order.
+
+    Returns
+    -------
+    list
+        One :class:`EpochAnalysis` or exception (with its traceback text) per task.
+    """
+    from .execution import _call
+
+    out: List[Any] = []
+    previous: Optional[EpochAnalysis] = None
+    for task in tasks:
+        value = _call(analyze_epoch_task, (*task, previous))
+        if not isinstance(value, BaseException):
+            previous = value
+        out.append(value)
+    return out
 
 
 def _localize_task(source_before: ModelSource, source_after: ModelSource, event, before, after,
@@ -417,7 +468,7 @@ def _localize_task(source_before: ModelSource, source_after: ModelSource, event,
     return localize_event(event, system_at, before=before, after=after, finder_options=changed)
 
 
-def _run(func, args_list, jobs, scheduler, progress, desc):
+def _run(func, args_list, jobs, scheduler, progress, desc, weights=None):
     """run_tasks when analysis.execution is available, else a serial loop."""
     try:
         from .execution import run_tasks
@@ -432,7 +483,7 @@ def _run(func, args_list, jobs, scheduler, progress, desc):
                     yield k, error
         return serial()
     return run_tasks(func, args_list, jobs=jobs, scheduler=scheduler, progress=progress,
-                     desc=desc)
+                     desc=desc, weights=weights)
 
 
 def _picklable(items: Sequence[SeriesItem], interpolate) -> bool:
@@ -601,19 +652,36 @@ def analyze_series(path_or_series: Any, model: Any = None, *,
                             free=None if scheduler is not None else available_memory(device))
     args = [(item.source, item.epoch, loss_at(item.epoch), settings, device, item.label,
              limits) for item in todo]
-    for k, value in _run(analyze_epoch_task, args, jobs, scheduler, progress,
-                         desc="analyzing checkpoints"):
-        item = todo[k]
-        if isinstance(value, BaseException):
-            if strict:
-                raise value
-            reason = f"{type(value).__name__}: {value}"
-            failed.append(FailedEpoch(item.epoch, item.label, reason))
-            logger.debug("epoch %s (%s) failed: %s", item.epoch, item.label, reason)
-            continue
-        results[item.epoch] = value = replace(value, source_stamp=stamps[item.epoch])
-        if out_dir is not None:
-            value.save(out_dir / "epochs" / epoch_file_stem(item.epoch))
+    chunks = _chunks(len(todo), jobs, scheduler, settings)
+    n_chunks, warm_count = len(chunks), 0
+    while chunks:
+        # a chunk that failed as a whole (its worker died twice) is run again one checkpoint
+        # per task, so that only the checkpoint that kills its worker is blamed
+        retry: List[List[int]] = []
+        for c, chunk_values in _run(analyze_chunk_task, [([args[k] for k in chunk],)
+                                                         for chunk in chunks],
+                                    jobs, scheduler, progress, desc="analyzing checkpoints",
+                                    weights=[len(chunk) for chunk in chunks]):
+            if isinstance(chunk_values, BaseException):
+                if len(chunks[c]) > 1:
+                    retry.extend([k] for k in chunks[c])
+                    continue
+                chunk_values = [chunk_values]
+            for k, value in zip(chunks[c], chunk_values):
+                item = todo[k]
+                if isinstance(value, BaseException):
+                    if strict:
+                        raise value
+                    reason = f"{type(value).__name__}: {value}"
+                    failed.append(FailedEpoch(item.epoch, item.label, reason))
+                    logger.debug("epoch %s (%s) failed: %s", item.epoch, item.label, reason)
+                    continue
+                results[item.epoch] = value = replace(value,
+                                                       source_stamp=stamps[item.epoch])
+                warm_count += "warm_start" in value.info
+                if out_dir is not None:
+                    value.save(out_dir / "epochs" / epoch_file_stem(item.epoch))
+        chunks = sorted(retry)
     if failed:  # problems said once: a reason shared by many files is one line
         from checkpoints import group_problems
         for group in group_problems((f.source, f.reason) for f in failed):
@@ -644,6 +712,7 @@ def analyze_series(path_or_series: Any, model: Any = None, *,
                     else "sequence"),
                    "jobs": jobs, "device": device, "localize": run_options.localize,
                    "reused_epochs": reused, "continuation": continuation,
+                   "warm_start": {"chunks": n_chunks, "warm_epochs": warm_count},
                    "seconds": time.perf_counter() - started}
     failed.sort(key=lambda f: (f.epoch is None, f.epoch if f.epoch is not None else 0))
     result = SeriesAnalysis(results=ordered, events=tuple(found_events), tracks=tuple(tracks),

@@ -213,6 +213,9 @@ def _add_system(p: argparse.ArgumentParser) -> None:
                    help="initial states of the fixed-point search (default 256)")
     p.add_argument("--seed", type=int, metavar="S", help="seed of the initial states")
     p.add_argument("--no-ghosts", action="store_true", help="skip ghost detection")
+    p.add_argument("--no-warm-start", action="store_true",
+                   help="search every checkpoint from scratch instead of polishing the previous "
+                        "checkpoint's fixed points first (same points, slower)")
     p.add_argument("--min-ghost-strength", type=_non_negative_float, metavar="S",
                    help="report only ghosts that hold trajectories for at least S relaxation "
                         "times (strength = passage / relaxation time; default 0: all; strong "
@@ -444,6 +447,8 @@ def _settings_options(args) -> Dict[str, Any]:
         options["n_initial"] = args.n_initial
     if getattr(args, "seed", None) is not None:
         options["seed"] = args.seed
+    if getattr(args, "no_warm_start", False):
+        options["warm_start"] = False
     if getattr(args, "no_ghosts", False):
         options["ghosts"] = False
     elif getattr(args, "min_ghost_strength", None) is not None:

@@ -13,7 +13,8 @@ analyzed again with those states added to its own, so ghosts and topology stay c
 pass repeats on the neighbours of the checkpoints that changed (a point found at k can seed
 k + 1, so a point propagates one checkpoint per pass) until nothing new is found, at most
 ``max_passes`` times (default: as many as there are checkpoints, enough to carry a point across
-the whole series).
+the whole series). Checkpoints whose exhaustive low-rank search was complete (no box left
+unresolved: every fixed point is certified) are skipped: there is no fixed point left to find.
 """
 from __future__ import annotations
 
@@ -103,6 +104,14 @@ def continuation_task(load: Callable[[], Any], result, seeds: NDArray[np.float64
     return replace(again, info=info, source_stamp=result.source_stamp)
 
 
+def _complete(result: Any) -> bool:
+    """Whether the checkpoint's fixed points come from an exhaustive search that left no box
+    unresolved (:mod:`fixedpoints.complete`): continuation can add nothing there."""
+    fp = result.fixed_points
+    unresolved = getattr(fp, "unresolved", None)
+    return bool(getattr(fp, "complete", False)) and (unresolved is None or len(unresolved) == 0)
+
+
 def continue_series(results: Sequence[Any], run_task: Callable[[List[Tuple]], Any],
                     make_args: Callable[[int, NDArray[np.float64]], Tuple],
                     max_passes: Optional[int] = None, start: Optional[Sequence[int]] = None
@@ -129,17 +138,25 @@ def continue_series(results: Sequence[Any], run_task: Callable[[List[Tuple]], An
         The results, re-analyzed where continuation found new points.
     dict
         ``{"passes": int, "reanalyzed_epochs": [...], "failed": {epoch: reason},
-        "converged": bool}`` (converged: the last pass found nothing new).
+        "converged": bool, "skipped_complete": int}`` (converged: the last pass found nothing
+        new; skipped_complete: checkpoints left alone because their exhaustive search was
+        complete, counted once per pass).
     """
     current = list(results)
-    report: Dict[str, Any] = {"passes": 0, "reanalyzed_epochs": [], "failed": {}}
+    report: Dict[str, Any] = {"passes": 0, "reanalyzed_epochs": [], "failed": {},
+                              "skipped_complete": 0}
     todo = (list(range(len(current))) if start is None else sorted(set(start))) \
         if len(current) > 1 else []
     for _ in range(len(current) if max_passes is None else int(max_passes)):
         if not todo:
             break
         report["passes"] += 1
-        positions = [k for k in todo if len(neighbour_seeds(current, k))]
+        # a checkpoint whose exhaustive search was complete has no fixed point beyond the
+        # certified ones (seeds would find the same roots again): nothing to continue there
+        complete = [k for k in todo if _complete(current[k])]
+        report["skipped_complete"] += len(complete)
+        positions = [k for k in todo if not _complete(current[k])
+                     and len(neighbour_seeds(current, k))]
         args = [make_args(k, neighbour_seeds(current, k)) for k in positions]
         changed: List[int] = []
         for j, value in run_task(args):

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .topology import Signature, Topology
 
 __all__ = ["EpochSettings", "EpochAnalysis", "analyze_checkpoint", "analyze_dynamics",
-           "make_settings", "initial_states_for", "counts_text"]
+           "make_settings", "initial_states_for", "counts_text", "points_differ"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,16 @@ class EpochSettings:
     continuation : bool, default True
         In a series, also start each checkpoint's search from its neighbours' fixed points (see
         :func:`analysis.analyze_series`).
+    warm_start : bool, default True
+        In a series, polish the previous checkpoint's fixed points first (the ``warm_starts``
+        of :func:`fixedpoints.find_fixed_points`), so that candidates and midpoints near roots
+        that only moved are attributed to them instead of being polished from scratch. The
+        sampled initial states, the scales, the ghost search and the topology are those of a
+        cold search, slow points come from the fresh candidates only, and a root a warm start
+        reaches is kept only when a fresh candidate or midpoint reaches it too: only which
+        candidates need a polish changes, not what is found, so results do not depend on how a
+        series is split among workers. ``info["warm_start"]`` says from which epoch it started
+        and what it spared.
     """
 
     n_initial: int = 128
@@ -139,6 +149,7 @@ class EpochSettings:
     subspace_seeds: int = 32
     subspace_extend: float = 1.0
     continuation: bool = True
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         for name, kind, optional in (("finder", FinderOptions, False),
@@ -674,6 +685,61 @@ def _away_from_fixed_points(states: np.ndarray, fixed_points, rtol: float = 0.02
     return states[np.sort(deduplicate(states, np.zeros(len(states)), 0.05 * scale))]
 
 
+def _warm_starts(previous: Optional["EpochAnalysis"], dynamics,
+                 settings: EpochSettings) -> Optional[np.ndarray]:
+    """The previous checkpoint's fixed points, or None (no warm start).
+
+    Not its slow points: a candidate in the linear regime of a slow point need not converge
+    to it (on the bench's series, warm starts from slow points kept slow points that cold
+    searches did not find at 8 of 14 checkpoints), while one in that of a root does.
+    """
+    if previous is None or not settings.warm_start:
+        return None
+    fp = previous.fixed_points
+    if fp.n_states != dynamics.n_states or fp.time != dynamics.time:
+        return None
+    x = fp.x[fp.kind != "slow"].reshape(-1, dynamics.n_states)
+    return x if len(x) else None
+
+
+def points_differ(a: "EpochAnalysis", b: "EpochAnalysis", rtol: float = 1e-6) -> Optional[str]:
+    """Why two analyses of one checkpoint found different points, or None when they agree.
+
+    They agree when they have the same counts of each kind of fixed point, slow point and
+    ghost, and every point of one lies within ``rtol · scale`` of a point of the same kind of
+    the other (both ways). Used to check that warm and cold searches find the same points.
+
+    Returns
+    -------
+    str or None
+        The first difference, in words.
+    """
+    scale = max(float(a.scale), float(b.scale), 1e-300)
+    pairs = [("fixed points", a.fixed_points.x, a.fixed_points.kind,
+              b.fixed_points.x, b.fixed_points.kind)]
+    n = a.fixed_points.n_states
+    if (a.ghosts is None) != (b.ghosts is None):
+        return "one has ghost detection, the other not"
+    if a.ghosts is not None and b.ghosts is not None:
+        pairs.append(("ghosts", np.asarray(a.ghosts.x, float).reshape(-1, n),
+                      np.asarray(a.ghosts.kind).reshape(-1),
+                      np.asarray(b.ghosts.x, float).reshape(-1, n),
+                      np.asarray(b.ghosts.kind).reshape(-1)))
+    for what, xa, ka, xb, kb in pairs:
+        counts_a = {str(k): int(np.sum(ka == k)) for k in np.unique(ka)}
+        counts_b = {str(k): int(np.sum(kb == k)) for k in np.unique(kb)}
+        if counts_a != counts_b:
+            return f"epoch {a.epoch}: {what} {counts_a} != {counts_b}"
+        for kind in counts_a:
+            pa, pb = xa[ka == kind], xb[kb == kind]
+            d = np.linalg.norm(pa[:, None, :] - pb[None, :, :], axis=2)
+            worst = max(d.min(1).max(), d.min(0).max()) / scale
+            if not worst <= rtol:
+                return (f"epoch {a.epoch}: a {kind} of the {what} is {worst:.2g} · scale from "
+                        f"the nearest one of the other (tolerance {rtol:g})")
+    return None
+
+
 #: Initial states whose trajectories are searched for periodic orbits, per epoch.
 CYCLE_STARTS = 16
 
@@ -700,11 +766,14 @@ def _find_cycles(dynamics, init, fp, info):
 
 def analyze_dynamics(dynamics: Dynamics, settings: EpochSettings, *, epoch: int = 0,
                      loss: float = math.nan, source: str = "", module: Any = None,
-                     extra_initial: Optional[np.ndarray] = None) -> EpochAnalysis:
+                     extra_initial: Optional[np.ndarray] = None,
+                     warm_from: Optional["EpochAnalysis"] = None) -> EpochAnalysis:
     """Analyze one :class:`fixedpoints.Dynamics` (the core of :func:`analyze_checkpoint`).
 
     ``extra_initial`` (shape (m, n_states)) are further initial states, e.g. the neighbouring
-    checkpoints' fixed points; the scale is computed without them.
+    checkpoints' fixed points; the scale is computed without them. ``warm_from`` is the
+    analysis of a neighbouring checkpoint whose fixed points warm-start the search (used only
+    when ``settings.warm_start``; see :class:`EpochSettings`).
     """
     import warnings
 
@@ -734,14 +803,20 @@ def analyze_dynamics(dynamics: Dynamics, settings: EpochSettings, *, epoch: int 
     if not (math.isfinite(scale) and scale > 0):
         scale = 1.0
         info["scale"] = "the sampled states had no spread; scale set to 1"
+    warm = _warm_starts(warm_from, dynamics, settings)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fp = find_fixed_points(dynamics, init, options=settings.finder)
+        fp = find_fixed_points(dynamics, init, options=settings.finder,
+                               warm_starts=None if warm is None else warm)
     messages = sorted({str(w.message)[:500] for w in caught
                        if issubclass(w.category, RuntimeWarning)})
     if messages:
         info["finder_warnings"] = messages
     info["finder"] = {k: v for k, v in fp.info.items() if not isinstance(v, np.ndarray)}
+    if warm is not None and warm_from is not None:
+        info["warm_start"] = {"from_epoch": int(warm_from.epoch), "points": int(len(warm)),
+                              "found": int(fp.info.get("warm_found", 0)),
+                              "attributed": int(fp.info.get("warm_attributed", 0))}
     info["finder_status"] = fp.status.name
     if settings.scale is None:
         # states that all collapse onto one attractor would shrink every relative distance:
@@ -773,6 +848,7 @@ def analyze_checkpoint(model: Any, *, epoch: Optional[int] = None, loss: float =
                        settings: Optional[EpochSettings] = None, device: str = "cpu",
                        load_options: Optional[Dict[str, Any]] = None,
                        limits: Any = None, extra_initial: Optional[np.ndarray] = None,
+                       warm_from: Optional[EpochAnalysis] = None,
                        **options: Any) -> EpochAnalysis:
     """Analyze one model: fixed points, ghosts, topology.
 
@@ -798,6 +874,9 @@ def analyze_checkpoint(model: Any, *, epoch: Optional[int] = None, loss: float =
         skips the check (the caller made it).
     extra_initial : ndarray of shape (m, n_states), optional
         Further initial states (e.g. fixed points of neighbouring checkpoints).
+    warm_from : EpochAnalysis, optional
+        A neighbouring checkpoint's analysis whose fixed points warm-start the search (with
+        ``warm_start=True``, the default; see :class:`EpochSettings`).
     **options
         Fields of :class:`EpochSettings` (e.g. ``n_initial=512, input=(0, 0, 0)``).
 
@@ -837,4 +916,4 @@ def analyze_checkpoint(model: Any, *, epoch: Optional[int] = None, loss: float =
         check_cost(dynamics, settings, limits=limits, source=source, device=device)
     return analyze_dynamics(dynamics, settings, epoch=0 if epoch is None else int(epoch),
                             loss=loss, source=source, module=module,
-                            extra_initial=extra_initial)
+                            extra_initial=extra_initial, warm_from=warm_from)

@@ -332,13 +332,13 @@ class _Progress:
             self.bar = tqdm(total=total, desc=self.desc, unit="task", dynamic_ncols=True,
                             file=sys.stderr, leave=True)
 
-    def update(self, failed: bool) -> None:
-        self.done += 1
-        self.failed += int(failed)
+    def update(self, failed: bool, count: int = 1) -> None:
+        self.done += count
+        self.failed += count * int(failed)
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(count)
             if self.failed:
                 self.bar.set_postfix(failed=self.failed)
         else:
@@ -353,7 +353,8 @@ class _Progress:
 
 def run_tasks(func: Callable, args_list: Iterable[Any], *, jobs: Optional[int] = 1,
               scheduler: Any = None, progress: bool = False, desc: str = "",
-              max_in_flight: Optional[int] = None) -> Iterator[Tuple[int, Any]]:
+              max_in_flight: Optional[int] = None,
+              weights: Optional[Sequence[int]] = None) -> Iterator[Tuple[int, Any]]:
     """Call ``func`` on every element of ``args_list``; yield ``(index, result)`` as each completes.
 
     Parameters
@@ -379,6 +380,9 @@ def run_tasks(func: Callable, args_list: Iterable[Any], *, jobs: Optional[int] =
         Label for the progress bar and log lines.
     max_in_flight : int, optional
         Most tasks submitted but not yet yielded (default ``2 * workers``); bounds memory.
+    weights : sequence of int, optional
+        How many units of work each task holds (e.g. checkpoints per chunk): the progress bar
+        counts those units instead of tasks.
 
     Yields
     ------
@@ -398,6 +402,9 @@ def run_tasks(func: Callable, args_list: Iterable[Any], *, jobs: Optional[int] =
         total: Optional[int] = len(args_list)  # type: ignore[arg-type]
     except TypeError:
         total = None
+    if weights is not None:
+        weights = [int(w) for w in weights]
+        total = sum(weights)
     bar = _Progress(progress, total, desc)
     try:
         if scheduler is not None:
@@ -409,7 +416,8 @@ def run_tasks(func: Callable, args_list: Iterable[Any], *, jobs: Optional[int] =
             else:
                 source = _run_pool(func, args_list, workers, max_in_flight)
         for index, result in source:
-            bar.update(isinstance(result, BaseException))
+            bar.update(isinstance(result, BaseException),
+                       1 if weights is None else weights[index])
             yield index, result
     finally:
         bar.close()

@@ -399,15 +399,29 @@ class _Found:
     def __init__(self, dynamics: Dynamics, x: torch.Tensor, q: torch.Tensor, tol: float):
         self.dynamics, self.tol = dynamics, tol
         self.x, self.q = x, q
+        # whether a candidate (or midpoint) reached the point, by converging to it or by being
+        # attributed to it; only warm starts add points that are not (yet) supported
+        self.supported = torch.ones(len(x), dtype=torch.bool, device=x.device)
         self._jac = None
 
-    def add(self, x: torch.Tensor, q: torch.Tensor) -> None:
+    def add(self, x: torch.Tensor, q: torch.Tensor, supported: bool = True) -> None:
         if len(x):
+            flags = torch.full((len(x),), bool(supported), dtype=torch.bool, device=x.device)
             x, q = torch.cat([self.x, x]), torch.cat([self.q, q])
+            flags = torch.cat([self.supported, flags])
             keep = torch.as_tensor(deduplicate(x.cpu().numpy(), q.cpu().numpy(), self.tol),
                                    device=x.device)
-            self.x, self.q = x[keep], q[keep]
+            dropped = torch.ones(len(x), dtype=torch.bool, device=x.device)
+            dropped[keep] = False
+            self.x, self.q, self.supported = x[keep], q[keep], flags[keep]
+            self.support(x[dropped & flags])  # a duplicate's support goes to the point kept
             self._jac = None
+
+    def support(self, x: torch.Tensor) -> None:
+        """Mark the found point nearest to each state of ``x`` as reached."""
+        if len(x) and len(self.x):
+            _, nearest = cKDTree(self.x.cpu().numpy()).query(x.cpu().numpy())
+            self.supported[torch.as_tensor(np.unique(nearest), device=self.x.device)] = True
 
     def linearization(self):
         if self._jac is None:
@@ -466,11 +480,44 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
             counters[key] += value
         counters["polished"] += int(len(batch))
         counters["newton_iterations"] = max(counters["newton_iterations"], iters)
+        found.support(xp[attributed])
         found.add(xp[ok], qp[ok])
         if len(rest):
             explained = _attribute(dynamics, x[rest], found, opts.attribution_rtol)
             remaining[rest[explained]] = False
+            found.support(x[rest][explained])
             counters["attributed"] += int(explained.sum())
+
+
+def _warm_polish(dynamics, warm_starts, x, q, found, accept, counters, lo, hi, q_floor, on_wall,
+                 opts, q_give_up, sigma2, info):
+    """Polish the warm starts into ``found``, then drop the candidates their roots explain.
+
+    Returns the candidates ``(x, q)`` left for the rounds.
+    """
+    n = dynamics.n_states
+    warm = torch.as_tensor(np.asarray(warm_starts, dtype=float).reshape(-1, n),
+                           dtype=x.dtype, device=x.device)
+    warm = warm[torch.isfinite(warm).all(1)]
+    info["warm_starts"] = int(len(warm))
+    info["warm_found"] = 0
+    info["warm_attributed"] = 0
+    if not len(warm):
+        return x, q
+    warm = torch.maximum(torch.minimum(warm, hi), lo)
+    xp, qp, cp, iters, at_limit, attributed = _polish(
+        dynamics, warm, lo, hi, q_floor, opts, on_wall, q_give_up=q_give_up, sigma2=sigma2)
+    ok, _ = accept(xp, qp, cp, at_limit, attributed)  # its failures are no failures of the search
+    found.add(xp[ok], qp[ok], supported=False)
+    info["warm_found"] = int(len(found.x))
+    info["warm_newton_iterations"] = int(iters)
+    if not len(found.x) or not len(x):
+        return x, q
+    explained = _attribute(dynamics, x, found, opts.attribution_rtol)
+    found.support(x[explained])
+    info["warm_attributed"] = int(explained.sum())
+    counters["attributed"] += int(explained.sum())
+    return x[~explained], q[~explained]
 
 
 # ---------------------------------------------------------------------------- stage 5
@@ -549,7 +596,7 @@ def _validate_initial_states(dynamics: Dynamics, initial_states) -> torch.Tensor
 
 
 def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[FinderOptions] = None,
-                      **overrides) -> FixedPoints:
+                      *, warm_starts=None, **overrides) -> FixedPoints:
     """Find the fixed points and slow points of ``dynamics`` reachable from ``initial_states``.
 
     Parameters
@@ -561,6 +608,21 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         (:func:`fixedpoints.sample_initial_states`).
     options : FinderOptions, optional
         Settings; keyword ``overrides`` replace single fields (``tol_unique=1e-2``).
+    warm_starts : array_like of shape (m, n_states), optional
+        Points expected near roots, e.g. a neighbouring checkpoint's fixed points (a warm start
+        along a series). They are polished first, before the candidates, and each candidate
+        that the linearization around a root they reach already explains (the attribution
+        test of the rounds, see the module docstring) is attributed to it without being
+        polished, so roots that only moved cost a few Newton steps. They take no part in the
+        scales or the search box (both come from ``initial_states`` alone, as in a cold
+        search), and a point they reach is kept only when it passes the same acceptance tests
+        and a candidate or a midpoint reached it too (converged to it or was attributed to
+        it); midpoints are seeded only between such points, and those a point found already
+        explains are attributed to it, not polished. The result is therefore the one
+        a cold search gives, up to the attribution test (a candidate attributed to a point is
+        one that Newton's method would take there). ``info`` counts ``warm_starts``,
+        ``warm_found`` (points they reached), ``warm_attributed`` (candidates attributed
+        before any polish) and ``warm_unreached`` (their points dropped as unreached).
 
     Returns
     -------
@@ -641,12 +703,17 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     counters = {"unconverged": 0, "plateau": 0, "over_budget": 0, "outside_box": 0,
                 "non_finite": n_nonfinite, "polished": 0, "attributed": 0,
                 "newton_iterations": 0}
+    if warm_starts is not None:
+        x, q = _warm_polish(dynamics, warm_starts, x, q, found, accept, counters, lo, hi, q_floor,
+                            on_wall, opts, q_slow, sigma ** 2, info)
     _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
                    q_slow, sigma ** 2)
 
     # 4. saddle seeding from midpoints of the points found
-    if opts.seed_midpoints and len(found.x) >= 2:
-        base = found.x
+    # (from the points the candidates reached, as in a cold search: not from warm starts that
+    # no candidate has reached, which would seed midpoints a cold search never polishes)
+    if opts.seed_midpoints and int(found.supported.sum()) >= 2:
+        base = found.x[found.supported]
         ii, jj = torch.triu_indices(len(base), len(base), offset=1, device=x.device)
         if len(ii) > opts.max_midpoints:
             chosen = np.random.default_rng(opts.seed).choice(len(ii), opts.max_midpoints,
@@ -663,9 +730,21 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         mid_reps = deduplicate(mids.cpu().numpy(), q_mid.cpu().numpy(), tol)
         chosen_mids = torch.as_tensor(mid_reps, device=x.device)
         info["midpoints"] = int(len(chosen_mids))
+        if warm_starts is not None and len(chosen_mids):
+            # midpoints that fall into the linear regime of a point found (typically the
+            # saddle between two attractors, a warm start) reach it without a polish
+            explained = _attribute(dynamics, mids[chosen_mids], found, opts.attribution_rtol)
+            found.support(mids[chosen_mids][explained])
+            counters["attributed"] += int(explained.sum())
+            info["warm_attributed_midpoints"] = int(explained.sum())
+            chosen_mids = chosen_mids[~explained]
         _polish_rounds(dynamics, mids[chosen_mids], q_mid[chosen_mids], found, accept, counters,
                        lo, hi, q_floor, on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale)
-    x, q = found.x, found.q
+    # a warm start's point is kept only when a candidate or a midpoint reached it too: the
+    # points are those a cold search finds, warm starts only spare their polish
+    if warm_starts is not None:
+        info["warm_unreached"] = int((~found.supported).sum())
+    x, q = found.x[found.supported], found.q[found.supported]
     n_unconv, n_nonfinite = counters["unconverged"], counters["non_finite"]
     info.update(counters)
     # 5. unique points, spectra, kinds, regions
