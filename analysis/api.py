@@ -243,7 +243,8 @@ class SeriesAnalysis:
                                         f"stopped before the end; re-run the analysis with the "
                                         f"same out (it reuses the epochs done) to write it")
             raise FileNotFoundError(f"{summary_path} is missing; {out} was not written by "
-                                    f"SeriesAnalysis.to_dir (run analyze_series(..., out=...))")
+                                    f"SeriesAnalysis.to_dir (run analyze_series(..., "
+                                    f"run={{'out': ...}}))")
         summary = json.loads(summary_path.read_text())
         results = tuple(EpochAnalysis.load(out / "epochs" / epoch_file_stem(e))
                         for e in summary["epochs"])

@@ -101,12 +101,12 @@ def test_complete_checkpoints_skip_continuation_and_match_cold(cue_run, tmp_path
     to add at complete checkpoints and skips them; warm and cold agree; the per-epoch files
     of a warm run are reused by a second run."""
     cold = analyze_series(cue_run, n_initial=64, warm_start=False)
-    warm = analyze_series(cue_run, n_initial=64, out=tmp_path / "out")
+    warm = analyze_series(cue_run, n_initial=64, run=dict(out=tmp_path / "out"))
     _compare(warm, cold)
     assert all(r.fixed_points.complete for r in warm.results)
     assert warm.options["continuation"]["skipped_complete"] == len(warm.results)
     assert warm.options["continuation"]["reanalyzed_epochs"] == []
-    again = analyze_series(cue_run, n_initial=64, out=tmp_path / "out")
+    again = analyze_series(cue_run, n_initial=64, run=dict(out=tmp_path / "out"))
     assert again.options["reused_epochs"] == len(warm.results)
     _compare(again, cold)
 
@@ -157,8 +157,8 @@ def test_a_chunk_whose_worker_dies_is_rerun_one_checkpoint_at_a_time():
     models = [build_model("leaky_rnn", n_states=6, n_inputs=1, n_outputs=1) for _ in range(4)]
     series = [(e, m) for e, m in enumerate(models)]
     series[2] = (2, _KillsItsWorker())
-    result = analyze_series(series, jobs=2, n_initial=32, ghosts=False, topology=False,
-                            continuation=False)
+    result = analyze_series(series, n_initial=32, ghosts=False, topology=False,
+                            continuation=False, run=dict(jobs=2))
     assert result.epochs == [0, 1, 3]
     assert len(result.failed) == 1 and result.failed[0].epoch == 2
     assert "WorkerDied" in result.failed[0].reason
