@@ -851,7 +851,8 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
             starts.append(region.points[region.speed > q_fixed])
     if x0 is not None:
         starts.append(_choose_starts(dynamics, x0, opts))
-    starts.append(_low_rank_seeds(dynamics, max(opts.max_starts // 4, 1)))
+    latent = _low_rank_seeds(dynamics, max(opts.max_starts // 4, 1))
+    starts.append(latent)
     starts_np = np.concatenate(starts) if starts else np.zeros((0, n))
     info["starts"] = int(len(starts_np))
     known_fixed = []
@@ -864,8 +865,10 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         info["seconds"] = _time.perf_counter() - started
         return Ghosts.empty(n, dynamics.time, info=info, **meta)
 
-    lo_np = cloud_np.min(0) if len(cloud_np) else starts_np.min(0)
-    hi_np = cloud_np.max(0) if len(cloud_np) else starts_np.max(0)
+    # the box holds the states, the fixed points and the latent's minima (points of the system
+    # itself, wherever the states went)
+    box_cloud = np.concatenate([cloud_np, latent]) if len(cloud_np) else starts_np
+    lo_np, hi_np = box_cloud.min(0), box_cloud.max(0)
     box_w = np.maximum(hi_np - lo_np, 1e-3 * length / np.sqrt(n))
     # without visited states the points found are all we know: allow a spread's room around them
     pad = opts.box_margin * box_w + (length if x0 is None else 0.0)
@@ -1084,12 +1087,12 @@ def _low_rank_seeds(dynamics: Dynamics, max_seeds: int) -> np.ndarray:
     box = form.box()
     axes = [np.linspace(box.lo[j], box.hi[j], _KAPPA_GRID[k]) for j in range(k)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, k)
-    value = np.empty(len(grid))
+    speed = np.empty(len(grid))
     rows = max(1, (1 << 22) // max(n, 1))
     for start in range(0, len(grid), rows):
         g = form.residual(grid[start:start + rows])
-        value[start:start + rows] = np.einsum("bi,ij,bj->b", g, metric, g)
-    value = value.reshape((_KAPPA_GRID[k],) * k)
+        speed[start:start + rows] = np.einsum("bi,ij,bj->b", g, metric, g)
+    value = speed.reshape((_KAPPA_GRID[k],) * k)
     # a grid point is a local minimum when no neighbour (of the 3^K - 1) is lower
     padded = np.pad(value, 1, constant_values=np.inf)
     local = np.ones(value.shape, dtype=bool)

@@ -7,7 +7,6 @@ must be the same for every seed, and equal to the exact 1-D reduction's minimum 
 """
 import warnings
 
-import numpy as np
 import pytest
 import torch
 

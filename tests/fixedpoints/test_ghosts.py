@@ -552,9 +552,34 @@ def test_weak_ghosts_are_found_the_same_for_five_seeds(case):
 @pytest.mark.slow
 @pytest.mark.parametrize("time", ["discrete", "continuous"])
 def test_rank_one_fold_series_gives_the_same_ghost_for_five_seeds(time):
-    for delta, model, expected in _rank_one_scan(time)[0]:
+    for delta, model, _ in _rank_one_scan(time)[0]:
         _same_ghosts_for_every_seed(f"rank_one {time} {delta:.3g}", model.dynamics,
                                     _rank_one_location(model),
-                                    lambda s: fp.sample_initial_states(
-                                        model.dynamics, 128, n_steps=50, noise=0.1, seed=s,
+                                    lambda s, dyn=model.dynamics: fp.sample_initial_states(
+                                        dyn, 128, n_steps=50, noise=0.1, seed=s,
                                         init_scale=3.0))
+
+
+def test_a_low_rank_network_yields_its_ghost_from_the_latent_whatever_the_states():
+    # the built-in RankOneRNN (it has low_rank_form) at δ = 0.3 past its fold, probed only with
+    # states at its stable node: no state is near the ghost, the latent grid's minima are
+    from checkpoints.models import RankOneRNN
+    from fixedpoints.ghosts import _low_rank_seeds
+
+    ref = RankOne(N=100, delta=0.3, seed=40, time="discrete", coupling=4.0)
+    model = RankOneRNN(n_states=100).double()
+    with torch.no_grad():
+        model.m.copy_(torch.as_tensor(ref.m))
+        model.n.copy_(torch.as_tensor(ref.n))
+        model.b.copy_(torch.as_tensor(ref.beta * ref.bdir))
+    dyn = fp.from_module(model, time="discrete")
+    truth = _rank_one_location(ref)
+    seeds = _low_rank_seeds(dyn, 16)
+    assert np.min(np.linalg.norm(seeds - truth, axis=1)) < 1e-9   # a seed IS the ghost
+    ends = dyn.simulate(fp.sample_initial_states(dyn, 64, seed=0), 400)[:, -1].numpy()
+    x0 = ends + 1e-3 * np.random.default_rng(0).standard_normal(ends.shape)
+    assert np.min(np.linalg.norm(x0 - truth, axis=1)) > 1.0         # far from every state
+    ghosts = detect_ghosts(dyn, initial_states=x0)
+    assert len(ghosts) == 1 and np.linalg.norm(ghosts.x[0] - truth) < 1e-9
+    plain = fp.DiscreteDynamics(lambda x, u: model.step(x), 100)    # the same map, no form
+    assert len(_low_rank_seeds(plain, 16)) == 0
