@@ -42,11 +42,11 @@ Reported: precision, recall overall and by class, location error
 π√(2/(s c)) and of the simulated dwell time against the exact passage time, and timings.
 
 Usage: python bench/ghosts.py [--no-finder] [--quick] [--seed 0] [--families A,B] [--case TEXT]
-[--ghost-seed K]
 
 ``--case TEXT`` runs only the systems whose description (``family time n=N label``, as printed in
-the miss list) contains TEXT, e.g. ``--case "rank_one discrete n=100 delta=1.86e-05"``, and
-prints each one's result and rejection counts; ``--ghost-seed K`` sets ``GhostOptions.seed``.
+the miss list) contains TEXT, e.g. ``--case "rank_one continuous n=100 delta=1.86e-05"``, and
+prints each one's result and rejection counts. ``--seed`` draws other systems and states (the
+detector itself draws no random number).
 """
 from __future__ import annotations
 
@@ -364,13 +364,13 @@ def describe(case: Case) -> str:
     return f"{case.family} {case.time} n={case.n} {case.label}".strip()
 
 
-def run(cases: List[Case], run_finder: bool, ghost_seed: int = 0, verbose: bool = False) -> None:
+def run(cases: List[Case], run_finder: bool, verbose: bool = False) -> None:
     for case in cases:
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             case.result = detect_ghosts(case.dynamics, initial_states=case.states,
-                                        run_finder=run_finder, seed=ghost_seed)
+                                        run_finder=run_finder)
         case.seconds = time.perf_counter() - started
         found = case.result
         case.matched = []
@@ -488,8 +488,6 @@ def main(argv=None) -> None:
     parser.add_argument("--case", metavar="TEXT", action="append",
                         help="only the systems whose 'family time n=N label' contains TEXT "
                              "(repeatable); prints each one's result")
-    parser.add_argument("--ghost-seed", type=int, default=0,
-                        help="GhostOptions.seed (the random part of the start choice)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -500,8 +498,7 @@ def main(argv=None) -> None:
         cases = [c for c in cases if any(text in describe(c) for text in args.case)]
     print(f"built {len(cases)} systems in {time.perf_counter() - started:.1f} s; "
           f"finder {'off' if args.no_finder else 'on'}")
-    run(cases, run_finder=not args.no_finder, ghost_seed=args.ghost_seed,
-        verbose=bool(args.case))
+    run(cases, run_finder=not args.no_finder, verbose=bool(args.case))
     report(cases)
 
 
