@@ -41,7 +41,12 @@ Reported: precision, recall overall and by class, location error
 (in widths), passage-time error of the prediction
 π√(2/(s c)) and of the simulated dwell time against the exact passage time, and timings.
 
-Usage: python bench/ghosts.py [--no-finder] [--quick] [--seed 0]
+Usage: python bench/ghosts.py [--no-finder] [--quick] [--seed 0] [--families A,B] [--case TEXT]
+
+``--case TEXT`` runs only the systems whose description (``family time n=N label``, as printed in
+the miss list) contains TEXT, e.g. ``--case "rank_one continuous n=100 delta=1.86e-05"``, and
+prints each one's result and rejection counts. ``--seed`` draws other systems and states (the
+detector itself draws no random number).
 """
 from __future__ import annotations
 
@@ -354,7 +359,12 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
 
 
 # ---------------------------------------------------------------------------- scoring
-def run(cases: List[Case], run_finder: bool) -> None:
+def describe(case: Case) -> str:
+    """``family time n=N label``: what ``--case`` matches and the miss list prints."""
+    return f"{case.family} {case.time} n={case.n} {case.label}".strip()
+
+
+def run(cases: List[Case], run_finder: bool, verbose: bool = False) -> None:
     for case in cases:
         started = time.perf_counter()
         with warnings.catch_warnings():
@@ -371,6 +381,12 @@ def run(cases: List[Case], run_finder: bool) -> None:
             dist = np.linalg.norm(case.ghosts - found.x[j], axis=1)
             k = int(np.argmin(dist))
             case.matched.append(k if dist[k] <= 0.1 * case.width[k] else -1)
+        if verbose:
+            info = found.info
+            print(f"{describe(case)}: {found} in {case.seconds:.2f} s, matched {case.matched} "
+                  f"of {len(case.ghosts)}; starts {info.get('starts')}, candidates "
+                  f"{info.get('candidates')}, rejected "
+                  f"{ {k: v for k, v in info['rejected'].items() if v} }")
 
 
 def report(cases: List[Case]) -> None:
@@ -457,7 +473,7 @@ def report(cases: List[Case]) -> None:
     wrong = [c for c in cases if any(m < 0 for m in c.matched)
              or len({m for m in c.matched if m >= 0}) < len(c.ghosts)]
     for c in wrong:
-        print(f"  miss/false: {c.family} {c.time} n={c.n} {c.label}: {c.result} "
+        print(f"  miss/false: {describe(c)}: {c.result} "
               f"rejected={ {k: v for k, v in c.result.info['rejected'].items() if v} }")
 
 
@@ -469,15 +485,20 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--families", metavar="A,B",
                         help="only these families (e.g. saddle_node_w,tanh_map_w,rank_one_w)")
+    parser.add_argument("--case", metavar="TEXT", action="append",
+                        help="only the systems whose 'family time n=N label' contains TEXT "
+                             "(repeatable); prints each one's result")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
     cases = build_cases(args.seed, args.quick)
     if args.families:
         cases = [c for c in cases if c.family in args.families.split(",")]
+    if args.case:
+        cases = [c for c in cases if any(text in describe(c) for text in args.case)]
     print(f"built {len(cases)} systems in {time.perf_counter() - started:.1f} s; "
           f"finder {'off' if args.no_finder else 'on'}")
-    run(cases, run_finder=not args.no_finder)
+    run(cases, run_finder=not args.no_finder, verbose=bool(args.case))
     report(cases)
 
 

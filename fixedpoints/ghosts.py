@@ -11,8 +11,10 @@ point has that. What tells a ghost apart is checked here, one test at a time:
 
 1. **A minimum of q above the fixed-point tolerance.** Candidates are polished with Newton's
    method on ``∇q = 0`` using the exact Hessian of q (``Dynamics.speed_hessian``, float64,
-   Levenberg–Marquardt damping so the iteration only goes downhill). Points that reach
-   ``q ≤ q_fixed`` are fixed points, not ghosts (they are used for test 5).
+   Levenberg–Marquardt damping so the iteration only goes downhill; where q is flat to its
+   float64 round-off, a step that lowers ‖∇q‖ without raising q by more than a relative 1e-6 is
+   taken too). Points that reach ``q ≤ q_fixed`` are fixed points, not ghosts (they are used for
+   test 5).
 2. **Reduced normal form.** With ``u = v/‖v‖`` (the flow direction, J_v's left null vector) and
    ``e`` the right null vector of ``J_v`` (its smallest right singular vector, the **slow
    direction**, oriented so ``u·e > 0``), the coordinate ``z = u·(x − x_g)/(u·e)`` obeys, to
@@ -44,6 +46,18 @@ point has that. What tells a ghost apart is checked here, one test at a time:
    time, the map in discrete time) until it leaves the window; one that is still inside after
    three predicted passage times is trapped (by a fixed point the search did not find) and the
    candidate is rejected.
+
+**Starts, without a random number.** The Newton searches start from the finder's slow points,
+the slowest *local* speed minima among the given states (a state slower than its 8 nearest
+neighbours: one per slow cluster the trajectories visited, a ghost's as well as each fixed
+point's), a farthest-point spread over the other states, and, for low-rank tanh networks
+(``low_rank_form``, rank ≤ 3), the minima of the latent speed ``G(κ)ᵀ(R Rᵀ)⁻¹G(κ)`` over a grid
+of the box that holds every root, lifted to the state space: there the ghosts are found from the
+system alone, whatever the states. The search box (the states' bounding box, widened by
+``box_margin``) is doubled, up to twice, for searches that end on its wall above the fixed-point
+level. So the ghosts found depend on the states only through which slow clusters they visit,
+not on a seed (tested over five seeds on weak ghosts, the rank-one RNN over its whole bottleneck
+range and the built-in rank-one RNN's fold series).
 
 **Strength.** Every ghost that passes these tests is reported, however weak, with the
 dimensionless **strength** ``S = passage_time / relaxation_time``: how many of the system's own
@@ -97,8 +111,9 @@ import torch
 from . import linalg as _linalg
 from .dynamics import Dynamics
 from .initial import state_spread
-from .ghost_certificates import certify_ghosts
+from .ghost_certificates import certify_ghosts, kappa_speed_minimum, lift
 from .linearize import EIG_RTOL, sort_spectrum
+from .lowrank import MAX_RANK, low_rank_form
 from .options import resolve_options
 from .results import FixedPoints, PointArrays, load_result, save_result
 from .unique import deduplicate
@@ -160,11 +175,14 @@ class GhostOptions:
     tol_unique : float
         Candidates closer than ``tol_unique · L`` are duplicates (the slowest is kept).
     max_starts : int
-        At most this many of the ``initial_states`` start a search (half the slowest, half a
-        seeded random choice of the rest).
+        At most this many of the ``initial_states`` start a search: half the slowest local speed
+        minima among them, half spread over them (farthest-point order); low-rank tanh networks
+        add up to ``max_starts // 4`` starts of their own (the latent speed's minima).
     box_margin : float
         The search stays inside the bounding box of the states widened by this fraction of its
-        size on each side; candidates stuck on its wall are dropped.
+        size on each side. Searches that end on its wall with q above the fixed-point level
+        go on in a box widened twice as much, twice at most (margins 1 and 2 for the
+        default 0.5; 0: no widening); candidates still on the wall are dropped.
     q_fixed_rtol : float
         When no ``fixed_points`` are given: points with ``q ≤ q_fixed_rtol · q_scale`` are fixed
         points, ``q_scale = ½ (L σ)²`` with σ the RMS singular value of J_v (as in the finder).
@@ -185,7 +203,9 @@ class GhostOptions:
     batch_size : int
         Points per batched Hessian / Jacobian (memory ``batch_size · n²``).
     seed : int
-        Seed of the random choice of starting states.
+        Unused: the choice of starting states draws no random number (local speed minima of the
+        states, a farthest-point spread, the low-rank latent's minima); kept so that saved
+        settings still load.
     min_strength : float
         Ghosts with ``strength`` (passage time / relaxation time) below this are dropped; 0
         (default) reports every ghost, e.g. 5 keeps those that hold a trajectory for at least
@@ -502,6 +522,52 @@ def _flow_curvature(dynamics: Dynamics, x: torch.Tensor, u: torch.Tensor,
 
 
 # ============================================================================ search
+#: Jacobian entries the rate scale σ is averaged over (every state of a small system).
+_PROBE_ENTRIES = 4096
+
+#: How many times the search box is doubled for searches that end on its wall (detect_ghosts).
+_BOX_WIDENINGS = 2
+
+#: Relative rise of q that a Newton step may cause and still be taken when it lowers ‖∇q‖ (q's
+#: changes near a minimum are below its float64 round-off there; see _newton_search).
+_Q_ROUNDOFF = 1e-6
+
+
+def _acceptable(dynamics: Dynamics, trial: torch.Tensor, solved: torch.Tensor,
+                q_old: torch.Tensor, g_old: torch.Tensor, batch_size: int):
+    """Which trial points a Newton iteration may move to, and q there: ``(accept, q_trial)``.
+
+    A trial is taken when q does not rise. Near a minimum q stops decreasing in float64 (its
+    changes fall below the round-off of ½‖v‖²) while ∇q still converges; there a step that
+    raises q by at most a relative :data:`_Q_ROUNDOFF` and lowers ‖∇q‖ is taken too (without it
+    the rejected steps raise the damping, which then dwarfs the slow direction's curvature
+    s·c_u, and the search stops short of the minimum: a δ = 1.9e-5 rank-one ghost ended at
+    1e-7 widths with ‖∇q‖ twice the stationarity tolerance).
+    """
+    with torch.no_grad():
+        q_trial = dynamics.speed(trial)
+    finite = solved & torch.isfinite(q_trial)
+    accept = finite & (q_trial <= q_old)
+    flat = finite & ~accept & (q_trial <= q_old * (1.0 + _Q_ROUNDOFF))
+    if bool(flat.any()):
+        where = torch.nonzero(flat).flatten()
+        g_trial = _speed_gradient(dynamics, trial[where], batch_size)
+        accept[where] = g_trial.norm(dim=1) < g_old[where].norm(dim=1)
+    return accept, q_trial
+
+
+def _speed_gradient(dynamics: Dynamics, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``∇q = J_vᵀ v`` at each row of ``x``, shape ``(b, n)``."""
+    out = []
+    for sl in _chunks(x.shape[0], max(1, batch_size)):
+        xb = x[sl].detach()
+        with torch.no_grad():
+            v = dynamics.velocity(xb)
+            jac = dynamics.jacobian(xb).detach()
+        out.append((jac.transpose(1, 2) @ v.unsqueeze(-1)).squeeze(-1))
+    return torch.cat(out) if out else x.new_zeros(x.shape)
+
+
 def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
                    length: float, opts: GhostOptions):
     """Polish ``starts`` to minima of q with damped Newton on ∇q = 0 (exact Hessian).
@@ -559,9 +625,7 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
             bad = torch.nonzero(todo).flatten()[~ok]
             mua[bad] = mua[bad] * 10.0
         trial = torch.maximum(torch.minimum(xa + delta, hi), lo)
-        with torch.no_grad():
-            q_trial = dynamics.speed(trial)
-        accept = solved & torch.isfinite(q_trial) & (q_trial <= q[idx])
+        accept, q_trial = _acceptable(dynamics, trial, solved, q[idx], g, opts.batch_size)
         step = (trial - xa).norm(dim=1)
         x[idx[accept]] = trial[accept]
         q[idx[accept]] = q_trial[accept]
@@ -782,9 +846,11 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         length = state_spread(cloud_np)
     if not np.isfinite(length) or length <= 0:
         length = float(max(1.0, np.abs(cloud_np).max() if cloud_np.size else 1.0))
-    # RMS singular value of J_v over (up to 32 of) the states: the system's rate scale
-    probe = dynamics.states(cloud_np[np.random.default_rng(opts.seed).choice(
-        len(cloud_np), size=min(32, len(cloud_np)), replace=False)]) if len(cloud_np) else None
+    # RMS singular value of J_v over the states: the system's rate scale (the relaxation time of
+    # 1-D systems); at most max(32, _PROBE_ENTRIES / n²) of them, evenly spaced
+    size = min(len(cloud_np), max(32, _PROBE_ENTRIES // (n * n)))
+    probe = dynamics.states(cloud_np[np.unique(np.linspace(
+        0, len(cloud_np) - 1, size).astype(int))]) if len(cloud_np) else None
     sigma_system = 0.0
     if probe is not None:
         jac = dynamics.jacobian(probe).detach()
@@ -804,6 +870,8 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
             starts.append(region.points[region.speed > q_fixed])
     if x0 is not None:
         starts.append(_choose_starts(dynamics, x0, opts))
+    latent = _low_rank_seeds(dynamics, max(opts.max_starts // 4, 1))
+    starts.append(latent)
     starts_np = np.concatenate(starts) if starts else np.zeros((0, n))
     info["starts"] = int(len(starts_np))
     known_fixed = []
@@ -816,8 +884,10 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         info["seconds"] = _time.perf_counter() - started
         return Ghosts.empty(n, dynamics.time, info=info, **meta)
 
-    lo_np = cloud_np.min(0) if len(cloud_np) else starts_np.min(0)
-    hi_np = cloud_np.max(0) if len(cloud_np) else starts_np.max(0)
+    # the box holds the states, the fixed points and the latent's minima (points of the system
+    # itself, wherever the states went)
+    box_cloud = np.concatenate([cloud_np, latent]) if len(cloud_np) else starts_np
+    lo_np, hi_np = box_cloud.min(0), box_cloud.max(0)
     box_w = np.maximum(hi_np - lo_np, 1e-3 * length / np.sqrt(n))
     # without visited states the points found are all we know: allow a spread's room around them
     pad = opts.box_margin * box_w + (length if x0 is None else 0.0)
@@ -825,6 +895,23 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     hi = torch.as_tensor(hi_np + pad, dtype=dynamics.dtype, device=dynamics.device)
     xs = dynamics.states(np.clip(starts_np, lo.cpu().numpy(), hi.cpu().numpy()))
     x, q, converged, on_wall, duplicate, n_iter = _newton_search(dynamics, xs, lo, hi, length, opts)
+    # a minimum just beyond the box (the states need not surround a ghost they never visited):
+    # searches pressed against its wall with q above the fixed-point level go on in a box
+    # twice as wide, at most _BOX_WIDENINGS times
+    widenings = 0
+    for _ in range(_BOX_WIDENINGS if opts.box_margin > 0 else 0):
+        stuck = on_wall & torch.isfinite(q) & (q > q_fixed) & ~duplicate
+        if not bool(stuck.any()):
+            break
+        widenings += 1
+        pad = 2.0 * pad
+        lo = torch.as_tensor(lo_np - pad, dtype=dynamics.dtype, device=dynamics.device)
+        hi = torch.as_tensor(hi_np + pad, dtype=dynamics.dtype, device=dynamics.device)
+        idx = torch.nonzero(stuck).flatten()
+        x2, q2, c2, w2, d2, it2 = _newton_search(dynamics, x[idx], lo, hi, length, opts)
+        x[idx], q[idx], converged[idx], on_wall[idx], duplicate[idx] = x2, q2, c2, w2, d2
+        n_iter += it2
+    info["box_widenings"] = widenings
     info["newton_iterations"] = int(n_iter)
     info["newton_unconverged"] = int((~converged & ~duplicate).sum())
     rej = info["rejected"]
@@ -953,16 +1040,91 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
 
 
 def _choose_starts(dynamics: Dynamics, x0: torch.Tensor, opts: GhostOptions) -> np.ndarray:
-    """At most ``max_starts`` states: half the slowest, half a seeded random choice of the rest."""
+    """At most ``max_starts`` of the states, chosen without a random number.
+
+    Half are the slowest **local speed minima** among the states (slower than each of their
+    :data:`_NEIGHBOURS` nearest neighbours): every slow cluster the trajectories visit, a ghost's
+    as well as each fixed point's, gives its slowest state, where the slowest states overall
+    all sit at the attractors. The rest spread over the cloud (farthest-point order from those),
+    so that the Newton basins of minima the trajectories never slowed down at are reached too.
+    """
     x_np = x0.cpu().numpy()
     if len(x_np) <= opts.max_starts:
         return x_np
     with torch.no_grad():
         q = dynamics.speed(x0).cpu().numpy()
+    q = np.where(np.isfinite(q), q, np.inf)
+    from scipy.spatial import cKDTree
+    from scipy.spatial.distance import cdist
+    k = min(_NEIGHBOURS, len(x_np) - 1)
+    _, near = cKDTree(x_np).query(x_np, k=k + 1)
+    local = np.flatnonzero(q <= q[near[:, 1:]].min(1))
+    local = local[np.argsort(q[local], kind="stable")][: opts.max_starts // 2]
     order = np.argsort(q, kind="stable")
-    n_slow = opts.max_starts // 2
-    slowest = order[:n_slow]
-    rest = order[n_slow:]
-    rng = np.random.default_rng(opts.seed)
-    random = rng.choice(rest, size=opts.max_starts - n_slow, replace=False)
-    return x_np[np.concatenate([slowest, random])]
+    chosen = list(local) + [i for i in order[: opts.max_starts // 2] if i not in set(local)]
+    chosen = chosen[: max(opts.max_starts // 2, 1)]
+    # farthest-point order over the rest: each next start is the state farthest from all chosen
+    dist = cdist(x_np, x_np[chosen]).min(1)
+    while len(chosen) < opts.max_starts:
+        i = int(np.argmax(dist))
+        if dist[i] <= 0:
+            break
+        chosen.append(i)
+        dist = np.minimum(dist, np.linalg.norm(x_np - x_np[i], axis=1))
+    return x_np[np.asarray(chosen, dtype=int)]
+
+
+#: Neighbours a state must be slower than to count as a local speed minimum (_choose_starts).
+_NEIGHBOURS = 8
+
+
+#: Grid points per latent dimension for the low-rank seeds, by rank (4001, 201², 41³ points).
+_KAPPA_GRID = {1: 4001, 2: 201, 3: 41}
+
+
+def _low_rank_seeds(dynamics: Dynamics, max_seeds: int) -> np.ndarray:
+    """Starts that depend on the system only: for low-rank tanh networks, every speed minimum.
+
+    With ``W = L R`` (rank K ≤ 3, :func:`~fixedpoints.low_rank_form`) the slowest state with
+    latent ``κ = R r`` is ``lift(κ)`` and its speed is ``G(κ)ᵀ (R Rᵀ)⁻¹ G(κ)`` (up to the leak's
+    factor), so the minima of q in state space are the lifted minima of that K-dimensional
+    function. They are found on a grid over the box ``|κ_j| ≤ Σ_i |R_ji|`` that holds every
+    root (the grid's local minima, the slowest ``max_seeds``), polished by Newton in κ, and
+    lifted: fixed points and ghosts alike, whatever the sampled states. Empty for other systems,
+    shape ``(m, n)``.
+    """
+    n = dynamics.n_states
+    try:
+        form = low_rank_form(dynamics)
+    except (ValueError, RuntimeError, TypeError, np.linalg.LinAlgError) as exc:
+        log.debug("detect_ghosts: no low-rank seeds (%s)", exc)
+        return np.zeros((0, n))
+    if form is None or form.rank > MAX_RANK or form.n_states != n:
+        return np.zeros((0, n))
+    k = form.rank
+    metric = np.linalg.pinv(form.right @ form.right.T)
+    box = form.box()
+    axes = [np.linspace(box.lo[j], box.hi[j], _KAPPA_GRID[k]) for j in range(k)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, k)
+    speed = np.empty(len(grid))
+    rows = max(1, (1 << 22) // max(n, 1))
+    for start in range(0, len(grid), rows):
+        g = form.residual(grid[start:start + rows])
+        speed[start:start + rows] = np.einsum("bi,ij,bj->b", g, metric, g)
+    value = speed.reshape((_KAPPA_GRID[k],) * k)
+    # a grid point is a local minimum when no neighbour (of the 3^K - 1) is lower
+    padded = np.pad(value, 1, constant_values=np.inf)
+    local = np.ones(value.shape, dtype=bool)
+    for shift in np.ndindex(*(3,) * k):
+        if all(d == 1 for d in shift):
+            continue
+        window = tuple(slice(d, d + value.shape[j]) for j, d in enumerate(shift))
+        local &= value <= padded[window]
+    flat = np.flatnonzero(local.ravel())
+    flat = flat[np.argsort(value.ravel()[flat], kind="stable")][:max_seeds]
+    if not flat.size:
+        return np.zeros((0, n))
+    with np.errstate(all="ignore"):
+        kappa, _ = kappa_speed_minimum(form, grid[flat], metric=metric)
+        seeds = lift(form, kappa)
+    return seeds[np.all(np.isfinite(seeds), axis=1)]
