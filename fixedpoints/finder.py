@@ -49,10 +49,14 @@ from .linearize import classify, jacobian as _jacobian_np, _native_spectrum
 from .results import FinderStatus, FixedPoints, SlowRegion
 from .unique import deduplicate
 from .complete import finish
+from .krylov import newton_krylov
 
 __all__ = ["FinderOptions", "find_fixed_points", "FixedPointError"]
 
 log = logging.getLogger(__name__)
+
+#: Networks at least this large get the matrix-free coarse phase by default (``krylov=None``).
+KRYLOV_MIN_STATES = 512
 
 
 class FixedPointError(RuntimeError):
@@ -121,6 +125,16 @@ class FinderOptions:
         ``attribution_rtol`` are attributed to it and not polished (they would converge to it).
     attribution_rtol : float
         Relative error of that linear prediction of the velocity.
+    krylov : bool, optional
+        Move the candidates toward their roots by matrix-free inexact Newton steps first
+        (GMRES with Jacobian–vector products, :mod:`fixedpoints.krylov`), then polish one
+        candidate per root densely (candidates whose estimated distance to the root overlaps a
+        slower one's wait, and are attributed to the point it finds). None (default): for
+        ``n_states >= 512``, where a dense step for every candidate costs minutes.
+    krylov_steps : int
+        Inexact Newton steps at most (each lowers ‖v‖ about tenfold near a root).
+    krylov_dim : int
+        GMRES iterations (Jacobian–vector products) per inexact Newton step.
     seed : int
         Seed for the random choices (midpoint subsets).
     throw : bool
@@ -159,6 +173,9 @@ class FinderOptions:
     polish_budget: Optional[float] = 2e10
     polish_batch: Optional[int] = None
     attribution_rtol: float = 0.25
+    krylov: Optional[bool] = None
+    krylov_steps: int = 8
+    krylov_dim: int = 20
     seed: int = 0
     throw: bool = False
     complete: Optional[bool] = None
@@ -166,7 +183,8 @@ class FinderOptions:
     complete_budget: int = 50_000
 
     def __post_init__(self):
-        positive_ints = ("batch_size", "min_region_points", "patience", "complete_budget")
+        positive_ints = ("batch_size", "min_region_points", "patience", "complete_budget",
+                         "krylov_steps", "krylov_dim")
         non_negative_ints = ("max_iter", "newton_steps", "max_midpoints")
         positive_floats = ("lr", "descent_rtol", "slow_tol", "grad_rtol", "tol_unique",
                            "marginal_rtol", "attribution_rtol", "merge_fraction")
@@ -194,6 +212,9 @@ class FinderOptions:
                              f"number (about n_states³ × candidates) or None for no limit")
         if not np.isfinite(self.box_margin) or self.box_margin < 0:
             raise ValueError(f"box_margin={self.box_margin!r} is invalid; pass a number >= 0")
+        if self.krylov not in (None, True, False):
+            raise ValueError(f"krylov={self.krylov!r} is invalid; pass True, False or None "
+                             f"(automatic: for n_states >= {KRYLOV_MIN_STATES})")
         if self.complete not in (None, True, False):
             raise ValueError(f"complete={self.complete!r} is invalid; pass True, False or None "
                              f"(automatic: whenever the system has a low-rank form)")
@@ -374,7 +395,7 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                 stalled = stalled | crawl
             history.append(q.clone())
             active[idx[stalled]] = False
-            if explained is not None and it % 2 == 1:
+            if explained is not None:
                 live = idx[~stalled & (q[idx] > q_floor)]
                 if live.numel():
                     hit = live[explained(xb[live])]
@@ -439,10 +460,32 @@ def _attribute(dynamics: Dynamics, x: torch.Tensor, found: _Found, rtol: float) 
     return (v - predicted).norm(dim=1) <= rtol * v.norm(dim=1)
 
 
-def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
-                   q_give_up, sigma2, max_step=None):
-    """Polish candidates in rounds of ``polish_batch``, slowest first, attributing the rest."""
+def _lead_first(x: torch.Tensor, q: torch.Tensor, reach: Optional[torch.Tensor],
+                tol: float) -> torch.Tensor:
+    """Order of the polish: slowest first; with ``reach`` (estimated distances to the roots the
+    candidates approach), candidates whose reach overlaps a slower one's come after all others
+    (they likely share its root and are attributed to it once it is found)."""
     order = torch.argsort(q)
+    if reach is None or len(order) < 2:
+        return order
+    radius = reach[order].cpu().numpy()
+    radius = np.where(np.isfinite(radius), 2.0 * radius, 0.0).clip(min=tol)
+    lead = deduplicate(x[order].cpu().numpy(), np.arange(len(order)), radius)
+    waiting = np.ones(len(order), dtype=bool)
+    waiting[lead] = False
+    ranked = np.concatenate([np.sort(lead), np.flatnonzero(waiting)])
+    return order[torch.as_tensor(ranked, device=order.device)]
+
+
+def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
+                   q_give_up, sigma2, max_step=None, reach=None, advance=None):
+    """Polish candidates in rounds of ``polish_batch``, slowest first, attributing the rest.
+
+    ``advance(states) -> states``, when given, moves the candidates still waiting closer to
+    their roots after each round (cheap inexact Newton steps), so that more of them fall in
+    the linear regime of the points found and are attributed without a dense polish.
+    """
+    order = _lead_first(x, q, reach, found.tol)
     x = x[order]
     remaining = torch.ones(len(x), dtype=torch.bool, device=x.device)
     limit = (float("inf") if opts.polish_budget is None
@@ -467,6 +510,8 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
         counters["polished"] += int(len(batch))
         counters["newton_iterations"] = max(counters["newton_iterations"], iters)
         found.add(xp[ok], qp[ok])
+        if len(rest) and advance is not None and counters["polished"] < limit:
+            x[rest] = advance(x[rest])
         if len(rest):
             explained = _attribute(dynamics, x[rest], found, opts.attribution_rtol)
             remaining[rest[explained]] = False
@@ -615,6 +660,15 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     info["candidates"] = int(len(x))
     log.info("find_fixed_points: %d initial states -> %d candidates after %d descent iterations",
              len(x0), len(x), n_iter)
+    use_krylov = opts.krylov if opts.krylov is not None else n >= KRYLOV_MIN_STATES
+    info["krylov"] = bool(use_krylov)
+
+    def coarse(xs: torch.Tensor, max_step: float, steps: int = opts.krylov_steps):
+        return newton_krylov(dynamics, xs, lo, hi, q_stop=q_fixed, steps=steps,
+                             krylov_dim=opts.krylov_dim, max_step=max_step)
+
+    def advance(max_step: float):
+        return lambda xs: coarse(xs, max_step, steps=2)[0]
 
     # 3. polish in rounds, slowest candidates first; candidates that the linearization around
     #    a point already found explains are attributed to it instead of being polished again
@@ -641,8 +695,11 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     counters = {"unconverged": 0, "plateau": 0, "over_budget": 0, "outside_box": 0,
                 "non_finite": n_nonfinite, "polished": 0, "attributed": 0,
                 "newton_iterations": 0}
+    reach = None
+    if use_krylov:
+        x, q, reach = coarse(x, scale)
     _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
-                   q_slow, sigma ** 2)
+                   q_slow, sigma ** 2, reach=reach, advance=advance(scale) if use_krylov else None)
 
     # 4. saddle seeding from midpoints of the points found
     if opts.seed_midpoints and len(found.x) >= 2:
@@ -663,8 +720,12 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         mid_reps = deduplicate(mids.cpu().numpy(), q_mid.cpu().numpy(), tol)
         chosen_mids = torch.as_tensor(mid_reps, device=x.device)
         info["midpoints"] = int(len(chosen_mids))
-        _polish_rounds(dynamics, mids[chosen_mids], q_mid[chosen_mids], found, accept, counters,
-                       lo, hi, q_floor, on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale)
+        mids, q_mid, reach = mids[chosen_mids], q_mid[chosen_mids], None
+        if use_krylov:
+            mids, q_mid, reach = coarse(mids, 0.2 * scale)
+        _polish_rounds(dynamics, mids, q_mid, found, accept, counters, lo, hi, q_floor,
+                       on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale, reach=reach,
+                       advance=advance(0.2 * scale) if use_krylov else None)
     x, q = found.x, found.q
     n_unconv, n_nonfinite = counters["unconverged"], counters["non_finite"]
     info.update(counters)
