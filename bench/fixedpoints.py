@@ -92,25 +92,8 @@ def trained_net(hidden=128, bits=3, epochs=1500, seed=0, cell="gru") -> torch.nn
 
 def leaky_rnn(n: int, gain: float = 1.2, seed: int = 0) -> fp.Dynamics:
     """r <- (1-α) r + α tanh(W r + b), W ~ N(0, gain²/n), α = 0.5 (closed-form Jacobian and
-    curvature)."""
-    gen = torch.Generator().manual_seed(seed)
-    W = torch.randn(n, n, generator=gen, dtype=torch.float64) * gain / np.sqrt(n)
-    b = 0.1 * torch.randn(n, generator=gen, dtype=torch.float64)
-    alpha = 0.5
-
-    def step(x, u):
-        return (1 - alpha) * x + alpha * torch.tanh(x @ W.T + b)
-
-    def jac(x, u):
-        slope = 1 - torch.tanh(x @ W.T + b) ** 2
-        return (1 - alpha) * torch.eye(n, dtype=x.dtype) + alpha * slope.unsqueeze(-1) * W
-
-    def curvature(x, u, weights):  # Σ_k w_k ∇²F_k = α Wᵀ diag(w tanh'') W
-        t = torch.tanh(x @ W.T + b)
-        return alpha * W.T @ ((weights * -2 * t * (1 - t ** 2)).unsqueeze(-1) * W)
-
-    return fp.DiscreteDynamics(step, n, jacobian_fn=jac, curvature_fn=curvature,
-                               name=f"leaky_rnn_{n}")
+    curvature): :func:`fixedpoints.systems.random_rate_network`."""
+    return fp.systems.random_rate_network(n, gain=gain, seed=seed)
 
 
 def build(system: str, device: str):

@@ -77,7 +77,9 @@ def newton_krylov(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: tor
         Their speeds.
     reach : Tensor of shape (b,)
         Length of each state's last full Newton step, an estimate of its distance to the root it
-        approaches (``inf`` for states that took no step).
+        approaches. States that stopped making progress (a step that lowers q by less than
+        10%: near a slow point or on a plateau, not a root) are returned at their start, with
+        ``inf``.
     """
     out_x, out_q, out_reach = [], [], []
     for start in range(0, len(x), batch_size):
@@ -85,6 +87,7 @@ def newton_krylov(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: tor
         with torch.no_grad():
             v = dynamics.velocity(xb)
         q = 0.5 * (v * v).sum(-1)
+        x_start, v_start, q_start = xb.clone(), v.clone(), q.clone()
         reach = torch.full_like(q, float("inf"))
         active = torch.isfinite(q) & (q > q_stop)
         for _ in range(steps):
@@ -114,10 +117,16 @@ def newton_krylov(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: tor
                 accept[todo[ok]] = True
                 fraction *= 0.5
             took = idx[accept]
+            q_before = q[took]
             xb[took], v[took] = trial_x[accept], trial_v[accept]
             q[took] = 0.5 * (v[took] * v[took]).sum(-1)
             reach[took] = length[accept]
-            active[idx[~accept]] = False  # no decrease along the step: left to the dense polish
+            # no decrease along the step, or less than 10%: no root is near (a slow point, a
+            # plateau); back to the start, left to the dense polish as if never moved
+            stuck = torch.cat([idx[~accept], took[q[took] > 0.9 * q_before]])
+            xb[stuck], v[stuck], q[stuck] = x_start[stuck], v_start[stuck], q_start[stuck]
+            reach[stuck] = float("inf")
+            active[stuck] = False
             active &= q > q_stop
         out_x.append(xb)
         out_q.append(q)

@@ -39,7 +39,7 @@ from typing import Callable, Tuple
 
 import torch
 
-__all__ = ["solve_spd", "solve", "solve_general", "gmres", "lstsq", "eig", "eigvals", "eigvalsh", "svd",
+__all__ = ["solve_spd", "solve", "gmres", "lstsq", "eig", "eigvals", "eigvalsh", "svd",
            "BATCHED_LU_MAX_N"]
 
 #: Largest n for which batched LU is used on the CPU (the MKL bug starts near n = 150).
@@ -80,34 +80,6 @@ def solve_spd(matrix: torch.Tensor, rhs: torch.Tensor) -> Tuple[torch.Tensor, to
     if bool(ok.any()):
         solution[ok] = torch.cholesky_solve(rhs[ok].unsqueeze(-1), chol[ok]).squeeze(-1)
     return solution, ok
-
-
-def solve_general(matrix: torch.Tensor, rhs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Solve general square systems by LU (partial pivoting), reporting the rows it could not.
-
-    One LU costs ⅔ n³, against 2 n³ + ⅓ n³ for forming ``AᵀA`` and its Cholesky factor: the
-    finder's Newton steps ``J δ = -v`` use it. Batched LU on the CPU only up to
-    :data:`BATCHED_LU_MAX_N`, one matrix per call above (see the module doc).
-
-    Parameters
-    ----------
-    matrix : Tensor of shape (b, n, n)
-    rhs : Tensor of shape (b, n)
-
-    Returns
-    -------
-    solution : Tensor of shape (b, n)
-        Zero in the rows that failed.
-    ok : Tensor of shape (b,), bool
-        Rows with a nonzero pivot and a finite solution (a nearly singular matrix may still
-        pass: callers judge the step by its effect).
-    """
-    _check(matrix, rhs)
-    if len(matrix) == 0:
-        return rhs.clone(), torch.ones(0, dtype=torch.bool, device=rhs.device)
-    solution, ok = _lu_solve(matrix, rhs)
-    ok = ok & torch.isfinite(solution).all(dim=1)
-    return torch.where(ok[:, None], solution, torch.zeros_like(solution)), ok
 
 
 def _lu_solve(matrix: torch.Tensor, rhs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
