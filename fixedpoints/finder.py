@@ -8,6 +8,12 @@ The search has four stages, all batched over points:
 2. **De-duplication** of the candidates (keeping the slowest of each cluster; starts much
    closer to each other than to the nearest root are merged), so the expensive stage runs once
    per distinct start rather than once per initial state.
+   For large networks (``krylov``, by default from 512 units) the candidates first take
+   matrix-free inexact Newton steps (GMRES on Jacobian–vector products,
+   :mod:`fixedpoints.krylov`), candidates that meet on the way are merged, and the polish then
+   takes one candidate per estimated root first; between its rounds the candidates still waiting
+   take two more such steps, so that most fall into the linear regime of a point found and are
+   attributed to it without a dense step.
 3. **Second-order polish in rounds**: batched Levenberg–Marquardt on v(x) = 0 with Jacobians
    from the model's closed form or ``torch.func``, the slowest candidates first. During and
    after each round, candidates that the linearization around a point already found explains
@@ -401,10 +407,15 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                     hit = live[explained(xb[live])]
                     active[hit] = False
                     attributed[hit] = True
-        # final gradient cosine at the polished points
-        jac = dynamics.jacobian(xb).detach()
-        jtv = (jac.transpose(1, 2) @ v.unsqueeze(-1)).squeeze(-1)
-        cos = jtv.norm(dim=1) / (sigma2 ** 0.5 * v.norm(dim=1) + 1e-300)
+        # final gradient cosine at the polished points that may be slow points (not at the
+        # fixed floor, not attributed: the acceptance reads it nowhere else)
+        cos = torch.zeros_like(q)
+        open_rows = torch.nonzero((q > q_floor) & ~attributed).flatten()
+        if open_rows.numel():
+            jac = dynamics.jacobian(xb[open_rows]).detach()
+            vo = v[open_rows]
+            jtv = (vo.unsqueeze(1) @ jac).squeeze(1)
+            cos[open_rows] = jtv.norm(dim=1) / (sigma2 ** 0.5 * vo.norm(dim=1) + 1e-300)
         out_x.append(xb)
         out_q.append(q)
         out_cos.append(cos)
@@ -492,6 +503,16 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
              else max(opts.polish_budget / dynamics.n_states ** 3, 8))
     while bool(remaining.any()):
         if counters["polished"] >= limit:
+            # out of dense polish: the cheap steps may still bring the rest into the linear
+            # regime of the points found (as long as each pass attributes some)
+            for _ in range(opts.krylov_steps if advance is not None and len(found.x) else 0):
+                rest = torch.nonzero(remaining).flatten()
+                x[rest] = advance(x[rest])
+                explained = _attribute(dynamics, x[rest], found, opts.attribution_rtol)
+                remaining[rest[explained]] = False
+                counters["attributed"] += int(explained.sum())
+                if not bool(explained.any()) or not bool(remaining.any()):
+                    break
             counters["over_budget"] += int(remaining.sum())
             break
         idx = torch.nonzero(remaining).flatten()
@@ -663,12 +684,13 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     use_krylov = opts.krylov if opts.krylov is not None else n >= KRYLOV_MIN_STATES
     info["krylov"] = bool(use_krylov)
 
-    def coarse(xs: torch.Tensor, max_step: float, steps: int = opts.krylov_steps):
-        return newton_krylov(dynamics, xs, lo, hi, q_stop=q_fixed, steps=steps,
+    def coarse(xs: torch.Tensor, max_step: float):
+        return newton_krylov(dynamics, xs, lo, hi, q_stop=q_fixed, steps=opts.krylov_steps,
                              krylov_dim=opts.krylov_dim, max_step=max_step)
 
     def advance(max_step: float):
-        return lambda xs: coarse(xs, max_step, steps=2)[0]
+        return lambda xs: newton_krylov(dynamics, xs, lo, hi, q_stop=q_fixed, steps=2,
+                                        krylov_dim=opts.krylov_dim, max_step=max_step)[0]
 
     # 3. polish in rounds, slowest candidates first; candidates that the linearization around
     #    a point already found explains are attributed to it instead of being polished again
