@@ -96,16 +96,3 @@ def test_krylov_path_gives_the_dense_paths_points_on_a_200_unit_rate_network():
     np.testing.assert_allclose(np.sort(krylov.speed[krylov.kind == "slow"]),
                                np.sort(dense.speed[dense.kind == "slow"]), rtol=1e-9)
     assert krylov.info["polished"] < dense.info["polished"]
-
-
-@pytest.mark.slow
-def test_a_1024_unit_rate_network_from_1024_starts_converges_completely():
-    dyn = systems.random_rate_network(1024)
-    x0 = fp.sample_initial_states(dyn, 1024, seed=0, n_steps=60, noise=0.05)
-    res = fp.find_fixed_points(dyn, x0)
-    assert res.info["krylov"]  # automatic above 512 units
-    assert res.status is fp.FinderStatus.CONVERGED and len(res) >= 1
-    assert res.info["over_budget"] == 0
-    fixed = res.kind != "slow"
-    v = fp.velocity(dyn, res.x[fixed])
-    assert (0.5 * (v ** 2).sum(1)).max() <= res.q_fixed
