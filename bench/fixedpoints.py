@@ -10,26 +10,39 @@ Systems:
     (pytorch issues 142815, 141358), so these rows watch that no solve in the library uses it.
 
 For each: wall time (median of --repeats), peak memory (tracemalloc is blind to torch, so
-the resident-set high-water mark of a fresh child process is reported), counts per kind,
-q quantiles, and time per initial state for 256/1024/4096 initial states.
+the resident-set high-water mark of a fresh child process is reported), CPU seconds, counts
+per kind, q quantiles, status, and time per initial state for 256/1024/4096 initial states.
+
+``--baseline REV`` runs every row a second time on the package as it was at git revision REV
+(exported with ``git archive`` to a temporary folder; the benchmark systems are built from this
+tree's code against the old package), printing before/after rows and the ratios of CPU time
+from one run, with the load average (``os.getloadavg``) at the start and the end: on a shared
+machine, compare the ratios, not the absolute figures.
 
 Usage: python bench/fixedpoints.py [--device cuda] [--repeats 3] [--quick]
+       python bench/fixedpoints.py --systems lstm128,leaky256,leaky1024,leaky2048 \
+           --repeats 3 --baseline e02c818
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+#: A child of ``--baseline`` imports the old package from this folder instead of this tree.
+BASELINE_ENV = "GHOSTSCOPE_BENCH_BASELINE"
+sys.path.insert(0, os.environ.get(BASELINE_ENV) or str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -92,25 +105,16 @@ def trained_net(hidden=128, bits=3, epochs=1500, seed=0, cell="gru") -> torch.nn
 
 def leaky_rnn(n: int, gain: float = 1.2, seed: int = 0) -> fp.Dynamics:
     """r <- (1-α) r + α tanh(W r + b), W ~ N(0, gain²/n), α = 0.5 (closed-form Jacobian and
-    curvature)."""
-    gen = torch.Generator().manual_seed(seed)
-    W = torch.randn(n, n, generator=gen, dtype=torch.float64) * gain / np.sqrt(n)
-    b = 0.1 * torch.randn(n, generator=gen, dtype=torch.float64)
-    alpha = 0.5
-
-    def step(x, u):
-        return (1 - alpha) * x + alpha * torch.tanh(x @ W.T + b)
-
-    def jac(x, u):
-        slope = 1 - torch.tanh(x @ W.T + b) ** 2
-        return (1 - alpha) * torch.eye(n, dtype=x.dtype) + alpha * slope.unsqueeze(-1) * W
-
-    def curvature(x, u, weights):  # Σ_k w_k ∇²F_k = α Wᵀ diag(w tanh'') W
-        t = torch.tanh(x @ W.T + b)
-        return alpha * W.T @ ((weights * -2 * t * (1 - t ** 2)).unsqueeze(-1) * W)
-
-    return fp.DiscreteDynamics(step, n, jacobian_fn=jac, curvature_fn=curvature,
-                               name=f"leaky_rnn_{n}")
+    curvature): :func:`fixedpoints.systems.random_rate_network` of this tree, built on the
+    imported package's classes (the old package's under ``--baseline``)."""
+    build_fn = getattr(fp.systems, "random_rate_network", None)
+    if build_fn is None:  # an older package: this tree's systems.py against its Dynamics
+        spec = importlib.util.spec_from_file_location(
+            "fixedpoints._bench_systems", ROOT / "fixedpoints" / "systems.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        build_fn = module.random_rate_network
+    return build_fn(n, gain=gain, seed=seed)
 
 
 def build(system: str, device: str):
@@ -193,6 +197,9 @@ def main() -> None:
                         help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=900,
                         help="seconds per child before it is killed and reported as hung")
+    parser.add_argument("--baseline", default="",
+                        help="also run every row on the package at this git revision "
+                             "(before/after rows and CPU ratios from one run)")
     args = parser.parse_args()
     if args.child:
         system, n_init, repeats = args.child[0], int(args.child[1]), int(args.child[2])
@@ -211,34 +218,58 @@ def main() -> None:
             + [("lstm128", 1024, 0), ("lstm128ag", 1024, 0)])
     if args.systems:
         plan = [row for row in plan if row[0] in args.systems.split(",")]
-    print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats}")
-    header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'median s':>9} {'cpu s':>6} "
-              f"{'ms/state':>9} {'peak MB':>8} "
+    versions = [("after", "")]
+    scratch = None
+    if args.baseline:
+        scratch = tempfile.TemporaryDirectory(prefix="bench_baseline_")
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline,
+                                  "fixedpoints"], capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+            tar.extractall(scratch.name, filter="data")
+        versions = [("before", scratch.name), ("after", "")]
+    print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats} "
+          f"baseline={args.baseline or '-'} load average {os.getloadavg()[0]:.1f} (1 min)")
+    header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'code':>6} {'median s':>9} "
+              f"{'cpu s':>6} {'ms/state':>9} {'peak MB':>8} "
               f"{'cands':>6}  counts / index counts / q [min, median, max]")
     print(header)
     print("-" * len(header))
     for system, n_init, threads in plan:
         repeats = 1 if system in ("leaky1024", "leaky2048") else args.repeats
         thr = str(threads) if threads else "-"
-        try:
-            out = subprocess.run([sys.executable, __file__, "--device", args.device, "--child",
-                                  system, str(n_init), str(repeats), str(threads)],
-                                 capture_output=True, text=True, timeout=args.timeout)
-        except subprocess.TimeoutExpired:  # subprocess.run has killed the child
-            print(f"{system:<10} {thr:>3} {n_init:>6} HUNG: killed after {args.timeout:.0f} s")
-            continue
-        if out.returncode != 0:
-            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-            print(f"{system:<10} {thr:>3} {n_init:>6} FAILED: {last[:120]}")
-            continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        counts = {k: v for k, v in r["counts"].items() if v}
-        qs = ", ".join(f"{v:.1e}" for v in r["q_quantiles"])
-        print(f"{system:<10} {thr:>3} {n_init:>6} {r['median_s']:>9.2f} {r['cpu_s']:>6.1f} "
-              f"{r['per_state_ms']:>9.3f} "
-              f"{r['peak_rss_mb']:>8.0f} {r['candidates']:>6}  {counts} {r['index_counts']} "
-              f"[{qs}] regions={r['slow_regions']} {r['status']}")
-
+        cpu = {}
+        for label, path in versions:
+            env = dict(os.environ)
+            env.pop(BASELINE_ENV, None)
+            if path:
+                env[BASELINE_ENV] = path
+            lead = f"{system:<10} {thr:>3} {n_init:>6} {label:>6}"
+            try:
+                out = subprocess.run([sys.executable, __file__, "--device", args.device,
+                                      "--child", system, str(n_init), str(repeats),
+                                      str(threads)], capture_output=True, text=True,
+                                     timeout=args.timeout, env=env)
+            except subprocess.TimeoutExpired:  # subprocess.run has killed the child
+                print(f"{lead} HUNG: killed after {args.timeout:.0f} s")
+                continue
+            if out.returncode != 0:
+                last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+                print(f"{lead} FAILED: {last[:120]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            cpu[label] = r["cpu_s"]
+            counts = {k: v for k, v in r["counts"].items() if v}
+            qs = ", ".join(f"{v:.1e}" for v in r["q_quantiles"])
+            print(f"{lead} {r['median_s']:>9.2f} {r['cpu_s']:>6.1f} "
+                  f"{r['per_state_ms']:>9.3f} "
+                  f"{r['peak_rss_mb']:>8.0f} {r['candidates']:>6}  {counts} "
+                  f"{r['index_counts']} [{qs}] regions={r['slow_regions']} {r['status']}",
+                  flush=True)
+        if len(cpu) == 2:
+            print(f"{'':<21} cpu before/after = {cpu['before'] / max(cpu['after'], 1e-9):.2f}x")
+    print(f"load average {os.getloadavg()[0]:.1f} (1 min) at the end")
+    if scratch is not None:
+        scratch.cleanup()
 
 if __name__ == "__main__":
     main()

@@ -35,11 +35,11 @@ library goes through one module (a later workaround then lands in one place).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Callable, Tuple
 
 import torch
 
-__all__ = ["solve_spd", "solve", "lstsq", "eig", "eigvals", "eigvalsh", "svd",
+__all__ = ["solve_spd", "solve", "gmres", "lstsq", "eig", "eigvals", "eigvalsh", "svd",
            "BATCHED_LU_MAX_N"]
 
 #: Largest n for which batched LU is used on the CPU (the MKL bug starts near n = 150).
@@ -74,6 +74,8 @@ def solve_spd(matrix: torch.Tensor, rhs: torch.Tensor) -> Tuple[torch.Tensor, to
     _check(matrix, rhs)
     chol, info = torch.linalg.cholesky_ex(matrix)
     ok = info == 0
+    if bool(ok.all()):  # the usual case: no gather (a copy of every factor) of the rows
+        return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1), ok
     solution = torch.zeros_like(rhs)
     if bool(ok.any()):
         solution[ok] = torch.cholesky_solve(rhs[ok].unsqueeze(-1), chol[ok]).squeeze(-1)
@@ -128,6 +130,70 @@ def solve(matrix: torch.Tensor, rhs: torch.Tensor, *, spd_first: bool = True) ->
         if singular.numel():  # exactly singular even with damping: least squares
             solution[singular] = lstsq(matrix[singular], rhs[singular])
     return solution
+
+
+def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, *,
+          max_iter: int = 20, rtol: float = 0.1) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Batched GMRES from zero, matrix-free: approximate solutions of ``A_i x_i = rhs_i``.
+
+    Every system gets its own Krylov space; ``matvec`` applies all of them at once (one call per
+    iteration), so the cost is ``max_iter`` batched products (e.g. Jacobian–vector products at
+    b·n² each) instead of a factorization at n³ per system. Classical Gram–Schmidt, applied
+    twice (stable to round-off, one batched product per pass).
+
+    Parameters
+    ----------
+    matvec : callable
+        ``matvec(V) -> (b, n)``: row i of the result is ``A_i V[i]``.
+    rhs : Tensor of shape (b, n)
+    max_iter : int
+        Krylov dimension (no restarts).
+    rtol : float
+        Iteration stops once every residual ``‖A_i x_i − rhs_i‖ ≤ rtol ‖rhs_i‖`` (checked every
+        fifth iteration and at the end).
+
+    Returns
+    -------
+    solution : Tensor of shape (b, n)
+    residual : Tensor of shape (b,)
+        Relative residuals ``‖A_i x_i − rhs_i‖ / ‖rhs_i‖`` (0 where ``rhs_i = 0``).
+    """
+    b, n = rhs.shape
+    m = max(1, min(int(max_iter), n))
+    beta = rhs.norm(dim=1)
+    safe = torch.where(beta > 0, beta, torch.ones_like(beta))
+    basis = rhs.new_zeros(b, m + 1, n)
+    hess = rhs.new_zeros(b, m + 1, m)
+    basis[:, 0] = rhs / safe[:, None]
+    e1 = rhs.new_zeros(b, m + 1)
+    e1[:, 0] = beta
+    y = rhs.new_zeros(b, 0)
+    residual = torch.ones_like(beta)
+    k = 0
+    for j in range(m):
+        w = matvec(basis[:, j])
+        prev = basis[:, :j + 1]
+        h = torch.zeros(b, j + 1, dtype=rhs.dtype, device=rhs.device)
+        for _ in range(2):
+            c = (prev @ w.unsqueeze(-1)).squeeze(-1)
+            w = w - (c.unsqueeze(1) @ prev).squeeze(1)
+            h = h + c
+        norm = w.norm(dim=1)
+        hess[:, :j + 1, j] = h
+        hess[:, j + 1, j] = norm
+        basis[:, j + 1] = w / torch.where(norm > 0, norm, torch.ones_like(norm))[:, None]
+        k = j + 1
+        if k % 5 == 0 or k == m or bool((norm <= 1e-14 * safe).all()):
+            small = hess[:, :k + 1, :k]
+            y = torch.linalg.lstsq(small, e1[:, :k + 1].unsqueeze(-1),
+                                   driver="gelsd" if rhs.device.type == "cpu" else None
+                                   ).solution.squeeze(-1)
+            res = (e1[:, :k + 1] - (small @ y.unsqueeze(-1)).squeeze(-1)).norm(dim=1)
+            residual = torch.where(beta > 0, res / safe, torch.zeros_like(res))
+            if bool((residual <= rtol).all()):
+                break
+    solution = (y.unsqueeze(1) @ basis[:, :k]).squeeze(1)
+    return solution, residual
 
 
 def lstsq(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ __all__ = [
     "random_orthogonal", "linear", "saddle_node", "drift_manifold", "tanh_map",
     "tanh_map_fixed_points",
     "tanh_saddle_node_b", "rotated_flipflop", "flipflop_fixed_points", "line_attractor",
-    "ReferenceAnswer",
+    "random_rate_network", "ReferenceAnswer",
 ]
 
 
@@ -303,3 +303,31 @@ def line_attractor(n_states: int = 10, time: str = "continuous", decay: float = 
                                name="line_attractor_map")
     dyn.Q = Q.numpy()
     return dyn
+
+
+def random_rate_network(n_states: int, gain: float = 1.2, alpha: float = 0.5, bias: float = 0.1,
+                        seed: int = 0) -> DiscreteDynamics:
+    """A random leaky firing-rate network ``r <- (1-α) r + α tanh(W r + b)``, with
+    ``W ~ N(0, gain²/n)`` and ``b ~ N(0, bias²)``, and its Jacobian and curvature in closed form.
+
+    No closed-form answer: above ``gain = 1`` such networks have many fixed points, most of them
+    unstable; the large-network benchmark and tests of the finder use them (``gain = 1.2``).
+    """
+    n = int(n_states)
+    gen = torch.Generator().manual_seed(int(seed))
+    W = torch.randn(n, n, generator=gen, dtype=torch.float64) * gain / np.sqrt(n)
+    b = bias * torch.randn(n, generator=gen, dtype=torch.float64)
+
+    def step(x, u):
+        return (1 - alpha) * x + alpha * torch.tanh(x @ W.T + b)
+
+    def jac(x, u):
+        slope = 1 - torch.tanh(x @ W.T + b) ** 2
+        return (1 - alpha) * torch.eye(n, dtype=x.dtype) + alpha * slope.unsqueeze(-1) * W
+
+    def curvature(x, u, weights):  # Σ_k w_k ∇²F_k = α Wᵀ diag(w tanh'') W
+        t = torch.tanh(x @ W.T + b)
+        return alpha * W.T @ ((weights * -2 * t * (1 - t ** 2)).unsqueeze(-1) * W)
+
+    return DiscreteDynamics(step, n, jacobian_fn=jac, curvature_fn=curvature,
+                            name=f"leaky_rnn_{n}")
