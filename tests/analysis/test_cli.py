@@ -346,7 +346,8 @@ def test_an_interrupted_run_leaves_complete_files_and_resumes(run_dir, tmp_path)
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((out / "epochs").glob("*.npz")):
+    # an epoch is done when its .json (written after its .npz) is there
+    while time.monotonic() < deadline and not list((out / "epochs").glob("*.json")):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
