@@ -41,7 +41,7 @@ from .learning import Drop, DropOptions, LossCurve, detect_drop, find_training_l
 from .matching import Track, build_tracks, match_points
 from .outdir import epoch_name_problem, locks_out, retire_stale_summary
 from .reuse import continuation_record, continuation_start, source_stamp
-from .run_options import RUN_OPTION_NAMES, RunOptions
+from .run_options import RunOptions, run_options_for
 from .sources import ModelSource, SeriesItem, as_dynamics, resolve_series
 from .versions import library_versions
 
@@ -586,12 +586,7 @@ def analyze_series(path_or_series: Any, model: Any = None, *,
         raise ValueError("inputs= (several named input conditions) is analyzed by "
                          "analysis.analyze_conditions(source, inputs, ...), one analyze_series "
                          "per condition; pass input=(...) here for one constant input")
-    misplaced = sorted(set(options) & set(RUN_OPTION_NAMES))
-    if misplaced:
-        name = misplaced[0]
-        raise TypeError(f"analyze_series: {misplaced} are run options, not epoch settings; "
-                        f"pass run=RunOptions({name}=...) or run={{'{name}': ...}}")
-    run_options = RunOptions.make(run)
+    run_options = run_options_for("analyze_series", run, options)
     jobs, scheduler, device = run_options.jobs, run_options.scheduler, run_options.device
     strict, progress = run_options.strict, run_options.progress
     settings = make_settings(settings, **options)

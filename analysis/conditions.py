@@ -46,7 +46,7 @@ from .api import SeriesAnalysis, analyze_series, events_csv
 from .events import RestructuringEvent
 from .input_path import EpochBifurcations, InputPathAnalysis, analyze_input_path
 from .outdir import locks_out
-from .run_options import RunOptions
+from .run_options import RunOptions, run_options_for
 from .versions import library_versions
 
 __all__ = ["ConditionEvent", "ConditionsAnalysis", "analyze_conditions", "read_conditions",
@@ -367,7 +367,7 @@ def analyze_conditions(path_or_series: Any, inputs: Union[str, os.PathLike, Mapp
 
     if not isinstance(path_or_series, (str, os.PathLike, CheckpointSeries, list, tuple)):
         path_or_series = list(path_or_series)  # read once, analyzed once per condition
-    run_options = RunOptions.make(run)
+    run_options = run_options_for("analyze_conditions", run, kwargs)
     n_inputs = _probe_inputs(path_or_series, model, run_options, kwargs)
     if n_inputs is not None:
         check_conditions(conditions, n_inputs, where)

@@ -36,7 +36,7 @@ from fixedpoints.serialization import json_text, to_json, write_text
 
 from .api import FailedEpoch, SeriesAnalysis, epoch_file_stem
 from .epoch import EpochSettings, make_settings
-from .run_options import RUN_OPTION_NAMES, RunOptions
+from .run_options import RunOptions, run_options_for
 from .sources import ModelSource, as_dynamics, resolve_series
 
 __all__ = ["EpochBifurcations", "InputPathAnalysis", "analyze_input_path", "attach_input_path",
@@ -205,11 +205,7 @@ def analyze_input_path(path_or_series: Any, path: str, model: Any = None, *,
     TypeError
         A run option passed as a keyword (``jobs=2``): it belongs in ``run=``.
     """
-    misplaced = sorted(set(options) & set(RUN_OPTION_NAMES))
-    if misplaced:
-        raise TypeError(f"analyze_input_path: {misplaced} are run options, not epoch settings; "
-                        f"pass run=RunOptions({misplaced[0]}=...)")
-    run_options = RunOptions.make(run)
+    run_options = run_options_for("analyze_input_path", run, options)
     jobs, scheduler, device = run_options.jobs, run_options.scheduler, run_options.device
     strict, force = run_options.strict, run_options.force
     from fixedpoints.continuation import parse_input_path

@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Union
 
 from fixedpoints.options import resolve_options
 
-__all__ = ["RunOptions", "LOAD_OPTIONS", "RUN_OPTION_NAMES"]
+__all__ = ["RunOptions", "LOAD_OPTIONS", "RUN_OPTION_NAMES", "run_options_for"]
 
 #: Keys ``RunOptions.load_options`` may hold (keywords of ``CheckpointSeries.from_dir``).
 LOAD_OPTIONS = ("pattern", "prefix", "config", "trust_pickle", "architecture", "model_factory",
@@ -138,6 +138,32 @@ class RunOptions:
 
 #: The field names of :class:`RunOptions`, for messages about misplaced keywords.
 RUN_OPTION_NAMES = tuple(f.name for f in fields(RunOptions))
+
+
+def run_options_for(caller: str, run: Union[RunOptions, Dict[str, Any], None],
+                    options: Dict[str, Any]) -> RunOptions:
+    """``run`` as a :class:`RunOptions`, after checking that no run option hides in ``options``.
+
+    Parameters
+    ----------
+    caller : str
+        The function's name, for the message (``"analyze_series"``).
+    run : RunOptions, dict or None
+    options : dict
+        The caller's other keywords (epoch settings).
+
+    Raises
+    ------
+    TypeError
+        A run option given among ``options`` (``jobs=2``): the message says it belongs in
+        ``run=``.
+    """
+    misplaced = sorted(set(options) & set(RUN_OPTION_NAMES))
+    if misplaced:
+        name = misplaced[0]
+        raise TypeError(f"{caller}: {misplaced} are run options, not epoch settings; pass "
+                        f"run=RunOptions({name}=...) or run={{'{name}': ...}}")
+    return RunOptions.make(run)
 
 
 def _is_device(name: str) -> bool:
