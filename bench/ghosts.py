@@ -198,6 +198,19 @@ def _tanh_map_case(rng, n: int, b: float, b_c: float, family: str, fmt: str) -> 
                 relaxation=np.array([_relaxation([0.5] * (n - 1), dyn, states)]))
 
 
+def _saddle_node_case(rng, family: str, time_kind: str, n: int, r: float, dt: float,
+                      fmt: str) -> "Case":
+    """The saddle-node normal form past its fold (r > 0) in n dimensions: its ghost at the
+    origin, passage time pi/sqrt(r) (in steps of dt for maps)."""
+    dyn = systems.saddle_node(r, n_states=n, time=time_kind, dt=dt, seed=int(rng.integers(1e6)))
+    unit = 1.0 if time_kind == "continuous" else dt
+    states = _normal(n, rng)
+    return Case(family, time_kind, n, dyn, states, np.zeros((1, n)),
+                np.array([math.pi / math.sqrt(r) / unit]), np.array([math.sqrt(r)]),
+                f"r={r:{fmt}}",
+                relaxation=np.array([_relaxation(_rates(n), dyn, states, unit)]))
+
+
 def _relaxation(rates, dyn, states, unit=1.0):
     """True relaxation time: 1/median of the transverse rates (times the map's step ``unit``);
     1/σ over the states when there is no transverse direction."""
@@ -227,14 +240,7 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
         for i in range(count(30)):
             n = DIMS[i % len(DIMS)]
             r = 10 ** rng.uniform(-6, -2)
-            dyn = systems.saddle_node(r, n_states=n, time=time_kind, dt=dt,
-                                      seed=int(rng.integers(1e6)))
-            unit = 1.0 if time_kind == "continuous" else dt
-            states = _normal(n, rng)
-            cases.append(Case("saddle_node", time_kind, n, dyn, states, np.zeros((1, n)),
-                              np.array([math.pi / math.sqrt(r) / unit]),
-                              np.array([math.sqrt(r)]), f"r={r:.2e}",
-                              relaxation=np.array([_relaxation(_rates(n), dyn, states, unit)])))
+            cases.append(_saddle_node_case(rng, "saddle_node", time_kind, n, r, dt, ".2e"))
     # ---- ghosts: the one-unit tanh map past its saddle-node
     b_c = systems.tanh_saddle_node_b(2.0)
     for i in range(count(30)):
@@ -268,14 +274,7 @@ def build_cases(seed: int, quick: bool) -> List[Case]:
         for i in range(count(10)):
             n = DIMS[i % len(DIMS)]
             r = rng.uniform(0.05, 0.3)
-            dyn = systems.saddle_node(r, n_states=n, time=time_kind, dt=dt,
-                                      seed=int(rng.integers(1e6)))
-            unit = 1.0 if time_kind == "continuous" else dt
-            states = _normal(n, rng)
-            cases.append(Case("saddle_node_w", time_kind, n, dyn, states, np.zeros((1, n)),
-                              np.array([math.pi / math.sqrt(r) / unit]),
-                              np.array([math.sqrt(r)]), f"r={r:.3f}",
-                              relaxation=np.array([_relaxation(_rates(n), dyn, states, unit)])))
+            cases.append(_saddle_node_case(rng, "saddle_node_w", time_kind, n, r, dt, ".3f"))
     for i in range(count(10)):
         cases.append(_tanh_map_case(rng, DIMS[i % len(DIMS)], b_c + rng.uniform(0.05, 0.3),
                                     b_c, "tanh_map_w", ".3f"))

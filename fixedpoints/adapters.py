@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Callable, Dict, List, Optional, Union, cast
+from typing import Callable, Dict, List, Optional, Tuple, Union, cast
 
 import torch
 from torch import nn
@@ -58,6 +58,13 @@ def _check_finite(module: nn.Module) -> None:
 def _weights(module: nn.Module, names: List[str], dtype, device) -> Dict[str, torch.Tensor]:
     return {n: getattr(module, n).detach().to(device=device, dtype=dtype).clone()
             for n in names if getattr(module, n, None) is not None}
+
+
+def _cell_kind(module: nn.Module) -> Tuple[bool, bool, bool]:
+    """``(lstm, gru, relu)``: which recurrence a torch RNN/GRU/LSTM (or cell) runs."""
+    lstm = isinstance(module, (nn.LSTM, nn.LSTMCell))
+    gru = isinstance(module, (nn.GRU, nn.GRUCell))
+    return lstm, gru, (not lstm and not gru) and module.nonlinearity == "relu"
 
 
 def _layer_weights(module: nn.Module, dtype,
@@ -141,9 +148,7 @@ def _torch_rnn_jacobian(module: nn.Module, dtype, device):
     layers = _layer_weights(module, dtype, device)
     hidden = cast(_TorchRecurrent, module).hidden_size
     n_layers = len(layers)
-    lstm = isinstance(module, (nn.LSTM, nn.LSTMCell))
-    gru = isinstance(module, (nn.GRU, nn.GRUCell))
-    relu = (not lstm and not gru) and module.nonlinearity == "relu"
+    lstm, gru, relu = _cell_kind(module)
     n_states = hidden * n_layers * (2 if lstm else 1)
 
     def rows(scale, weight):  # diag(scale) @ weight, batched: (b, H) x (H, K) -> (b, H, K)
@@ -320,9 +325,7 @@ def _stacked_curvature(module: nn.Module, dtype, device):
     layers = _layer_weights(module, dtype, device)
     hidden = cast(_TorchRecurrent, module).hidden_size
     n_layers = len(layers)
-    lstm = isinstance(module, (nn.LSTM, nn.LSTMCell))
-    gru = isinstance(module, (nn.GRU, nn.GRUCell))
-    relu = (not lstm and not gru) and module.nonlinearity == "relu"
+    lstm, gru, relu = _cell_kind(module)
     if relu:  # piecewise linear at every depth: no curvature off the kinks
         return lambda x, u, weights: x.new_zeros(x.shape[0], x.shape[1], x.shape[1])
 
