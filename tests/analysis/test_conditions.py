@@ -102,10 +102,16 @@ def test_each_condition_equals_a_single_run_at_its_input(tmp_path):
             assert list(a.fixed_points.kind) == list(b.fixed_points.kind)
         assert [e.to_dict() for e in mine.events] == [e.to_dict() for e in single.events]
         sub = out / "conditions" / name
-        for f in ("summary.json", "events.csv", "events.json", "tracks.json"):
-            assert (sub / f).read_text() == (tmp_path / f"single_{name}" / f).read_text() or \
-                f == "summary.json"
-        assert json.loads((sub / "summary.json").read_text())["epochs"] == single.epochs
+        for f in ("events.csv", "events.json", "tracks.json"):
+            assert (sub / f).read_text() == (tmp_path / f"single_{name}" / f).read_text()
+        # the summaries agree but for the run's own facts (time taken, OUT, reuse counts)
+        ours, theirs = ({k: v for k, v in json.loads((d / "summary.json").read_text()).items()
+                         if k != "options"} for d in (sub, tmp_path / f"single_{name}"))
+        assert ours["epochs"] == single.epochs
+        for summary in (ours, theirs):
+            for epoch in summary["per_epoch"]:
+                del epoch["seconds"]
+        assert ours == theirs
         assert len(list((sub / "epochs").glob("epoch_*.npz"))) == 4
         assert SeriesAnalysis.from_dir(sub).epochs == [0, 1, 2, 3]
     # the saddle-node at b + u = 0.5328, crossed where the closed form says, per condition
@@ -151,7 +157,7 @@ def test_analyze_input_path_finds_the_tanh_fold_per_checkpoint(tmp_path):
     again = analyze_input_path(series, "0:0.6:12", run={"out": out}, **FAST)  # reused from disk
     assert again.at(5).diagram is None and again.at(5).bifurcations == found.at(5).bifurcations
     other = analyze_input_path(series[:1], "0:0.3:4", run={"out": out}, **FAST)  # redone
-    assert other.at(0).diagram is not None and found.at(0).diagram is not None
+    assert other.at(0).diagram is not None
 
 
 def test_analyze_input_path_saddle_node_normal_form_fold_at_r_0():

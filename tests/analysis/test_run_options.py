@@ -1,6 +1,7 @@
 """RunOptions: how a series analysis runs, validated on construction and built one way."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from analysis import RunOptions, analyze_series
@@ -46,5 +47,7 @@ def test_run_options_do_not_change_the_results(tmp_path):
     plain = analyze_series(series, n_initial=32)
     written = analyze_series(series, n_initial=32, run={"out": tmp_path / "out"})
     assert [r.counts() for r in plain.results] == [r.counts() for r in written.results]
+    for a, b in zip(plain.results, written.results):
+        np.testing.assert_array_equal(a.fixed_points.x, b.fixed_points.x)
     assert (tmp_path / "out" / "summary.json").is_file()
     assert plain.settings.hash() == written.settings.hash()
