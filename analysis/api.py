@@ -218,6 +218,12 @@ class SeriesAnalysis:
         write_text(out / "events.csv", events_csv(self.events))
         write_text(out / "events.json", json_text([e.to_dict() for e in self.events]))
         write_text(out / "tracks.json", json_text([t.to_dict() for t in self.tracks]))
+        return self.write_summary(out)
+
+    def write_summary(self, out: Union[str, os.PathLike]) -> Path:
+        """Write (only) ``out/summary.json``: after a change to the summary alone (e.g. the
+        input-path facts of :func:`analysis.input_path.attach_input_path`). Returns ``out``."""
+        out = Path(out)
         write_text(out / "summary.json", json_text(self.summary()))
         return out
 

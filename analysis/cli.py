@@ -775,7 +775,7 @@ def _cmd_analyze(args) -> int:
                                    run=RunOptions.make(run, out=out / "bifurcation"),
                                    **settings)
         analysis = attach_input_path(analysis, along)
-        analysis.to_dir(out)
+        analysis.write_summary(out)  # the epochs and events are written already
     report = None
     if not args.no_report:
         report = write_report(analysis, out, **report_options)

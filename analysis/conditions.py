@@ -267,6 +267,10 @@ class ConditionsAnalysis:
         out = Path(out)
         for name, a in self.conditions.items():
             a.to_dir(out / "conditions" / name)
+        return self._write_index(out)
+
+    def _write_index(self, out: Path) -> Path:
+        """The merged ``events.csv`` / ``events.json`` and ``conditions.json`` in ``out``."""
         events = self.events
         write_text(out / "events.csv", events_csv([e.event for e in events],
                                                   conditions=[e.condition for e in events]))
@@ -400,8 +404,8 @@ def analyze_conditions(path_or_series: Any, inputs: Union[str, os.PathLike, Mapp
                "seconds": time.perf_counter() - started}
     result = ConditionsAnalysis(conditions=results, inputs=conditions, input_path=found_path,
                                 options=options)
-    if out_dir is not None:
-        result.to_dir(out_dir)
+    if out_dir is not None:  # each condition's analyze_series wrote its own directory
+        result._write_index(Path(out_dir))
     return result
 
 

@@ -153,11 +153,11 @@ def continue_series(results: Sequence[Any], run_task: Callable[[List[Tuple]], An
         report["passes"] += 1
         # a checkpoint whose exhaustive search was complete has no fixed point beyond the
         # certified ones (seeds would find the same roots again): nothing to continue there
-        complete = [k for k in todo if _complete(current[k])]
+        complete = {k for k in todo if _complete(current[k])}
         report["skipped_complete"] += len(complete)
-        positions = [k for k in todo if not _complete(current[k])
-                     and len(neighbour_seeds(current, k))]
-        args = [make_args(k, neighbour_seeds(current, k)) for k in positions]
+        seeds = {k: neighbour_seeds(current, k) for k in todo if k not in complete}
+        positions = [k for k, found in seeds.items() if len(found)]
+        args = [make_args(k, seeds[k]) for k in positions]
         changed: List[int] = []
         for j, value in run_task(args):
             k = positions[j]

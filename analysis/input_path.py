@@ -36,6 +36,7 @@ from fixedpoints.serialization import json_text, to_json, write_text
 
 from .api import FailedEpoch, SeriesAnalysis, epoch_file_stem
 from .epoch import EpochSettings, make_settings
+from .reuse import source_stamp
 from .run_options import RunOptions, run_options_for
 from .sources import ModelSource, as_dynamics, resolve_series
 
@@ -224,8 +225,9 @@ def analyze_input_path(path_or_series: Any, path: str, model: Any = None, *,
     done: Dict[int, EpochBifurcations] = {}
     todo = []
     for item in items:
+        # the file's stamp too, as for epochs: a checkpoint rewritten under its name is redone
         extra = {"epoch": int(item.epoch), "source": item.label, "path": str(path),
-                 "settings_hash": settings_hash}
+                 "settings_hash": settings_hash, "source_stamp": source_stamp(item.source)}
         stem = epoch_file_stem(item.epoch)
         reused = None if (out_dir is None or force) else _reusable(out_dir / f"{stem}.json",
                                                                     extra)

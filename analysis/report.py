@@ -221,6 +221,7 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
             contexts[k] = replace(contexts[k], source=None)
             keys[k] = None
     frames: List[Tuple[int, Path, str]] = []
+    frame_keys: List[str] = []  # each frame's key, checked against its PNG's below
     speed_range = None  # each portrait scales its own heatmap (6 decades below its fastest)
 
     # pass 2: portraits (only those missing or drawn from other inputs)
@@ -250,11 +251,11 @@ def write_report(analysis: SeriesAnalysis, out: Union[str, os.PathLike], *, mode
             frames.append((int(ctx.result.epoch), Path(job.png),
                            counts_text(ctx.result.counts()) + " · "
                            + ctx.result.fixed_points.certification_text()))
+            frame_keys.append(job.key)
         _write_projection(out / "projection.json", projection, inputs_key)
         logger.info("portraits: %d drawn, %d unchanged", len(drawn), len(jobs_list) - len(drawn))
 
     timeline = write_timeline(analysis, out / "timeline.png", force=force)
-    frame_keys = [png_key(p) for _, p, _ in frames]
     if force:
         (out / "portraits.gif").unlink(missing_ok=True)
     write_gif([p for _, p, _ in frames], out / "portraits.gif", max_frames=options.gif_frames,

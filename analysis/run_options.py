@@ -128,13 +128,6 @@ class RunOptions:
         """From None, a RunOptions, or a dict of its fields (unknown names raise)."""
         return resolve_options(cls, value, overrides or None, name="run")
 
-    def to_dict(self) -> Dict[str, Any]:
-        """The JSON-ready fields recorded in a summary (the scheduler as its address)."""
-        return {"jobs": self.jobs, "device": self.device, "localize": self.localize,
-                "scheduler": None if self.scheduler is None else _scheduler_name(self.scheduler),
-                "out": None if self.out is None else str(self.out), "force": self.force,
-                "strict": self.strict, "max_states": self.max_states}
-
 
 #: The field names of :class:`RunOptions`, for messages about misplaced keywords.
 RUN_OPTION_NAMES = tuple(f.name for f in fields(RunOptions))
@@ -174,11 +167,3 @@ def _is_device(name: str) -> bool:
     except (RuntimeError, ValueError):
         return False
     return True
-
-
-def _scheduler_name(scheduler: Any) -> str:
-    """A scheduler's address: the string itself, or a ``distributed.Client``'s."""
-    if isinstance(scheduler, str):
-        return scheduler
-    address = getattr(getattr(scheduler, "scheduler", None), "address", None)
-    return str(address) if address is not None else type(scheduler).__name__

@@ -195,6 +195,32 @@ def tanh_run(tmp_path_factory):
     return path
 
 
+def test_input_path_redoes_a_checkpoint_rewritten_under_its_name(tmp_path):
+    """The diagram of a file is reused while the file is unchanged (stamp: size, mtime)."""
+    import shutil
+
+    from checkpoints.models import LeakyRNN
+
+    run = tmp_path / "ckpts"
+    run.mkdir()
+    for epoch, w in ((0, 0.5), (1, 2.0)):
+        model = LeakyRNN(1, 1, 1, alpha=0.5)
+        with torch.no_grad():
+            model.W_rec.fill_(w)
+            model.W_in.weight.fill_(1.0)
+            model.W_in.bias.zero_()
+        torch.save(model.state_dict(), run / f"model_epoch{epoch}.pt")
+    out = tmp_path / "bif"
+    first = analyze_input_path(str(run), "0:0.8:12", run={"out": out}, **FAST)
+    assert len(first.at(1).folds) == 1
+    again = analyze_input_path(str(run), "0:0.8:12", run={"out": out}, **FAST)
+    assert again.at(0).diagram is None and again.at(1).diagram is None  # both reused
+    shutil.copy(run / "model_epoch0.pt", run / "model_epoch1.pt")   # epoch 1 is now w = 0.5
+    redone = analyze_input_path(str(run), "0:0.8:12", run={"out": out}, **FAST)
+    assert redone.at(0).diagram is None                                 # unchanged: reused
+    assert redone.at(1).diagram is not None and redone.at(1).folds == []
+
+
 def test_cli_analyze_input_path_lists_the_folds_per_epoch(tanh_run, tmp_path, capsys):
     out = tmp_path / "o"
     code = main(["analyze", str(tanh_run), "--out", str(out), "--input-path", "0:0.8:12",
