@@ -313,7 +313,7 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
 
     Returns (x, q, grad_cos, iterations, at_limit, attributed): ``at_limit`` marks points still
     converging when ``newton_steps`` ran out; ``attributed`` those stopped because
-    ``explained(x)`` said they entered the linear regime of a point already found.
+    ``explained(x, v)`` said they entered the linear regime of a point already found.
 
     A point stops when q reaches ``q_floor`` (a fixed point), when it is stationary
     (gradient cosine below ``grad_rtol / 10``: a slow point), when it reaches the box wall
@@ -404,7 +404,7 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
             if explained is not None:
                 live = idx[~stalled & (q[idx] > q_floor)]
                 if live.numel():
-                    hit = live[explained(xb[live])]
+                    hit = live[explained(xb[live], v[live])]
                     active[hit] = False
                     attributed[hit] = True
         # final gradient cosine at the polished points that may be slow points (not at the
@@ -463,26 +463,32 @@ class _Found:
         return self._v, self._jac
 
 
-def _attribute(dynamics: Dynamics, x: torch.Tensor, found: _Found, rtol: float) -> torch.Tensor:
+def _attribute(dynamics: Dynamics, x: torch.Tensor, found: _Found, rtol: float,
+               v: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Which states lie in the linear regime of a point already found.
 
     State ``c`` is attributed to its nearest found point ``p`` when the linearization around
     ``p`` predicts the velocity at ``c``: ``‖v(c) - v(p) - J(p)(c - p)‖ ≤ rtol · ‖v(c)‖``.
-    Newton's method from such a state converges to ``p``, so polishing it again is wasted work.
+    Newton's method from such a state converges to ``p``, so polishing it again is wasted work,
+    and ``p`` counts as reached (``found.supported``: a warm start's point is kept). ``v``: the
+    velocities at ``x`` when the caller has them.
     """
     if len(found.x) == 0 or len(x) == 0:
         return torch.zeros(len(x), dtype=torch.bool, device=x.device)
     v_found, jac = found.linearization()
     _, nearest = cKDTree(found.x.cpu().numpy()).query(x.cpu().numpy())
     nearest = torch.as_tensor(nearest, device=x.device)
-    with torch.no_grad():
-        v = dynamics.velocity(x)
+    if v is None:
+        with torch.no_grad():
+            v = dynamics.velocity(x)
     predicted = torch.empty_like(v)
     for j in torch.unique(nearest).tolist():  # loop over the few points found, not over states
         members = nearest == j
         offset = x[members] - found.x[j]
         predicted[members] = v_found[j] + offset @ jac[j].T
-    return (v - predicted).norm(dim=1) <= rtol * v.norm(dim=1)
+    explained = (v - predicted).norm(dim=1) <= rtol * v.norm(dim=1)
+    found.supported[torch.unique(nearest[explained])] = True
+    return explained
 
 
 def _lead_first(x: torch.Tensor, q: torch.Tensor, reach: Optional[torch.Tensor],
@@ -524,7 +530,6 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
                 x[rest] = advance(x[rest])
                 explained = _attribute(dynamics, x[rest], found, opts.attribution_rtol)
                 remaining[rest[explained]] = False
-                found.support(x[rest][explained])
                 counters["attributed"] += int(explained.sum())
                 if not bool(explained.any()) or not bool(remaining.any()):
                     break
@@ -534,7 +539,7 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
         size = opts.polish_batch or int(np.clip(64 * 128 / dynamics.n_states, 8, 64))
         batch, rest = idx[:size], idx[size:]
         remaining[batch] = False
-        explained = (lambda xs: _attribute(dynamics, xs, found, opts.attribution_rtol)) \
+        explained = (lambda xs, vs: _attribute(dynamics, xs, found, opts.attribution_rtol, vs)) \
             if len(found.x) else None
         xp, qp, cp, iters, at_limit, attributed = _polish(
             dynamics, x[batch], lo, hi, q_floor, opts, on_wall, q_give_up=q_give_up,
@@ -545,14 +550,12 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
             counters[key] += value
         counters["polished"] += int(len(batch))
         counters["newton_iterations"] = max(counters["newton_iterations"], iters)
-        found.support(xp[attributed])
         found.add(xp[ok], qp[ok])
         if len(rest) and advance is not None and counters["polished"] < limit:
             x[rest] = advance(x[rest])
         if len(rest):
             explained = _attribute(dynamics, x[rest], found, opts.attribution_rtol)
             remaining[rest[explained]] = False
-            found.support(x[rest][explained])
             counters["attributed"] += int(explained.sum())
 
 
@@ -581,7 +584,6 @@ def _warm_polish(dynamics, warm_starts, x, q, found, accept, counters, lo, hi, q
     if not len(found.x) or not len(x):
         return x, q
     explained = _attribute(dynamics, x, found, opts.attribution_rtol)
-    found.support(x[explained])
     info["warm_attributed"] = int(explained.sum())
     counters["attributed"] += int(explained.sum())
     return x[~explained], q[~explained]
@@ -745,15 +747,15 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     log.info("find_fixed_points: %d initial states -> %d candidates after %d descent iterations",
              len(x0), len(x), n_iter)
     use_krylov = bool(opts.krylov)
-    info["krylov"] = bool(use_krylov)
+    info["krylov"] = use_krylov
 
-    def coarse(xs: torch.Tensor, max_step: float):
-        return newton_krylov(dynamics, xs, lo, hi, q_stop=q_fixed, steps=opts.krylov_steps,
+    def coarse(xs: torch.Tensor, max_step: float, steps: int = opts.krylov_steps):
+        return newton_krylov(dynamics, xs, lo, hi, q_stop=q_fixed, steps=steps,
                              krylov_dim=opts.krylov_dim, max_step=max_step)
 
     def advance(max_step: float):
-        return lambda xs: newton_krylov(dynamics, xs, lo, hi, q_stop=q_fixed, steps=2,
-                                        krylov_dim=opts.krylov_dim, max_step=max_step)[0]
+        """Two more inexact Newton steps for the candidates waiting between polish rounds."""
+        return lambda xs: coarse(xs, max_step, steps=2)[0]
 
     # 3. polish in rounds, slowest candidates first; candidates that the linearization around
     #    a point already found explains are attributed to it instead of being polished again
@@ -814,7 +816,6 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
             # midpoints that fall into the linear regime of a point found (typically the
             # saddle between two attractors, a warm start) reach it without a polish
             explained = _attribute(dynamics, mids[chosen_mids], found, opts.attribution_rtol)
-            found.support(mids[chosen_mids][explained])
             counters["attributed"] += int(explained.sum())
             info["warm_attributed_midpoints"] = int(explained.sum())
             chosen_mids = chosen_mids[~explained]

@@ -1061,7 +1061,8 @@ def _choose_starts(dynamics: Dynamics, x0: torch.Tensor, opts: GhostOptions) -> 
     local = np.flatnonzero(q <= q[near[:, 1:]].min(1))
     local = local[np.argsort(q[local], kind="stable")][: opts.max_starts // 2]
     order = np.argsort(q, kind="stable")
-    chosen = list(local) + [i for i in order[: opts.max_starts // 2] if i not in set(local)]
+    taken = set(local.tolist())
+    chosen = list(local) + [i for i in order[: opts.max_starts // 2] if i not in taken]
     chosen = chosen[: max(opts.max_starts // 2, 1)]
     # farthest-point order over the rest: each next start is the state farthest from all chosen
     dist = cdist(x_np, x_np[chosen]).min(1)
@@ -1113,13 +1114,9 @@ def _low_rank_seeds(dynamics: Dynamics, max_seeds: int) -> np.ndarray:
         speed[start:start + rows] = np.einsum("bi,ij,bj->b", g, metric, g)
     value = speed.reshape((_KAPPA_GRID[k],) * k)
     # a grid point is a local minimum when no neighbour (of the 3^K - 1) is lower
-    padded = np.pad(value, 1, constant_values=np.inf)
-    local = np.ones(value.shape, dtype=bool)
-    for shift in np.ndindex(*(3,) * k):
-        if all(d == 1 for d in shift):
-            continue
-        window = tuple(slice(d, d + value.shape[j]) for j, d in enumerate(shift))
-        local &= value <= padded[window]
+    from scipy.ndimage import minimum_filter
+
+    local = value <= minimum_filter(value, size=3, mode="constant", cval=np.inf)
     flat = np.flatnonzero(local.ravel())
     flat = flat[np.argsort(value.ravel()[flat], kind="stable")][:max_seeds]
     if not flat.size:

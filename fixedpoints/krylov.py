@@ -5,7 +5,8 @@ A dense Newton step costs a Jacobian and its LU factorization, ⅔ n³ per state
 trajectory states of a 1024-unit network that is most of a minute per iteration on two cores,
 although the states converge to a handful of points. Here each step solves ``J δ = -v`` only
 to a relative residual ``eta`` by GMRES (:func:`fixedpoints.linalg.gmres`) with Jacobian–vector
-products from forward-mode autodiff of the velocity, batched over the states (one matrix product
+products from the double-backward trick on the velocity (reverse mode twice: forward mode
+pulls in ``torch._dynamo``, seconds per process), batched over the states (one matrix product
 per Krylov vector, about 2 n² per state, for a network whose weights are shared by the batch).
 The steps move every state close to its root at a fraction of the dense cost; the dense polish
 then converges one state per root to round-off and attributes the others

@@ -185,9 +185,7 @@ def gmres(matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, *,
         k = j + 1
         if k % 5 == 0 or k == m or bool((norm <= 1e-14 * safe).all()):
             small = hess[:, :k + 1, :k]
-            y = torch.linalg.lstsq(small, e1[:, :k + 1].unsqueeze(-1),
-                                   driver="gelsd" if rhs.device.type == "cpu" else None
-                                   ).solution.squeeze(-1)
+            y = lstsq(small, e1[:, :k + 1])  # (k + 1, k) Hessenberg: rank-deficient at breakdown
             res = (e1[:, :k + 1] - (small @ y.unsqueeze(-1)).squeeze(-1)).norm(dim=1)
             residual = torch.where(beta > 0, res / safe, torch.zeros_like(res))
             if bool((residual <= rtol).all()):
@@ -202,14 +200,17 @@ def lstsq(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
 
     Parameters
     ----------
-    matrix : Tensor of shape (b, n, n)
-    rhs : Tensor of shape (b, n)
+    matrix : Tensor of shape (b, m, n)
+        Square or not (GMRES's (k + 1, k) Hessenberg matrices).
+    rhs : Tensor of shape (b, m)
 
     Returns
     -------
     Tensor of shape (b, n)
     """
-    _check(matrix, rhs)
+    if matrix.ndim != 3 or rhs.shape != matrix.shape[:2]:
+        raise ValueError(f"matrix has shape {tuple(matrix.shape)} and rhs {tuple(rhs.shape)}; "
+                         f"pass matrices of shape (b, m, n) and right-hand sides of shape (b, m)")
     if matrix.device.type == "cpu":
         return torch.linalg.lstsq(matrix, rhs.unsqueeze(-1), driver="gelsd").solution.squeeze(-1)
     return (torch.linalg.pinv(matrix) @ rhs.unsqueeze(-1)).squeeze(-1)
