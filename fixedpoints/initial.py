@@ -34,6 +34,11 @@ def state_spread(x) -> float:
     return float(np.sqrt(np.mean(np.sum((x - x.mean(0)) ** 2, axis=1))))
 
 
+#: A run that overflows is cut where it leaves the ball of this many times the largest start's
+#: norm (sample_initial_states).
+_ESCAPE = 10.0
+
+
 def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=None,
                           x0=None, n_steps: int = 100, n_trajectories: Optional[int] = None,
                           init_scale: float = 1.0, noise: float = 0.0, burn_in: int = 0,
@@ -114,7 +119,22 @@ def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=N
                              f"pass one x0 per sequence (or a single x0)")
     traj = dynamics.simulate(start.to(dynamics.device), steps, inputs=inputs_t if inputs is not
                              None else None, dt=dt)
-    visited = traj[:, 1 + int(burn_in):].reshape(-1, n).cpu()
+    traj = traj.cpu()
+    # a trajectory that overflows (a blow-up in finite time, as r + x² past its ghost) passes
+    # through states of 1e150 and more first: their spread overflows too and turns every noisy
+    # sample into inf. Such a run is cut where it first leaves the ball of _ESCAPE times the
+    # largest start's norm (what came before, its passage by the ghost or the saddle, stays).
+    finite = torch.isfinite(traj).all(2)
+    blows_up = ~finite.all(1)
+    if bool(blows_up.any()):
+        bound = _ESCAPE * max(float(traj[:, 0].norm(dim=1).max()), 1.0)
+        inside = finite & (torch.nan_to_num(traj, nan=0.0, posinf=0.0, neginf=0.0).norm(dim=2)
+                           <= bound)
+        stays = torch.cumprod(inside.to(torch.int8), dim=1).bool() | ~blows_up[:, None]
+    else:
+        stays = finite
+    stays = stays[:, 1 + int(burn_in):]
+    visited = traj[:, 1 + int(burn_in):][stays]
     visited = visited[torch.isfinite(visited).all(1)]
     if len(visited) == 0:
         raise ValueError("every simulated state was non-finite or burn_in removed them all; "

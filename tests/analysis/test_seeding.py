@@ -151,3 +151,43 @@ def test_events_agree_over_three_finder_seeds_on_trained_runs(run, tmp_path):
         keys.append([(e.kind, e.epoch_before, e.epoch_after) for e in result.events])
     pairwise, strict = bench.agreement(keys)
     assert pairwise >= 0.95 and strict >= 0.95, (pairwise, strict, keys)
+
+
+def test_runs_that_blow_up_are_cut_before_they_overflow():
+    # dy/dt = r + y²: every run passes the ghost at y = 0 and reaches inf in finite time
+    # (by t ≈ π/√r = 31 of the 100 unit steps); their spread used to overflow and turn every
+    # noisy sample into inf
+    from fixedpoints.initial import _ESCAPE
+    from fixedpoints.systems import saddle_node
+
+    dyn = saddle_node(0.01, n_states=2)
+    x0 = np.random.default_rng(0).standard_normal((64, 2))
+    states, spread = sample_initial_states(dyn, 128, x0=x0, n_steps=100, noise=0.01, seed=0,
+                                           return_spread=True)
+    assert np.isfinite(states).all() and np.isfinite(spread)
+    reach = _ESCAPE * np.linalg.norm(x0, axis=1).max()
+    assert np.linalg.norm(states, axis=1).max() <= reach * 1.05   # noise may add a little
+    # the runs that stay finite are kept whole: r < 0 has a stable node at y = -0.1
+    stable = sample_initial_states(saddle_node(-0.01, n_states=2), 128, x0=x0, n_steps=100,
+                                   seed=0)
+    assert np.isfinite(stable).all()
+
+
+@pytest.mark.parametrize("r", [0.01, -0.01])
+def test_the_pure_saddle_node_normal_form_is_analyzed(r):
+    from fixedpoints.systems import saddle_node
+
+    dyn = saddle_node(r, n_states=2)
+    result = analyze_checkpoint(dyn)
+    y = result.fixed_points.x @ dyn.Q
+    kinds = result.fixed_points.kind
+    if r > 0:   # no fixed point: one ghost at y = 0, crossed in π/√r
+        assert not np.isin(kinds, ["stable", "saddle", "unstable"]).any()
+        assert len(result.ghosts) == 1
+        np.testing.assert_allclose((result.ghosts.x @ dyn.Q)[0], [0.0, 0.0], atol=1e-8)
+        np.testing.assert_allclose(result.ghosts.passage_time, [np.pi / np.sqrt(r)], rtol=1e-6)
+    else:       # a stable node at y = -√|r| and a saddle at +√|r|
+        assert sorted(kinds) == ["saddle", "stable"]
+        np.testing.assert_allclose(y[kinds == "stable"][0], [-0.1, 0.0], atol=1e-9)
+        np.testing.assert_allclose(y[kinds == "saddle"][0], [0.1, 0.0], atol=1e-9)
+        assert len(result.ghosts) == 0
