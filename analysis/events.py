@@ -60,8 +60,12 @@ own that reads and updates one :class:`RuleState`)
         else ``"real"``.
     ``birth`` / ``death``
         A fixed point (or slow region) that appeared / disappeared and no rule above explained.
+    ghost moves (:func:`rule_ghost_moves`, no event of its own)
+        A ghost of A and one of B left over, each other's nearest, within ``jump · s`` of each
+        other or with no fixed point nearer to either than they are to each other, are one
+        ghost that drifted.
     ``ghost_appeared`` / ``ghost_vanished``
-        A ghost that appeared / vanished and no ``saddle_node`` consumed. Ghost events carry
+        A ghost that appeared / vanished and no rule above consumed. Ghost events carry
         the ghost's ``strength`` (passage time / relaxation time, :mod:`fixedpoints.ghosts`) and
         ``strength_class`` in ``detail`` (a saddle-node its remnant's as ``ghost_strength``).
         Ghosts weaker than ``min_ghost_strength`` are not in the ghost set at all, the same rule
@@ -116,7 +120,8 @@ from .topology import node_id
 __all__ = ["EVENT_KINDS", "EventOptions", "RestructuringEvent", "detect_events", "event_epoch",
            "RULES", "RuleState", "rule_state", "event_spread", "split_transients",
            "rule_moves", "rule_saddle_node", "rule_pitchfork", "rule_stability_change",
-           "rule_birth_death", "rule_ghosts", "rule_attractor_moved", "rule_connection_change",
+           "rule_birth_death", "rule_ghost_moves", "rule_ghosts", "rule_attractor_moved",
+           "rule_connection_change",
            "rule_attractor_count", "describe_event", "lead_phrase", "cycle_events"]
 
 #: All event kinds, in the order rules are applied.
@@ -374,6 +379,7 @@ class RuleState:
     ghost_gone: set
     changed_index: Dict[int, int]
     moves: List[Tuple[int, int, float]] = field(default_factory=list)
+    ghost_moves: List[Tuple[int, int, float]] = field(default_factory=list)
     events: List[RestructuringEvent] = field(default_factory=list)
 
     @property
@@ -608,6 +614,34 @@ def rule_birth_death(st: RuleState) -> None:
         st.emit("death", [f"before/{A.r_id[i]}"], A.rx[i], {"kind": "slow_region", "index": -1})
 
 
+def rule_ghost_moves(st: RuleState) -> None:
+    """Ghosts that moved farther than the gate are one ghost, not a vanishing and an appearance.
+
+    A ghost of A and one of B that no rule explained, that are each other's nearest such ghost,
+    and either lie within ``jump · s`` of each other or have no fixed point (of either side)
+    nearer to either of them than they are to each other (nothing lies between the two
+    places), are consumed without an event: :func:`rule_moves` for ghosts. A bottleneck drifts
+    as the weights change, and with few checkpoints it can move beyond the gate between two.
+    """
+    A, B = st.A, st.B
+    if not st.ghost_gone or not st.ghost_new:
+        return
+    ga, gb = sorted(st.ghost_gone), sorted(st.ghost_new)
+    d = np.linalg.norm(A.gx[ga][:, None, :] - B.gx[gb][None, :, :], axis=2)
+    fixed = np.concatenate([A.fx.reshape(-1, A.gx.shape[1]), B.fx.reshape(-1, A.gx.shape[1])])
+    for r in range(len(ga)):
+        c = int(np.argmin(d[r]))
+        if int(np.argmin(d[:, c])) != r:     # not each other's nearest
+            continue
+        between = (len(fixed) > 0 and min(np.linalg.norm(fixed - A.gx[ga[r]], axis=1).min(),
+                                          np.linalg.norm(fixed - B.gx[gb[c]], axis=1).min())
+                   < d[r, c])
+        if d[r, c] <= st.opts.jump * st.spread or not between:
+            st.ghost_gone.discard(ga[r])
+            st.ghost_new.discard(gb[c])
+            st.ghost_moves.append((ga[r], gb[c], float(d[r, c])))
+
+
 def rule_ghosts(st: RuleState) -> None:
     """Ghosts that appeared / vanished and no saddle-node consumed."""
     A, B, s = st.A, st.B, st.spread
@@ -641,6 +675,7 @@ def rule_connection_change(st: RuleState) -> None:
     node_a2b = {A.f_id[i]: B.f_id[j] for i, j in pairs}
     index_changed = {A.f_id[i] for i, j in pairs if A.f_index[i] != B.f_index[j]}
     node_a2b.update({A.g_id[i]: B.g_id[j] for i, j in st.mg.pairs})
+    node_a2b.update({A.g_id[i]: B.g_id[j] for i, j, _ in st.ghost_moves})
     node_a2b.update({A.r_id[i]: B.r_id[j] for i, j in st.mr.pairs})
     node_a2b.update({s: s for s in ("escape", "unresolved")})
     b2a_nodes = {v: k for k, v in node_a2b.items()}
@@ -685,7 +720,8 @@ def rule_attractor_count(st: RuleState) -> None:
 #: The rules, in the order :func:`detect_events` applies them.
 RULES: Tuple[Callable[[RuleState], None], ...] = (
     rule_moves, rule_saddle_node, rule_pitchfork, rule_stability_change, rule_birth_death,
-    rule_ghosts, rule_attractor_moved, rule_connection_change, rule_attractor_count)
+    rule_ghost_moves, rule_ghosts, rule_attractor_moved, rule_connection_change,
+    rule_attractor_count)
 
 
 def detect_events(before, after,

@@ -153,6 +153,21 @@ def test_lone_births_deaths_and_ghosts():
     assert sorted(kinds(detect_events(b, a))) == ["death", "ghost_appeared", "ghost_vanished"]
 
 
+
+def test_a_ghost_that_moved_beyond_the_gate_is_the_same_ghost():
+    # the gate is 0.3 spread: a ghost that slid by one spread, or by five with no fixed point
+    # nearer than that, moved; it did not vanish while another appeared
+    a = epoch(0, [((0, 0), 0)], ghosts=[(3, 3)])
+    assert detect_events(a, epoch(1, [((0, 0), 0)], ghosts=[(3, 2)])) == []
+    lone = epoch(0, [((-10, -10), 0)], ghosts=[(3, 3)])
+    far = epoch(1, [((-10, -10), 0)], ghosts=[(8, 3)])
+    assert detect_events(lone, far) == [] and detect_events(far, lone) == []
+    # with a fixed point nearer to them than they are to each other, it is two events
+    # (test_lone_births_deaths_and_ghosts), and so is a ghost left without a partner
+    two = epoch(1, [((0, 0), 0)], ghosts=[(3, 2), (-3, -3)])
+    assert kinds(detect_events(a, two)) == ["ghost_appeared"]
+    assert detect_events(a, two)[0].points == ("after/ghost1",)
+
 def test_attractor_moved_relative_to_spread():
     a = epoch(0, [((0, 0), 0)], scale=2.0)
     small = epoch(1, [((0.1, 0), 0)], scale=2.0)          # 0.05 spread
