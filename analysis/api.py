@@ -611,6 +611,11 @@ def analyze_series(path_or_series: Any, model: Any = None, *,
 
     out_dir = run_options.out
     settings_hash = settings.hash()
+    from .conditions import CONDITIONS_FILE
+    if out_dir is not None and (out_dir / CONDITIONS_FILE).is_file():
+        raise ValueError(f"{out_dir}: holds an analysis at several input conditions "
+                         f"({CONDITIONS_FILE}), whose merged events.csv this one would "
+                         f"overwrite; pass another out for one input, or analyze_conditions")
     if out_dir is not None:  # no old summary beside epochs of other settings, even if stopped
         retire_stale_summary(out_dir, settings_hash)
     results: Dict[int, EpochAnalysis] = {}

@@ -138,6 +138,13 @@ def test_each_condition_equals_a_single_run_at_its_input(tmp_path):
         analyze_conditions(series, inputs, input=(0.0,), **FAST)
     with pytest.raises(ValueError, match="holds a single-input analysis"):
         analyze_conditions(series, inputs, run={"out": tmp_path / "single_delay"}, **FAST)
+    # and the other way round: a single-input run in the conditions' OUT, which would
+    # overwrite their merged events.csv, is refused before anything is written
+    events_before = (out / "events.csv").read_bytes()
+    with pytest.raises(ValueError, match="holds an analysis at several input conditions"):
+        analyze_series(series, run={"out": out}, input=(0.0,), **FAST)
+    assert (out / "events.csv").read_bytes() == events_before
+    assert not (out / "summary.json").exists() and not (out / "epochs").exists()
 
 
 # ------------------------------------------------------------------------------ input path
