@@ -703,7 +703,7 @@ def analyze_series(path_or_series: Any, model: Any = None, *,
     found_events: List[RestructuringEvent] = []
     for a, b in zip(ordered[:-1], ordered[1:]):
         found_events.extend(detect_events(a, b, event_options))
-    found_events, transients = split_transients(found_events)
+    found_events, transients = split_transients(found_events, [r.epoch for r in ordered])
 
     if run_options.localize and found_events:
         found_events = _localize_all(found_events, ordered, items, interpolate, settings, device,

@@ -749,8 +749,9 @@ def detect_events(before, after,
     return events
 
 
-def split_transients(events: Sequence[RestructuringEvent]) -> Tuple[List[RestructuringEvent],
-                                                                    List[RestructuringEvent]]:
+def split_transients(events: Sequence[RestructuringEvent],
+                     epochs: Optional[Sequence[int]] = None
+                     ) -> Tuple[List[RestructuringEvent], List[RestructuringEvent]]:
     """Ghosts (slow points) seen at one checkpoint only are transients, not events.
 
     A ghost that appeared between checkpoints k − 1 and k (``ghost_appeared``, point
@@ -767,6 +768,10 @@ def split_transients(events: Sequence[RestructuringEvent]) -> Tuple[List[Restruc
     ----------
     events : sequence of RestructuringEvent
         Events of a whole series, any order.
+    epochs : sequence of int, optional
+        The series' analyzed epochs, whose first and last bound it. Without them the events'
+        own first and last epochs stand in, which cuts the series short when nothing happens
+        at its end: ghosts that appeared before a quiet stretch were taken for transients.
 
     Returns
     -------
@@ -775,8 +780,9 @@ def split_transients(events: Sequence[RestructuringEvent]) -> Tuple[List[Restruc
     list of RestructuringEvent
         The transients, by epoch.
     """
-    epochs = sorted({e.epoch_before for e in events} | {e.epoch_after for e in events})
-    first, last = (epochs[0], epochs[-1]) if epochs else (None, None)
+    if epochs is None or not len(epochs):
+        epochs = sorted({e.epoch_before for e in events} | {e.epoch_after for e in events})
+    first, last = (min(epochs), max(epochs)) if len(epochs) else (None, None)
     appeared = {(e.epoch_after, e.points[0].split("/", 1)[1]): k for k, e in enumerate(events)
                 if e.kind == "ghost_appeared" and e.points}
     # ghosts left by a saddle-node: the event stays, but a ghost gone one checkpoint later was

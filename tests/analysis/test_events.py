@@ -455,6 +455,14 @@ def test_a_ghost_seen_at_one_checkpoint_is_a_transient_not_two_events():
          RestructuringEvent(20, 30, "birth", ("after/fp0",), np.zeros(2), {})])
     assert [e.kind for e in kept] == ["saddle_node", "birth"]
     assert [(t.epoch_before, t.detail["parts"]) for t in transients] == [(10, ["ghost_vanished"])]
+    # ghosts that appear and stay while nothing else happens up to the end of the series are
+    # events: the series' own last checkpoint bounds it, not the last event's
+    appear = [_ghost_event("ghost_appeared", 600, 620, "ghost0"),
+              _ghost_event("ghost_appeared", 600, 620, "ghost1")]
+    kept, transients = ev_rules.split_transients(appear, epochs=range(0, 720, 20))
+    assert [e.kind for e in kept] == ["ghost_appeared"] * 2 and transients == []
+    kept, transients = ev_rules.split_transients(appear, epochs=[0, 600, 620])
+    assert kept == [] and len(transients) == 2   # seen at the last checkpoint only
 
 
 def test_events_read_as_sentences_with_their_bracket_and_lead():
