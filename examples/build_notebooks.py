@@ -465,11 +465,12 @@ display(HTML(epoch_html(dcdt.result_at(epoch),
   the epochs of the drop are not theirs; SCIENCE.md records no per-epoch numbers of their rank-2
   runs to compare with.
 - *DCDT has no ghost before its drop*: what precedes it is a pitchfork (a bifurcation that
-  creates the bistable memory); ghosts are counted in the latent plane only after the drop
-  ("from epoch 620 (loss 0.0608): 2 stable, 1 saddle, 0 unstable, 2 ghost(s)"), but no
-  `ghost_appeared` event is reported for them. Before the ghost search became deterministic
-  (issue 18) this run showed one such event (600-620, strength 4.4) and ghosts that came and
-  went; why the event rules do not see the two ghosts now is not yet explained.
+  creates the bistable memory). Two weak ghosts appear in the latent plane only after the drop
+  ("event ghost_appeared between epochs 600 and 620, lead to the drop -168 (strength 4.68,
+  weak)", the other of strength 4.41) and stay to the last checkpoint ("from epoch 620 (loss
+  0.0608): 2 stable, 1 saddle, 0 unstable, 2 ghost(s)"). Until the transient rule was fixed
+  these two events were dropped as ghosts "seen at the last checkpoint only": the rule took the
+  last epoch with an event (620) for the series' end (699).
 - *DMTS's last epochs are noisy* (Adam at lr 1e-3 on 20 trials: the loss jumps back to 0.0998 at
   epoch 320), and at u = 0 the stable point flips between stable and saddle three times after
   the drop; the paper's longer, gentler run would not show that."""),

@@ -94,6 +94,7 @@ def check_ghost_rank_two_runs(lines, conclusions):
                  "event pitchfork between epochs 420 and 440, lead to the drop +12",
                  "event ghost_appeared between epochs 220 and 240, lead to the drop +52",
                  "event stability_change between epochs 280 and 300, lead to the drop -8",
+                 "event ghost_appeared between epochs 600 and 620, lead to the drop -168",
                  "from epoch 620 (loss 0.0608): 2 stable, 1 saddle, 0 unstable, 2 ghost(s)"):
         _stated(text, lines, conclusions)
     for task in ("dcdt", "dmts"):  # on the authors' 2-D reduced equation
