@@ -15,7 +15,9 @@ The search has four stages, all batched over points:
    take two more such steps, so that most fall into the linear regime of a point found and are
    attributed to it without a dense step.
 3. **Second-order polish in rounds**: batched Levenberg–Marquardt on v(x) = 0 with Jacobians
-   from the model's closed form or ``torch.func``, the slowest candidates first. During and
+   from the model's closed form or ``torch.func`` (where J_v's last columns are diagonal, as a
+   one-layer LSTM's cell state, JᵀJ and its damped solve go by blocks: :mod:`fixedpoints.gram`),
+   the slowest candidates first. During and
    after each round, candidates that the linearization around a point already found explains
    are attributed to it instead of being polished further. Where Gauss–Newton turns linear
    near a slow point, the step uses the exact Hessian of q. True fixed points converge
@@ -25,7 +27,8 @@ The search has four stages, all batched over points:
 4. **Saddle seeding**: points at 1/4, 1/2 and 3/4 of the segments between pairs of the points
    found are polished too (with steps capped at 0.2 · scale, so Newton cannot jump across the
    basin), which finds the saddles between attractors that trajectory-sampled states rarely
-   start near.
+   start near. Midpoints that the linearization around a point found already explains are
+   attributed to it before any polish (``info["midpoints_attributed"]``).
 
 The result is de-duplicated, linearized (eigenvalues of every point) and classified. Connected
 sets of slow or fixed points (line attractors, slow manifolds, saturated plateaus) are reported as
