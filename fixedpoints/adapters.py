@@ -548,6 +548,9 @@ def from_module(module: nn.Module, input=None, time: Optional[str] = None,
             step, n_states, n_inputs=n_inputs, input=input, dtype=dtype, device=device,
             name=f"{name}({kind})", jacobian_fn=_torch_rnn_jacobian(module, dtype, device),
             curvature_fn=_torch_rnn_curvature(module, dtype, device))
+        if kind == "lstm" and getattr(module, "num_layers", 1) == 1:
+            # c_i enters only h'_i and c'_i: J_v's last H columns are diagonal in each row block
+            dyn.diagonal_tail = cast(_TorchRecurrent, module).hidden_size
         attach_sources(dyn, module, "discrete")  # enclosures for the certificates
         return dyn
 

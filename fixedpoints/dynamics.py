@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.func import jacfwd, vmap
 
+from .gram import Gram
+
 __all__ = ["Dynamics", "DiscreteDynamics", "ContinuousDynamics", "as_tensor"]
 
 TimeKind = Literal["discrete", "continuous"]
@@ -103,6 +105,10 @@ class Dynamics:
     module: Any = None
     Q: Optional[np.ndarray] = None
     D: Optional[np.ndarray] = None
+    #: ``H`` when the last ``H`` state columns of ``J_v`` are diagonal in every block of ``H``
+    #: rows (a one-layer LSTM's cell state; set by the adapters): the finder then forms ``JᵀJ``
+    #: and solves its systems by blocks (:mod:`fixedpoints.gram`, which checks the layout).
+    diagonal_tail: Optional[int] = None
 
     def __init__(self, fn: StepFunction, n_states: int, *, n_inputs: int = 0, input=None,
                  dtype: torch.dtype = torch.float64, device="cpu", dt: float = 1.0,
@@ -285,7 +291,8 @@ class Dynamics:
         with torch.no_grad():
             v = self.velocity(x, u)
             jac = self.jacobian(x, u) if jacobian is None else jacobian
-            return jac.transpose(1, 2) @ jac + self.curvature_fn(x, self._inputs(x, u), v)
+            gram = Gram(jac, self.diagonal_tail).matrix()  # JᵀJ, by blocks where it can
+            return gram + self.curvature_fn(x, self._inputs(x, u), v)
 
     def step(self, x: torch.Tensor, u=None, dt: Optional[float] = None) -> torch.Tensor:
         """Advance the states by one step (one map iteration, or one RK4 step of length ``dt``)."""

@@ -15,7 +15,9 @@ The search has four stages, all batched over points:
    take two more such steps, so that most fall into the linear regime of a point found and are
    attributed to it without a dense step.
 3. **Second-order polish in rounds**: batched Levenberg–Marquardt on v(x) = 0 with Jacobians
-   from the model's closed form or ``torch.func``, the slowest candidates first. During and
+   from the model's closed form or ``torch.func`` (where J_v's last columns are diagonal, as a
+   one-layer LSTM's cell state, JᵀJ and its damped solve go by blocks: :mod:`fixedpoints.gram`),
+   the slowest candidates first. During and
    after each round, candidates that the linearization around a point already found explains
    are attributed to it instead of being polished further. Where Gauss–Newton turns linear
    near a slow point, the step uses the exact Hessian of q. True fixed points converge
@@ -25,7 +27,8 @@ The search has four stages, all batched over points:
 4. **Saddle seeding**: points at 1/4, 1/2 and 3/4 of the segments between pairs of the points
    found are polished too (with steps capped at 0.2 · scale, so Newton cannot jump across the
    basin), which finds the saddles between attractors that trajectory-sampled states rarely
-   start near.
+   start near. Midpoints that the linearization around a point found already explains are
+   attributed to it before any polish (``info["midpoints_attributed"]``).
 
 The result is de-duplicated, linearized (eigenvalues of every point) and classified. Connected
 sets of slow or fixed points (line attractors, slow manifolds, saturated plateaus) are reported as
@@ -49,6 +52,7 @@ from scipy.spatial import cKDTree
 
 from . import linalg as _linalg
 from .dynamics import Dynamics
+from .gram import Gram
 from .initial import state_spread
 from .options import resolve_options
 from .linearize import classify, jacobian as _jacobian_np, _native_spectrum
@@ -322,12 +326,10 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
     acceptance test would reject anyway; with the exact-Hessian step both fixed points and
     slow points converge quadratically, so a crawl is no convergence).
     """
-    n = dynamics.n_states
     if x.shape[0] == 0:
         empty = x.new_zeros(0)
         none = torch.zeros(0, dtype=torch.bool, device=x.device)
         return x, empty, empty, 0, none, none
-    eye = torch.eye(n, dtype=x.dtype, device=x.device)
     out_x, out_q, out_cos, out_limit, out_attr, iters = [], [], [], [], [], 0
     for start in range(0, x.shape[0], opts.batch_size):
         xb = x[start:start + opts.batch_size].clone()
@@ -345,8 +347,9 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
             iters = max(iters, it + 1)
             xa, va = xb[idx], v[idx]
             jac = dynamics.jacobian(xa).detach()
-            jtj = jac.transpose(1, 2) @ jac
-            jtv = (jac.transpose(1, 2) @ va.unsqueeze(-1)).squeeze(-1)
+            # JᵀJ by blocks where J_v's last columns are diagonal (a one-layer LSTM: gram.py)
+            jtj = Gram(jac, dynamics.diagonal_tail)
+            jtv = (va.unsqueeze(1) @ jac).squeeze(1)  # as a row: 3-10x faster than Jᵀ @ v
             if mu is None:
                 mu = torch.full_like(q, 1e-3)  # damping relative to mean(diag(JᵀJ))
             mua = mu[idx]
@@ -354,7 +357,7 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
             cos_a = jtv.norm(dim=1) / (sigma2 ** 0.5 * va.norm(dim=1) + 1e-300)
             stationary = cos_a <= 0.1 * opts.grad_rtol
             # relative to mean(diag(JᵀJ)) plus σ², so the damping survives where J is singular
-            damping = mua * (torch.diagonal(jtj, dim1=1, dim2=2).mean(1) + sigma2)
+            damping = mua * (jtj.diagonal().mean(1) + sigma2)
             if it >= 2:
                 # Gauss-Newton drops the term Σ v_k ∇²v_k of the Hessian of q, which dominates
                 # near a slow point (J_v singular, v ≠ 0). Where q stopped falling fast, use
@@ -362,20 +365,12 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                 linear = torch.nonzero((q[idx] > 0.05 * history[-2][idx])
                                        & (cos_a <= 0.3)).flatten()
                 if linear.numel():
-                    jtj = jtj.clone()
-                    jtj[linear] = dynamics.speed_hessian(xa[linear], jacobian=jac[linear])
-            system = jtj + damping[:, None, None] * eye
-            # a non-finite system (overflow far out) must not reach LAPACK: those points stop
-            # (a sum is non-finite exactly when a term is, or when it overflows: both insane)
-            sane = torch.isfinite(system.sum(dim=(1, 2))) & torch.isfinite(jtv.sum(dim=1))
-            if not bool(sane.all()):
-                system = torch.where(sane[:, None, None], system, eye)
-                jtv = torch.where(sane[:, None], jtv, torch.zeros_like(jtv))
-                active[idx[~sane]] = False
+                    jtj.replace(linear, dynamics.speed_hessian(xa[linear], jacobian=jac[linear]))
             # JᵀJ + μI is positive definite: Cholesky; damped exact Hessians may not be: LU
-            # for those rows, least squares where singular (never torch's batched LU, which
-            # breaks after torch.set_num_threads: see fixedpoints/linalg.py)
-            delta = _linalg.solve(system, -jtv)
+            # for those rows, least squares where singular; a non-finite system (overflow far
+            # out) must not reach LAPACK: those points stop (Gram.solve)
+            delta, sane = jtj.solve(damping, -jtv)
+            active[idx[~sane]] = False
             if max_step is not None:  # trust region: no Newton jump across a basin
                 norm = delta.norm(dim=1, keepdim=True)
                 delta = delta * torch.clamp(max_step / (norm + 1e-300), max=1.0)
@@ -812,12 +807,15 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         mid_reps = deduplicate(mids.cpu().numpy(), q_mid.cpu().numpy(), tol)
         chosen_mids = torch.as_tensor(mid_reps, device=x.device)
         info["midpoints"] = int(len(chosen_mids))
-        if warm_starts is not None and len(chosen_mids):
-            # midpoints that fall into the linear regime of a point found (typically the
-            # saddle between two attractors, a warm start) reach it without a polish
+        if len(chosen_mids):
+            # midpoints that fall into the linear regime of a point found (one near a
+            # segment's end, or the saddle between two attractors that a warm start gave)
+            # reach it without a polish
             explained = _attribute(dynamics, mids[chosen_mids], found, opts.attribution_rtol)
             counters["attributed"] += int(explained.sum())
-            info["warm_attributed_midpoints"] = int(explained.sum())
+            info["midpoints_attributed"] = int(explained.sum())
+            if warm_starts is not None:
+                info["warm_attributed_midpoints"] = int(explained.sum())
             chosen_mids = chosen_mids[~explained]
         mids, q_mid, reach = mids[chosen_mids], q_mid[chosen_mids], None
         if use_krylov:

@@ -209,11 +209,15 @@ def stacked_modules():
     return [nn.RNN(3, 5, num_layers=3), nn.RNN(3, 5, nonlinearity="relu", num_layers=2),
             nn.GRU(3, 5, num_layers=2), nn.GRU(3, 4, num_layers=3, bias=False),
             nn.LSTM(3, 5), nn.LSTM(3, 4, num_layers=2), nn.LSTM(3, 4, num_layers=3, bias=False),
-            nn.LSTMCell(3, 5)]
+            nn.LSTMCell(3, 5),
+            # one layer and the cells too (their own closed forms, _one_layer_curvature)
+            nn.RNN(3, 5), nn.RNN(3, 5, nonlinearity="relu"), nn.GRU(3, 5), nn.RNNCell(3, 5),
+            nn.RNNCell(3, 5, nonlinearity="relu"), nn.GRUCell(3, 5), nn.LSTMCell(3, 4, bias=False)]
 
 
 @pytest.mark.parametrize("module", stacked_modules(),
-                         ids=lambda m: f"{type(m).__name__}-{getattr(m, 'num_layers', 1)}")
+                         ids=lambda m: (f"{type(m).__name__}-{getattr(m, 'num_layers', 1)}"
+                                        f"-{getattr(m, 'nonlinearity', '')}"))
 def test_stacked_and_lstm_curvature_equals_autograd(module):
     """Closed-form Σ_k w_k ∇²F_k of multi-layer RNN/GRU and of LSTMs (state [h…, c…]) equals
     the autograd Hessian of w·F to 1e-12, at random states, weights and a nonzero input; so do
