@@ -98,8 +98,13 @@ def capture(directory: str, ranges):
     return out
 
 
+#: Largest relative difference seen in each ghost field (over the epochs compared).
+WORST: dict = {}
+
+
 def compare(epoch, a, b, rtol: float):
-    """Differences between two ghost results of one epoch, as a list of strings."""
+    """Differences between two ghost results of one epoch, as a list of strings (the largest
+    relative difference of each field is kept in :data:`WORST`)."""
     from analysis.epoch import points_differ
 
     why = points_differ(replace(epoch, ghosts=a), replace(epoch, ghosts=b))
@@ -119,10 +124,12 @@ def compare(epoch, a, b, rtol: float):
                 va, vb = np.sort_complex(va), np.sort_complex(vb)
             both_nan = np.isnan(va) & np.isnan(vb) if va.dtype.kind != "c" else \
                 np.isnan(va.real) & np.isnan(vb.real)
-            tol = rtol * np.maximum(np.abs(va), np.abs(vb)).max(initial=0.0) + 1e-300
-            bad = ~both_nan & ~(np.abs(va - vb) <= tol)
+            size = np.maximum(np.abs(va), np.abs(vb)).max(initial=0.0) + 1e-300
             if name in ("kappa", "kappa_distance"):  # a location: relative to the scale
-                bad = ~both_nan & ~(np.abs(va - vb) <= rtol * max(epoch.scale, 1e-300))
+                size = max(epoch.scale, 1e-300)
+            gap = np.where(both_nan, 0.0, np.abs(va - vb))
+            bad = ~(gap <= rtol * size)
+            WORST[name] = max(WORST.get(name, 0.0), float(np.nanmax(gap, initial=0.0) / size))
             if bad.any():
                 out.append(f"epoch {epoch.epoch}: {name} differs by "
                            f"{np.nanmax(np.abs(va - vb)):.3g} (values {np.nanmax(np.abs(va)):.3g})")
@@ -188,6 +195,8 @@ def main() -> None:
           f"{args.baseline} {base * 1e3:.1f} ms, this tree {new * 1e3:.1f} ms, ratio "
           f"{base / new:.2f}x; totals {sum(times['baseline']):.2f} s / {sum(times['new']):.2f} s;"
           f" load {os.getloadavg()[0]:.2f}")
+    print("largest relative difference by field:",
+          ", ".join(f"{k} {v:.1e}" for k, v in sorted(WORST.items())))
     for line in notes:
         print("note:", line)
     for line in problems:

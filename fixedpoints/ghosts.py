@@ -113,7 +113,8 @@ from .dynamics import Dynamics
 from .initial import state_spread
 from .ghost_certificates import certify_ghosts, kappa_speed_minimum, lift
 from .linearize import EIG_RTOL, sort_spectrum
-from .lowrank import MAX_RANK, low_rank_form
+from .lowrank import MAX_RANK, LowRankForm, low_rank_form
+from .lowrank_speed import LowRankSpeed, low_rank_speed
 from .options import resolve_options
 from .results import FixedPoints, PointArrays, load_result, save_result
 from .unique import deduplicate
@@ -502,6 +503,32 @@ def _hessian_and_gradient(dynamics: Dynamics, x: torch.Tensor, batch_size: int):
     return 0.5 * (h + h.transpose(1, 2)), torch.cat(gs)
 
 
+class _DenseSystem:
+    """The damped Newton systems ``(∇²q + λ I) δ = −∇q`` of a batch of states, with the exact
+    Hessian (:func:`_hessian_and_gradient`) and batched Cholesky; the interface of
+    :class:`~fixedpoints.lowrank_speed.LowRankSystem`."""
+
+    def __init__(self, dynamics: Dynamics, x: torch.Tensor, batch_size: int):
+        self._h, self.gradient = _hessian_and_gradient(dynamics, x, batch_size)
+        self.diagonal = torch.diagonal(self._h, dim1=1, dim2=2)
+        self._eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+
+    def solve(self, rows: torch.Tensor, shift: torch.Tensor):
+        """``(delta (m, n), ok (m,))`` for ``rows`` (indices) at ``λ = shift`` (m,): zero and
+        False where ``∇²q + λ I`` is not positive definite."""
+        system = self._h[rows] + shift[:, None, None] * self._eye
+        return _linalg.solve_spd(system, -self.gradient[rows])
+
+
+def _newton_system(dynamics: Dynamics, x: torch.Tensor, batch_size: int,
+                   closed: Optional[LowRankSpeed]):
+    """The Newton systems at ``x``: in closed form where there is one (low-rank tanh networks,
+    :mod:`fixedpoints.lowrank_speed`, O(n K²) per state), else dense."""
+    if closed is None or x.shape[0] == 0:
+        return _DenseSystem(dynamics, x, batch_size)
+    return closed.newton_system(x)
+
+
 def _flow_curvature(dynamics: Dynamics, x: torch.Tensor, u: torch.Tensor,
                     e: torch.Tensor) -> torch.Tensor:
     """``c_u = u · d²v(x + z e)/dz²`` at z = 0 for each row, shape ``(b,)``.
@@ -534,7 +561,8 @@ _Q_ROUNDOFF = 1e-6
 
 
 def _acceptable(dynamics: Dynamics, trial: torch.Tensor, solved: torch.Tensor,
-                q_old: torch.Tensor, g_old: torch.Tensor, batch_size: int):
+                q_old: torch.Tensor, g_old: torch.Tensor, batch_size: int,
+                closed: Optional[LowRankSpeed] = None):
     """Which trial points a Newton iteration may move to, and q there: ``(accept, q_trial)``.
 
     A trial is taken when q does not rise. Near a minimum q stops decreasing in float64 (its
@@ -542,7 +570,8 @@ def _acceptable(dynamics: Dynamics, trial: torch.Tensor, solved: torch.Tensor,
     raises q by at most a relative :data:`_Q_ROUNDOFF` and lowers ‖∇q‖ is taken too (without it
     the rejected steps raise the damping, which then dwarfs the slow direction's curvature
     s·c_u, and the search stops short of the minimum: a δ = 1.9e-5 rank-one ghost ended at
-    1e-7 widths with ‖∇q‖ twice the stationarity tolerance).
+    1e-7 widths with ‖∇q‖ twice the stationarity tolerance). ``closed``: the closed-form
+    derivatives ``g_old`` came from (the two gradients compared must come from one formula).
     """
     with torch.no_grad():
         q_trial = dynamics.speed(trial)
@@ -551,7 +580,8 @@ def _acceptable(dynamics: Dynamics, trial: torch.Tensor, solved: torch.Tensor,
     flat = finite & ~accept & (q_trial <= q_old * (1.0 + _Q_ROUNDOFF))
     if bool(flat.any()):
         where = torch.nonzero(flat).flatten()
-        g_trial = _speed_gradient(dynamics, trial[where], batch_size)
+        g_trial = (_speed_gradient(dynamics, trial[where], batch_size) if closed is None
+                   else closed.gradient(trial[where]))
         accept[where] = g_trial.norm(dim=1) < g_old[where].norm(dim=1)
     return accept, q_trial
 
@@ -569,13 +599,14 @@ def _speed_gradient(dynamics: Dynamics, x: torch.Tensor, batch_size: int) -> tor
 
 
 def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                   length: float, opts: GhostOptions):
+                   length: float, opts: GhostOptions, closed: Optional[LowRankSpeed] = None):
     """Polish ``starts`` to minima of q with damped Newton on ∇q = 0 (exact Hessian).
 
     Levenberg–Marquardt: solve ``(H + μ·mean|diag H|·I) δ = −∇q`` (μ raised until the matrix is
     positive definite), accept a step only if q does not rise, shrink μ after a success and
     grow it after a failure. Points that are converging to the same minimum are merged after
     3, 10 and 30 iterations so the expensive Hessians are computed once per minimum.
+    ``closed``: closed-form derivatives of q (:func:`_search_derivatives`).
 
     Returns (x, q, converged, on_wall, duplicate, iterations).
     """
@@ -587,7 +618,6 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
     active = torch.isfinite(q)
     converged = torch.zeros(b, dtype=torch.bool, device=x.device)
     duplicate = torch.zeros(b, dtype=torch.bool, device=x.device)
-    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
     step_tol = opts.xtol * length
     box = hi - lo
     wall_count = torch.zeros(b, dtype=torch.long, device=x.device)
@@ -607,8 +637,9 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
                 duplicate[gone] = True
                 idx = idx[torch.as_tensor(np.sort(keep), device=x.device)]
         xa = x[idx]
-        h, g = _hessian_and_gradient(dynamics, xa, opts.batch_size)
-        diag_scale = torch.diagonal(h, dim1=1, dim2=2).abs().mean(1).clamp_min(1e-300)
+        newton = _newton_system(dynamics, xa, opts.batch_size, closed)
+        g = newton.gradient
+        diag_scale = newton.diagonal.abs().mean(1).clamp_min(1e-300)
         mua = mu[idx].clone()
         delta = torch.zeros_like(xa)
         solved = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
@@ -616,16 +647,17 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
             todo = ~solved
             if not bool(todo.any()):
                 break
-            system = h[todo] + (mua[todo] * diag_scale[todo])[:, None, None] * eye
-            sol, ok = _linalg.solve_spd(system, -g[todo])
+            rows = torch.nonzero(todo).flatten()
+            sol, ok = newton.solve(rows, mua[rows] * diag_scale[rows])
             if bool(ok.any()):
-                where = torch.nonzero(todo).flatten()[ok]
+                where = rows[ok]
                 delta[where] = sol[ok]
                 solved[where] = True
-            bad = torch.nonzero(todo).flatten()[~ok]
+            bad = rows[~ok]
             mua[bad] = mua[bad] * 10.0
         trial = torch.maximum(torch.minimum(xa + delta, hi), lo)
-        accept, q_trial = _acceptable(dynamics, trial, solved, q[idx], g, opts.batch_size)
+        accept, q_trial = _acceptable(dynamics, trial, solved, q[idx], g, opts.batch_size,
+                                      closed)
         step = (trial - xa).norm(dim=1)
         x[idx[accept]] = trial[accept]
         q[idx[accept]] = q_trial[accept]
@@ -870,7 +902,8 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
             starts.append(region.points[region.speed > q_fixed])
     if x0 is not None:
         starts.append(_choose_starts(dynamics, x0, opts))
-    latent = _low_rank_seeds(dynamics, max(opts.max_starts // 4, 1))
+    form = _form_of(dynamics)
+    latent = _low_rank_seeds(dynamics, max(opts.max_starts // 4, 1), form)
     starts.append(latent)
     starts_np = np.concatenate(starts) if starts else np.zeros((0, n))
     info["starts"] = int(len(starts_np))
@@ -894,7 +927,10 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     lo = torch.as_tensor(lo_np - pad, dtype=dynamics.dtype, device=dynamics.device)
     hi = torch.as_tensor(hi_np + pad, dtype=dynamics.dtype, device=dynamics.device)
     xs = dynamics.states(np.clip(starts_np, lo.cpu().numpy(), hi.cpu().numpy()))
-    x, q, converged, on_wall, duplicate, n_iter = _newton_search(dynamics, xs, lo, hi, length, opts)
+    closed = low_rank_speed(dynamics, form, xs)
+    info["closed_form_hessian"] = closed is not None
+    x, q, converged, on_wall, duplicate, n_iter = _newton_search(dynamics, xs, lo, hi, length, opts,
+                                                                 closed)
     # a minimum just beyond the box (the states need not surround a ghost they never visited):
     # searches pressed against its wall with q above the fixed-point level go on in a box
     # twice as wide, at most _BOX_WIDENINGS times
@@ -908,7 +944,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         lo = torch.as_tensor(lo_np - pad, dtype=dynamics.dtype, device=dynamics.device)
         hi = torch.as_tensor(hi_np + pad, dtype=dynamics.dtype, device=dynamics.device)
         idx = torch.nonzero(stuck).flatten()
-        x2, q2, c2, w2, d2, it2 = _newton_search(dynamics, x[idx], lo, hi, length, opts)
+        x2, q2, c2, w2, d2, it2 = _newton_search(dynamics, x[idx], lo, hi, length, opts, closed)
         x[idx], q[idx], converged[idx], on_wall[idx], duplicate[idx] = x2, q2, c2, w2, d2
         n_iter += it2
     info["box_widenings"] = widenings
@@ -1083,7 +1119,20 @@ _NEIGHBOURS = 8
 _KAPPA_GRID = {1: 4001, 2: 201, 3: 41}
 
 
-def _low_rank_seeds(dynamics: Dynamics, max_seeds: int) -> np.ndarray:
+def _form_of(dynamics: Dynamics) -> Optional[LowRankForm]:
+    """The system's :class:`LowRankForm` (rank ≤ :data:`MAX_RANK`), or None."""
+    try:
+        form = low_rank_form(dynamics)
+    except (ValueError, RuntimeError, TypeError, np.linalg.LinAlgError) as exc:
+        log.debug("detect_ghosts: no low-rank form (%s)", exc)
+        return None
+    if form is None or form.rank > MAX_RANK or form.n_states != dynamics.n_states:
+        return None
+    return form
+
+
+def _low_rank_seeds(dynamics: Dynamics, max_seeds: int,
+                    form: Union[LowRankForm, None, str] = "find") -> np.ndarray:
     """Starts that depend on the system only: for low-rank tanh networks, every speed minimum.
 
     With ``W = L R`` (rank K ≤ 3, :func:`~fixedpoints.low_rank_form`) the slowest state with
@@ -1092,15 +1141,12 @@ def _low_rank_seeds(dynamics: Dynamics, max_seeds: int) -> np.ndarray:
     function. They are found on a grid over the box ``|κ_j| ≤ Σ_i |R_ji|`` that holds every
     root (the grid's local minima, the slowest ``max_seeds``), polished by Newton in κ, and
     lifted: fixed points and ghosts alike, whatever the sampled states. Empty for other systems,
-    shape ``(m, n)``.
+    shape ``(m, n)``. ``form``: the system's form when the caller has it (:func:`_form_of`).
     """
     n = dynamics.n_states
-    try:
-        form = low_rank_form(dynamics)
-    except (ValueError, RuntimeError, TypeError, np.linalg.LinAlgError) as exc:
-        log.debug("detect_ghosts: no low-rank seeds (%s)", exc)
-        return np.zeros((0, n))
-    if form is None or form.rank > MAX_RANK or form.n_states != n:
+    if isinstance(form, str):
+        form = _form_of(dynamics)
+    if form is None:
         return np.zeros((0, n))
     k = form.rank
     metric = np.linalg.pinv(form.right @ form.right.T)
