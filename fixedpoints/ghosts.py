@@ -678,8 +678,8 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
 # ============================================================================ analysis
 def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
                   opts: GhostOptions) -> Dict[str, Any]:
-    """Null directions, curvature, transverse spectrum and Hessian test at candidate minima."""
-    n = dynamics.n_states
+    """Null directions, curvature and Hessian test at candidate minima (the spectra of those
+    that pass tests 1-5: :func:`_spectra`)."""
     with torch.no_grad():
         v = dynamics.velocity(x)
     jac = torch.cat([dynamics.jacobian(x[sl]).detach() for sl in _chunks(len(x), opts.batch_size)])
@@ -697,21 +697,30 @@ def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
     grad_cos = jtv.norm(dim=1) / (jac_scale * s).clamp_min(1e-300)
     hess, _ = _hessian_and_gradient(dynamics, x, opts.batch_size)
     hess_min = _linalg.eigvalsh(hess)[:, 0]
-    # transverse spectrum: J_v restricted to u^⊥ = range(J_v)
-    if n > 1:
-        basis = _complement(u)
-        reduced = basis.transpose(1, 2) @ jac @ basis
-        trans_t = _linalg.eigvals(reduced)
-        trans = trans_t.cpu().numpy()
-        relax_rate = trans_t.real.abs().median(dim=1).values
-    else:
-        trans = np.zeros((len(x), 0), complex)
-        relax_rate = torch.full_like(s, sigma_system)
-    rho = _linalg.eigvals(jac).abs().max(1).values if n > 0 else s * 0
     return {"v": v, "s": s, "u": u, "e": e, "alignment": alignment, "c_u": c_u,
-            "grad_cos": grad_cos, "hess_min": hess_min, "trans": trans, "rho": rho,
-            "relax_rate": relax_rate,
-            "sigma_min": svals[:, -1]}
+            "grad_cos": grad_cos, "hess_min": hess_min, "jac": jac, "sigma_min": svals[:, -1]}
+
+
+def _spectra(red: Dict[str, Any], rows: torch.Tensor, sigma_system: float) -> None:
+    """Add the transverse spectrum (``trans``, NaN outside ``rows``), the relaxation rate
+    ``relax_rate`` and the spectral radius ``rho`` of J_v to ``red`` (:func:`_reduced_form`),
+    computed at the candidates ``rows`` only (those that passed tests 1-5)."""
+    jac, u, s = red["jac"][rows], red["u"][rows], red["s"]
+    k, n = len(s), jac.shape[-1]
+    trans = np.full((k, max(n - 1, 0)), np.nan, complex)
+    relax_rate = torch.full_like(s, float("nan"))
+    rho = torch.full_like(s, float("nan"))
+    if len(rows):
+        # transverse spectrum: J_v restricted to u^⊥ = range(J_v)
+        if n > 1:
+            basis = _complement(u)
+            trans_t = _linalg.eigvals(basis.transpose(1, 2) @ jac @ basis)
+            trans[rows.cpu().numpy()] = trans_t.cpu().numpy()
+            relax_rate[rows] = trans_t.real.abs().median(dim=1).values
+        else:
+            relax_rate[rows] = sigma_system
+        rho[rows] = _linalg.eigvals(jac).abs().max(1).values if n > 0 else s[rows] * 0
+    red.update(trans=trans, relax_rate=relax_rate, rho=rho)
 
 
 def _contrast(dynamics: Dynamics, x: torch.Tensor, e: torch.Tensor, half_width: torch.Tensor,
@@ -1019,6 +1028,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     dwell = torch.full_like(s, float("nan"))
     passed = torch.zeros_like(ok)
     idx = torch.nonzero(ok).flatten()
+    _spectra(red, idx, sigma_system)
     if opts.simulate and idx.numel():
         t_exit, thru, trapped, n_steps = _simulate_dwell(
             dynamics, xc[idx], red["u"][idx], red["e"][idx], align[idx], half_width[idx],
