@@ -125,7 +125,7 @@ def compare(epoch, a, b, rtol: float):
             both_nan = np.isnan(va) & np.isnan(vb) if va.dtype.kind != "c" else \
                 np.isnan(va.real) & np.isnan(vb.real)
             size = np.maximum(np.abs(va), np.abs(vb)).max(initial=0.0) + 1e-300
-            if name in ("kappa", "kappa_distance"):  # a location: relative to the scale
+            if name == "kappa_distance":  # a state-space distance: relative to the scale
                 size = max(epoch.scale, 1e-300)
             gap = np.where(both_nan, 0.0, np.abs(va - vb))
             bad = ~(gap <= rtol * size)

@@ -606,7 +606,7 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
     positive definite), accept a step only if q does not rise, shrink μ after a success and
     grow it after a failure. Points that are converging to the same minimum are merged after
     3, 10 and 30 iterations so the expensive Hessians are computed once per minimum.
-    ``closed``: closed-form derivatives of q (:func:`_search_derivatives`).
+    ``closed``: closed-form derivatives of q (:func:`_newton_system`).
 
     Returns (x, q, converged, on_wall, duplicate, iterations).
     """

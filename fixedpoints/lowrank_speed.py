@@ -51,6 +51,8 @@ class LowRankSpeed:
         self.right = torch.as_tensor(form.right, dtype=dtype, device=device)
         self.bias = torch.as_tensor(form.bias, dtype=dtype, device=device)
         self.weight = self.left @ self.right
+        self._weight_diagonal = torch.diagonal(self.weight)
+        self._template: Optional[torch.Tensor] = None
 
     def _drive(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.bias + (x @ self.right.T) @ self.left.T)
@@ -93,22 +95,28 @@ class LowRankSpeed:
     def newton_system(self, x: torch.Tensor) -> "LowRankSystem":
         """The damped Newton systems ``(∇²q + λ I) δ = −∇q`` at the rows of ``x`` (b, n)."""
         x = x.detach()
-        a = self.leak
+        a2 = self.leak * self.leak
         k = self.left.shape[1]
         _, d, w, g = self._parts(x)
         # ∇²q = a² I + U C Uᵀ: U = [Rᵀ, diag(d) L] (b, n, 2K),
         # C = [[Lᵀ diag(w) L, −a² I], [−a² I, 0]] (b, 2K, 2K)
-        u = torch.cat([self.right.T.expand(len(x), -1, -1), d[:, :, None] * self.left], dim=2)
-        inner = torch.einsum("nk,bn,nl->bkl", self.left, w, self.left)
-        eye = torch.eye(k, dtype=x.dtype, device=x.device).expand(len(x), -1, -1)
-        zero = torch.zeros_like(eye)
+        rt = self.right.T
+        u = torch.cat([rt.expand(len(x), -1, -1), d[:, :, None] * self.left], dim=2)
+        inner = (self.left.T * w[:, None, :]) @ self.left  # Lᵀ diag(w) L, (b, K, K)
+        # diagonal: a² + diag(Rᵀ inner R) − 2 a² d ⊙ diag(L R)
+        diagonal = a2 + ((rt @ inner) * rt).sum(-1) - (2.0 * a2) * d * self._weight_diagonal
         # C⁻¹ = [[0, −a⁻² I], [−a⁻² I, −a⁻⁴ Lᵀ diag(w) L]]
-        c_inv = torch.cat([torch.cat([zero, -eye / (a * a)], 2),
-                           torch.cat([-eye / (a * a), -inner / a ** 4], 2)], 1)
-        c = torch.cat([torch.cat([inner, -(a * a) * eye], 2),
-                       torch.cat([-(a * a) * eye, zero], 2)], 1)
-        diagonal = a * a + torch.einsum("bip,bpq,biq->bi", u, c, u)
-        return LowRankSystem(g, diagonal, u, c_inv, a * a, k)
+        c_inv = self._hyperbolic(k, a2, x).repeat(len(x), 1, 1)
+        c_inv[:, k:, k:] = inner / (-a2 * a2)
+        return LowRankSystem(g, diagonal, u, c_inv, a2, k)
+
+    def _hyperbolic(self, k: int, a2: float, x: torch.Tensor) -> torch.Tensor:
+        """``[[0, −a⁻² I], [−a⁻² I, 0]]`` of shape (1, 2K, 2K)."""
+        if self._template is None:
+            eye = torch.eye(k, dtype=x.dtype, device=x.device) / -a2
+            zero = torch.zeros_like(eye)
+            self._template = torch.cat([torch.cat([zero, eye], 1), torch.cat([eye, zero], 1)])[None]
+        return self._template
 
 
 class LowRankSystem:
@@ -131,24 +139,22 @@ class LowRankSystem:
         self.gradient, self.diagonal = gradient, diagonal
         self._u, self._c_inv, self._base, self._rank = u, c_inv, base, rank
         self._gram = u.transpose(1, 2) @ u  # (b, 2K, 2K)
-        self._ug = (u.transpose(1, 2) @ gradient.unsqueeze(-1)).squeeze(-1)  # (b, 2K)
+        self._ug = (gradient.unsqueeze(1) @ u).transpose(1, 2)  # Uᵀ g, (b, 2K, 1)
 
     def solve(self, rows: torch.Tensor, shift: torch.Tensor):
         """``δ`` for ``rows`` (indices) at ``λ = shift`` (one per row) and whether each system
         was positive definite (δ is zero where not): ``(delta (m, n), ok (m,))``."""
         s = self._base + shift
         m = self._c_inv[rows] + self._gram[rows] / s[:, None, None]
-        m = 0.5 * (m + m.transpose(1, 2))
-        vals = torch.linalg.eigvalsh(m)
-        tiny = 1e-13 * vals.abs().max(1).values
-        ok = ((vals < -tiny[:, None]).sum(1) == self._rank) & (vals.abs().min(1).values > tiny)
-        ok &= torch.isfinite(vals).all(1)
+        vals = torch.linalg.eigvalsh(m)  # reads the lower triangle
+        tiny = 1e-13 * vals.abs().amax(1, keepdim=True)
+        # (NaN fails both tests)
+        ok = ((vals < -tiny).sum(1) == self._rank) & (vals.abs() > tiny).all(1)
         delta = torch.zeros_like(self.gradient[rows])
         if bool(ok.any()):
-            sel = rows[ok]
-            y = torch.linalg.solve(m[ok], self._ug[sel].unsqueeze(-1))  # M⁻¹ Uᵀ g
-            corr = (self._u[sel] @ y).squeeze(-1) / s[ok][:, None]
-            delta[ok] = -(self.gradient[sel] - corr) / s[ok][:, None]
+            sel, s_ok = rows[ok], s[ok][:, None]
+            y = torch.linalg.solve(m[ok], self._ug[sel])  # M⁻¹ Uᵀ g
+            delta[ok] = ((self._u[sel] @ y).squeeze(-1) / s_ok - self.gradient[sel]) / s_ok
         return delta, ok
 
 
