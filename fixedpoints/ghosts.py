@@ -614,64 +614,73 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
     b = x.shape[0]
     with torch.no_grad():
         q = dynamics.speed(x)
-    mu = torch.full((b,), 1e-3, dtype=x.dtype, device=x.device)
     active = torch.isfinite(q)
     converged = torch.zeros(b, dtype=torch.bool, device=x.device)
     duplicate = torch.zeros(b, dtype=torch.bool, device=x.device)
     step_tol = opts.xtol * length
     box = hi - lo
-    wall_count = torch.zeros(b, dtype=torch.long, device=x.device)
+    lo_in, hi_in = lo + 1e-9 * box, hi - 1e-9 * box
     iterations = 0
+    # the searches still running, compacted (idx: their rows); written back when they stop
+    idx = torch.nonzero(active).flatten()
+    xa, qa = x[idx], q[idx]
+    mu = torch.full((len(idx),), 1e-3, dtype=x.dtype, device=x.device)
+    wall_count = torch.zeros(len(idx), dtype=torch.long, device=x.device)
     for it in range(opts.newton_steps):
-        idx = torch.nonzero(active).flatten()
         if idx.numel() == 0:
             break
         iterations = it + 1
         if it in (3, 10, 30):  # merge points that are converging to the same minimum
-            keep = deduplicate(x[idx].cpu().numpy(), q[idx].cpu().numpy(),
-                               opts.tol_unique * length)
-            drop = np.setdiff1d(np.arange(idx.numel()), keep)
-            if drop.size:
-                gone = idx[torch.as_tensor(drop, device=x.device)]
+            keep = deduplicate(xa.cpu().numpy(), qa.cpu().numpy(), opts.tol_unique * length)
+            if len(keep) < len(idx):
+                stay = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
+                stay[torch.as_tensor(keep, device=x.device)] = True
+                gone = idx[~stay]
+                x[gone], q[gone] = xa[~stay], qa[~stay]
                 active[gone] = False
                 duplicate[gone] = True
-                idx = idx[torch.as_tensor(np.sort(keep), device=x.device)]
-        xa = x[idx]
+                idx, xa, qa, mu, wall_count = (t[stay] for t in (idx, xa, qa, mu, wall_count))
         newton = _newton_system(dynamics, xa, opts.batch_size, closed)
         g = newton.gradient
         diag_scale = newton.diagonal.abs().mean(1).clamp_min(1e-300)
-        mua = mu[idx].clone()
-        delta = torch.zeros_like(xa)
-        solved = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
-        for _ in range(12):  # raise the damping until H + μI is positive definite
-            todo = ~solved
-            if not bool(todo.any()):
-                break
-            rows = torch.nonzero(todo).flatten()
-            sol, ok = newton.solve(rows, mua[rows] * diag_scale[rows])
-            if bool(ok.any()):
+        mua = mu.clone()
+        rows = torch.arange(len(idx), device=x.device)
+        sol, ok = newton.solve(rows, mua * diag_scale)
+        if bool(ok.all()):  # the usual case: every system positive definite
+            delta, solved = sol, ok
+        else:
+            delta = torch.zeros_like(xa)
+            solved = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
+            for _ in range(12):  # raise the damping until H + μI is positive definite
                 where = rows[ok]
                 delta[where] = sol[ok]
                 solved[where] = True
-            bad = rows[~ok]
-            mua[bad] = mua[bad] * 10.0
+                rows = rows[~ok]
+                mua[rows] = mua[rows] * 10.0
+                if rows.numel() == 0 or _ == 11:
+                    break
+                sol, ok = newton.solve(rows, mua[rows] * diag_scale[rows])
         trial = torch.maximum(torch.minimum(xa + delta, hi), lo)
-        accept, q_trial = _acceptable(dynamics, trial, solved, q[idx], g, opts.batch_size,
-                                      closed)
+        accept, q_trial = _acceptable(dynamics, trial, solved, qa, g, opts.batch_size, closed)
         step = (trial - xa).norm(dim=1)
-        x[idx[accept]] = trial[accept]
-        q[idx[accept]] = q_trial[accept]
-        mu[idx] = torch.where(accept, (mua * 0.2).clamp_min(1e-15), mua * 5.0)
+        xa = torch.where(accept[:, None], trial, xa)
+        qa = torch.where(accept, q_trial, qa)
+        mu = torch.where(accept, (mua * 0.2).clamp_min(1e-15), mua * 5.0)
         small = step <= step_tol
         done = (accept & small) | (~accept & small & solved)
-        converged[idx[done]] = True
         # points pressed against the box for 5 iterations are leaving it: stop polishing them
-        pressed = ((x[idx] <= lo + 1e-9 * box) | (x[idx] >= hi - 1e-9 * box)).any(1)
-        wall_count[idx] = torch.where(pressed, wall_count[idx] + 1, torch.zeros_like(
-            wall_count[idx]))
-        stalled = (mu[idx] > 1e10) | (wall_count[idx] >= 5)
-        active[idx[done | stalled]] = False
-    on_wall = ((x <= lo + 1e-9 * box) | (x >= hi - 1e-9 * box)).any(1)
+        pressed = ((xa <= lo_in) | (xa >= hi_in)).any(1)
+        wall_count = torch.where(pressed, wall_count + 1, torch.zeros_like(wall_count))
+        leave = done | (mu > 1e10) | (wall_count >= 5)
+        if bool(leave.any()):
+            gone = idx[leave]
+            x[gone], q[gone] = xa[leave], qa[leave]
+            converged[idx[done]] = True
+            active[gone] = False
+            stay = ~leave
+            idx, xa, qa, mu, wall_count = (t[stay] for t in (idx, xa, qa, mu, wall_count))
+    x[idx], q[idx] = xa, qa
+    on_wall = ((x <= lo_in) | (x >= hi_in)).any(1)
     return x, q, converged, on_wall, duplicate, iterations
 
 
