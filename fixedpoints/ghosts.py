@@ -513,11 +513,11 @@ class _DenseSystem:
         self.diagonal = torch.diagonal(self._h, dim1=1, dim2=2)
         self._eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
 
-    def solve(self, rows: torch.Tensor, shift: torch.Tensor):
-        """``(delta (m, n), ok (m,))`` for ``rows`` (indices) at ``λ = shift`` (m,): zero and
-        False where ``∇²q + λ I`` is not positive definite."""
-        system = self._h[rows] + shift[:, None, None] * self._eye
-        return _linalg.solve_spd(system, -self.gradient[rows])
+    def solve(self, rows: Optional[torch.Tensor], shift: torch.Tensor):
+        """``(delta (m, n), ok (m,))`` for ``rows`` (indices; None: all) at ``λ = shift`` (m,):
+        zero and False where ``∇²q + λ I`` is not positive definite."""
+        h, g = (self._h, self.gradient) if rows is None else (self._h[rows], self.gradient[rows])
+        return _linalg.solve_spd(h + shift[:, None, None] * self._eye, -g)
 
 
 def _newton_system(dynamics: Dynamics, x: torch.Tensor, batch_size: int,
@@ -645,7 +645,7 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
         diag_scale = newton.diagonal.abs().mean(1).clamp_min(1e-300)
         mua = mu.clone()
         rows = torch.arange(len(idx), device=x.device)
-        sol, ok = newton.solve(rows, mua * diag_scale)
+        sol, ok = newton.solve(None, mua * diag_scale)
         if bool(ok.all()):  # the usual case: every system positive definite
             delta, solved = sol, ok
         else:

@@ -141,20 +141,26 @@ class LowRankSystem:
         self._gram = u.transpose(1, 2) @ u  # (b, 2K, 2K)
         self._ug = (gradient.unsqueeze(1) @ u).transpose(1, 2)  # Uᵀ g, (b, 2K, 1)
 
-    def solve(self, rows: torch.Tensor, shift: torch.Tensor):
-        """``δ`` for ``rows`` (indices) at ``λ = shift`` (one per row) and whether each system
-        was positive definite (δ is zero where not): ``(delta (m, n), ok (m,))``."""
+    def solve(self, rows: Optional[torch.Tensor], shift: torch.Tensor):
+        """``δ`` for ``rows`` (indices; None: all) at ``λ = shift`` (one per row) and whether
+        each system was positive definite (δ is zero where not): ``(delta (m, n), ok (m,))``."""
+        c_inv, gram, ug, u, g = self._c_inv, self._gram, self._ug, self._u, self.gradient
+        if rows is not None:
+            c_inv, gram, ug, u, g = c_inv[rows], gram[rows], ug[rows], u[rows], g[rows]
         s = self._base + shift
-        m = self._c_inv[rows] + self._gram[rows] / s[:, None, None]
+        m = c_inv + gram / s[:, None, None]
         vals = torch.linalg.eigvalsh(m)  # reads the lower triangle
         tiny = 1e-13 * vals.abs().amax(1, keepdim=True)
         # (NaN fails both tests)
         ok = ((vals < -tiny).sum(1) == self._rank) & (vals.abs() > tiny).all(1)
-        delta = torch.zeros_like(self.gradient[rows])
+        if bool(ok.all()):
+            y = torch.linalg.solve(m, ug)  # M⁻¹ Uᵀ g
+            return ((u @ y).squeeze(-1) / s[:, None] - g) / s[:, None], ok
+        delta = torch.zeros_like(g)
         if bool(ok.any()):
-            sel, s_ok = rows[ok], s[ok][:, None]
-            y = torch.linalg.solve(m[ok], self._ug[sel])  # M⁻¹ Uᵀ g
-            delta[ok] = ((self._u[sel] @ y).squeeze(-1) / s_ok - self.gradient[sel]) / s_ok
+            s_ok = s[ok][:, None]
+            y = torch.linalg.solve(m[ok], ug[ok])
+            delta[ok] = ((u[ok] @ y).squeeze(-1) / s_ok - g[ok]) / s_ok
         return delta, ok
 
 
