@@ -1151,7 +1151,7 @@ def _form_of(dynamics: Dynamics) -> Optional[LowRankForm]:
 
 
 def _low_rank_seeds(dynamics: Dynamics, max_seeds: int,
-                    form: Union[LowRankForm, None, str] = "find") -> np.ndarray:
+                    form: Optional[LowRankForm] = None) -> np.ndarray:
     """Starts that depend on the system only: for low-rank tanh networks, every speed minimum.
 
     With ``W = L R`` (rank K ≤ 3, :func:`~fixedpoints.low_rank_form`) the slowest state with
@@ -1160,10 +1160,11 @@ def _low_rank_seeds(dynamics: Dynamics, max_seeds: int,
     function. They are found on a grid over the box ``|κ_j| ≤ Σ_i |R_ji|`` that holds every
     root (the grid's local minima, the slowest ``max_seeds``), polished by Newton in κ, and
     lifted: fixed points and ghosts alike, whatever the sampled states. Empty for other systems,
-    shape ``(m, n)``. ``form``: the system's form when the caller has it (:func:`_form_of`).
+    shape ``(m, n)``. ``form``: the system's form when the caller has it (else looked up,
+    :func:`_form_of`).
     """
     n = dynamics.n_states
-    if isinstance(form, str):
+    if form is None:
         form = _form_of(dynamics)
     if form is None:
         return np.zeros((0, n))
