@@ -643,12 +643,13 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
         newton = _newton_system(dynamics, xa, opts.batch_size, closed)
         g = newton.gradient
         diag_scale = newton.diagonal.abs().mean(1).clamp_min(1e-300)
-        mua = mu.clone()
-        rows = torch.arange(len(idx), device=x.device)
+        mua = mu
         sol, ok = newton.solve(None, mua * diag_scale)
         if bool(ok.all()):  # the usual case: every system positive definite
             delta, solved = sol, ok
         else:
+            mua = mu.clone()
+            rows = torch.arange(len(idx), device=x.device)
             delta = torch.zeros_like(xa)
             solved = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
             for _ in range(12):  # raise the damping until H + μI is positive definite
@@ -660,14 +661,14 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
                 if rows.numel() == 0 or _ == 11:
                     break
                 sol, ok = newton.solve(rows, mua[rows] * diag_scale[rows])
-        trial = torch.maximum(torch.minimum(xa + delta, hi), lo)
+        trial = torch.clamp(xa + delta, lo, hi)
         accept, q_trial = _acceptable(dynamics, trial, solved, qa, g, opts.batch_size, closed)
         step = (trial - xa).norm(dim=1)
         xa = torch.where(accept[:, None], trial, xa)
         qa = torch.where(accept, q_trial, qa)
         mu = torch.where(accept, (mua * 0.2).clamp_min(1e-15), mua * 5.0)
         small = step <= step_tol
-        done = (accept & small) | (~accept & small & solved)
+        done = small & (accept | solved)
         # points pressed against the box for 5 iterations are leaving it: stop polishing them
         pressed = ((xa <= lo_in) | (xa >= hi_in)).any(1)
         wall_count = torch.where(pressed, wall_count + 1, torch.zeros_like(wall_count))
