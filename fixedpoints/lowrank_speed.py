@@ -1,4 +1,4 @@
-"""Gradient and Hessian of the speed of a leaky low-rank tanh network, in O(n² K) per state.
+"""Gradient, Hessian and Newton steps of the speed of a leaky low-rank tanh network.
 
 For ``v(x) = a (tanh(c + L R x) − x)`` (a map's ``F(x) − x`` with leak ``a = α``, or a flow
 with ``a = 1``; L of shape (n, K), R of shape (K, n)), with ``t = tanh(c + L R x)``,
@@ -9,15 +9,17 @@ with ``a = 1``; L of shape (n, K), R of shape (K, n)), with ``t = tanh(c + L R x
         = a² I − a² (P + Pᵀ) + Rᵀ Lᵀ diag(a² d² + a v ⊙ t'') L R,      P = diag(d) L R,
 
 the same matrices as :meth:`Dynamics.speed_hessian` (up to round-off) without the n³ product
-``J_vᵀ J_v``. :func:`low_rank_speed` builds the closed form only after checking it against the
-system: the velocity at the given states and the gradient and Hessian at one of them must
-agree with the system's own to a relative 1e-10; otherwise (or without a low-rank form) it
-returns None and callers use the system's derivatives.
+``J_vᵀ J_v``; the damped Newton systems with it are solved in O(n K²) each
+(:class:`LowRankSystem`). :func:`low_rank_speed` builds the closed form only after checking it
+against the system: the velocity at the given states and the gradient and Hessian at one of
+them must agree with the system's own to a relative 1e-10; otherwise (or without a low-rank
+form, or with R Rᵀ singular) it returns None and callers use the system's derivatives.
 """
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 
 from .dynamics import Dynamics
@@ -27,6 +29,9 @@ __all__ = ["LowRankSpeed", "LowRankSystem", "low_rank_speed"]
 
 #: Largest relative disagreement with the system's own velocity, gradient and Hessian.
 _AGREEMENT_RTOL = 1e-10
+
+#: Largest condition number of ``R Rᵀ`` for which the closed form is used.
+_MAX_CONDITION = 1e12
 
 
 class LowRankSpeed:
@@ -52,7 +57,9 @@ class LowRankSpeed:
         self.bias = torch.as_tensor(form.bias, dtype=dtype, device=device)
         self.weight = self.left @ self.right
         self._weight_diagonal = torch.diagonal(self.weight)
-        self._template: Optional[torch.Tensor] = None
+        #: ``(R Rᵀ)⁻¹`` (K, K) and the K × K identity, for :class:`LowRankSystem`
+        self.gram_inverse = torch.linalg.inv(self.right @ self.right.T)
+        self.eye_k = torch.eye(self.left.shape[1], dtype=dtype, device=device)
 
     def _drive(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.bias + (x @ self.right.T) @ self.left.T)
@@ -96,36 +103,28 @@ class LowRankSpeed:
         """The damped Newton systems ``(∇²q + λ I) δ = −∇q`` at the rows of ``x`` (b, n)."""
         x = x.detach()
         a2 = self.leak * self.leak
-        k = self.left.shape[1]
         _, d, w, g = self._parts(x)
-        # ∇²q = a² I + U C Uᵀ: U = [Rᵀ, diag(d) L] (b, n, 2K),
-        # C = [[Lᵀ diag(w) L, −a² I], [−a² I, 0]] (b, 2K, 2K)
-        rt = self.right.T
-        u = torch.cat([rt.expand(len(x), -1, -1), d[:, :, None] * self.left], dim=2)
-        inner = (self.left.T * w[:, None, :]) @ self.left  # Lᵀ diag(w) L, (b, K, K)
+        left, right = self.left, self.right
+        inner = (left.T * w[:, None, :]) @ left  # Lᵀ diag(w) L, (b, K, K)
+        rt = right.T
         # diagonal: a² + diag(Rᵀ inner R) − 2 a² d ⊙ diag(L R)
         diagonal = a2 + ((rt @ inner) * rt).sum(-1) - (2.0 * a2) * d * self._weight_diagonal
-        # C⁻¹ = [[0, −a⁻² I], [−a⁻² I, −a⁻⁴ Lᵀ diag(w) L]]
-        c_inv = self._hyperbolic(k, a2, x).repeat(len(x), 1, 1)
-        c_inv[:, k:, k:] = inner / (-a2 * a2)
-        return LowRankSystem(g, diagonal, u, c_inv, a2, k)
-
-    def _hyperbolic(self, k: int, a2: float, x: torch.Tensor) -> torch.Tensor:
-        """``[[0, −a⁻² I], [−a⁻² I, 0]]`` of shape (1, 2K, 2K)."""
-        if self._template is None:
-            eye = torch.eye(k, dtype=x.dtype, device=x.device) / -a2
-            zero = torch.zeros_like(eye)
-            self._template = torch.cat([torch.cat([zero, eye], 1), torch.cat([eye, zero], 1)])[None]
-        return self._template
+        return LowRankSystem(self, g, diagonal, d, inner,
+                             (right * d[:, None, :]) @ left,  # R diag(d) L
+                             (left.T * (d * d)[:, None, :]) @ left)  # Lᵀ diag(d²) L
 
 
 class LowRankSystem:
     """``(a² I + U C Uᵀ + λ I) δ = −g`` for a batch of states, solved in O(n K²) each.
 
-    With ``s = a² + λ`` and the 2K × 2K matrix ``M = C⁻¹ + Uᵀ U / s``, Woodbury's identity gives
-    ``δ = −(g − U M⁻¹ Uᵀ g / s) / s``, and Haynsworth's inertia additivity (C has K positive and
-    K negative eigenvalues) makes ``s I + U C Uᵀ`` positive definite exactly when M has K
-    negative and no zero eigenvalue.
+    ``∇²q = a² I + U C Uᵀ`` with ``U = [Rᵀ, diag(d) L]`` (n × 2K) and
+    ``C = [[Lᵀ diag(w) L, −a² I], [−a² I, 0]]``. With ``s = a² + λ`` and the 2K × 2K matrix
+    ``M = C⁻¹ + Uᵀ U / s = [[A, B], [Bᵀ, D]]``, Woodbury's identity gives
+    ``δ = −(g − U M⁻¹ Uᵀ g / s) / s``. Haynsworth's inertia additivity (C has K positive and K
+    negative eigenvalues) makes ``s I + U C Uᵀ`` positive definite exactly when M has K negative
+    and no zero eigenvalue; as ``A = R Rᵀ / s`` is positive definite, exactly when the Schur
+    complement ``S = D − Bᵀ A⁻¹ B`` (K × K) is negative definite: a Cholesky factorization of
+    ``−S`` tells it and gives M⁻¹ by block elimination.
 
     Attributes
     ----------
@@ -135,33 +134,35 @@ class LowRankSystem:
         The diagonal of ∇²q.
     """
 
-    def __init__(self, gradient, diagonal, u, c_inv, base: float, rank: int):
+    def __init__(self, closed: LowRankSpeed, gradient, diagonal, d, inner, rdl, dd):
         self.gradient, self.diagonal = gradient, diagonal
-        self._u, self._c_inv, self._base, self._rank = u, c_inv, base, rank
-        self._gram = u.transpose(1, 2) @ u  # (b, 2K, 2K)
-        self._ug = (gradient.unsqueeze(1) @ u).transpose(1, 2)  # Uᵀ g, (b, 2K, 1)
+        self._closed, self._d = closed, d
+        self._inner, self._rdl, self._dd = inner, rdl, dd
+        self._r1 = gradient @ closed.right.T  # R g, (b, K)
+        self._r2 = (gradient * d) @ closed.left  # Lᵀ diag(d) g, (b, K)
 
     def solve(self, rows: Optional[torch.Tensor], shift: torch.Tensor):
         """``δ`` for ``rows`` (indices; None: all) at ``λ = shift`` (one per row) and whether
         each system was positive definite (δ is zero where not): ``(delta (m, n), ok (m,))``."""
-        c_inv, gram, ug, u, g = self._c_inv, self._gram, self._ug, self._u, self.gradient
+        closed = self._closed
+        parts = (self.gradient, self._d, self._inner, self._rdl, self._dd, self._r1, self._r2)
         if rows is not None:
-            c_inv, gram, ug, u, g = c_inv[rows], gram[rows], ug[rows], u[rows], g[rows]
-        s = self._base + shift
-        m = c_inv + gram / s[:, None, None]
-        vals = torch.linalg.eigvalsh(m)  # reads the lower triangle
-        tiny = 1e-13 * vals.abs().amax(1, keepdim=True)
-        # (NaN fails both tests)
-        ok = ((vals < -tiny).sum(1) == self._rank) & (vals.abs() > tiny).all(1)
-        if bool(ok.all()):
-            y = torch.linalg.solve(m, ug)  # M⁻¹ Uᵀ g
-            return ((u @ y).squeeze(-1) / s[:, None] - g) / s[:, None], ok
-        delta = torch.zeros_like(g)
-        if bool(ok.any()):
-            s_ok = s[ok][:, None]
-            y = torch.linalg.solve(m[ok], ug[ok])
-            delta[ok] = ((u[ok] @ y).squeeze(-1) / s_ok - g[ok]) / s_ok
-        return delta, ok
+            parts = tuple(t[rows] for t in parts)
+        g, d, inner, rdl, dd, r1, r2 = parts
+        a2 = closed.leak * closed.leak
+        s = (a2 + shift)[:, None]
+        p = closed.gram_inverse  # (R Rᵀ)⁻¹; A⁻¹ = s (R Rᵀ)⁻¹
+        b = rdl / s[:, :, None] - closed.eye_k / a2
+        schur = dd / s[:, :, None] - inner / (a2 * a2) - s[:, :, None] * (b.mT @ (p @ b))
+        chol, info = torch.linalg.cholesky_ex(-schur)
+        ok = info == 0
+        pr1 = r1 @ p
+        rhs = r2 - s * (pr1.unsqueeze(1) @ b).squeeze(1)  # r2 − Bᵀ A⁻¹ r1
+        y2 = -torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)  # S⁻¹ rhs
+        y1 = s * ((r1 - (b @ y2.unsqueeze(-1)).squeeze(-1)) @ p)  # A⁻¹ (r1 − B y2)
+        uy = y1 @ closed.right + d * (y2 @ closed.left.T)  # U M⁻¹ Uᵀ g
+        delta = (uy / s - g) / s
+        return torch.where(ok[:, None], delta, torch.zeros_like(delta)), ok
 
 
 def low_rank_speed(dynamics: Dynamics, form: Optional[LowRankForm],
@@ -183,6 +184,8 @@ def low_rank_speed(dynamics: Dynamics, form: Optional[LowRankForm],
     """
     if form is None or form.n_states != dynamics.n_states or len(x) == 0:
         return None
+    if not np.linalg.cond(form.right @ form.right.T) < _MAX_CONDITION:
+        return None  # R of lower rank than its rows: the Schur complement needs R Rᵀ
     x = x.detach()
     unit = LowRankSpeed(dynamics, form, 1.0)
     with torch.no_grad():
