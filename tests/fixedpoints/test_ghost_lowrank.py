@@ -89,6 +89,10 @@ def test_no_closed_form_for_a_form_that_does_not_describe_the_system():
     assert low_rank_speed(dyn, None, x) is None
     plain = fp.DiscreteDynamics(lambda y, u: model.step(y), 12)  # the same map, no form
     assert ghosts_mod._form_of(plain) is None
+    with torch.no_grad():  # R with two equal rows: R Rᵀ is singular, no Schur complement
+        model.S_r[1] = model.S_r[0]
+    twin = fp.from_module(model, input=[0.0], time="discrete")
+    assert low_rank_speed(twin, low_rank_form(twin), x) is None
 
 
 def test_kappa_speed_minimum_batched_equals_seed_by_seed():
