@@ -30,9 +30,18 @@ from .lowrank import MAX_RANK, LowRankForm, box_budget, low_rank_form, solve_red
 __all__ = ["certify_ghosts", "kappa_speed_minimum", "lift"]
 
 
+#: A seed of :func:`kappa_speed_minimum` stops once the step it took is below this many
+#: float64 round-offs of its largest coordinate (later steps only move it by round-off).
+_ROUNDOFF_STEPS = 4.0
+
+
 def kappa_speed_minimum(form: LowRankForm, kappa0: np.ndarray, metric: Optional[np.ndarray] = None,
                         steps: int = 50) -> Tuple[np.ndarray, np.ndarray]:
     """Local minima of ``½ G(κ)ᵀ M G(κ)`` (M = I: the authors' κ-space speed) from ``kappa0``.
+
+    Damped Newton with the exact Hessian, vectorized over the seeds; a seed stops once its step
+    is below round-off (:data:`_ROUNDOFF_STEPS` ulps of its largest coordinate), the others go
+    on for at most ``steps`` iterations.
 
     Parameters
     ----------
@@ -41,13 +50,14 @@ def kappa_speed_minimum(form: LowRankForm, kappa0: np.ndarray, metric: Optional[
     metric : ndarray of shape (K, K), optional
         M; the identity when omitted.
     steps : int
-        Damped Newton iterations (exact Hessian; gradient steps where it is not positive).
+        Most damped Newton iterations (exact Hessian; gradient steps where it is not
+        positive).
 
     Returns
     -------
     kappa : ndarray of shape (b, K)
     grad_norm : ndarray of shape (b,)
-        ``|∇|`` at the end (≈ 0 at a minimum).
+        ``|∇|`` where each seed's last step started (≈ 0 at a minimum).
     """
     m = np.eye(form.rank) if metric is None else np.asarray(metric, dtype=float)
     kappa = np.array(kappa0, dtype=float, copy=True)
@@ -56,35 +66,65 @@ def kappa_speed_minimum(form: LowRankForm, kappa0: np.ndarray, metric: Optional[
         g = form.residual(k)
         return 0.5 * np.einsum("bi,ij,bj->b", g, m, g)
 
-    grad = np.zeros_like(kappa)
+    grad_norm = np.zeros(len(kappa))
+    active = np.arange(len(kappa))
     for _ in range(steps):
-        g = form.residual(kappa)
-        jac = form.residual_jacobian(kappa)
+        if not active.size:
+            break
+        ka = kappa[active]
+        t = form.states(ka)
+        g = ka - t @ form.right.T  # form.residual, from the states already computed
+        jac = np.eye(form.rank) - np.einsum("jn,bn,nk->bjk", form.right, 1.0 - t * t,
+                                            form.left)
         mg = g @ m.T
         grad = np.einsum("bji,bj->bi", jac, mg)
-        t = np.tanh(form.bias + kappa @ form.left.T)
         bend = -2.0 * t * (1.0 - t * t)  # tanh''
         w = (mg @ form.right) * bend  # (b, n): Σ_j (M G)_j R_ji tanh''_i
         hess = np.einsum("bji,jk,bkl->bil", jac, m, jac) - np.einsum(
             "bn,ni,nl->bil", w, form.left, form.left)
-        step = np.zeros_like(kappa)
-        for i in range(len(kappa)):
-            try:
-                vals = np.linalg.eigvalsh(hess[i])
-                step[i] = (-np.linalg.solve(hess[i], grad[i]) if vals[0] > 0
-                           else -grad[i] / max(np.abs(vals).max(), 1e-12))
-            except np.linalg.LinAlgError:
-                step[i] = -grad[i]
-        base = value(kappa)
-        scale = np.ones(len(kappa))
+        step = _newton_steps(hess, grad)
+        base = 0.5 * np.einsum("bi,ij,bj->b", g, m, g)
+        scale = np.ones(len(ka))
+        todo = np.arange(len(ka))
         for _ in range(30):  # backtracking: never increase the speed
-            trial = kappa + scale[:, None] * step
-            worse = value(trial) > base + 1e-300
+            trial = ka[todo] + scale[todo, None] * step[todo]
+            worse = value(trial) > base[todo] + 1e-300
             if not worse.any():
                 break
-            scale[worse] *= 0.5
-        kappa = kappa + scale[:, None] * step
-    return kappa, np.linalg.norm(grad, axis=1)
+            todo = todo[worse]
+            scale[todo] *= 0.5
+        taken = scale[:, None] * step
+        kappa[active] = ka + taken
+        grad_norm[active] = np.linalg.norm(grad, axis=1)
+        still = ~(np.abs(taken).max(1) <= _ROUNDOFF_STEPS * np.finfo(float).eps
+                  * np.abs(ka).max(1))
+        active = active[still]
+    return kappa, grad_norm
+
+
+def _newton_steps(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """``−H⁻¹ ∇`` where H is positive definite, else ``−∇ / max|eig H|``; shape (b, K).
+
+    Batched over the rows whose Hessian is finite; the others one by one (``−∇`` where LAPACK
+    fails)."""
+    step = np.zeros_like(grad)
+    finite = np.isfinite(hess).all((1, 2))
+    rows = np.flatnonzero(finite)
+    if rows.size:
+        vals = np.linalg.eigvalsh(hess[rows])
+        pd = vals[:, 0] > 0
+        if pd.any():
+            step[rows[pd]] = -np.linalg.solve(hess[rows[pd]], grad[rows[pd], :, None])[..., 0]
+        other = rows[~pd]
+        step[other] = -grad[other] / np.maximum(np.abs(vals[~pd]).max(1), 1e-12)[:, None]
+    for i in np.flatnonzero(~finite):
+        try:
+            vals = np.linalg.eigvalsh(hess[i])
+            step[i] = (-np.linalg.solve(hess[i], grad[i]) if vals[0] > 0
+                       else -grad[i] / max(np.abs(vals).max(), 1e-12))
+        except np.linalg.LinAlgError:
+            step[i] = -grad[i]
+    return step
 
 
 def lift(form: LowRankForm, kappa: np.ndarray) -> np.ndarray:

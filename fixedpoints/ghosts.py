@@ -113,7 +113,8 @@ from .dynamics import Dynamics
 from .initial import state_spread
 from .ghost_certificates import certify_ghosts, kappa_speed_minimum, lift
 from .linearize import EIG_RTOL, sort_spectrum
-from .lowrank import MAX_RANK, low_rank_form
+from .lowrank import MAX_RANK, LowRankForm, low_rank_form
+from .lowrank_speed import LowRankSpeed, low_rank_speed
 from .options import resolve_options
 from .results import FixedPoints, PointArrays, load_result, save_result
 from .unique import deduplicate
@@ -502,6 +503,32 @@ def _hessian_and_gradient(dynamics: Dynamics, x: torch.Tensor, batch_size: int):
     return 0.5 * (h + h.transpose(1, 2)), torch.cat(gs)
 
 
+class _DenseSystem:
+    """The damped Newton systems ``(∇²q + λ I) δ = −∇q`` of a batch of states, with the exact
+    Hessian (:func:`_hessian_and_gradient`) and batched Cholesky; the interface of
+    :class:`~fixedpoints.lowrank_speed.LowRankSystem`."""
+
+    def __init__(self, dynamics: Dynamics, x: torch.Tensor, batch_size: int):
+        self._h, self.gradient = _hessian_and_gradient(dynamics, x, batch_size)
+        self.diagonal = torch.diagonal(self._h, dim1=1, dim2=2)
+        self._eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+
+    def solve(self, rows: Optional[torch.Tensor], shift: torch.Tensor):
+        """``(delta (m, n), ok (m,))`` for ``rows`` (indices; None: all) at ``λ = shift`` (m,):
+        zero and False where ``∇²q + λ I`` is not positive definite."""
+        h, g = (self._h, self.gradient) if rows is None else (self._h[rows], self.gradient[rows])
+        return _linalg.solve_spd(h + shift[:, None, None] * self._eye, -g)
+
+
+def _newton_system(dynamics: Dynamics, x: torch.Tensor, batch_size: int,
+                   closed: Optional[LowRankSpeed]):
+    """The Newton systems at ``x``: in closed form where there is one (low-rank tanh networks,
+    :mod:`fixedpoints.lowrank_speed`, O(n K²) per state), else dense."""
+    if closed is None or x.shape[0] == 0:
+        return _DenseSystem(dynamics, x, batch_size)
+    return closed.newton_system(x)
+
+
 def _flow_curvature(dynamics: Dynamics, x: torch.Tensor, u: torch.Tensor,
                     e: torch.Tensor) -> torch.Tensor:
     """``c_u = u · d²v(x + z e)/dz²`` at z = 0 for each row, shape ``(b,)``.
@@ -534,7 +561,8 @@ _Q_ROUNDOFF = 1e-6
 
 
 def _acceptable(dynamics: Dynamics, trial: torch.Tensor, solved: torch.Tensor,
-                q_old: torch.Tensor, g_old: torch.Tensor, batch_size: int):
+                q_old: torch.Tensor, g_old: torch.Tensor, batch_size: int,
+                closed: Optional[LowRankSpeed] = None):
     """Which trial points a Newton iteration may move to, and q there: ``(accept, q_trial)``.
 
     A trial is taken when q does not rise. Near a minimum q stops decreasing in float64 (its
@@ -542,7 +570,8 @@ def _acceptable(dynamics: Dynamics, trial: torch.Tensor, solved: torch.Tensor,
     raises q by at most a relative :data:`_Q_ROUNDOFF` and lowers ‖∇q‖ is taken too (without it
     the rejected steps raise the damping, which then dwarfs the slow direction's curvature
     s·c_u, and the search stops short of the minimum: a δ = 1.9e-5 rank-one ghost ended at
-    1e-7 widths with ‖∇q‖ twice the stationarity tolerance).
+    1e-7 widths with ‖∇q‖ twice the stationarity tolerance). ``closed``: the closed-form
+    derivatives ``g_old`` came from (the two gradients compared must come from one formula).
     """
     with torch.no_grad():
         q_trial = dynamics.speed(trial)
@@ -551,7 +580,8 @@ def _acceptable(dynamics: Dynamics, trial: torch.Tensor, solved: torch.Tensor,
     flat = finite & ~accept & (q_trial <= q_old * (1.0 + _Q_ROUNDOFF))
     if bool(flat.any()):
         where = torch.nonzero(flat).flatten()
-        g_trial = _speed_gradient(dynamics, trial[where], batch_size)
+        g_trial = (_speed_gradient(dynamics, trial[where], batch_size) if closed is None
+                   else closed.gradient(trial[where]))
         accept[where] = g_trial.norm(dim=1) < g_old[where].norm(dim=1)
     return accept, q_trial
 
@@ -569,13 +599,14 @@ def _speed_gradient(dynamics: Dynamics, x: torch.Tensor, batch_size: int) -> tor
 
 
 def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                   length: float, opts: GhostOptions):
+                   length: float, opts: GhostOptions, closed: Optional[LowRankSpeed] = None):
     """Polish ``starts`` to minima of q with damped Newton on ∇q = 0 (exact Hessian).
 
     Levenberg–Marquardt: solve ``(H + μ·mean|diag H|·I) δ = −∇q`` (μ raised until the matrix is
     positive definite), accept a step only if q does not rise, shrink μ after a success and
     grow it after a failure. Points that are converging to the same minimum are merged after
     3, 10 and 30 iterations so the expensive Hessians are computed once per minimum.
+    ``closed``: closed-form derivatives of q (:func:`_newton_system`).
 
     Returns (x, q, converged, on_wall, duplicate, iterations).
     """
@@ -583,71 +614,82 @@ def _newton_search(dynamics: Dynamics, starts: torch.Tensor, lo: torch.Tensor, h
     b = x.shape[0]
     with torch.no_grad():
         q = dynamics.speed(x)
-    mu = torch.full((b,), 1e-3, dtype=x.dtype, device=x.device)
     active = torch.isfinite(q)
     converged = torch.zeros(b, dtype=torch.bool, device=x.device)
     duplicate = torch.zeros(b, dtype=torch.bool, device=x.device)
-    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
     step_tol = opts.xtol * length
     box = hi - lo
-    wall_count = torch.zeros(b, dtype=torch.long, device=x.device)
+    lo_in, hi_in = lo + 1e-9 * box, hi - 1e-9 * box
     iterations = 0
+    # the searches still running, compacted (idx: their rows); written back when they stop
+    idx = torch.nonzero(active).flatten()
+    xa, qa = x[idx], q[idx]
+    mu = torch.full((len(idx),), 1e-3, dtype=x.dtype, device=x.device)
+    wall_count = torch.zeros(len(idx), dtype=torch.long, device=x.device)
     for it in range(opts.newton_steps):
-        idx = torch.nonzero(active).flatten()
         if idx.numel() == 0:
             break
         iterations = it + 1
         if it in (3, 10, 30):  # merge points that are converging to the same minimum
-            keep = deduplicate(x[idx].cpu().numpy(), q[idx].cpu().numpy(),
-                               opts.tol_unique * length)
-            drop = np.setdiff1d(np.arange(idx.numel()), keep)
-            if drop.size:
-                gone = idx[torch.as_tensor(drop, device=x.device)]
+            keep = deduplicate(xa.cpu().numpy(), qa.cpu().numpy(), opts.tol_unique * length)
+            if len(keep) < len(idx):
+                stay = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
+                stay[torch.as_tensor(keep, device=x.device)] = True
+                gone = idx[~stay]
+                x[gone], q[gone] = xa[~stay], qa[~stay]
                 active[gone] = False
                 duplicate[gone] = True
-                idx = idx[torch.as_tensor(np.sort(keep), device=x.device)]
-        xa = x[idx]
-        h, g = _hessian_and_gradient(dynamics, xa, opts.batch_size)
-        diag_scale = torch.diagonal(h, dim1=1, dim2=2).abs().mean(1).clamp_min(1e-300)
-        mua = mu[idx].clone()
-        delta = torch.zeros_like(xa)
-        solved = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
-        for _ in range(12):  # raise the damping until H + μI is positive definite
-            todo = ~solved
-            if not bool(todo.any()):
-                break
-            system = h[todo] + (mua[todo] * diag_scale[todo])[:, None, None] * eye
-            sol, ok = _linalg.solve_spd(system, -g[todo])
-            if bool(ok.any()):
-                where = torch.nonzero(todo).flatten()[ok]
+                idx, xa, qa, mu, wall_count = (t[stay] for t in (idx, xa, qa, mu, wall_count))
+        newton = _newton_system(dynamics, xa, opts.batch_size, closed)
+        g = newton.gradient
+        diag_scale = newton.diagonal.abs().mean(1).clamp_min(1e-300)
+        mua = mu
+        sol, ok = newton.solve(None, mua * diag_scale)
+        if bool(ok.all()):  # the usual case: every system positive definite
+            delta, solved = sol, ok
+        else:
+            mua = mu.clone()
+            rows = torch.arange(len(idx), device=x.device)
+            delta = torch.zeros_like(xa)
+            solved = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
+            for _ in range(12):  # raise the damping until H + μI is positive definite
+                where = rows[ok]
                 delta[where] = sol[ok]
                 solved[where] = True
-            bad = torch.nonzero(todo).flatten()[~ok]
-            mua[bad] = mua[bad] * 10.0
-        trial = torch.maximum(torch.minimum(xa + delta, hi), lo)
-        accept, q_trial = _acceptable(dynamics, trial, solved, q[idx], g, opts.batch_size)
+                rows = rows[~ok]
+                mua[rows] = mua[rows] * 10.0
+                if rows.numel() == 0 or _ == 11:
+                    break
+                sol, ok = newton.solve(rows, mua[rows] * diag_scale[rows])
+        trial = torch.clamp(xa + delta, lo, hi)
+        accept, q_trial = _acceptable(dynamics, trial, solved, qa, g, opts.batch_size, closed)
         step = (trial - xa).norm(dim=1)
-        x[idx[accept]] = trial[accept]
-        q[idx[accept]] = q_trial[accept]
-        mu[idx] = torch.where(accept, (mua * 0.2).clamp_min(1e-15), mua * 5.0)
+        xa = torch.where(accept[:, None], trial, xa)
+        qa = torch.where(accept, q_trial, qa)
+        mu = torch.where(accept, (mua * 0.2).clamp_min(1e-15), mua * 5.0)
         small = step <= step_tol
-        done = (accept & small) | (~accept & small & solved)
-        converged[idx[done]] = True
+        done = small & (accept | solved)
         # points pressed against the box for 5 iterations are leaving it: stop polishing them
-        pressed = ((x[idx] <= lo + 1e-9 * box) | (x[idx] >= hi - 1e-9 * box)).any(1)
-        wall_count[idx] = torch.where(pressed, wall_count[idx] + 1, torch.zeros_like(
-            wall_count[idx]))
-        stalled = (mu[idx] > 1e10) | (wall_count[idx] >= 5)
-        active[idx[done | stalled]] = False
-    on_wall = ((x <= lo + 1e-9 * box) | (x >= hi - 1e-9 * box)).any(1)
+        pressed = ((xa <= lo_in) | (xa >= hi_in)).any(1)
+        wall_count = torch.where(pressed, wall_count + 1, torch.zeros_like(wall_count))
+        leave = done | (mu > 1e10) | (wall_count >= 5)
+        if bool(leave.any()):
+            gone = idx[leave]
+            x[gone], q[gone] = xa[leave], qa[leave]
+            converged[idx[done]] = True
+            active[gone] = False
+            stay = ~leave
+            idx, xa, qa, mu, wall_count = (t[stay] for t in (idx, xa, qa, mu, wall_count))
+    x[idx], q[idx] = xa, qa
+    on_wall = ((x <= lo_in) | (x >= hi_in)).any(1)
     return x, q, converged, on_wall, duplicate, iterations
 
 
 # ============================================================================ analysis
 def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
                   opts: GhostOptions) -> Dict[str, Any]:
-    """Null directions, curvature, transverse spectrum and Hessian test at candidate minima."""
-    n = dynamics.n_states
+    """Null directions, curvature and Hessian test at candidate minima (the spectra of those
+    that pass tests 1-5: :func:`_spectra`)."""
     with torch.no_grad():
         v = dynamics.velocity(x)
     jac = torch.cat([dynamics.jacobian(x[sl]).detach() for sl in _chunks(len(x), opts.batch_size)])
@@ -665,21 +707,30 @@ def _reduced_form(dynamics: Dynamics, x: torch.Tensor, sigma_system: float,
     grad_cos = jtv.norm(dim=1) / (jac_scale * s).clamp_min(1e-300)
     hess, _ = _hessian_and_gradient(dynamics, x, opts.batch_size)
     hess_min = _linalg.eigvalsh(hess)[:, 0]
-    # transverse spectrum: J_v restricted to u^⊥ = range(J_v)
-    if n > 1:
-        basis = _complement(u)
-        reduced = basis.transpose(1, 2) @ jac @ basis
-        trans_t = _linalg.eigvals(reduced)
-        trans = trans_t.cpu().numpy()
-        relax_rate = trans_t.real.abs().median(dim=1).values
-    else:
-        trans = np.zeros((len(x), 0), complex)
-        relax_rate = torch.full_like(s, sigma_system)
-    rho = _linalg.eigvals(jac).abs().max(1).values if n > 0 else s * 0
     return {"v": v, "s": s, "u": u, "e": e, "alignment": alignment, "c_u": c_u,
-            "grad_cos": grad_cos, "hess_min": hess_min, "trans": trans, "rho": rho,
-            "relax_rate": relax_rate,
-            "sigma_min": svals[:, -1]}
+            "grad_cos": grad_cos, "hess_min": hess_min, "jac": jac, "sigma_min": svals[:, -1]}
+
+
+def _spectra(red: Dict[str, Any], rows: torch.Tensor, sigma_system: float) -> None:
+    """Add the transverse spectrum (``trans``, NaN outside ``rows``), the relaxation rate
+    ``relax_rate`` and the spectral radius ``rho`` of J_v to ``red`` (:func:`_reduced_form`),
+    computed at the candidates ``rows`` only (those that passed tests 1-5)."""
+    jac, u, s = red["jac"][rows], red["u"][rows], red["s"]
+    k, n = len(s), jac.shape[-1]
+    trans = np.full((k, max(n - 1, 0)), np.nan, complex)
+    relax_rate = torch.full_like(s, float("nan"))
+    rho = torch.full_like(s, float("nan"))
+    if len(rows):
+        # transverse spectrum: J_v restricted to u^⊥ = range(J_v)
+        if n > 1:
+            basis = _complement(u)
+            trans_t = _linalg.eigvals(basis.transpose(1, 2) @ jac @ basis)
+            trans[rows.cpu().numpy()] = trans_t.cpu().numpy()
+            relax_rate[rows] = trans_t.real.abs().median(dim=1).values
+        else:
+            relax_rate[rows] = sigma_system
+        rho[rows] = _linalg.eigvals(jac).abs().max(1).values if n > 0 else s[rows] * 0
+    red.update(trans=trans, relax_rate=relax_rate, rho=rho)
 
 
 def _contrast(dynamics: Dynamics, x: torch.Tensor, e: torch.Tensor, half_width: torch.Tensor,
@@ -870,7 +921,8 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
             starts.append(region.points[region.speed > q_fixed])
     if x0 is not None:
         starts.append(_choose_starts(dynamics, x0, opts))
-    latent = _low_rank_seeds(dynamics, max(opts.max_starts // 4, 1))
+    form = _form_of(dynamics)
+    latent = _low_rank_seeds(dynamics, max(opts.max_starts // 4, 1), form)
     starts.append(latent)
     starts_np = np.concatenate(starts) if starts else np.zeros((0, n))
     info["starts"] = int(len(starts_np))
@@ -894,7 +946,10 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     lo = torch.as_tensor(lo_np - pad, dtype=dynamics.dtype, device=dynamics.device)
     hi = torch.as_tensor(hi_np + pad, dtype=dynamics.dtype, device=dynamics.device)
     xs = dynamics.states(np.clip(starts_np, lo.cpu().numpy(), hi.cpu().numpy()))
-    x, q, converged, on_wall, duplicate, n_iter = _newton_search(dynamics, xs, lo, hi, length, opts)
+    closed = low_rank_speed(dynamics, form, xs)
+    info["closed_form_hessian"] = closed is not None
+    x, q, converged, on_wall, duplicate, n_iter = _newton_search(dynamics, xs, lo, hi, length, opts,
+                                                                 closed)
     # a minimum just beyond the box (the states need not surround a ghost they never visited):
     # searches pressed against its wall with q above the fixed-point level go on in a box
     # twice as wide, at most _BOX_WIDENINGS times
@@ -908,7 +963,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         lo = torch.as_tensor(lo_np - pad, dtype=dynamics.dtype, device=dynamics.device)
         hi = torch.as_tensor(hi_np + pad, dtype=dynamics.dtype, device=dynamics.device)
         idx = torch.nonzero(stuck).flatten()
-        x2, q2, c2, w2, d2, it2 = _newton_search(dynamics, x[idx], lo, hi, length, opts)
+        x2, q2, c2, w2, d2, it2 = _newton_search(dynamics, x[idx], lo, hi, length, opts, closed)
         x[idx], q[idx], converged[idx], on_wall[idx], duplicate[idx] = x2, q2, c2, w2, d2
         n_iter += it2
     info["box_widenings"] = widenings
@@ -983,6 +1038,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
     dwell = torch.full_like(s, float("nan"))
     passed = torch.zeros_like(ok)
     idx = torch.nonzero(ok).flatten()
+    _spectra(red, idx, sigma_system)
     if opts.simulate and idx.numel():
         t_exit, thru, trapped, n_steps = _simulate_dwell(
             dynamics, xc[idx], red["u"][idx], red["e"][idx], align[idx], half_width[idx],
@@ -1083,7 +1139,20 @@ _NEIGHBOURS = 8
 _KAPPA_GRID = {1: 4001, 2: 201, 3: 41}
 
 
-def _low_rank_seeds(dynamics: Dynamics, max_seeds: int) -> np.ndarray:
+def _form_of(dynamics: Dynamics) -> Optional[LowRankForm]:
+    """The system's :class:`LowRankForm` (rank ≤ :data:`MAX_RANK`), or None."""
+    try:
+        form = low_rank_form(dynamics)
+    except (ValueError, RuntimeError, TypeError, np.linalg.LinAlgError) as exc:
+        log.debug("detect_ghosts: no low-rank form (%s)", exc)
+        return None
+    if form is None or form.rank > MAX_RANK or form.n_states != dynamics.n_states:
+        return None
+    return form
+
+
+def _low_rank_seeds(dynamics: Dynamics, max_seeds: int,
+                    form: Optional[LowRankForm] = None) -> np.ndarray:
     """Starts that depend on the system only: for low-rank tanh networks, every speed minimum.
 
     With ``W = L R`` (rank K ≤ 3, :func:`~fixedpoints.low_rank_form`) the slowest state with
@@ -1092,27 +1161,20 @@ def _low_rank_seeds(dynamics: Dynamics, max_seeds: int) -> np.ndarray:
     function. They are found on a grid over the box ``|κ_j| ≤ Σ_i |R_ji|`` that holds every
     root (the grid's local minima, the slowest ``max_seeds``), polished by Newton in κ, and
     lifted: fixed points and ghosts alike, whatever the sampled states. Empty for other systems,
-    shape ``(m, n)``.
+    shape ``(m, n)``. ``form``: the system's form when the caller has it (else looked up,
+    :func:`_form_of`).
     """
     n = dynamics.n_states
-    try:
-        form = low_rank_form(dynamics)
-    except (ValueError, RuntimeError, TypeError, np.linalg.LinAlgError) as exc:
-        log.debug("detect_ghosts: no low-rank seeds (%s)", exc)
-        return np.zeros((0, n))
-    if form is None or form.rank > MAX_RANK or form.n_states != n:
+    if form is None:
+        form = _form_of(dynamics)
+    if form is None:
         return np.zeros((0, n))
     k = form.rank
     metric = np.linalg.pinv(form.right @ form.right.T)
     box = form.box()
     axes = [np.linspace(box.lo[j], box.hi[j], _KAPPA_GRID[k]) for j in range(k)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, k)
-    speed = np.empty(len(grid))
-    rows = max(1, (1 << 22) // max(n, 1))
-    for start in range(0, len(grid), rows):
-        g = form.residual(grid[start:start + rows])
-        speed[start:start + rows] = np.einsum("bi,ij,bj->b", g, metric, g)
-    value = speed.reshape((_KAPPA_GRID[k],) * k)
+    value = _grid_speed(form, grid, metric).reshape((_KAPPA_GRID[k],) * k)
     # a grid point is a local minimum when no neighbour (of the 3^K - 1) is lower
     from scipy.ndimage import minimum_filter
 
@@ -1125,3 +1187,24 @@ def _low_rank_seeds(dynamics: Dynamics, max_seeds: int) -> np.ndarray:
         kappa, _ = kappa_speed_minimum(form, grid[flat], metric=metric)
         seeds = lift(form, kappa)
     return seeds[np.all(np.isfinite(seeds), axis=1)]
+
+
+#: Grid entries (points × states) evaluated at once by _grid_speed: one buffer of 2 MiB, reused
+#: (a fresh 32 MiB array per call cost more in page faults than its tanh).
+_GRID_CHUNK = 1 << 18
+
+
+def _grid_speed(form, grid: np.ndarray, metric: np.ndarray) -> np.ndarray:
+    """``G(κ)ᵀ M G(κ)`` at each row of ``grid`` (b, K), shape (b,); the same numbers as
+    ``form.residual``, computed in place in a reused buffer."""
+    n = form.n_states
+    speed = np.empty(len(grid))
+    rows = max(1, _GRID_CHUNK // max(n, 1))
+    buffer = np.empty((min(rows, len(grid)), n))
+    for start in range(0, len(grid), rows):
+        kappa = grid[start:start + rows]
+        pre = np.matmul(kappa, form.left.T, out=buffer[:len(kappa)])
+        pre += form.bias
+        g = kappa - np.tanh(pre, out=pre) @ form.right.T
+        speed[start:start + rows] = np.einsum("bi,ij,bj->b", g, metric, g)
+    return speed
