@@ -15,10 +15,12 @@ this tree's) on the same inputs, alternating which goes first, and reports
 Usage::
 
     OMP_NUM_THREADS=1 python bench/ghost_series.py --dir /tmp/warm/s1000 \
-        --epochs 0:50,280:330,950:1000 [--baseline bf91449] [--profile]
+        --epochs 0:50,280:330,950:1000 [--baseline bf91449] [--breakdown] [--profile]
 
-``--dir`` is read only; without it a 1000-checkpoint series is trained into a temporary
-directory (``bench/series.py``'s ``make_series``). Exits 1 when any epoch disagrees.
+``--breakdown`` adds the seconds per checkpoint of each stage (Newton search, latent seeds,
+reduced form, certificates, dwell simulation) of both. ``--dir`` is read only; without it a
+1000-checkpoint series is trained into a temporary directory (``bench/series.py``'s
+``make_series``). Exits 1 when any epoch disagrees.
 """
 from __future__ import annotations
 
@@ -46,6 +48,26 @@ sys.path.insert(0, str(ROOT))
 FIELDS = ("speed", "velocity_norm", "alignment", "curvature", "width", "passage_time",
           "dwell_time", "fixed_point_distance", "isolation", "contrast", "relaxation_time",
           "strength", "exclusion_radius", "kappa", "kappa_distance", "transverse_eigvals")
+
+
+#: Stages of detect_ghosts timed with ``--breakdown`` (functions of fixedpoints.ghosts).
+STAGES = ("_newton_search", "_low_rank_seeds", "_reduced_form", "certify_ghosts",
+          "_simulate_dwell")
+
+
+def time_stages(module, seconds: dict) -> None:
+    """Wrap the :data:`STAGES` of ``module`` so that their seconds add up in ``seconds``."""
+    for name in STAGES:
+        inner = getattr(module, name)
+
+        def timed(*args, _inner=inner, _name=name, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                seconds[_name] = seconds.get(_name, 0.0) + time.perf_counter() - started
+
+        setattr(module, name, timed)
 
 
 def load_baseline(commit: str):
@@ -148,6 +170,8 @@ def main() -> None:
     parser.add_argument("--rtol", type=float, default=1e-8,
                         help="relative tolerance of the ghost fields (default 1e-8)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs of each, per epoch")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also report the seconds per checkpoint of each stage")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile this tree's detect_ghosts over the epochs")
     args = parser.parse_args()
@@ -175,7 +199,12 @@ def main() -> None:
         prof.disable()
         pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
         return
-    times = {"baseline": [], "new": []}
+    stages: dict = {"baseline": {}, "new": {}}
+    if args.breakdown:
+        import fixedpoints.ghosts as ghosts_mod
+        time_stages(sys.modules["fixedpoints._baseline_ghosts"], stages["baseline"])
+        time_stages(ghosts_mod, stages["new"])
+    times: dict = {"baseline": [], "new": []}
     problems, notes = [], []
     for k, (epoch, (dyn, fp, states, opts)) in enumerate(cases):
         runs = {}
@@ -195,6 +224,13 @@ def main() -> None:
           f"{args.baseline} {base * 1e3:.1f} ms, this tree {new * 1e3:.1f} ms, ratio "
           f"{base / new:.2f}x; totals {sum(times['baseline']):.2f} s / {sum(times['new']):.2f} s;"
           f" load {os.getloadavg()[0]:.2f}")
+    for who, spent in stages.items():
+        if spent:
+            total = sum(times[who])
+            print(f"{who}: " + ", ".join(f"{k} {v / len(times[who]) * 1e3:.1f}"
+                                         for k, v in spent.items())
+                  + f", other {(total - sum(spent.values())) / len(times[who]) * 1e3:.1f}"
+                  " ms per checkpoint (mean)")
     print("largest relative difference by field:",
           ", ".join(f"{k} {v:.1e}" for k, v in sorted(WORST.items())))
     for line in notes:

@@ -105,18 +105,22 @@ def kappa_speed_minimum(form: LowRankForm, kappa0: np.ndarray, metric: Optional[
 def _newton_steps(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """``−H⁻¹ ∇`` where H is positive definite, else ``−∇ / max|eig H|``; shape (b, K).
 
-    Batched over the rows whose Hessian is finite; the others one by one (``−∇`` where LAPACK
-    fails)."""
+    Batched over the rows whose Hessian is finite; the others (and all, should LAPACK fail on
+    the batch) one by one, ``−∇`` where LAPACK fails."""
     step = np.zeros_like(grad)
     finite = np.isfinite(hess).all((1, 2))
     rows = np.flatnonzero(finite)
     if rows.size:
-        vals = np.linalg.eigvalsh(hess[rows])
-        pd = vals[:, 0] > 0
-        if pd.any():
-            step[rows[pd]] = -np.linalg.solve(hess[rows[pd]], grad[rows[pd], :, None])[..., 0]
-        other = rows[~pd]
-        step[other] = -grad[other] / np.maximum(np.abs(vals[~pd]).max(1), 1e-12)[:, None]
+        try:
+            vals = np.linalg.eigvalsh(hess[rows])
+            pd = vals[:, 0] > 0
+            if pd.any():
+                step[rows[pd]] = -np.linalg.solve(hess[rows[pd]],
+                                                  grad[rows[pd], :, None])[..., 0]
+            other = rows[~pd]
+            step[other] = -grad[other] / np.maximum(np.abs(vals[~pd]).max(1), 1e-12)[:, None]
+        except np.linalg.LinAlgError:
+            finite[:] = False
     for i in np.flatnonzero(~finite):
         try:
             vals = np.linalg.eigvalsh(hess[i])
