@@ -16,7 +16,9 @@ The search has four stages, all batched over points:
    attributed to it without a dense step.
 3. **Second-order polish in rounds**: batched Levenberg–Marquardt on v(x) = 0 with Jacobians
    from the model's closed form or ``torch.func`` (where J_v's last columns are diagonal, as a
-   one-layer LSTM's cell state, JᵀJ and its damped solve go by blocks: :mod:`fixedpoints.gram`),
+   one-layer LSTM's cell state, JᵀJ and its damped solve go by blocks: :mod:`fixedpoints.gram`;
+   for leaky low-rank tanh networks JᵀJ, the exact Hessian and the solves are in closed form,
+   O(n K²) per state without any Jacobian: :mod:`fixedpoints.polish_systems`),
    the slowest candidates first. During and
    after each round, candidates that the linearization around a point already found explains
    are attributed to it instead of being polished further. Where Gauss–Newton turns linear

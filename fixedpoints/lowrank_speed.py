@@ -10,10 +10,14 @@ with ``a = 1``; L of shape (n, K), R of shape (K, n)), with ``t = tanh(c + L R x
 
 the same matrices as :meth:`Dynamics.speed_hessian` (up to round-off) without the n³ product
 ``J_vᵀ J_v``; the damped Newton systems with it are solved in O(n K²) each
-(:class:`LowRankSystem`). :func:`low_rank_speed` builds the closed form only after checking it
-against the system: the velocity at the given states and the gradient and Hessian at one of
-them must agree with the system's own to a relative 1e-10; otherwise (or without a low-rank
-form, or with R Rᵀ singular) it returns None and callers use the system's derivatives.
+(:class:`LowRankSystem`). Gauss–Newton's ``J_vᵀ J_v`` is the same expression without the
+``a v ⊙ t''`` term (:meth:`LowRankSpeed.gauss_newton_system`, the finder's polish:
+:mod:`fixedpoints.polish_systems`).
+
+:func:`low_rank_speed` builds the closed form only after checking it against the system: the
+velocity at the given states and the gradient and Hessian at one of them must agree with the
+system's own to a relative 1e-10; otherwise (or without a low-rank form, or with R Rᵀ
+singular) it returns None and callers use the system's derivatives.
 """
 from __future__ import annotations
 
