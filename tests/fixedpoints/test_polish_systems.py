@@ -197,3 +197,19 @@ def test_finder_on_a_trained_checkpoint_is_the_same_with_the_closed_form(monkeyp
         results.append(fp.find_fixed_points(dyn, init))
     assert results[0].info["closed_form_polish"] and not results[1].info["closed_form_polish"]
     _same(results[0], results[1], results[0].scale)
+
+
+def test_attribution_prediction_in_closed_form_equals_the_jacobians():
+    """The linear prediction ``v(p) + J_v(p)(x − p)`` of the attribution test, closed form vs
+    the Jacobians at the found points."""
+    n = 24
+    dyn = fp.from_module(_attractors(n=n, rank=2, seed=1), input=[0.0], time="discrete")
+    points, x = _states(n, 5, seed=5), _states(n, 40, seed=6)
+    closed = finder_mod._Found(dyn, points, dyn.speed(points), 1e-3, polish_newton(dyn, x))
+    dense = finder_mod._Found(dyn, points, dyn.speed(points), 1e-3, PolishNewton(dyn))
+    assert closed.newton.closed is not None and dense.newton.closed is None
+    nearest = closed.nearest(x)
+    assert torch.equal(nearest, dense.nearest(x)) and len(torch.unique(nearest)) > 1
+    want = dense.predicted_velocity(x, nearest)
+    assert torch.allclose(closed.predicted_velocity(x, nearest), want, rtol=0,
+                          atol=1e-14 * float(want.abs().max()))
