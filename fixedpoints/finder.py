@@ -16,7 +16,9 @@ The search has four stages, all batched over points:
    attributed to it without a dense step.
 3. **Second-order polish in rounds**: batched Levenberg–Marquardt on v(x) = 0 with Jacobians
    from the model's closed form or ``torch.func`` (where J_v's last columns are diagonal, as a
-   one-layer LSTM's cell state, JᵀJ and its damped solve go by blocks: :mod:`fixedpoints.gram`),
+   one-layer LSTM's cell state, JᵀJ and its damped solve go by blocks: :mod:`fixedpoints.gram`;
+   for leaky low-rank tanh networks JᵀJ, the exact Hessian and the solves are in closed form,
+   O(n K²) per state without any Jacobian: :mod:`fixedpoints.polish_systems`),
    the slowest candidates first. During and
    after each round, candidates that the linearization around a point already found explains
    are attributed to it instead of being polished further. Where Gauss–Newton turns linear
@@ -52,9 +54,9 @@ from scipy.spatial import cKDTree
 
 from . import linalg as _linalg
 from .dynamics import Dynamics
-from .gram import Gram
 from .initial import state_spread
 from .options import resolve_options
+from .polish_systems import PolishNewton, polish_newton
 from .linearize import classify, jacobian as _jacobian_np, _native_spectrum
 from .results import FinderStatus, FixedPoints, SlowRegion
 from .unique import deduplicate
@@ -312,7 +314,8 @@ def _descend(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Te
 # ---------------------------------------------------------------------------- stage 3
 def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
             q_floor: float, opts: FinderOptions, on_wall=None, q_give_up: float = float("inf"),
-            sigma2: float = 1e-300, explained=None, max_step: Optional[float] = None):
+            sigma2: float = 1e-300, explained=None, max_step: Optional[float] = None,
+            newton: Optional[PolishNewton] = None):
     """Batched Levenberg–Marquardt on v(x) = 0.
 
     Returns (x, q, grad_cos, iterations, at_limit, attributed): ``at_limit`` marks points still
@@ -325,7 +328,12 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
     not halved over 4 iterations without being stationary (a crawl along a plateau that the
     acceptance test would reject anyway; with the exact-Hessian step both fixed points and
     slow points converge quadratically, so a crawl is no convergence).
+
+    ``newton`` forms and solves the systems (:mod:`fixedpoints.polish_systems`; default: from
+    the Jacobians).
     """
+    if newton is None:
+        newton = PolishNewton(dynamics)
     if x.shape[0] == 0:
         empty = x.new_zeros(0)
         none = torch.zeros(0, dtype=torch.bool, device=x.device)
@@ -346,10 +354,9 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                 break
             iters = max(iters, it + 1)
             xa, va = xb[idx], v[idx]
-            jac = dynamics.jacobian(xa).detach()
-            # JᵀJ by blocks where J_v's last columns are diagonal (a one-layer LSTM: gram.py)
-            jtj = Gram(jac, dynamics.diagonal_tail)
-            jtv = (va.unsqueeze(1) @ jac).squeeze(1)  # as a row: 3-10x faster than Jᵀ @ v
+            # JᵀJ and Jᵀv (from the Jacobians, or in closed form: polish_systems.py)
+            jtj = newton.systems(xa, va)
+            jtv = jtj.gradient
             if mu is None:
                 mu = torch.full_like(q, 1e-3)  # damping relative to mean(diag(JᵀJ))
             mua = mu[idx]
@@ -365,11 +372,11 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
                 linear = torch.nonzero((q[idx] > 0.05 * history[-2][idx])
                                        & (cos_a <= 0.3)).flatten()
                 if linear.numel():
-                    jtj.replace(linear, dynamics.speed_hessian(xa[linear], jacobian=jac[linear]))
-            # JᵀJ + μI is positive definite: Cholesky; damped exact Hessians may not be: LU
-            # for those rows, least squares where singular; a non-finite system (overflow far
-            # out) must not reach LAPACK: those points stop (Gram.solve)
-            delta, sane = jtj.solve(damping, -jtv)
+                    jtj.use_exact_hessian(linear)
+            # JᵀJ + μI is positive definite: Cholesky (or Woodbury); damped exact Hessians may
+            # not be: LU for those rows, least squares where singular; a non-finite system
+            # (overflow far out) must not reach LAPACK: those points stop
+            delta, sane = jtj.solve(damping)
             active[idx[~sane]] = False
             if max_step is not None:  # trust region: no Newton jump across a basin
                 norm = delta.norm(dim=1, keepdim=True)
@@ -407,9 +414,8 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
         cos = torch.zeros_like(q)
         open_rows = torch.nonzero((q > q_floor) & ~attributed).flatten()
         if open_rows.numel():
-            jac = dynamics.jacobian(xb[open_rows]).detach()
             vo = v[open_rows]
-            jtv = (vo.unsqueeze(1) @ jac).squeeze(1)
+            jtv = newton.gradient(xb[open_rows], vo)
             cos[open_rows] = jtv.norm(dim=1) / (sigma2 ** 0.5 * vo.norm(dim=1) + 1e-300)
         out_x.append(xb)
         out_q.append(q)
@@ -421,15 +427,20 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
 
 
 class _Found:
-    """Accepted points so far, with their velocities and Jacobians (for attribution)."""
+    """Accepted points so far, with their velocities and Jacobians (for attribution), and how
+    the polish forms its systems (``newton``)."""
 
-    def __init__(self, dynamics: Dynamics, x: torch.Tensor, q: torch.Tensor, tol: float):
+    def __init__(self, dynamics: Dynamics, x: torch.Tensor, q: torch.Tensor, tol: float,
+                 newton: Optional[PolishNewton] = None):
         self.dynamics, self.tol = dynamics, tol
+        self.newton = PolishNewton(dynamics) if newton is None else newton
         self.x, self.q = x, q
         # whether a candidate (or midpoint) reached the point, by converging to it or by being
         # attributed to it; only warm starts add points that are not (yet) supported
         self.supported = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        self._jac = None
+        self._v: Optional[torch.Tensor] = None
+        self._jac: Optional[torch.Tensor] = None
+        self._tree: Optional[cKDTree] = None
 
     def add(self, x: torch.Tensor, q: torch.Tensor, supported: bool = True) -> None:
         if len(x):
@@ -441,21 +452,40 @@ class _Found:
             dropped = torch.ones(len(x), dtype=torch.bool, device=x.device)
             dropped[keep] = False
             self.x, self.q, self.supported = x[keep], q[keep], flags[keep]
+            self._v = self._jac = self._tree = None
             self.support(x[dropped & flags])  # a duplicate's support goes to the point kept
-            self._jac = None
 
     def support(self, x: torch.Tensor) -> None:
         """Mark the found point nearest to each state of ``x`` as reached."""
         if len(x) and len(self.x):
-            _, nearest = cKDTree(self.x.cpu().numpy()).query(x.cpu().numpy())
-            self.supported[torch.as_tensor(np.unique(nearest), device=self.x.device)] = True
+            self.supported[torch.unique(self.nearest(x))] = True
 
-    def linearization(self):
-        if self._jac is None:
+    def nearest(self, x: torch.Tensor) -> torch.Tensor:
+        """Index of the found point nearest to each state of ``x`` (b, n), shape (b,)."""
+        if self._tree is None:
+            self._tree = cKDTree(self.x.cpu().numpy())
+        _, nearest = self._tree.query(x.cpu().numpy())
+        return torch.as_tensor(nearest, device=self.x.device)
+
+    def predicted_velocity(self, x: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
+        """``v(p) + J_v(p) (x − p)`` with ``p`` the found point ``nearest`` to each row of ``x``
+        (b, n), shape (b, n): in closed form where the polish has it, else from the Jacobians
+        at the found points."""
+        if self._v is None:
             with torch.no_grad():
                 self._v = self.dynamics.velocity(self.x)
+        closed = self.newton.closed
+        if closed is not None:
+            p = self.x[nearest]
+            return self._v[nearest] + closed.jacobian_product(p, x - p)
+        if self._jac is None:
             self._jac = self.dynamics.jacobian(self.x).detach()
-        return self._v, self._jac
+        predicted = torch.empty_like(x)
+        for j in torch.unique(nearest).tolist():  # loop over the few points found, not states
+            members = nearest == j
+            offset = x[members] - self.x[j]
+            predicted[members] = self._v[j] + offset @ self._jac[j].T
+        return predicted
 
 
 def _attribute(dynamics: Dynamics, x: torch.Tensor, found: _Found, rtol: float,
@@ -470,17 +500,11 @@ def _attribute(dynamics: Dynamics, x: torch.Tensor, found: _Found, rtol: float,
     """
     if len(found.x) == 0 or len(x) == 0:
         return torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    v_found, jac = found.linearization()
-    _, nearest = cKDTree(found.x.cpu().numpy()).query(x.cpu().numpy())
-    nearest = torch.as_tensor(nearest, device=x.device)
+    nearest = found.nearest(x)
     if v is None:
         with torch.no_grad():
             v = dynamics.velocity(x)
-    predicted = torch.empty_like(v)
-    for j in torch.unique(nearest).tolist():  # loop over the few points found, not over states
-        members = nearest == j
-        offset = x[members] - found.x[j]
-        predicted[members] = v_found[j] + offset @ jac[j].T
+    predicted = found.predicted_velocity(x, nearest)
     explained = (v - predicted).norm(dim=1) <= rtol * v.norm(dim=1)
     found.supported[torch.unique(nearest[explained])] = True
     return explained
@@ -538,7 +562,7 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
             if len(found.x) else None
         xp, qp, cp, iters, at_limit, attributed = _polish(
             dynamics, x[batch], lo, hi, q_floor, opts, on_wall, q_give_up=q_give_up,
-            sigma2=sigma2, explained=explained, max_step=max_step)
+            sigma2=sigma2, explained=explained, max_step=max_step, newton=found.newton)
         ok, stats = accept(xp, qp, cp, at_limit, attributed)
         counters["attributed"] += int(attributed.sum())
         for key, value in stats.items():
@@ -571,7 +595,8 @@ def _warm_polish(dynamics, warm_starts, x, q, found, accept, counters, lo, hi, q
         return x, q
     warm = torch.maximum(torch.minimum(warm, hi), lo)
     xp, qp, cp, iters, at_limit, attributed = _polish(
-        dynamics, warm, lo, hi, q_floor, opts, on_wall, q_give_up=q_give_up, sigma2=sigma2)
+        dynamics, warm, lo, hi, q_floor, opts, on_wall, q_give_up=q_give_up, sigma2=sigma2,
+        newton=found.newton)
     ok, _ = accept(xp, qp, cp, at_limit, attributed)  # its failures are no failures of the search
     found.add(xp[ok], qp[ok], supported=False)
     info["warm_found"] = int(len(found.x))
@@ -773,7 +798,11 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                     "outside_box": int((wall & fin).sum()),
                     "non_finite": int((~fin).sum())}
 
-    found = _Found(dynamics, x.new_zeros(0, n), x.new_zeros(0), tol)
+    # the polish's Newton systems: in closed form for leaky low-rank tanh networks (checked
+    # against the system at the initial states), else from the Jacobians
+    newton = polish_newton(dynamics, x0)
+    info["closed_form_polish"] = newton.closed is not None
+    found = _Found(dynamics, x.new_zeros(0, n), x.new_zeros(0), tol, newton)
     counters = {"unconverged": 0, "plateau": 0, "over_budget": 0, "outside_box": 0,
                 "non_finite": n_nonfinite, "polished": 0, "attributed": 0,
                 "newton_iterations": 0}

@@ -10,10 +10,14 @@ with ``a = 1``; L of shape (n, K), R of shape (K, n)), with ``t = tanh(c + L R x
 
 the same matrices as :meth:`Dynamics.speed_hessian` (up to round-off) without the n³ product
 ``J_vᵀ J_v``; the damped Newton systems with it are solved in O(n K²) each
-(:class:`LowRankSystem`). :func:`low_rank_speed` builds the closed form only after checking it
-against the system: the velocity at the given states and the gradient and Hessian at one of
-them must agree with the system's own to a relative 1e-10; otherwise (or without a low-rank
-form, or with R Rᵀ singular) it returns None and callers use the system's derivatives.
+(:class:`LowRankSystem`). Gauss–Newton's ``J_vᵀ J_v`` is the same expression without the
+``a v ⊙ t''`` term (:meth:`LowRankSpeed.gauss_newton_system`, the finder's polish:
+:mod:`fixedpoints.polish_systems`).
+
+:func:`low_rank_speed` builds the closed form only after checking it against the system: the
+velocity at the given states and the gradient and Hessian at one of them must agree with the
+system's own to a relative 1e-10; otherwise (or without a low-rank form, or with R Rᵀ
+singular) it returns None and callers use the system's derivatives.
 """
 from __future__ import annotations
 
@@ -77,21 +81,29 @@ class LowRankSpeed:
         t = self._drive(x)
         return self.leak * ((((1.0 - t * t) * v) @ self.left) @ self.right - v)
 
-    def _parts(self, x: torch.Tensor):
-        """Velocity, ``d = tanh'``, the weights ``a² d² + a v t''`` and ∇q at ``x``."""
-        a = self.leak
-        with torch.no_grad():
-            v = self.dynamics.velocity(x)
+    def _parts(self, x: torch.Tensor, v: Optional[torch.Tensor] = None):
+        """Velocity, ``t = tanh(c + L R x)``, ``d = tanh'`` and ∇q at ``x`` (``v``: the
+        velocity there when the caller has it)."""
+        if v is None:
+            with torch.no_grad():
+                v = self.dynamics.velocity(x)
         t = self._drive(x)
         d = 1.0 - t * t
-        g = a * (((d * v) @ self.left) @ self.right - v)
-        return v, d, a * a * d * d - 2.0 * a * v * t * d, g
+        g = self.leak * (((d * v) @ self.left) @ self.right - v)
+        return v, t, d, g
+
+    def jacobian_product(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """``J_v(x_i) offset_i = a (d_i ⊙ (L R offset_i) − offset_i)`` for each row, shape
+        (b, n); ``x``, ``offset`` (b, n)."""
+        t = self._drive(x.detach())
+        return self.leak * ((1.0 - t * t) * ((offset @ self.right.T) @ self.left.T) - offset)
 
     def hessian_and_gradient(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``∇²q`` (b, n, n), symmetric, and ``∇q`` (b, n) at each row of ``x`` (b, n)."""
         x = x.detach()
         a = self.leak
-        _, d, w, g = self._parts(x)
+        v, t, d, g = self._parts(x)
+        w = a * a * d * d - 2.0 * a * v * t * d
         inner = torch.einsum("nk,bn,nl->bkl", self.left, w, self.left)  # (b, K, K)
         h = self.right.T @ inner @ self.right
         p = d[:, :, None] * self.weight
@@ -102,8 +114,21 @@ class LowRankSpeed:
     def newton_system(self, x: torch.Tensor) -> "LowRankSystem":
         """The damped Newton systems ``(∇²q + λ I) δ = −∇q`` at the rows of ``x`` (b, n)."""
         x = x.detach()
+        a = self.leak
+        v, t, d, g = self._parts(x)
+        return self._system(g, d, a * a * d * d - 2.0 * a * v * t * d)
+
+    def gauss_newton_system(self, x: torch.Tensor, v: torch.Tensor) -> "LowRankSystem":
+        """The Levenberg–Marquardt systems ``(J_vᵀ J_v + λ I) δ = −∇q`` at the rows of ``x``
+        (b, n) with velocities ``v`` (b, n): ∇²q without ``Σ_k v_k ∇²v_k`` (weights ``a² d²``);
+        :meth:`LowRankSystem.use_exact_hessian` puts ∇²q in place for chosen rows."""
+        x = x.detach()
+        a = self.leak
+        v, t, d, g = self._parts(x, v)
+        return self._system(g, d, a * a * d * d, extra=-2.0 * a * v * t * d)
+
+    def _system(self, g, d, w, extra=None) -> "LowRankSystem":
         a2 = self.leak * self.leak
-        _, d, w, g = self._parts(x)
         left, right = self.left, self.right
         inner = (left.T * w[:, None, :]) @ left  # Lᵀ diag(w) L, (b, K, K)
         rt = right.T
@@ -111,7 +136,8 @@ class LowRankSpeed:
         diagonal = a2 + ((rt @ inner) * rt).sum(-1) - (2.0 * a2) * d * self._weight_diagonal
         return LowRankSystem(self, g, diagonal, d, inner,
                              (right * d[:, None, :]) @ left,  # R diag(d) L
-                             (left.T * (d * d)[:, None, :]) @ left)  # Lᵀ diag(d²) L
+                             (left.T * (d * d)[:, None, :]) @ left,  # Lᵀ diag(d²) L
+                             extra)
 
 
 class LowRankSystem:
@@ -131,13 +157,20 @@ class LowRankSystem:
     gradient : torch.Tensor of shape (b, n)
         ∇q.
     diagonal : torch.Tensor of shape (b, n)
-        The diagonal of ∇²q.
+        The diagonal of the matrix (∇²q, or ``J_vᵀ J_v`` for Gauss–Newton systems).
+
+    A Gauss–Newton system (:meth:`LowRankSpeed.gauss_newton_system`) has the weights
+    ``w = a² d²`` in ``C``'s corner ``Lᵀ diag(w) L`` (``J_vᵀ J_v = a² I − a² (P + Pᵀ) + Rᵀ Lᵀ
+    diag(a² d²) L R``); the omitted ``a v ⊙ t''`` (``extra``) is added back row by row by
+    :meth:`use_exact_hessian`.
     """
 
-    def __init__(self, closed: LowRankSpeed, gradient, diagonal, d, inner, rdl, dd):
+    def __init__(self, closed: LowRankSpeed, gradient, diagonal, d, inner, rdl, dd,
+                 extra=None):
         self.gradient, self.diagonal = gradient, diagonal
         self._closed, self._d = closed, d
         self._inner, self._rdl, self._dd = inner, rdl, dd
+        self._extra = extra
         self._r1 = gradient @ closed.right.T  # R g, (b, K)
         self._r2 = (gradient * d) @ closed.left  # Lᵀ diag(d) g, (b, K)
 
@@ -163,6 +196,27 @@ class LowRankSystem:
         uy = y1 @ closed.right + d * (y2 @ closed.left.T)  # U M⁻¹ Uᵀ g
         delta = (uy / s - g) / s
         return torch.where(ok[:, None], delta, torch.zeros_like(delta)), ok
+
+    def use_exact_hessian(self, rows: torch.Tensor) -> None:
+        """Make the systems of ``rows`` (indices) those of ∇²q: add ``Lᵀ diag(a v ⊙ t'') L`` to
+        their corner and its part to their diagonal (Gauss–Newton systems only)."""
+        if self._extra is None:
+            raise ValueError("use_exact_hessian: these systems already have the exact Hessian")
+        left, rt = self._closed.left, self._closed.right.T
+        change = (left.T * self._extra[rows][:, None, :]) @ left  # (m, K, K)
+        self._inner[rows] += change
+        self.diagonal[rows] += ((rt @ change) * rt).sum(-1)
+
+    def matrix(self, rows: torch.Tensor) -> torch.Tensor:
+        """The matrices of ``rows`` (indices), dense and symmetric, shape (m, n, n): ``a² I −
+        a² (P + Pᵀ) + Rᵀ (Lᵀ diag(w) L) R`` with ``P = diag(d) L R``."""
+        closed = self._closed
+        a2 = closed.leak * closed.leak
+        h = closed.right.T @ self._inner[rows] @ closed.right
+        p = self._d[rows][:, :, None] * closed.weight
+        h = h - a2 * (p + p.transpose(1, 2))
+        h.diagonal(dim1=1, dim2=2).add_(a2)
+        return 0.5 * (h + h.transpose(1, 2))
 
 
 def low_rank_speed(dynamics: Dynamics, form: Optional[LowRankForm],
