@@ -559,6 +559,48 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
             counters["attributed"] += int(explained.sum())
 
 
+def _accept_converged(dynamics, x, q, reach, found, accept, counters, q_fixed, opts):
+    """Accept the states the Krylov phase brought to the fixed tolerance (the acceptance tests
+    of the polish: ``q ≤ q_fixed``, off the box wall), then attribute the others to the points
+    found. Returns the states ``(x, q, reach)`` left for the polish rounds."""
+    done = q <= q_fixed
+    if bool(done.any()):
+        zeros = torch.zeros(int(done.sum()), dtype=torch.bool, device=x.device)
+        ok, stats = accept(x[done], q[done], q[done].new_zeros(len(zeros)), zeros, zeros)
+        for key, value in stats.items():
+            counters[key] += value
+        counters["krylov_converged"] = counters.get("krylov_converged", 0) + int(done.sum())
+        found.add(x[done][ok], q[done][ok])
+    rest = torch.nonzero(~done).flatten()
+    x, q, reach = x[rest], q[rest], reach[rest]
+    if len(found.x) and len(x):
+        explained = _attribute(dynamics, x, found, opts.attribution_rtol)
+        counters["attributed"] += int(explained.sum())
+        x, q, reach = x[~explained], q[~explained], reach[~explained]
+    return x, q, reach
+
+
+def _coarse_rounds(dynamics, x, coarse, max_step, found, accept, counters, q_fixed, opts):
+    """The Krylov phase in rounds of 4 inexact Newton steps (the stall rule's window): after
+    each, the states at the fixed tolerance are accepted and the others that the points found
+    explain are attributed, so only the rest take further steps; states that stalled leave
+    the rounds. Returns the states ``(x, q, reach)`` left for the polish."""
+    parts = []
+    q = reach = x.new_zeros(0)
+    for done_steps in range(0, opts.krylov_steps, 4):
+        if not len(x):
+            break
+        x, q, reach = coarse(x, max_step, steps=min(4, opts.krylov_steps - done_steps))
+        x, q, reach = _accept_converged(dynamics, x, q, reach, found, accept, counters, q_fixed,
+                                        opts)
+        stalled = ~torch.isfinite(reach)
+        parts.append((x[stalled], q[stalled], reach[stalled]))
+        x, q, reach = x[~stalled], q[~stalled], reach[~stalled]
+    parts.append((x, q, reach))
+    xs, qs, reaches = (torch.cat(p) for p in zip(*parts))
+    return xs, qs, reaches
+
+
 def _warm_polish(dynamics, warm_starts, x, q, found, accept, counters, lo, hi, q_floor, on_wall,
                  opts, q_give_up, sigma2, info):
     """Polish the warm starts into ``found``, then drop the candidates their roots explain.
@@ -751,7 +793,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
 
     def coarse(xs: torch.Tensor, max_step: float, steps: int = opts.krylov_steps):
         return newton_krylov(dynamics, xs, lo, hi, q_stop=q_fixed, steps=steps,
-                             krylov_dim=opts.krylov_dim, max_step=max_step)
+                             krylov_dim=opts.krylov_dim, max_step=max_step, backtracks=8,
+                             stall_steps=4, stall_factor=0.5)
 
     def advance(max_step: float):
         """Two more inexact Newton steps for the candidates waiting between polish rounds."""
@@ -787,7 +830,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                             on_wall, opts, q_slow, sigma ** 2, info)
     reach = None
     if use_krylov:
-        x, q, reach = coarse(x, scale)
+        x, q, reach = _coarse_rounds(dynamics, x, coarse, scale, found, accept, counters,
+                                     q_fixed, opts)
     _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
                    q_slow, sigma ** 2, reach=reach, advance=advance(scale) if use_krylov else None)
 
@@ -821,7 +865,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
             chosen_mids = chosen_mids[~explained]
         mids, q_mid, reach = mids[chosen_mids], q_mid[chosen_mids], None
         if use_krylov:
-            mids, q_mid, reach = coarse(mids, 0.2 * scale)
+            mids, q_mid, reach = _coarse_rounds(dynamics, mids, coarse, 0.2 * scale, found,
+                                                accept, counters, q_fixed, opts)
         _polish_rounds(dynamics, mids, q_mid, found, accept, counters, lo, hi, q_floor,
                        on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale, reach=reach,
                        advance=advance(0.2 * scale) if use_krylov else None)
