@@ -25,6 +25,8 @@ cores, median ms for the finder's batch sizes n=160/b=51, n=512/b=16, n=1024/b=8
 * below n = 64 (far from the n ≈ 150 where the bug starts) batched LU is kept: one call for
   the batch instead of one per matrix. On CUDA tensors the bug does not apply (cuSOLVER /
   MAGMA) and batched LU is used throughout;
+* the Krylov phase's preconditioner (:func:`inverse`): the explicit inverse of ONE matrix
+  (unbatched LU, untouched by the bug), applied to a batch as one matrix product;
 * exactly singular systems: least squares by SVD (``gelsd``), safe under the bug. Not torch's
   default ``gelsy``: on a batch holding one exactly singular symmetric 160×160 matrix it
   returned a residual 8× the least-squares optimum (the unbatched call and ``gelsd`` both
