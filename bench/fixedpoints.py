@@ -19,7 +19,7 @@ tree's code against the old package), printing before/after rows and the ratios 
 from one run, with the load average (``os.getloadavg``) at the start and the end: on a shared
 machine, compare the ratios, not the absolute figures.
 
-Usage: python bench/fixedpoints.py [--device cuda] [--repeats 3] [--quick]
+Usage: python bench/fixedpoints.py [--device cuda] [--repeats 3] [--quick] [--options JSON]
        python bench/fixedpoints.py --systems lstm128,leaky256,leaky1024,leaky2048 \
            --repeats 3 --baseline e02c818
 """
@@ -130,7 +130,8 @@ def build(system: str, device: str):
     return leaky_rnn(n).to(device=device), dict(n_steps=60, noise=0.05)
 
 
-def run_one(system: str, n_init: int, device: str, repeats: int, threads: int = 0) -> dict:
+def run_one(system: str, n_init: int, device: str, repeats: int, threads: int = 0,
+            options: str = "{}") -> dict:
     if threads:
         torch.set_num_threads(threads)
     dyn, sampling = build(system, device)
@@ -138,7 +139,7 @@ def run_one(system: str, n_init: int, device: str, repeats: int, threads: int = 
     times, cpu, result = [], [], None
     for _ in range(repeats):
         t, c = time.perf_counter(), time.process_time()
-        result = fp.find_fixed_points(dyn, x0)
+        result = fp.find_fixed_points(dyn, x0, **json.loads(options))
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     q = result.speed
@@ -151,6 +152,7 @@ def run_one(system: str, n_init: int, device: str, repeats: int, threads: int = 
         "q_quantiles": [float(v) for v in np.quantile(q, [0, 0.5, 1])] if len(q) else [],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "status": result.status.name, "candidates": result.info.get("candidates"),
+        "over_budget": result.info.get("over_budget", 0),
         "threads": threads,
     }
 
@@ -197,13 +199,17 @@ def main() -> None:
                         help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=900,
                         help="seconds per child before it is killed and reported as hung")
+    parser.add_argument("--options", default="{}",
+                        help='finder options for every row, as JSON (e.g. \'{"krylov": true}\'; '
+                             'the baseline revision must know them)')
     parser.add_argument("--baseline", default="",
                         help="also run every row on the package at this git revision "
                              "(before/after rows and CPU ratios from one run)")
     args = parser.parse_args()
     if args.child:
         system, n_init, repeats = args.child[0], int(args.child[1]), int(args.child[2])
-        print(json.dumps(run_one(system, n_init, args.device, repeats, int(args.child[3]))))
+        print(json.dumps(run_one(system, n_init, args.device, repeats, int(args.child[3]),
+                                 args.options)))
         return
     if args.derivatives:
         derivatives(max(args.repeats, 5))
@@ -228,7 +234,8 @@ def main() -> None:
             tar.extractall(scratch.name, filter="data")
         versions = [("before", scratch.name), ("after", "")]
     print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats} "
-          f"baseline={args.baseline or '-'} load average {os.getloadavg()[0]:.1f} (1 min)")
+          f"options={args.options} baseline={args.baseline or '-'} "
+          f"load average {os.getloadavg()[0]:.1f} (1 min)")
     header = (f"{'system':<10} {'thr':>3} {'n_init':>6} {'code':>6} {'median s':>9} "
               f"{'cpu s':>6} {'ms/state':>9} {'peak MB':>8} "
               f"{'cands':>6}  counts / index counts / q [min, median, max]")
@@ -246,9 +253,10 @@ def main() -> None:
             lead = f"{system:<10} {thr:>3} {n_init:>6} {label:>6}"
             try:
                 out = subprocess.run([sys.executable, __file__, "--device", args.device,
-                                      "--child", system, str(n_init), str(repeats),
-                                      str(threads)], capture_output=True, text=True,
-                                     timeout=args.timeout, env=env)
+                                      "--options", args.options, "--child", system,
+                                      str(n_init), str(repeats), str(threads)],
+                                     capture_output=True, text=True, timeout=args.timeout,
+                                     env=env)
             except subprocess.TimeoutExpired:  # subprocess.run has killed the child
                 print(f"{lead} HUNG: killed after {args.timeout:.0f} s")
                 continue
@@ -263,7 +271,8 @@ def main() -> None:
             print(f"{lead} {r['median_s']:>9.2f} {r['cpu_s']:>6.1f} "
                   f"{r['per_state_ms']:>9.3f} "
                   f"{r['peak_rss_mb']:>8.0f} {r['candidates']:>6}  {counts} "
-                  f"{r['index_counts']} [{qs}] regions={r['slow_regions']} {r['status']}",
+                  f"{r['index_counts']} [{qs}] regions={r['slow_regions']} {r['status']} "
+                  f"over_budget={r.get('over_budget', 0)}",
                   flush=True)
         if len(cpu) == 2:
             print(f"{'':<21} cpu before/after = {cpu['before'] / max(cpu['after'], 1e-9):.2f}x")

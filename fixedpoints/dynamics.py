@@ -109,6 +109,11 @@ class Dynamics:
     #: rows (a one-layer LSTM's cell state; set by the adapters): the finder then forms ``JᵀJ``
     #: and solves its systems by blocks (:mod:`fixedpoints.gram`, which checks the layout).
     diagonal_tail: Optional[int] = None
+    #: Optional closed-form Jacobian–vector products of ``fn``, for the matrix-free Newton–Krylov
+    #: phase of large networks (:mod:`fixedpoints.krylov`): ``jvp_fn(x, u)`` returns a function
+    #: ``t -> (∂fn/∂x)(x) t`` applied row by row to ``t`` of shape ``(b, n_states)`` (the map's
+    #: Jacobian in discrete time, as ``jacobian_fn``). Without it the products come from autograd.
+    jvp_fn: Optional[Callable] = None
 
     def __init__(self, fn: StepFunction, n_states: int, *, n_inputs: int = 0, input=None,
                  dtype: torch.dtype = torch.float64, device="cpu", dt: float = 1.0,

@@ -9,9 +9,10 @@ The search has four stages, all batched over points:
    closer to each other than to the nearest root are merged), so the expensive stage runs once
    per distinct start rather than once per initial state.
    With ``krylov=True`` (meant for large networks) the candidates first take
-   matrix-free inexact Newton steps (GMRES on Jacobian–vector products,
-   :mod:`fixedpoints.krylov`), and the polish then takes one candidate per estimated root
-   first; between its rounds the candidates still waiting
+   matrix-free inexact Newton steps (preconditioned GMRES on Jacobian–vector products,
+   :mod:`fixedpoints.krylov`) in rounds, those that reach the fixed tolerance are accepted and
+   those a point found explains are attributed between rounds; the polish then takes one
+   candidate per estimated root first, and between its rounds the candidates still waiting
    take two more such steps, so that most fall into the linear regime of a point found and are
    attributed to it without a dense step.
 3. **Second-order polish in rounds**: batched Levenberg–Marquardt on v(x) = 0 with Jacobians
@@ -137,13 +138,27 @@ class FinderOptions:
         Relative error of that linear prediction of the velocity.
     krylov : bool
         Move the candidates toward their roots by matrix-free inexact Newton steps first
-        (GMRES with Jacobian–vector products, :mod:`fixedpoints.krylov`), then polish one
-        candidate per root densely (candidates whose estimated distance to the root overlaps a
-        slower one's wait, and are attributed to the point it finds). Off by default: on a
-        1024-unit rate network (gain 1.2, 1024 starts, ``krylov_dim=40``) it resolved 630 of
-        1006 candidates within the polish budget where the dense path resolved 31, but took 3x
-        the CPU time, still ended at ``BUDGET``, and its leads missed the one slow point the
-        dense path's found; on 200 units both give the same points.
+        (GMRES with Jacobian–vector products, closed-form where the system has a ``jvp_fn``,
+        right-preconditioned by the inverse Jacobian at the slowest candidate;
+        :mod:`fixedpoints.krylov`), in rounds of 4 steps: states at the fixed tolerance are
+        accepted (the polish's tests), the others that a point found explains are attributed,
+        and states from which the steps stall (q not halved over 4 steps) go back to their
+        start for the dense polish, which then takes one candidate per root first. Off by
+        default, because a slow point is found from the starts whose Levenberg–Marquardt
+        descent reaches it, and Newton–Krylov can carry those starts to a fixed point instead:
+        on 200 units both give the same points (fixed points to 1e-9), but on 256 units from
+        256 starts, with the same fixed-point counts, one slow point of the dense path's is
+        missed (tests/fixedpoints/test_krylov.py). Measured on rate networks (gain 1.2, 1 thread,
+        shared machine, bench/fixedpoints.py): 256 units from 1024 starts, 7.1 CPU-s
+        (``CONVERGED``, the dense path's points) against 13.0 for the unpreconditioned Krylov
+        path; 1024 units, still ``BUDGET``: 749 of 1006 candidates resolved (the dense path:
+        31; the unpreconditioned Krylov path: 512) in 83 CPU-s (dense: ~40); 2048 units,
+        ``BUDGET`` with 358 of 1005 left, one saddle found where the dense path finds none, in
+        260 CPU-s (dense: ~100). At 1024 units the 257 left are
+        starts from which Newton–Krylov stalls; under the dense polish, 16 of them went 3 to
+        the saddle, 6 into the slow point's basin (within 4% of its speed) and 7 to a crawl,
+        so no cheaper verdict stands in for the dense (exact-Hessian) polish, ~1 s each at
+        this size, which the budget does not give.
     krylov_steps : int
         Inexact Newton steps at most (each lowers ‖v‖ about tenfold near a root).
     krylov_dim : int
@@ -578,6 +593,52 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
             counters["attributed"] += int(explained.sum())
 
 
+def _accept_converged(dynamics, x, q, reach, found, accept, counters, q_fixed, opts):
+    """Accept the states the Krylov phase brought to the fixed tolerance (the acceptance tests
+    of the polish: ``q ≤ q_fixed``, off the box wall), then attribute the others to the points
+    found. Returns the states ``(x, q, reach)`` left for the polish rounds."""
+    done = q <= q_fixed
+    if bool(done.any()):
+        zeros = torch.zeros(int(done.sum()), dtype=torch.bool, device=x.device)
+        ok, stats = accept(x[done], q[done], q[done].new_zeros(len(zeros)), zeros, zeros)
+        for key, value in stats.items():
+            counters[key] += value
+        counters["krylov_converged"] = counters.get("krylov_converged", 0) + int(done.sum())
+        found.add(x[done][ok], q[done][ok])
+    rest = torch.nonzero(~done).flatten()
+    x, q, reach = x[rest], q[rest], reach[rest]
+    if len(found.x) and len(x):
+        explained = _attribute(dynamics, x, found, opts.attribution_rtol)
+        counters["attributed"] += int(explained.sum())
+        x, q, reach = x[~explained], q[~explained], reach[~explained]
+    return x, q, reach
+
+
+def _coarse_rounds(dynamics, x, coarse, max_step, found, accept, counters, q_fixed, opts):
+    """The Krylov phase in rounds of 4 inexact Newton steps (the stall rule's window): after
+    each, the states at the fixed tolerance are accepted and the others that the points found
+    explain are attributed, so only the rest take further steps; states that stalled leave
+    the rounds (``counters["krylov_seconds"]``: the time spent here). Returns the states
+    ``(x, q, reach)`` left for the polish."""
+    parts = []
+    q = reach = x.new_zeros(0)
+    started = _time.perf_counter()
+    for done_steps in range(0, opts.krylov_steps, 4):
+        if not len(x):
+            break
+        x, q, reach = coarse(x, max_step, steps=min(4, opts.krylov_steps - done_steps))
+        x, q, reach = _accept_converged(dynamics, x, q, reach, found, accept, counters, q_fixed,
+                                        opts)
+        stalled = ~torch.isfinite(reach)
+        parts.append((x[stalled], q[stalled], reach[stalled]))
+        x, q, reach = x[~stalled], q[~stalled], reach[~stalled]
+    parts.append((x, q, reach))
+    counters["krylov_seconds"] = (counters.get("krylov_seconds", 0.0)
+                                  + _time.perf_counter() - started)
+    xs, qs, reaches = (torch.cat(p) for p in zip(*parts))
+    return xs, qs, reaches
+
+
 def _warm_polish(dynamics, warm_starts, x, q, found, accept, counters, lo, hi, q_floor, on_wall,
                  opts, q_give_up, sigma2, info):
     """Polish the warm starts into ``found``, then drop the candidates their roots explain.
@@ -771,7 +832,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
 
     def coarse(xs: torch.Tensor, max_step: float, steps: int = opts.krylov_steps):
         return newton_krylov(dynamics, xs, lo, hi, q_stop=q_fixed, steps=steps,
-                             krylov_dim=opts.krylov_dim, max_step=max_step)
+                             krylov_dim=opts.krylov_dim, max_step=max_step, backtracks=8,
+                             stall_steps=4, stall_factor=0.5)
 
     def advance(max_step: float):
         """Two more inexact Newton steps for the candidates waiting between polish rounds."""
@@ -811,7 +873,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                             on_wall, opts, q_slow, sigma ** 2, info)
     reach = None
     if use_krylov:
-        x, q, reach = coarse(x, scale)
+        x, q, reach = _coarse_rounds(dynamics, x, coarse, scale, found, accept, counters,
+                                     q_fixed, opts)
     _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
                    q_slow, sigma ** 2, reach=reach, advance=advance(scale) if use_krylov else None)
 
@@ -848,7 +911,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
             chosen_mids = chosen_mids[~explained]
         mids, q_mid, reach = mids[chosen_mids], q_mid[chosen_mids], None
         if use_krylov:
-            mids, q_mid, reach = coarse(mids, 0.2 * scale)
+            mids, q_mid, reach = _coarse_rounds(dynamics, mids, coarse, 0.2 * scale, found,
+                                                accept, counters, q_fixed, opts)
         _polish_rounds(dynamics, mids, q_mid, found, accept, counters, lo, hi, q_floor,
                        on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale, reach=reach,
                        advance=advance(0.2 * scale) if use_krylov else None)

@@ -308,7 +308,8 @@ def line_attractor(n_states: int = 10, time: str = "continuous", decay: float = 
 def random_rate_network(n_states: int, gain: float = 1.2, alpha: float = 0.5, bias: float = 0.1,
                         seed: int = 0) -> DiscreteDynamics:
     """A random leaky firing-rate network ``r <- (1-α) r + α tanh(W r + b)``, with
-    ``W ~ N(0, gain²/n)`` and ``b ~ N(0, bias²)``, and its Jacobian and curvature in closed form.
+    ``W ~ N(0, gain²/n)`` and ``b ~ N(0, bias²)``, and its Jacobian, curvature and
+    Jacobian–vector products (``jvp_fn``) in closed form.
 
     No closed-form answer: above ``gain = 1`` such networks have many fixed points, most of them
     unstable; the large-network benchmark and tests of the finder use them (``gain = 1.2``).
@@ -329,5 +330,11 @@ def random_rate_network(n_states: int, gain: float = 1.2, alpha: float = 0.5, bi
         t = torch.tanh(x @ W.T + b)
         return alpha * W.T @ ((weights * -2 * t * (1 - t ** 2)).unsqueeze(-1) * W)
 
-    return DiscreteDynamics(step, n, jacobian_fn=jac, curvature_fn=curvature,
-                            name=f"leaky_rnn_{n}")
+    def jvp(x, u):  # t -> J_F t = (1-α) t + α tanh'(W x + b) ⊙ (W t): one matrix product
+        slope = 1 - torch.tanh(x @ W.T + b) ** 2
+        return lambda t: (1 - alpha) * t + alpha * slope * (t @ W.T)
+
+    dyn = DiscreteDynamics(step, n, jacobian_fn=jac, curvature_fn=curvature,
+                           name=f"leaky_rnn_{n}")
+    dyn.jvp_fn = jvp
+    return dyn

@@ -79,8 +79,15 @@ def test_krylov_path_finds_the_27_flipflop_points_of_a_200_unit_map():
     assert res.speed.max() <= 1e-20 * res.info["q_scale"] + 1e-30
 
 
-def test_krylov_path_gives_the_dense_paths_points_on_a_200_unit_rate_network():
-    dyn = systems.random_rate_network(200)
+# 256 units from 256 starts: the known difference that keeps krylov=True opt-in. A slow point is
+# found from the starts whose Levenberg–Marquardt descent reaches it; Newton–Krylov carries the
+# one start that does so here to a fixed point (the fixed points agree; the slow point is
+# missed). Capping the Krylov steps at 0.2 · scale found it there but missed one of the two
+# slow points at 200 units.
+@pytest.mark.parametrize("n", [200, pytest.param(256, marks=pytest.mark.xfail(
+    strict=True, reason="Newton-Krylov basins differ from LM's: one slow point missed"))])
+def test_krylov_path_gives_the_dense_paths_points_on_a_mid_size_rate_network(n):
+    dyn = systems.random_rate_network(n)
     x0 = fp.sample_initial_states(dyn, 256, seed=0, n_steps=60, noise=0.05)
     dense = fp.find_fixed_points(dyn, x0, krylov=False)
     krylov = fp.find_fixed_points(dyn, x0, krylov=True)
@@ -96,3 +103,62 @@ def test_krylov_path_gives_the_dense_paths_points_on_a_200_unit_rate_network():
     np.testing.assert_allclose(np.sort(krylov.speed[krylov.kind == "slow"]),
                                np.sort(dense.speed[dense.kind == "slow"]), rtol=1e-9)
     assert krylov.info["polished"] < dense.info["polished"]
+
+
+def test_closed_form_jacobian_vector_products_of_the_rate_network_equal_autograds():
+    dyn = systems.random_rate_network(60, seed=4)
+    assert dyn.jvp_fn is not None
+    gen = torch.Generator().manual_seed(2)
+    x = 2.0 * torch.randn(7, 60, generator=gen, dtype=torch.float64)
+    t = torch.randn(7, 60, generator=gen, dtype=torch.float64)
+    closed = _jvp(dyn, x)(t)
+    autograd = _jvp(dyn._replace(jvp_fn=None), x)(t)  # the double-backward path
+    dense = (dyn.jacobian(x) @ t.unsqueeze(-1)).squeeze(-1)
+    np.testing.assert_allclose(closed.numpy(), autograd.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(closed.numpy(), dense.numpy(), rtol=0, atol=1e-12)
+    # it survives a copy to another dtype/device (Dynamics.to keeps builder context)
+    np.testing.assert_allclose(_jvp(dyn.to("cpu"), x)(t).numpy(), closed.numpy(), atol=0)
+
+
+def test_lu_preconditioned_gmres_solves_nearby_systems_in_a_few_iterations():
+    gen = torch.Generator().manual_seed(5)
+    n = 120
+    base = torch.randn(n, n, generator=gen, dtype=torch.float64) / np.sqrt(n) \
+        - 0.3 * torch.eye(n, dtype=torch.float64)
+    # systems that differ from the reference by a diagonal row scaling (as Jacobians of a
+    # rate network at nearby states do): A_i = D_i base with D_i near the identity
+    scales = 1 + 0.1 * torch.randn(4, n, 1, generator=gen, dtype=torch.float64)
+    a = scales * base
+    rhs = torch.randn(4, n, generator=gen, dtype=torch.float64)
+    inv = linalg.inverse(base)
+    np.testing.assert_allclose(inv.numpy(), np.linalg.inv(base.numpy()), atol=1e-10)
+
+    def matvec(v):
+        return (a @ v.unsqueeze(-1)).squeeze(-1)
+
+    y, res = linalg.gmres(lambda v: matvec(v @ inv.T), rhs, max_iter=20, rtol=1e-12)
+    exact = np.linalg.solve(a.numpy(), rhs.numpy()[..., None])[..., 0]
+    np.testing.assert_allclose((y @ inv.T).numpy(), exact, atol=1e-9)
+    _, plain = linalg.gmres(matvec, rhs, max_iter=20, rtol=1e-12)
+    assert float(res.max()) <= 1e-10 < float(plain.min())
+    with pytest.raises(ValueError, match="singular"):
+        linalg.inverse(torch.zeros(5, 5, dtype=torch.float64))
+
+
+def test_preconditioned_newton_krylov_reaches_the_rate_networks_roots_faster():
+    dyn = systems.random_rate_network(150, seed=1)
+    x0 = dyn.states(fp.sample_initial_states(dyn, 64, seed=0, n_steps=60, noise=0.05))
+    big = torch.full((150,), 50.0, dtype=torch.float64)
+    q0 = dyn.speed(x0)
+    runs = {pre: newton_krylov(dyn, x0, -big, big, q_stop=1e-26, steps=6, krylov_dim=10,
+                               precondition=pre, backtracks=8, stall_steps=4,
+                               stall_factor=0.5) for pre in (False, True)}
+    for xs, q, _ in runs.values():
+        assert bool((q <= q0).all())  # never raises the speed
+        done = q <= 1e-26
+        # a state reported converged is at a root: the dense Jacobian step from it is tiny
+        if bool(done.any()):
+            v = dyn.velocity(xs[done])
+            step = torch.linalg.solve(dyn.jacobian(xs[done]), v.unsqueeze(-1)).squeeze(-1)
+            assert float(step.norm(dim=1).max()) <= 1e-10
+    assert int((runs[True][1] <= 1e-26).sum()) > int((runs[False][1] <= 1e-26).sum())
