@@ -236,19 +236,7 @@ def eigen_discs(matrices: Interval):
 def _stability(enc: Enclosure, box: Interval, time: str):
     """(verdict (b,), proved index (b,), ε (b,)) for enclosures ``box`` of fixed points."""
     if isinstance(enc, RateEnclosure) and enc.factors is not None and enc.nonlinearity == "tanh":
-        left, right = enc.factors
-        lo, hi = scaled_gram(right, enc.slopes(box), left)  # R diag(d) L over the box
-        mu, eps = eigen_discs(Interval(lo, hi))
-        if time == "continuous":
-            margin = np.abs(mu.real - 1.0)
-            unstable = mu.real > 1.0
-        else:
-            alpha = enc.leak
-            lam = 1.0 - alpha + alpha * mu
-            margin = np.abs(np.abs(lam) - 1.0) / alpha
-            unstable = np.abs(lam) > 1.0
-        verdict = (margin > eps[:, None]).all(1)
-        return verdict, unstable.sum(1), eps
+        return _reduced_stability(enc, enc.slopes(box), time)
     jac = enc.jacobian(box)
     if time == "discrete":
         jac = jac + np.eye(jac.shape[-1])
@@ -257,6 +245,26 @@ def _stability(enc: Enclosure, box: Interval, time: str):
         margin, unstable = np.abs(vals.real), vals.real > 0
     else:
         margin, unstable = np.abs(np.abs(vals) - 1.0), np.abs(vals) > 1.0
+    verdict = (margin > eps[:, None]).all(1)
+    return verdict, unstable.sum(1), eps
+
+
+def _reduced_stability(enc: RateEnclosure, slopes: Interval, time: str):
+    """The verdict of :func:`_stability` for a leaky low-rank tanh network from an enclosure
+    ``slopes`` (b, n) of tanh' at the fixed points: only the K eigenvalues μ of
+    ``R diag(d) L`` are bounded (module docstring)."""
+    assert enc.factors is not None
+    left, right = enc.factors
+    lo, hi = scaled_gram(right, slopes, left)  # R diag(d) L over the box
+    mu, eps = eigen_discs(Interval(lo, hi))
+    if time == "continuous":
+        margin = np.abs(mu.real - 1.0)
+        unstable = mu.real > 1.0
+    else:
+        alpha = enc.leak
+        lam = 1.0 - alpha + alpha * mu
+        margin = np.abs(np.abs(lam) - 1.0) / alpha
+        unstable = np.abs(lam) > 1.0
     verdict = (margin > eps[:, None]).all(1)
     return verdict, unstable.sum(1), eps
 

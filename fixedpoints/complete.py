@@ -8,7 +8,10 @@ does not give (slow points, slow regions). Its fixed points are replaced by the 
 they coincide with; when the search left unresolved boxes, start-found fixed points that match
 no certified root are kept (they may lie in those boxes), and when it left none they are
 dropped (no fixed point exists outside the certified ones) and counted in
-``info["not_fixed_by_complete_search"]``.
+``info["not_fixed_by_complete_search"]``. The certified roots get their state-space
+certificates from the κ-space proof (:mod:`fixedpoints.certify_reduced`, counted in
+``info["certified_reduced"]``) when it is about the same network and proves all three (radius,
+error bound, stability); the other fixed points get :func:`~fixedpoints.certify.certify_points`.
 
 PLRNNs (a ``plrnn_source``, :mod:`fixedpoints.plrnn`) get the exact search region by region
 instead: all ``2^N`` ReLU patterns for N ≤ :data:`~fixedpoints.plrnn.MAX_EXHAUSTIVE` (complete),
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from .certify import certify_points
+from .certify_reduced import certify_roots
 from .linearize import _native_spectrum, classify, jacobian as _jacobian_np
 from .lowrank import MAX_RANK, box_budget, low_rank_form, solve_reduced
 from .plrnn import plrnn_fixed_points, plrnn_form
@@ -46,7 +50,9 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
     complete : bool or None
         See the module docstring.
     certify : bool
-        Attach Krawczyk certificates and stability verdicts to every fixed point.
+        Attach certificates and stability verdicts to every fixed point: for the roots of a
+        low-rank search from its κ-space proof (:mod:`fixedpoints.certify_reduced`) where it
+        gives all three, by :func:`~fixedpoints.certify.certify_points` otherwise.
     max_boxes : int
         Budget of the exhaustive search (boxes examined).
     budget : float, optional
@@ -61,6 +67,8 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
     """
     started = _time.perf_counter()
     info = dict(result.info)
+    n = float(dynamics.n_states)
+    limit = None if budget is None else max(4, int(budget / (240.0 * n ** 3)))
     form = None
     plrnn = plrnn_form(dynamics) if complete is not False else None
     if plrnn is not None:
@@ -76,18 +84,18 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
                              f"{dynamics.name} has neither. Pass "
                              f"complete=None to search from the initial states only")
     if form is not None:
-        result = _merge_complete(dynamics, result, form, max_boxes, info)
+        result = _merge_complete(dynamics, result, form, max_boxes, info, certify, limit)
     if certify:
         t0 = _time.perf_counter()
         fixed = np.flatnonzero(result.kind != "slow")
-        if budget is not None:
-            limit = max(4, int(budget / (240.0 * float(dynamics.n_states) ** 3)))
+        if limit is not None:
             info["not_certified_over_budget"] = int(max(len(fixed) - limit, 0))
             fixed = fixed[:limit]
         radius = np.array(result.certified_radius, dtype=float)
         error = np.array(result.error_bound, dtype=float)
         stable = np.array(result.stability_certified, dtype=bool)
-        fixed = fixed[~np.isfinite(radius[fixed])]  # the PLRNN search certified its own
+        # the PLRNN search and the κ-space proof of the low-rank search certified their own
+        fixed = fixed[~np.isfinite(radius[fixed])]
         cert = certify_points(dynamics, result.x[fixed], scale=max(result.scale, 1e-12),
                               n_unstable=result.n_unstable[fixed])
         radius[fixed] = cert["certified_radius"]
@@ -102,7 +110,8 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
     return replace(result, info=info)
 
 
-def _merge_complete(dynamics, result: FixedPoints, form, max_boxes: int, info) -> FixedPoints:
+def _merge_complete(dynamics, result: FixedPoints, form, max_boxes: int, info,
+                    certify: bool = False, limit: Optional[int] = None) -> FixedPoints:
     t0 = _time.perf_counter()
     sol = solve_reduced(form, max_boxes=box_budget(form.n_states, max_boxes))
     info["complete_search"] = dict(sol.info, seconds=_time.perf_counter() - t0,
@@ -122,16 +131,27 @@ def _merge_complete(dynamics, result: FixedPoints, form, max_boxes: int, info) -
         info["not_fixed_by_complete_search"] = int((~matched).sum())
     slow = np.flatnonzero(~fixed)
     x_new = roots
+    cert = {"certified_radius": np.full(len(x_new), np.nan),
+            "error_bound": np.full(len(x_new), np.nan),
+            "stability_certified": np.zeros(len(x_new), bool)}
     if len(x_new):
         jac = _jacobian_np(dynamics, x_new)
         eig_new = _native_spectrum(dynamics, jac, with_vectors=False)
         with torch.no_grad():
             q_new = dynamics.speed(dynamics.states(x_new)).cpu().numpy()
         kind_new, unstable_new = classify(dynamics, eig_new, np.zeros(len(x_new)), 1.0)
+        if certify:  # from the κ-space proof; the points it misses get certify_points later
+            cert = certify_roots(dynamics, form, x_new, sol.enclosure, sol.uniqueness, jac,
+                                 scale=max(result.scale, 1e-12), n_unstable=unstable_new)
+            info["certified_reduced"] = int(np.isfinite(cert["certified_radius"]).sum())
     else:
         n = dynamics.n_states
         eig_new, q_new = np.zeros((0, n), complex), np.zeros(0)
         kind_new, unstable_new = np.zeros(0, "<U8"), np.zeros(0, int)
+    n_rest = len(keep_found) + len(slow)
+    radius = np.concatenate([cert["certified_radius"], np.full(n_rest, np.nan)])
+    error = np.concatenate([cert["error_bound"], np.full(n_rest, np.nan)])
+    stable = np.concatenate([cert["stability_certified"], np.zeros(n_rest, bool)])
     rest = np.concatenate([keep_found, slow])
     x = np.concatenate([x_new, result.x[rest]])
     speed = np.concatenate([q_new, result.speed[rest]])
@@ -142,12 +162,16 @@ def _merge_complete(dynamics, result: FixedPoints, form, max_boxes: int, info) -
     status = result.status
     if len(x) and status is FinderStatus.NONE_FOUND:
         status = FinderStatus.CONVERGED
+    radius, error, stable = radius[order], error[order], stable[order]
+    if limit is not None:  # the polish budget bounds the certified points, as for certify_points
+        over = np.flatnonzero(kind[order] != "slow")[limit:]
+        radius[over], error[over], stable[over] = np.nan, np.nan, False
     kappa = x @ form.right.T
     info["search"] = "complete" if sol.complete else "exhaustive (unresolved boxes left)"
     return replace(result, x=x[order], speed=speed[order], eigvals=eigvals[order],
                    kind=kind[order], n_unstable=n_unstable[order], status=status,
-                   certified_radius=np.full(len(x), np.nan), error_bound=np.full(len(x), np.nan),
-                   stability_certified=np.zeros(len(x), bool), kappa=kappa[order],
+                   certified_radius=radius, error_bound=error,
+                   stability_certified=stable, kappa=kappa[order],
                    complete=bool(sol.complete), search_box=sol.box, unresolved=sol.unresolved)
 
 
