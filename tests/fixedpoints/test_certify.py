@@ -486,22 +486,30 @@ def test_ghost_exclusion_radius_and_kappa_location(time):
     assert ghosts.to_dict()["ghosts"][0]["exclusion_radius"] == radius
 
 
-def test_rank_two_ghost_located_in_kappa_within_its_width():
+def ghost_rank_two():
+    """The rank-one ghost network with a second, stable latent (one unit block) added:
+    ``(left (n+2, 2), right (2, n+2), bias (n+2,), states (200, n+2))``, the states on the
+    first latent's line."""
     model, _ = _ghost_rank_one()
     size = model.n_states
     m, n = model.m.detach().numpy(), model.n.detach().numpy()
     b = model.b.detach().numpy()
-    # add a second, stable latent (one unit block) and rotate: a coupled rank-2 network
     left = np.zeros((size + 2, 2))
     right = np.zeros((2, size + 2))
     left[:size, 0], right[0, :size] = m, n
     left[size:, 1], right[1, size:] = 1.0, 0.25
     bias = np.concatenate([b, [0.3, 0.3]])
+    states = np.tanh(np.linspace(-3, 3, 200)[:, None] * np.r_[m, 0, 0] + bias)
+    return left, right, bias, states
+
+
+def test_rank_two_ghost_located_in_kappa_within_its_width():
+    # the second latent coupled to the first by a rotation: a coupled rank-2 network
+    left, right, bias, states = ghost_rank_two()
     theta = 0.7
     q = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     form = LowRankForm(left @ q, 3.0 * q.T @ right / 3.0, bias)
     dyn = fp.from_module(leaky_from_form(form), input=[0.0], time="continuous")
-    states = np.tanh(np.linspace(-3, 3, 200)[:, None] * np.r_[m, 0, 0] + bias)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         points = fp.find_fixed_points(dyn, states)

@@ -120,19 +120,10 @@ def test_kappa_speed_minimum_batched_equals_seed_by_seed():
 def test_detect_ghosts_finds_the_same_ghosts_without_the_closed_form(monkeypatch):
     # a rank-two ghost (test_certify's construction); the closed-form Newton systems and the
     # dense ones must end at the same ghosts
-    from tests.fixedpoints.test_certify import _ghost_rank_one, leaky_from_form
+    from tests.fixedpoints.test_certify import ghost_rank_two, leaky_from_form
 
-    model, _ = _ghost_rank_one()
-    size = model.n_states
-    m, n = model.m.detach().numpy(), model.n.detach().numpy()
-    b = model.b.detach().numpy()
-    left = np.zeros((size + 2, 2))
-    right = np.zeros((2, size + 2))
-    left[:size, 0], right[0, :size] = m, n
-    left[size:, 1], right[1, size:] = 1.0, 0.25
-    bias = np.concatenate([b, [0.3, 0.3]])
+    left, right, bias, states = ghost_rank_two()
     dyn = fp.from_module(leaky_from_form(fp.LowRankForm(left, right, bias)), input=[0.0])
-    states = np.tanh(np.linspace(-3, 3, 200)[:, None] * np.r_[m, 0, 0] + bias)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         points = fp.find_fixed_points(dyn, states)
