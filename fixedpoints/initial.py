@@ -126,16 +126,13 @@ def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=N
     # largest start's norm (what came before, its passage by the ghost or the saddle, stays).
     finite = torch.isfinite(traj).all(2)
     blows_up = ~finite.all(1)
+    stays = finite  # all True unless some run blows up
     if bool(blows_up.any()):
         bound = _ESCAPE * max(float(traj[:, 0].norm(dim=1).max()), 1.0)
         inside = finite & (torch.nan_to_num(traj, nan=0.0, posinf=0.0, neginf=0.0).norm(dim=2)
                            <= bound)
         stays = torch.cumprod(inside.to(torch.int8), dim=1).bool() | ~blows_up[:, None]
-    else:
-        stays = finite
-    stays = stays[:, 1 + int(burn_in):]
-    visited = traj[:, 1 + int(burn_in):][stays]
-    visited = visited[torch.isfinite(visited).all(1)]
+    visited = traj[:, 1 + int(burn_in):][stays[:, 1 + int(burn_in):]]
     if len(visited) == 0:
         raise ValueError("every simulated state was non-finite or burn_in removed them all; "
                          "lower burn_in, shorten n_steps, or check the weights for divergence")
