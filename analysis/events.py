@@ -617,29 +617,35 @@ def rule_birth_death(st: RuleState) -> None:
 def rule_ghost_moves(st: RuleState) -> None:
     """Ghosts that moved farther than the gate are one ghost, not a vanishing and an appearance.
 
-    A ghost of A and one of B that no rule explained, that are each other's nearest such ghost,
-    and either lie within ``jump · s`` of each other or have no fixed point (of either side)
-    nearer to either of them than they are to each other (nothing lies between the two
-    places), are consumed without an event: :func:`rule_moves` for ghosts. A bottleneck drifts
-    as the weights change, and with few checkpoints it can move beyond the gate between two.
+    :func:`rule_moves` for ghosts: a ghost of A and one of B that no rule explained, that are
+    each other's nearest ghost on the other side, and either lie within ``jump · s`` of each
+    other or are each other's nearest point of any kind (no fixed point or other ghost lies
+    between the two places), are consumed without an event. A bottleneck drifts as the
+    weights change, and with few checkpoints it can move beyond the gate between two.
     """
     A, B = st.A, st.B
     if not st.ghost_gone or not st.ghost_new:
         return
     ga, gb = sorted(st.ghost_gone), sorted(st.ghost_new)
-    d = np.linalg.norm(A.gx[ga][:, None, :] - B.gx[gb][None, :, :], axis=2)
-    fixed = np.concatenate([A.fx.reshape(-1, A.gx.shape[1]), B.fx.reshape(-1, A.gx.shape[1])])
-    for r in range(len(ga)):
-        c = int(np.argmin(d[r]))
-        if int(np.argmin(d[:, c])) != r:     # not each other's nearest
-            continue
-        between = (len(fixed) > 0 and min(np.linalg.norm(fixed - A.gx[ga[r]], axis=1).min(),
-                                          np.linalg.norm(fixed - B.gx[gb[c]], axis=1).min())
-                   < d[r, c])
-        if d[r, c] <= st.opts.jump * st.spread or not between:
-            st.ghost_gone.discard(ga[r])
-            st.ghost_new.discard(gb[c])
-            st.ghost_moves.append((ga[r], gb[c], float(d[r, c])))
+    zeros = np.zeros
+    near_b = _nearest_same_index(A.gx[ga], zeros(len(ga), int), B.gx, zeros(len(B.gx), int))
+    near_a = _nearest_same_index(B.gx[gb], zeros(len(gb), int), A.gx, zeros(len(A.gx), int))
+    # nearest among all points of the other side, its ghosts first (rows below len(gx))
+    all_b = np.concatenate([B.gx, B.fx.reshape(-1, B.gx.shape[1])])
+    all_a = np.concatenate([A.gx, A.fx.reshape(-1, A.gx.shape[1])])
+    any_b = _nearest_same_index(A.gx[ga], zeros(len(ga), int), all_b, zeros(len(all_b), int))
+    any_a = _nearest_same_index(B.gx[gb], zeros(len(gb), int), all_a, zeros(len(all_a), int))
+    for r, i in enumerate(ga):
+        j = near_b[r]
+        if j not in st.ghost_new or near_a[gb.index(j)] != i:
+            continue   # not each other's nearest, or the partner is explained already
+        c = gb.index(j)
+        d = float(np.linalg.norm(A.gx[i] - B.gx[j]))
+        alone = any_b[r] == j and any_a[c] == i
+        if d <= st.opts.jump * st.spread or alone:
+            st.ghost_gone.discard(i)
+            st.ghost_new.discard(j)
+            st.ghost_moves.append((i, j, d))
 
 
 def rule_ghosts(st: RuleState) -> None:

@@ -52,7 +52,7 @@ FIELDS = ("speed", "velocity_norm", "alignment", "curvature", "width", "passage_
 
 #: Stages of detect_ghosts timed with ``--breakdown`` (functions of fixedpoints.ghosts).
 STAGES = ("_newton_search", "_low_rank_seeds", "_reduced_form", "certify_ghosts",
-          "_simulate_dwell")
+          "_simulate_dwell", "_spectra")
 
 
 def time_stages(module, seconds: dict) -> None:

@@ -45,8 +45,7 @@ def matches_form(enc, form: LowRankForm) -> bool:
     if not isinstance(enc, RateEnclosure) or enc.factors is None or enc.nonlinearity != "tanh":
         return False
     left, right = enc.factors
-    return (left.shape == form.left.shape and right.shape == form.right.shape
-            and bool(np.array_equal(left, form.left)) and bool(np.array_equal(right, form.right))
+    return (bool(np.array_equal(left, form.left)) and bool(np.array_equal(right, form.right))
             and bool(np.array_equal(enc.drive.lo, form.bias))
             and bool(np.array_equal(enc.drive.hi, form.bias)))
 
@@ -104,7 +103,7 @@ def certify_roots(dynamics, form: LowRankForm, x: NDArray[np.float64],
     # (2) R (x ± ρ) ⊆ Z
     rx = imatmul(form.right, x[..., None])
     rx_lo, rx_hi = rx.lo[..., 0], rx.hi[..., 0]
-    s = imatmul(np.abs(form.right), np.ones((form.n_states, 1))).hi[:, 0]
+    s = form.box().hi  # Σ_i |R_ji|, rounded up
     room = np.minimum(down(uniqueness[..., 1] - rx_hi), down(rx_lo - uniqueness[..., 0]))
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.where(s > 0, down(np.maximum(room, 0.0) / s), np.inf)

@@ -113,7 +113,7 @@ from .dynamics import Dynamics
 from .initial import state_spread
 from .ghost_certificates import certify_ghosts, kappa_speed_minimum, lift
 from .linearize import EIG_RTOL, sort_spectrum
-from .lowrank import MAX_RANK, LowRankForm, low_rank_form
+from .lowrank import MAX_RANK, LowRankForm, low_rank_form_or_none
 from .lowrank_speed import LowRankSpeed, low_rank_speed
 from .options import resolve_options
 from .results import FixedPoints, PointArrays, load_result, save_result
@@ -921,7 +921,7 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
             starts.append(region.points[region.speed > q_fixed])
     if x0 is not None:
         starts.append(_choose_starts(dynamics, x0, opts))
-    form = _form_of(dynamics)
+    form = low_rank_form_or_none(dynamics, MAX_RANK)
     latent = _low_rank_seeds(dynamics, max(opts.max_starts // 4, 1), form)
     starts.append(latent)
     starts_np = np.concatenate(starts) if starts else np.zeros((0, n))
@@ -1139,18 +1139,6 @@ _NEIGHBOURS = 8
 _KAPPA_GRID = {1: 4001, 2: 201, 3: 41}
 
 
-def _form_of(dynamics: Dynamics) -> Optional[LowRankForm]:
-    """The system's :class:`LowRankForm` (rank ≤ :data:`MAX_RANK`), or None."""
-    try:
-        form = low_rank_form(dynamics)
-    except (ValueError, RuntimeError, TypeError, np.linalg.LinAlgError) as exc:
-        log.debug("detect_ghosts: no low-rank form (%s)", exc)
-        return None
-    if form is None or form.rank > MAX_RANK or form.n_states != dynamics.n_states:
-        return None
-    return form
-
-
 def _low_rank_seeds(dynamics: Dynamics, max_seeds: int,
                     form: Optional[LowRankForm] = None) -> np.ndarray:
     """Starts that depend on the system only: for low-rank tanh networks, every speed minimum.
@@ -1162,11 +1150,11 @@ def _low_rank_seeds(dynamics: Dynamics, max_seeds: int,
     root (the grid's local minima, the slowest ``max_seeds``), polished by Newton in κ, and
     lifted: fixed points and ghosts alike, whatever the sampled states. Empty for other systems,
     shape ``(m, n)``. ``form``: the system's form when the caller has it (else looked up,
-    :func:`_form_of`).
+    :func:`~fixedpoints.lowrank.low_rank_form_or_none`).
     """
     n = dynamics.n_states
     if form is None:
-        form = _form_of(dynamics)
+        form = low_rank_form_or_none(dynamics, MAX_RANK)
     if form is None:
         return np.zeros((0, n))
     k = form.rank

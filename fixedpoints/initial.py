@@ -38,6 +38,10 @@ def state_spread(x) -> float:
 #: norm (sample_initial_states).
 _ESCAPE = 10.0
 
+#: A run with a coordinate beyond this counts as blown up even while finite (its square would
+#: overflow float64).
+_OVERFLOW = 1e150
+
 
 def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=None,
                           x0=None, n_steps: int = 100, n_trajectories: Optional[int] = None,
@@ -125,7 +129,8 @@ def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=N
     # sample into inf. Such a run is cut where it first leaves the ball of _ESCAPE times the
     # largest start's norm (what came before, its passage by the ghost or the saddle, stays).
     finite = torch.isfinite(traj).all(2)
-    blows_up = ~finite.all(1)
+    # a run still finite at the end but past 1e150 overflows the spread's squares all the same
+    blows_up = ~finite.all(1) | (torch.nan_to_num(traj, nan=0.0).abs().amax((1, 2)) > _OVERFLOW)
     stays = finite  # all True unless some run blows up
     if bool(blows_up.any()):
         bound = _ESCAPE * max(float(traj[:, 0].norm(dim=1).max()), 1.0)

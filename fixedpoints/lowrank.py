@@ -31,6 +31,7 @@ saddle-node itself, at the bifurcation) can never be certified and stays unresol
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import logging
 from typing import Dict, Optional
 
 import numpy as np
@@ -39,7 +40,9 @@ from .intervals import Interval, down, gamma, imatmul, point, tanh_slope, up
 
 __all__ = ["LowRankForm", "ReducedSolution", "solve_reduced", "low_rank_form", "coalesce",
            "box_budget",
-           "MAX_RANK"]
+           "MAX_RANK", "low_rank_form_or_none"]
+
+log = logging.getLogger(__name__)
 
 #: Largest rank the exhaustive search is run for by default.
 MAX_RANK = 3
@@ -498,3 +501,17 @@ def low_rank_form(dynamics) -> Optional[LowRankForm]:
     if form is None:
         return None
     return form if isinstance(form, LowRankForm) else LowRankForm.from_dict(form)
+
+
+def low_rank_form_or_none(dynamics, max_rank: float) -> Optional[LowRankForm]:
+    """:func:`low_rank_form` of ``dynamics`` when it has one of rank ≤ ``max_rank`` over all of
+    its states, else None (also for a source that fails to give one: callers then use the
+    system's own derivatives)."""
+    try:
+        form = low_rank_form(dynamics)
+    except (ValueError, RuntimeError, TypeError, np.linalg.LinAlgError) as exc:
+        log.debug("no low-rank form (%s)", exc)
+        return None
+    if form is None or form.rank > max_rank or form.n_states != dynamics.n_states:
+        return None
+    return form

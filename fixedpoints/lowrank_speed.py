@@ -74,12 +74,7 @@ class LowRankSpeed:
 
     def gradient(self, x: torch.Tensor, v: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``∇q`` at each row of ``x`` (b, n), shape (b, n); ``v``: the velocity there."""
-        x = x.detach()
-        if v is None:
-            with torch.no_grad():
-                v = self.dynamics.velocity(x)
-        t = self._drive(x)
-        return self.leak * ((((1.0 - t * t) * v) @ self.left) @ self.right - v)
+        return self._parts(x.detach(), v)[3]
 
     def _parts(self, x: torch.Tensor, v: Optional[torch.Tensor] = None):
         """Velocity, ``t = tanh(c + L R x)``, ``d = tanh'`` and ∇q at ``x`` (``v``: the
@@ -250,7 +245,7 @@ def low_rank_speed(dynamics: Dynamics, form: Optional[LowRankForm],
     leak = float((v * y).sum() / (y * y).sum().clamp_min(1e-300))
     if not leak > 0:
         return None
-    closed = LowRankSpeed(dynamics, form, leak)
+    closed, closed.leak = unit, leak  # the leak is only a factor: no second build
     if not _close(closed.predicted_velocity(x), v):
         return None
     probe = x[:1]

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 from typing import Optional, Tuple, Union
 
-import numpy as np
 import torch
 
 from . import linalg as _linalg
 from .dynamics import Dynamics
 from .gram import Gram
-from .lowrank import low_rank_form
+from .lowrank import low_rank_form_or_none
 from .lowrank_speed import LowRankSpeed, low_rank_speed
 
 __all__ = ["DenseSystems", "LowRankSystems", "PolishNewton", "polish_newton"]
@@ -70,7 +69,7 @@ class DenseSystems:
     def use_exact_hessian(self, rows: torch.Tensor) -> None:
         """``H = ∇²q`` in ``rows`` (indices)."""
         dynamics, gram = self._dynamics, self._gram
-        if dynamics.curvature_fn is not None and gram.dense is not None and gram.split == gram.n:
+        if dynamics.curvature_fn is not None and gram.dense is not None:  # not in blocks
             # ∇²q = JᵀJ + Σ v_k ∇²v_k with the JᵀJ at hand (speed_hessian would form it
             # again: 2 n³ per row, a sixth of the polish at n = 1024)
             hessian = gram.dense[rows] + dynamics.curvature(self._x[rows], self._v[rows])
@@ -181,11 +180,8 @@ def polish_newton(dynamics: Dynamics, x: torch.Tensor) -> PolishNewton:
     -------
     PolishNewton
     """
-    try:
-        form = low_rank_form(dynamics)
-    except (ValueError, RuntimeError, TypeError, np.linalg.LinAlgError):
-        form = None  # a source that cannot give the form: the Jacobians
-    if form is None or form.rank > _MAX_RANK_FRACTION * dynamics.n_states:
+    form = low_rank_form_or_none(dynamics, _MAX_RANK_FRACTION * dynamics.n_states)
+    if form is None:  # none, or a source that cannot give one: the Jacobians
         return PolishNewton(dynamics)
     x = x[::max(1, len(x) // _CHECKED_STATES)][:_CHECKED_STATES]
     return PolishNewton(dynamics, low_rank_speed(dynamics, form, x))

@@ -167,10 +167,12 @@ def test_runs_that_blow_up_are_cut_before_they_overflow():
     assert np.isfinite(states).all() and np.isfinite(spread)
     reach = _ESCAPE * np.linalg.norm(x0, axis=1).max()
     assert np.linalg.norm(states, axis=1).max() <= reach * 1.05   # noise may add a little
-    # the runs that stay finite are kept whole: r < 0 has a stable node at y = -0.1
-    stable = sample_initial_states(saddle_node(-0.01, n_states=2), 128, x0=x0, n_steps=100,
-                                   seed=0)
+    # r < 0: the runs past the saddle at y = 0.1 blow up, the others settle on the node at
+    # y = -0.1; with noise, the spread of those blown runs made every sample inf before
+    dyn = saddle_node(-0.01, n_states=2)
+    stable = sample_initial_states(dyn, 128, x0=x0, n_steps=100, noise=0.01, seed=0)
     assert np.isfinite(stable).all()
+    assert np.abs(stable @ dyn.Q - [-0.1, 0.0]).max(1).min() < 0.01   # the node is sampled
 
 
 @pytest.mark.parametrize("r", [0.01, -0.01])

@@ -12,7 +12,7 @@ import fixedpoints as fp
 import fixedpoints.ghosts as ghosts_mod
 from checkpoints.models import LeakyRNN
 from fixedpoints.ghost_certificates import kappa_speed_minimum
-from fixedpoints.lowrank import low_rank_form
+from fixedpoints.lowrank import MAX_RANK, low_rank_form, low_rank_form_or_none
 from fixedpoints.lowrank_speed import low_rank_speed
 
 
@@ -88,7 +88,7 @@ def test_no_closed_form_for_a_form_that_does_not_describe_the_system():
     assert low_rank_speed(dyn, wrong, x) is None
     assert low_rank_speed(dyn, None, x) is None
     plain = fp.DiscreteDynamics(lambda y, u: model.step(y), 12)  # the same map, no form
-    assert ghosts_mod._form_of(plain) is None
+    assert low_rank_form_or_none(plain, MAX_RANK) is None
     with torch.no_grad():  # R with two equal rows: R Rᵀ is singular, no Schur complement
         model.S_r[1] = model.S_r[0]
     twin = fp.from_module(model, input=[0.0], time="discrete")
@@ -104,15 +104,15 @@ def test_kappa_speed_minimum_batched_equals_seed_by_seed():
     seeds = rng.uniform(box.lo, box.hi, size=(25, 2))
     metric = np.linalg.pinv(form.right @ form.right.T)
     kappa, grad = kappa_speed_minimum(form, seeds, metric=metric)
-    assert np.median(grad) < 1e-10
+    assert (grad < 1e-12).all()   # every seed reaches a stationary point (1e-16 here)
     for i in range(len(seeds)):
-        one, one_grad = kappa_speed_minimum(form, seeds[i:i + 1], metric=metric)
+        one, _ = kappa_speed_minimum(form, seeds[i:i + 1], metric=metric)
         assert np.abs(one[0] - kappa[i]).max() <= 1e-12 * max(1.0, np.abs(kappa[i]).max())
     # a minimum: no nearby point is slower
     def value(k):
         r = form.residual(k)
         return np.einsum("bi,ij,bj->b", r, metric, r)
-    for i in np.flatnonzero(grad < 1e-10):
+    for i in range(len(seeds)):
         around = kappa[i] + 1e-4 * rng.standard_normal((16, 2))
         assert (value(around) >= value(kappa[i:i + 1])[0] - 1e-15).all()
 
