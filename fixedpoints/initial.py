@@ -128,29 +128,34 @@ def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=N
     # through states of 1e150 and more first: their spread overflows too and turns every noisy
     # sample into inf. Such a run is cut where it first leaves the ball of _ESCAPE times the
     # largest start's norm (what came before, its passage by the ghost or the saddle, stays).
-    finite = torch.isfinite(traj).all(2)
-    # a run still finite at the end but past 1e150 overflows the spread's squares all the same
-    blows_up = ~finite.all(1) | (torch.nan_to_num(traj, nan=0.0).abs().amax((1, 2)) > _OVERFLOW)
-    stays = finite  # all True unless some run blows up
+    # One pass over the trajectories finds the runs that blow up: NaN fails the comparison, and
+    # a run still finite but past 1e150 overflows the spread's squares all the same.
+    peak = torch.maximum(traj.amax((1, 2)), -traj.amin((1, 2)))
+    blows_up = ~(peak <= _OVERFLOW)
+    kept = traj[:, 1 + int(burn_in):]
     if bool(blows_up.any()):
+        finite = torch.isfinite(traj).all(2)
         bound = _ESCAPE * max(float(traj[:, 0].norm(dim=1).max()), 1.0)
         inside = finite & (torch.nan_to_num(traj, nan=0.0, posinf=0.0, neginf=0.0).norm(dim=2)
                            <= bound)
         stays = torch.cumprod(inside.to(torch.int8), dim=1).bool() | ~blows_up[:, None]
-    visited = traj[:, 1 + int(burn_in):][stays[:, 1 + int(burn_in):]]
+        visited = kept[stays[:, 1 + int(burn_in):]]
+    else:  # nothing to cut: the states in place, in the same (row-major) order
+        visited = kept.reshape(-1, n)
     if len(visited) == 0:
         raise ValueError("every simulated state was non-finite or burn_in removed them all; "
                          "lower burn_in, shorten n_steps, or check the weights for divergence")
     pick = torch.randint(len(visited), (int(n_samples),), generator=gen)
     states = visited[pick].clone()
+    # the per-coordinate sums of squares about the centroid give both spreads in one pass
+    squares = (visited - visited.mean(0)).square_().sum(0)
     if noise > 0:
-        spread = visited.std(0).pow(2).mean().sqrt()
+        spread = (squares / max(len(visited) - 1, 1)).mean().sqrt()
         states += noise * spread * torch.randn(states.shape, generator=gen, dtype=states.dtype)
     log.debug("sample_initial_states: %d states from %d trajectories of %d steps",
               n_samples, b, steps)
     if return_spread:
-        centred = visited - visited.mean(0)
-        return states.numpy(), float(centred.pow(2).sum(1).mean().sqrt())
+        return states.numpy(), float((squares.sum() / len(visited)).sqrt())
     return states.numpy()
 
 
