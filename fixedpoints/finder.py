@@ -596,7 +596,7 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
 def _accept_converged(dynamics, x, q, reach, found, accept, counters, q_fixed, opts):
     """Accept the states the Krylov phase brought to the fixed tolerance (the acceptance tests
     of the polish: ``q ≤ q_fixed``, off the box wall), then attribute the others to the points
-    found. Returns the states ``(x, q, reach)`` left for the polish rounds."""
+    found. Returns the positions (into ``x``) of the states left for the polish rounds."""
     done = q <= q_fixed
     if bool(done.any()):
         zeros = torch.zeros(int(done.sum()), dtype=torch.bool, device=x.device)
@@ -606,32 +606,38 @@ def _accept_converged(dynamics, x, q, reach, found, accept, counters, q_fixed, o
         counters["krylov_converged"] = counters.get("krylov_converged", 0) + int(done.sum())
         found.add(x[done][ok], q[done][ok])
     rest = torch.nonzero(~done).flatten()
-    x, q, reach = x[rest], q[rest], reach[rest]
-    if len(found.x) and len(x):
-        explained = _attribute(dynamics, x, found, opts.attribution_rtol)
+    if len(found.x) and len(rest):
+        explained = _attribute(dynamics, x[rest], found, opts.attribution_rtol)
         counters["attributed"] += int(explained.sum())
-        x, q, reach = x[~explained], q[~explained], reach[~explained]
-    return x, q, reach
+        rest = rest[~explained]
+    return rest
 
 
 def _coarse_rounds(dynamics, x, coarse, max_step, found, accept, counters, q_fixed, opts):
     """The Krylov phase in rounds of 4 inexact Newton steps (the stall rule's window): after
     each, the states at the fixed tolerance are accepted and the others that the points found
-    explain are attributed, so only the rest take further steps; states that stalled leave
-    the rounds (``counters["krylov_seconds"]``: the time spent here). Returns the states
+    explain are attributed, so only the rest take further steps. States that stalled leave
+    the rounds as the candidates they were before the Krylov phase (a stall in a later round
+    undoes the earlier rounds' steps too: the polish starts where the dense path would), with
+    reach ``inf`` (``counters["krylov_seconds"]``: the time spent here). Returns the states
     ``(x, q, reach)`` left for the polish."""
     parts = []
+    origin = x
     q = reach = x.new_zeros(0)
     started = _time.perf_counter()
     for done_steps in range(0, opts.krylov_steps, 4):
         if not len(x):
             break
         x, q, reach = coarse(x, max_step, steps=min(4, opts.krylov_steps - done_steps))
-        x, q, reach = _accept_converged(dynamics, x, q, reach, found, accept, counters, q_fixed,
-                                        opts)
+        rest = _accept_converged(dynamics, x, q, reach, found, accept, counters, q_fixed, opts)
+        x, q, reach, origin = x[rest], q[rest], reach[rest], origin[rest]
         stalled = ~torch.isfinite(reach)
-        parts.append((x[stalled], q[stalled], reach[stalled]))
-        x, q, reach = x[~stalled], q[~stalled], reach[~stalled]
+        if bool(stalled.any()):
+            start = origin[stalled]
+            with torch.no_grad():
+                q_start = dynamics.speed(start)
+            parts.append((start, q_start, reach[stalled]))
+        x, q, reach, origin = x[~stalled], q[~stalled], reach[~stalled], origin[~stalled]
     parts.append((x, q, reach))
     counters["krylov_seconds"] = (counters.get("krylov_seconds", 0.0)
                                   + _time.perf_counter() - started)
