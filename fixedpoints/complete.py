@@ -56,10 +56,13 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
     max_boxes : int
         Budget of the exhaustive search (boxes examined).
     budget : float, optional
-        The finder's ``polish_budget``: a certificate costs about 60 n³ operations, so at most
-        ``max(4, budget / (240 n³))`` points are certified (a quarter of the polish budget; the
-        stable ones first); the others keep NaN and are counted in
-        ``info["not_certified_over_budget"]``. None: no limit.
+        The finder's ``polish_budget``: a certificate of
+        :func:`~fixedpoints.certify.certify_points` costs about 60 n³ operations, so at most
+        ``max(4, budget / (240 n³))`` points are certified that way (a quarter of the polish
+        budget; the stable ones first); the others keep NaN and are counted in
+        ``info["not_certified_over_budget"]``. The certificates from the κ-space proof (K-
+        dimensional work on what the exhaustive search computed anyway) are not budgeted.
+        None: no limit.
 
     Returns
     -------
@@ -84,18 +87,18 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
                              f"{dynamics.name} has neither. Pass "
                              f"complete=None to search from the initial states only")
     if form is not None:
-        result = _merge_complete(dynamics, result, form, max_boxes, info, certify, limit)
+        result = _merge_complete(dynamics, result, form, max_boxes, info, certify)
     if certify:
         t0 = _time.perf_counter()
-        fixed = np.flatnonzero(result.kind != "slow")
-        if limit is not None:
-            info["not_certified_over_budget"] = int(max(len(fixed) - limit, 0))
-            fixed = fixed[:limit]
         radius = np.array(result.certified_radius, dtype=float)
         error = np.array(result.error_bound, dtype=float)
         stable = np.array(result.stability_certified, dtype=bool)
-        # the PLRNN search and the κ-space proof of the low-rank search certified their own
-        fixed = fixed[~np.isfinite(radius[fixed])]
+        # the PLRNN search and the κ-space proof of the low-rank search certified their own;
+        # the budget bounds the n-dimensional certificates of the rest (stable ones first)
+        fixed = np.flatnonzero((result.kind != "slow") & ~np.isfinite(radius))
+        if limit is not None:
+            info["not_certified_over_budget"] = int(max(len(fixed) - limit, 0))
+            fixed = fixed[:limit]
         cert = certify_points(dynamics, result.x[fixed], scale=max(result.scale, 1e-12),
                               n_unstable=result.n_unstable[fixed])
         radius[fixed] = cert["certified_radius"]
@@ -111,7 +114,7 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
 
 
 def _merge_complete(dynamics, result: FixedPoints, form, max_boxes: int, info,
-                    certify: bool = False, limit: Optional[int] = None) -> FixedPoints:
+                    certify: bool = False) -> FixedPoints:
     t0 = _time.perf_counter()
     sol = solve_reduced(form, max_boxes=box_budget(form.n_states, max_boxes))
     info["complete_search"] = dict(sol.info, seconds=_time.perf_counter() - t0,
@@ -163,9 +166,6 @@ def _merge_complete(dynamics, result: FixedPoints, form, max_boxes: int, info,
     if len(x) and status is FinderStatus.NONE_FOUND:
         status = FinderStatus.CONVERGED
     radius, error, stable = radius[order], error[order], stable[order]
-    if limit is not None:  # the polish budget bounds the certified points, as for certify_points
-        over = np.flatnonzero(kind[order] != "slow")[limit:]
-        radius[over], error[over], stable[over] = np.nan, np.nan, False
     kappa = x @ form.right.T
     info["search"] = "complete" if sol.complete else "exhaustive (unresolved boxes left)"
     return replace(result, x=x[order], speed=speed[order], eigvals=eigvals[order],

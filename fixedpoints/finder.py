@@ -175,7 +175,9 @@ class FinderOptions:
         Attach a Krawczyk certificate and a stability verdict to every fixed point
         (:mod:`fixedpoints.certify`; NaN / False for models without an interval enclosure).
         About 60 n³ operations each; at most ``max(4, polish_budget / (240 n³))`` points are
-        certified (stable ones first), the rest counted in ``info["not_certified_over_budget"]``.
+        certified so (stable ones first), the rest counted in
+        ``info["not_certified_over_budget"]``. The roots of the exhaustive low-rank search are
+        certified from its κ-space proof instead, at K-dimensional cost and without that limit.
     complete_budget : int
         Boxes the exhaustive search may examine (at most 5e6 / n_states of them); what is left
         is reported as ``unresolved``.

@@ -3,6 +3,7 @@ certificates, stability verdicts and ghost exclusion radii."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from fractions import Fraction
 
 import mpmath
@@ -14,6 +15,7 @@ from torch import nn
 import fixedpoints as fp
 from checkpoints.models import LeakyRNN, RankOneRNN
 from fixedpoints.certify import certify_points, eigen_discs, exclusion_radius
+from fixedpoints.complete import finish
 from fixedpoints.intervals import Interval, imatmul
 from fixedpoints.lowrank import LowRankForm, solve_reduced
 
@@ -519,16 +521,29 @@ def test_rank_two_ghost_located_in_kappa_within_its_width():
     assert (ghosts.kappa_distance <= ghosts.width).all()
 
 
-def test_certificates_respect_the_polish_budget():
+def test_the_polish_budget_bounds_the_n_dimensional_certificates_only():
     form, _ = staircase_form(9, np.random.default_rng(2))
+    n = form.n_states
     dyn = fp.from_module(leaky_from_form(form), input=[0.0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        result = fp.find_fixed_points(dyn, random_states(form.n_states), polish_budget=1.0)
+        result = fp.find_fixed_points(dyn, random_states(n), polish_budget=1.0)
     fixed = fixed_only(result)
     assert result.complete and len(fixed) == 9  # the exhaustive search is not budgeted by it
-    assert fixed.n_certified == 4 and result.info["not_certified_over_budget"] == 5
-    assert np.isfinite(fixed.certified_radius[:4]).all()
+    # the κ-space proof certifies every root at K-dimensional cost: no budget cuts it
+    assert fixed.n_certified == 9 and result.info["not_certified_over_budget"] == 0
+    assert fixed.stability_certified.all()
+    # the same points without their certificates: certify_points (60 n³ each) is budgeted to
+    # max(4, budget / (240 n³)) of them, the stable ones first
+    bare = replace(result, certified_radius=np.full(len(result), np.nan),
+                   error_bound=np.full(len(result), np.nan),
+                   stability_certified=np.zeros(len(result), bool))
+    budgeted = finish(dyn, bare, complete=False, budget=240.0 * n ** 3 * 5)
+    assert budgeted.info["not_certified_over_budget"] == 4
+    certified = np.isfinite(budgeted.certified_radius)
+    assert certified.sum() == 5 and certified[:5].all()
+    assert (budgeted.kind[:5] == "stable").all() and budgeted.stability_certified[:5].all()
+    np.testing.assert_array_equal(budgeted.x, result.x)  # complete=False: the same points
 
 
 def test_low_rank_form_rejects_bad_shapes():
