@@ -65,8 +65,10 @@ def test_seed40_lr002_gets_stuck_in_the_no_learning_zone(tmp_path):
     Measured here (torch 2.13 CPU, float32): stuck from epoch 5,125 with fixed points
     −6.45 (stable), −0.81 (saddle), +7.20 (stable). The values after the erratic jumps of
     epochs 5,050–5,125 (gradient norms 3–7 at lr 0.02) depend on float rounding: float64
-    gives −5.07 / −0.97 / +6.03, stuck from 5,122. So the test checks the structure and
-    the stuck epoch, not the exact positions.
+    gives −5.07 / −0.97 / +6.03, stuck from 5,122, and another host's float32 (an AVX-512
+    machine, 2026-12-02) −7.23 / −0.498 / +7.70. So the test checks the structure and the
+    stuck epoch, not the exact positions: a saddle between the two attractors, on the
+    negative side as in the paper.
     """
     out = tmp_path / "lr002"
     result = train("delayed_activation", "rank_one_rnn", out, epochs=6000, lr=0.02,
@@ -85,7 +87,7 @@ def test_seed40_lr002_gets_stuck_in_the_no_learning_zone(tmp_path):
     roots, stable = _roots(final)
     assert len(roots) == 3, f"fixed points of the reduced flow: {roots}"
     assert stable.tolist() == [True, False, True]
-    assert roots[0] < -2.0 and -1.5 < roots[1] < -0.5 and roots[2] > 2.0, roots
+    assert roots[0] < -2.0 and roots[0] < roots[1] < 0.0 and roots[2] > 2.0, roots
     # the trial's state settles on the wrong (negative, output-0) attractor
     model = build_model("rank_one_rnn")
     model.load_state_dict(final)
