@@ -60,8 +60,8 @@ def finish(dynamics, result: FixedPoints, *, complete: Optional[bool] = None,
         :func:`~fixedpoints.certify.certify_points` costs about 60 n³ operations, so at most
         ``max(4, budget / (240 n³))`` points are certified that way (a quarter of the polish
         budget; the stable ones first); the others keep NaN and are counted in
-        ``info["not_certified_over_budget"]``. The certificates from the κ-space proof (K-
-        dimensional work on what the exhaustive search computed anyway) are not budgeted.
+        ``info["not_certified_over_budget"]``. The certificates from the κ-space proof
+        (K-dimensional work on what the exhaustive search computed anyway) are not budgeted.
         None: no limit.
 
     Returns
