@@ -615,31 +615,27 @@ def _accept_converged(dynamics, x, q, reach, found, accept, counters, q_fixed, o
     return rest
 
 
-def _coarse_rounds(dynamics, x, coarse, max_step, found, accept, counters, q_fixed, opts):
+def _coarse_rounds(dynamics, x, q, coarse, max_step, found, accept, counters, q_fixed, opts):
     """The Krylov phase in rounds of 4 inexact Newton steps (the stall rule's window): after
     each, the states at the fixed tolerance are accepted and the others that the points found
     explain are attributed, so only the rest take further steps. States that stalled leave
     the rounds as the candidates they were before the Krylov phase (a stall in a later round
     undoes the earlier rounds' steps too: the polish starts where the dense path would), with
-    reach ``inf`` (``counters["krylov_seconds"]``: the time spent here). Returns the states
-    ``(x, q, reach)`` left for the polish."""
+    reach ``inf`` (``counters["krylov_seconds"]``: the time spent here). ``q``: the speeds
+    of ``x``. Returns the states ``(x, q, reach)`` left for the polish."""
     parts = []
-    origin = x
-    q = reach = x.new_zeros(0)
+    origin, origin_q = x, q
+    reach = torch.full_like(q, float("inf"))  # no step taken: no distance estimate
     started = _time.perf_counter()
     for done_steps in range(0, opts.krylov_steps, 4):
         if not len(x):
             break
         x, q, reach = coarse(x, max_step, steps=min(4, opts.krylov_steps - done_steps))
         rest = _accept_converged(dynamics, x, q, reach, found, accept, counters, q_fixed, opts)
-        x, q, reach, origin = x[rest], q[rest], reach[rest], origin[rest]
+        x, q, reach, origin, origin_q = (t[rest] for t in (x, q, reach, origin, origin_q))
         stalled = ~torch.isfinite(reach)
-        if bool(stalled.any()):
-            start = origin[stalled]
-            with torch.no_grad():
-                q_start = dynamics.speed(start)
-            parts.append((start, q_start, reach[stalled]))
-        x, q, reach, origin = x[~stalled], q[~stalled], reach[~stalled], origin[~stalled]
+        parts.append((origin[stalled], origin_q[stalled], reach[stalled]))
+        x, q, reach, origin, origin_q = (t[~stalled] for t in (x, q, reach, origin, origin_q))
     parts.append((x, q, reach))
     counters["krylov_seconds"] = (counters.get("krylov_seconds", 0.0)
                                   + _time.perf_counter() - started)
@@ -881,7 +877,7 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                             on_wall, opts, q_slow, sigma ** 2, info)
     reach = None
     if use_krylov:
-        x, q, reach = _coarse_rounds(dynamics, x, coarse, scale, found, accept, counters,
+        x, q, reach = _coarse_rounds(dynamics, x, q, coarse, scale, found, accept, counters,
                                      q_fixed, opts)
     _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
                    q_slow, sigma ** 2, reach=reach, advance=advance(scale) if use_krylov else None)
@@ -919,8 +915,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
             chosen_mids = chosen_mids[~explained]
         mids, q_mid, reach = mids[chosen_mids], q_mid[chosen_mids], None
         if use_krylov:
-            mids, q_mid, reach = _coarse_rounds(dynamics, mids, coarse, 0.2 * scale, found,
-                                                accept, counters, q_fixed, opts)
+            mids, q_mid, reach = _coarse_rounds(dynamics, mids, q_mid, coarse, 0.2 * scale,
+                                                found, accept, counters, q_fixed, opts)
         _polish_rounds(dynamics, mids, q_mid, found, accept, counters, lo, hi, q_floor,
                        on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale, reach=reach,
                        advance=advance(0.2 * scale) if use_krylov else None)

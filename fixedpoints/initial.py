@@ -147,16 +147,19 @@ def sample_initial_states(dynamics: Dynamics, n_samples: int = 1024, *, inputs=N
                          "lower burn_in, shorten n_steps, or check the weights for divergence")
     pick = torch.randint(len(visited), (int(n_samples),), generator=gen)
     states = visited[pick].clone()
-    # the per-coordinate sums of squares about the centroid give both spreads in one pass
-    squares = ((visited - visited.mean(0)).square_().sum(0) if noise > 0 or return_spread
-               else None)
-    if squares is not None and noise > 0:
-        spread = (squares / max(len(visited) - 1, 1)).mean().sqrt()
-        states += noise * spread * torch.randn(states.shape, generator=gen, dtype=states.dtype)
+    visited_spread = 0.0
+    if noise > 0 or return_spread:
+        # the per-coordinate sums of squares about the centroid give both spreads in one pass
+        squares = (visited - visited.mean(0)).square_().sum(0)
+        visited_spread = float((squares.sum() / len(visited)).sqrt())
+        if noise > 0:
+            spread = (squares / max(len(visited) - 1, 1)).mean().sqrt()
+            states += noise * spread * torch.randn(states.shape, generator=gen,
+                                                   dtype=states.dtype)
     log.debug("sample_initial_states: %d states from %d trajectories of %d steps",
               n_samples, b, steps)
-    if squares is not None and return_spread:
-        return states.numpy(), float((squares.sum() / len(visited)).sqrt())
+    if return_spread:
+        return states.numpy(), visited_spread
     return states.numpy()
 
 
