@@ -63,10 +63,15 @@ from .results import FinderStatus, FixedPoints, SlowRegion
 from .unique import deduplicate
 from .complete import finish
 from .krylov import newton_krylov
+from .matrix_free import MatrixFreeNewton
 
 __all__ = ["FinderOptions", "find_fixed_points", "FixedPointError"]
 
 log = logging.getLogger(__name__)
+
+#: Candidates per round of the matrix-free polish (memory: GMRES keeps ``krylov``-many
+#: vectors of n per candidate, 20 MB at n = 1024 with 40 products).
+_MATRIX_FREE_BATCH = 64
 
 
 
@@ -381,7 +386,7 @@ def _polish(dynamics: Dynamics, x: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
             cos_a = jtv.norm(dim=1) / (sigma2 ** 0.5 * va.norm(dim=1) + 1e-300)
             stationary = cos_a <= 0.1 * opts.grad_rtol
             # relative to mean(diag(JᵀJ)) plus σ², so the damping survives where J is singular
-            damping = mua * (jtj.diagonal().mean(1) + sigma2)
+            damping = mua * (jtj.mean_diagonal() + sigma2)
             if it >= 2:
                 # Gauss-Newton drops the term Σ v_k ∇²v_k of the Hessian of q, which dominates
                 # near a slow point (J_v singular, v ≠ 0). Where q stopped falling fast, use
@@ -545,46 +550,61 @@ def _lead_first(x: torch.Tensor, q: torch.Tensor, reach: Optional[torch.Tensor],
 
 
 def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
-                   q_give_up, sigma2, max_step=None, reach=None, advance=None):
+                   q_give_up, sigma2, max_step=None, reach=None, advance=None, matrix_free=None):
     """Polish candidates in rounds of ``polish_batch``, slowest first, attributing the rest.
 
     ``advance(states) -> states``, when given, moves the candidates still waiting closer to
     their roots after each round (cheap inexact Newton steps), so that more of them fall in
     the linear regime of the points found and are attributed without a dense polish.
+    ``matrix_free`` (a :class:`~fixedpoints.matrix_free.MatrixFreeNewton`), when given,
+    polishes what the budget leaves, preconditioned by the points found
+    (``counters["matrix_free_polished"]``); without it, that is counted ``over_budget``.
     """
     order = _lead_first(x, q, reach, found.tol)
     x = x[order]
     remaining = torch.ones(len(x), dtype=torch.bool, device=x.device)
     limit = (float("inf") if opts.polish_budget is None
              else max(opts.polish_budget / dynamics.n_states ** 3, 8))
+    newton = found.newton
     while bool(remaining.any()):
-        if counters["polished"] >= limit:
+        if counters["polished"] >= limit and newton is found.newton:
             # out of dense polish: the cheap steps may still bring the rest into the linear
-            # regime of the points found (as long as each pass attributes some)
+            # regime of the points found (as long as each pass attributes some); those they
+            # do not bring there go on from where they were (as the Krylov phase's stalls do)
+            moved = x.clone()
             for _ in range(opts.krylov_steps if advance is not None and len(found.x) else 0):
                 rest = torch.nonzero(remaining).flatten()
-                x[rest] = advance(x[rest])
-                explained = _attribute(dynamics, x[rest], found, opts.attribution_rtol)
+                moved[rest] = advance(moved[rest])
+                explained = _attribute(dynamics, moved[rest], found, opts.attribution_rtol)
                 remaining[rest[explained]] = False
                 counters["attributed"] += int(explained.sum())
                 if not bool(explained.any()) or not bool(remaining.any()):
                     break
-            counters["over_budget"] += int(remaining.sum())
-            break
+            if matrix_free is None or not bool(remaining.any()):
+                counters["over_budget"] += int(remaining.sum())
+                break
+            newton = matrix_free
         idx = torch.nonzero(remaining).flatten()
         size = opts.polish_batch or int(np.clip(64 * 128 / dynamics.n_states, 8, 64))
+        if newton is matrix_free:
+            size = _MATRIX_FREE_BATCH
+            matrix_free.use_references(found.x if len(found.x) else x[idx[:1]])
         batch, rest = idx[:size], idx[size:]
         remaining[batch] = False
         explained = (lambda xs, vs: _attribute(dynamics, xs, found, opts.attribution_rtol, vs)) \
             if len(found.x) else None
         xp, qp, cp, iters, at_limit, attributed = _polish(
             dynamics, x[batch], lo, hi, q_floor, opts, on_wall, q_give_up=q_give_up,
-            sigma2=sigma2, explained=explained, max_step=max_step, newton=found.newton)
+            sigma2=sigma2, explained=explained, max_step=max_step, newton=newton)
         ok, stats = accept(xp, qp, cp, at_limit, attributed)
         counters["attributed"] += int(attributed.sum())
         for key, value in stats.items():
             counters[key] += value
-        counters["polished"] += int(len(batch))
+        if newton is matrix_free:
+            counters["matrix_free_polished"] = (counters.get("matrix_free_polished", 0)
+                                                + int(len(batch)))
+        else:
+            counters["polished"] += int(len(batch))
         counters["newton_iterations"] = max(counters["newton_iterations"], iters)
         found.add(xp[ok], qp[ok])
         if len(rest) and advance is not None and counters["polished"] < limit:
@@ -879,8 +899,10 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     if use_krylov:
         x, q, reach = _coarse_rounds(dynamics, x, q, coarse, scale, found, accept, counters,
                                      q_fixed, opts)
+    matrix_free = MatrixFreeNewton(dynamics, seed=opts.seed) if use_krylov else None
     _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
-                   q_slow, sigma ** 2, reach=reach, advance=advance(scale) if use_krylov else None)
+                   q_slow, sigma ** 2, reach=reach, advance=advance(scale) if use_krylov else None,
+                   matrix_free=matrix_free)
 
     # 4. saddle seeding from midpoints of the points found
     # (from the points the candidates reached, as in a cold search: not from warm starts that
@@ -919,7 +941,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
                                                 found, accept, counters, q_fixed, opts)
         _polish_rounds(dynamics, mids, q_mid, found, accept, counters, lo, hi, q_floor,
                        on_wall, opts, q_slow, sigma ** 2, max_step=0.2 * scale, reach=reach,
-                       advance=advance(0.2 * scale) if use_krylov else None)
+                       advance=advance(0.2 * scale) if use_krylov else None,
+                       matrix_free=matrix_free)
     # a warm start's point is kept only when a candidate or a midpoint reached it too: the
     # points are those a cold search finds, warm starts only spare their polish
     if warm_starts is not None:

@@ -66,6 +66,10 @@ class DenseSystems:
         """The diagonal of each ``H``, shape (b, n)."""
         return self._gram.diagonal()
 
+    def mean_diagonal(self) -> torch.Tensor:
+        """The mean of the diagonal of each ``H``, shape (b,)."""
+        return self.diagonal().mean(1)
+
     def use_exact_hessian(self, rows: torch.Tensor) -> None:
         """``H = ∇²q`` in ``rows`` (indices)."""
         dynamics, gram = self._dynamics, self._gram
@@ -101,6 +105,10 @@ class LowRankSystems:
     def diagonal(self) -> torch.Tensor:
         """The diagonal of each ``H``, shape (b, n)."""
         return self._system.diagonal
+
+    def mean_diagonal(self) -> torch.Tensor:
+        """The mean of the diagonal of each ``H``, shape (b,)."""
+        return self.diagonal().mean(1)
 
     def use_exact_hessian(self, rows: torch.Tensor) -> None:
         """``H = ∇²q`` in ``rows`` (indices)."""
