@@ -153,6 +153,8 @@ def run_one(system: str, n_init: int, device: str, repeats: int, threads: int = 
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "status": result.status.name, "candidates": result.info.get("candidates"),
         "over_budget": result.info.get("over_budget", 0),
+        "polished": result.info.get("polished", 0),
+        "matrix_free": result.info.get("matrix_free_polished", 0),
         "threads": threads,
     }
 
@@ -275,7 +277,8 @@ def main() -> None:
                   f"{r['per_state_ms']:>9.3f} "
                   f"{r['peak_rss_mb']:>8.0f} {r['candidates']:>6}  {counts} "
                   f"{r['index_counts']} [{qs}] regions={r['slow_regions']} {r['status']} "
-                  f"over_budget={r.get('over_budget', 0)}",
+                  f"over_budget={r.get('over_budget', 0)} polished={r.get('polished', 0)}"
+                  f"+{r.get('matrix_free', 0)} matrix-free",
                   flush=True)
         if len(cpu) == 2:
             print(f"{'':<21} cpu before/after = {cpu['before'] / max(cpu['after'], 1e-9):.2f}x")

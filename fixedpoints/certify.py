@@ -23,7 +23,10 @@ to ``Λ + V⁻¹(MV − VΛ) + V⁻¹ Δ V``; norms are Frobenius upper bounds o
 errors included by the a-priori bounds of :mod:`fixedpoints.intervals`). When no disc meets the
 stability boundary (Re λ = 0 in continuous time, |λ| = 1 in discrete time), shrinking the
 perturbation to 0 moves no eigenvalue across it, so the number of unstable eigenvalues, and
-with it the kind, is proved. For leaky low-rank networks the spectrum is ``s(μ − 1)`` for the K
+with it the kind, is proved. Where ε is useless (a repeated eigenvalue, as the zeros of a
+low-rank Jacobian, can come with a nearly singular computed V, depending on the LAPACK build),
+Gershgorin's discs of the interval matrix (rows or columns) inside the stable region still
+prove every eigenvalue stable. For leaky low-rank networks the spectrum is ``s(μ − 1)`` for the K
 eigenvalues μ of ``R diag(tanh') L`` and ``−s`` otherwise, so only a K×K problem is bounded.
 
 **Ghosts** (:func:`exclusion_radius`). Over a cube ``X = g ± ρ`` around a ghost, the
@@ -246,7 +249,31 @@ def _stability(enc: Enclosure, box: Interval, time: str):
     else:
         margin, unstable = np.abs(np.abs(vals) - 1.0), np.abs(vals) > 1.0
     verdict = (margin > eps[:, None]).all(1)
-    return verdict, unstable.sum(1), eps
+    index = unstable.sum(1)
+    # a repeated eigenvalue (the zeros of a low-rank J) may come with a nearly singular
+    # eigenvector matrix, which leaves ε useless; Gershgorin's discs still prove stability
+    stable = _gershgorin_stable(jac, time) & ~verdict
+    verdict, index = verdict | stable, np.where(stable, 0, index)
+    return verdict, index, eps
+
+
+def _gershgorin_stable(matrices: Interval, time: str) -> np.ndarray:
+    """Whether Gershgorin's discs (of rows and of columns) put every eigenvalue of every matrix
+    in the interval matrices (b, p, p) strictly inside the stable region, from the entries'
+    largest magnitudes (the sums' rounding bounded by ``γ_p``). Shape (b,)."""
+    magnitude = np.maximum(np.abs(matrices.lo), np.abs(matrices.hi))
+    grow = 1.0 + gamma(magnitude.shape[-1] + 2)
+    proved = np.zeros(len(magnitude), dtype=bool)
+    if time == "continuous":  # Re λ ≤ max_i (Re J_ii + Σ_{j≠i} |J_ij|)
+        off = magnitude.copy()
+        np.einsum("bii->bi", off)[...] = 0.0
+        top = np.diagonal(matrices.hi, axis1=1, axis2=2)
+        for radius in (off.sum(2), off.sum(1)):
+            proved |= (up(top + up(radius * grow)) < 0).all(1)
+    else:  # |λ| ≤ max_i Σ_j |J_ij|
+        for total in (magnitude.sum(2), magnitude.sum(1)):
+            proved |= (up(total * grow) < 1).all(1)
+    return proved
 
 
 def _reduced_stability(enc: RateEnclosure, slopes: Interval, time: str):

@@ -26,7 +26,9 @@ The search has four stages, all batched over points:
    near a slow point, the step uses the exact Hessian of q. True fixed points converge
    quadratically to q at round-off (≤ 1e-20 relative to the system's speed scale in float64);
    slow points converge to local minima of q, where ∇q = J_vᵀ v = 0 (stationary points where
-   q curves down are rejected). A ``polish_budget`` bounds the cost for very large networks.
+   q curves down are rejected). A ``polish_budget`` bounds the cost for very large networks;
+   with ``krylov=True`` what it leaves is polished by the same iteration without any n × n
+   matrix (products and GMRES: :mod:`fixedpoints.matrix_free`).
 4. **Saddle seeding**: points at 1/4, 1/2 and 3/4 of the segments between pairs of the points
    found are polished too (with steps capped at 0.2 · scale, so Newton cannot jump across the
    basin), which finds the saddles between attractors that trajectory-sampled states rarely
@@ -127,10 +129,11 @@ class FinderOptions:
     batch_size : int
         Points per batched Jacobian / solve (bounds memory at batch_size · n²).
     polish_budget : float, optional
-        At most ``polish_budget / n_states³`` candidates are polished (slowest first; the
-        default 2e10 is about 20-40 s of 2-core time), so a 1024-unit network is polished from
-        ~19 candidates while a 128-unit one has room for ~9,500. ``None``: no limit. When the
-        budget cuts candidates off, the status is ``BUDGET``.
+        At most ``polish_budget / n_states³`` candidates are polished densely (slowest first;
+        the default 2e10 is about 20-40 s of 2-core time), so a 1024-unit network is polished
+        from ~19 candidates while a 128-unit one has room for ~9,500. ``None``: no limit. When
+        the budget cuts candidates off, the status is ``BUDGET``; with ``krylov=True`` what it
+        leaves is polished matrix-free instead (``info["matrix_free_polished"]``).
     merge_fraction : float
         Candidates closer to a slower one than ``merge_fraction · |v|/σ`` (a fraction of their
         estimated distance to the nearest root) are merged into it before the polish.
@@ -142,28 +145,25 @@ class FinderOptions:
     attribution_rtol : float
         Relative error of that linear prediction of the velocity.
     krylov : bool
-        Move the candidates toward their roots by matrix-free inexact Newton steps first
-        (GMRES with Jacobian–vector products, closed-form where the system has a ``jvp_fn``,
-        right-preconditioned by the inverse Jacobian at the slowest candidate;
-        :mod:`fixedpoints.krylov`), in rounds of 4 steps: states at the fixed tolerance are
-        accepted (the polish's tests), the others that a point found explains are attributed,
-        and states from which the steps stall (q not halved over 4 steps) go back to their
-        start for the dense polish, which then takes one candidate per root first. Off by
-        default, because a slow point is found from the starts whose Levenberg–Marquardt
-        descent reaches it, and Newton–Krylov can carry those starts to a fixed point instead:
-        on 200 units both give the same points (fixed points to 1e-9), but on 256 units from
-        256 starts, with the same fixed-point counts, one slow point of the dense path's is
-        missed (tests/fixedpoints/test_krylov.py). Measured on rate networks (gain 1.2, 1 thread,
-        shared machine, bench/fixedpoints.py): 256 units from 1024 starts, 7.1 CPU-s
-        (``CONVERGED``, the dense path's points) against 13.0 for the unpreconditioned Krylov
-        path; 1024 units, still ``BUDGET``: 749 of 1006 candidates resolved (the dense path:
-        31; the unpreconditioned Krylov path: 512) in 83 CPU-s (dense: ~40); 2048 units,
-        ``BUDGET`` with 358 of 1005 left, one saddle found where the dense path finds none, in
-        260 CPU-s (dense: ~100). At 1024 units the 257 left are
-        starts from which Newton–Krylov stalls; under the dense polish, 16 of them went 3 to
-        the saddle, 6 into the slow point's basin (within 4% of its speed) and 7 to a crawl,
-        so no cheaper verdict stands in for the dense (exact-Hessian) polish, ~1 s each at
-        this size, which the budget does not give.
+        For large networks: no n × n factorization beyond the budget. First the candidates
+        take matrix-free inexact Newton steps (GMRES with Jacobian–vector products,
+        closed-form where the system has a ``jvp_fn``, right-preconditioned by the inverse
+        Jacobian at the slowest candidate; :mod:`fixedpoints.krylov`) in rounds of 4: states
+        at the fixed tolerance are accepted (the polish's tests), the others that a point
+        found explains are attributed, and states from which the steps stall (q not halved
+        over 4 steps) go back to their start for the dense polish, which takes one candidate
+        per root first. What the ``polish_budget`` leaves of the dense polish is then polished
+        matrix-free (the same Levenberg–Marquardt iteration, its systems as products solved
+        by GMRES, preconditioned by the inverse at the nearest point found or at the batch's
+        slowest state: :mod:`fixedpoints.matrix_free`), so the status is not ``BUDGET``.
+        Checked against the path without a budget on five rate networks (200 and 256 units,
+        256 and 1024 starts, tests/fixedpoints/test_matrix_free.py and test_krylov.py): the
+        same counts, fixed points to 1e-9, slow points included. Measured on rate networks
+        (gain 1.2, 1024 starts, 2 threads, bench/fixedpoints.py): 256 units ``CONVERGED`` in
+        6.4 s (8.1 CPU-s; the budget is not reached); 1024 units ``CONVERGED`` in 51 s
+        (83 CPU-s) with the dense path's saddle and slow point: 24 candidates polished
+        densely, 188 matrix-free, where the dense path ends at ``BUDGET`` with 985 left.
+        Off by default: it has been checked on rate networks only.
     krylov_steps : int
         Inexact Newton steps at most (each lowers ‖v‖ about tenfold near a root).
     krylov_dim : int
@@ -997,6 +997,9 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     log.info("find_fixed_points: %r in %.2f s", result, result.info["seconds"])
     if status is not FinderStatus.CONVERGED:
         text = f"find_fixed_points: {status.value} ({info})"
+        if status is FinderStatus.BUDGET:
+            text += ("; the polish budget left candidates unpolished: pass krylov=True to "
+                     "polish them matrix-free, or a larger polish_budget")
         if opts.throw:
             raise FixedPointError(text)
         warnings.warn(text, RuntimeWarning, stacklevel=2)

@@ -599,3 +599,27 @@ def test_a_degenerate_root_stays_unresolved_never_dropped():
         result = fp.find_fixed_points(dyn, random_states(2), complete_budget=20_000)
     assert not result.complete and result.unresolved.shape == (1, 1, 2)
     assert result.provenance().startswith("found from")
+
+
+def test_gershgorin_discs_prove_stability_where_the_eigenvectors_are_degenerate():
+    """A rank-one Jacobian has a repeated eigenvalue 0, whose computed eigenvectors may be
+    nearly parallel (the Bauer–Fike radius is then useless); Gershgorin's discs still prove
+    the stable cases, and never a matrix with an eigenvalue outside the stable region."""
+    from fixedpoints.certify import _gershgorin_stable
+    from fixedpoints.intervals import Interval
+
+    u = np.linspace(-1, 1, 6)
+    rank_one = 0.1 * np.outer(u, u) / (u @ u)  # eigenvalues 0.1 and 0 (five times)
+    unstable = np.diag([0.5, 0.5, 1.2, 0.1, 0.1, 0.1])  # |λ| = 1.2
+    beyond = np.full((6, 6), 0.2)  # ρ = 1.2, Σ_j |J_ij| = 1.2
+    mats = np.stack([rank_one, unstable, beyond])
+    rad = 1e-12
+    discrete = _gershgorin_stable(Interval(mats - rad, mats + rad), "discrete")
+    assert discrete.tolist() == [True, False, False]
+    # continuous time: J_v = J_F − I has the same discs shifted by −1
+    eye = np.eye(6)
+    cont = _gershgorin_stable(Interval(mats - eye - rad, mats - eye + rad), "continuous")
+    assert cont.tolist() == [True, False, False]
+    # a disc that touches the boundary proves nothing
+    edge = np.eye(6)[None] * (1.0 - 1e-13)
+    assert not _gershgorin_stable(Interval(edge - rad, edge + rad), "discrete").any()
