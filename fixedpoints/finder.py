@@ -71,8 +71,8 @@ __all__ = ["FinderOptions", "find_fixed_points", "FixedPointError"]
 
 log = logging.getLogger(__name__)
 
-#: Candidates per round of the matrix-free polish (memory: GMRES keeps ``krylov``-many
-#: vectors of n per candidate, 20 MB at n = 1024 with 40 products).
+#: Candidates per round of the matrix-free polish (memory: GMRES keeps one vector of n per
+#: product and candidate, 21 MB at n = 1024 with its 40 products).
 _MATRIX_FREE_BATCH = 64
 
 
@@ -156,9 +156,10 @@ class FinderOptions:
         matrix-free (the same Levenberg–Marquardt iteration, its systems as products solved
         by GMRES, preconditioned by the inverse at the nearest point found or at the batch's
         slowest state: :mod:`fixedpoints.matrix_free`), so the status is not ``BUDGET``.
-        Checked against the path without a budget on five rate networks (200 and 256 units,
-        256 and 1024 starts, tests/fixedpoints/test_matrix_free.py and test_krylov.py): the
-        same counts, fixed points to 1e-9, slow points included. Measured on rate networks
+        Checked against the path without a budget (a dense budget of 8 candidates) on five
+        rate networks, 200 and 256 units from 256 and 1024 starts (three of them in
+        tests/fixedpoints/test_matrix_free.py): the same counts, fixed points to 1e-9, slow
+        points included. Measured on rate networks
         (gain 1.2, 1024 starts, 2 threads, bench/fixedpoints.py): 256 units ``CONVERGED`` in
         6.4 s (8.1 CPU-s; the budget is not reached); 1024 units ``CONVERGED`` in 51 s
         (83 CPU-s) with the dense path's saddle and slow point: 24 candidates polished

@@ -7,8 +7,9 @@ The polish (:func:`fixedpoints.finder._polish`) solves, per state and iteration,
 
 The dense systems (:class:`~fixedpoints.polish_systems.DenseSystems`) form ``J_v`` and ``H``
 and factor them: about 3 n³ operations per state and iteration, 0.42 s per candidate (all its
-iterations) at n = 1024 on two cores. Here one velocity evaluation per iteration is differentiated twice: with
-``g(x, w) = J_v(x)ᵀ w`` (reverse mode, kept as a graph) at ``w = v``,
+iterations) at n = 1024 on two cores. Here one velocity evaluation per iteration is
+differentiated twice: with ``g(x, w) = J_v(x)ᵀ w`` (reverse mode, kept as a graph) at
+``w = v``,
 
 * ``∇q = g(x, v)``;
 * one backward pass of ``g`` against ``p`` gives both ``J_v p`` (the derivative in ``w``, as
