@@ -8,13 +8,13 @@ The search has four stages, all batched over points:
 2. **De-duplication** of the candidates (keeping the slowest of each cluster; starts much
    closer to each other than to the nearest root are merged), so the expensive stage runs once
    per distinct start rather than once per initial state.
-   With ``krylov=True`` (meant for large networks) the candidates first take
-   matrix-free inexact Newton steps (preconditioned GMRES on Jacobian–vector products,
-   :mod:`fixedpoints.krylov`) in rounds, those that reach the fixed tolerance are accepted and
-   those a point found explains are attributed between rounds; the polish then takes one
-   candidate per estimated root first, and between its rounds the candidates still waiting
-   take two more such steps, so that most fall into the linear regime of a point found and are
-   attributed to it without a dense step.
+   With ``krylov`` (automatic for networks whose candidates outnumber the dense budget) the
+   candidates first take matrix-free inexact Newton steps (preconditioned GMRES on
+   Jacobian–vector products, :mod:`fixedpoints.krylov`) in rounds, those that reach the fixed
+   tolerance are accepted and those a point found explains are attributed between rounds; the
+   polish then takes one candidate per estimated root first, and between its rounds the
+   candidates still waiting take two more such steps, so that most fall into the linear regime
+   of a point found and are attributed to it without a dense step.
 3. **Second-order polish in rounds**: batched Levenberg–Marquardt on v(x) = 0 with Jacobians
    from the model's closed form or ``torch.func`` (where J_v's last columns are diagonal, as a
    one-layer LSTM's cell state, JᵀJ and its damped solve go by blocks: :mod:`fixedpoints.gram`;
@@ -27,7 +27,7 @@ The search has four stages, all batched over points:
    quadratically to q at round-off (≤ 1e-20 relative to the system's speed scale in float64);
    slow points converge to local minima of q, where ∇q = J_vᵀ v = 0 (stationary points where
    q curves down are rejected). A ``polish_budget`` bounds the cost for very large networks;
-   with ``krylov=True`` what it leaves is polished by the same iteration without any n × n
+   with ``krylov`` what it leaves is polished by the same iteration without any n × n
    matrix (products and GMRES: :mod:`fixedpoints.matrix_free`).
 4. **Saddle seeding**: points at 1/4, 1/2 and 3/4 of the segments between pairs of the points
    found are polished too (with steps capped at 0.2 · scale, so Newton cannot jump across the
@@ -132,8 +132,9 @@ class FinderOptions:
         At most ``polish_budget / n_states³`` candidates are polished densely (slowest first;
         the default 2e10 is about 20-40 s of 2-core time), so a 1024-unit network is polished
         from ~19 candidates while a 128-unit one has room for ~9,500. ``None``: no limit. When
-        the budget cuts candidates off, the status is ``BUDGET``; with ``krylov=True`` what it
-        leaves is polished matrix-free instead (``info["matrix_free_polished"]``).
+        the budget cuts candidates off, the status is ``BUDGET``; with ``krylov`` (automatic
+        when the candidates outnumber it) what it leaves is polished matrix-free instead
+        (``info["matrix_free_polished"]``).
     merge_fraction : float
         Candidates closer to a slower one than ``merge_fraction · |v|/σ`` (a fraction of their
         estimated distance to the nearest root) are merged into it before the polish.
@@ -144,8 +145,13 @@ class FinderOptions:
         ``attribution_rtol`` are attributed to it and not polished (they would converge to it).
     attribution_rtol : float
         Relative error of that linear prediction of the velocity.
-    krylov : bool
-        For large networks: no n × n factorization beyond the budget. First the candidates
+    krylov : bool, optional
+        For large networks: no n × n factorization beyond the budget. None (default): on
+        exactly when the de-duplicated candidates outnumber what the dense polish may take
+        (``max(polish_budget / n³, 8)``; with the default budget, networks above ~270 units
+        from 1024 starts, ~1000 candidates, or above ~430 from ~250), so that smaller
+        networks keep the dense path and large ones do not end at ``BUDGET``; True / False
+        force it. First the candidates
         take matrix-free inexact Newton steps (GMRES with Jacobian–vector products,
         closed-form where the system has a ``jvp_fn``, right-preconditioned by the inverse
         Jacobian at the slowest candidate; :mod:`fixedpoints.krylov`) in rounds of 4: states
@@ -164,7 +170,7 @@ class FinderOptions:
         6.4 s (8.1 CPU-s; the budget is not reached); 1024 units ``CONVERGED`` in 51 s
         (83 CPU-s) with the dense path's saddle and slow point: 24 candidates polished
         densely, 188 matrix-free, where the dense path ends at ``BUDGET`` with 985 left.
-        Off by default: it has been checked on rate networks only.
+        Checked on rate networks only (other models take their products from autograd).
     krylov_steps : int
         Inexact Newton steps at most (each lowers ‖v‖ about tenfold near a root).
     krylov_dim : int
@@ -209,7 +215,7 @@ class FinderOptions:
     polish_budget: Optional[float] = 2e10
     polish_batch: Optional[int] = None
     attribution_rtol: float = 0.25
-    krylov: bool = False
+    krylov: Optional[bool] = None
     krylov_steps: int = 8
     krylov_dim: int = 20
     seed: int = 0
@@ -248,8 +254,9 @@ class FinderOptions:
                              f"number (about n_states³ × candidates) or None for no limit")
         if not np.isfinite(self.box_margin) or self.box_margin < 0:
             raise ValueError(f"box_margin={self.box_margin!r} is invalid; pass a number >= 0")
-        if not isinstance(self.krylov, (bool, np.bool_)):
-            raise ValueError(f"krylov={self.krylov!r} is invalid; pass True or False")
+        if self.krylov is not None and not isinstance(self.krylov, (bool, np.bool_)):
+            raise ValueError(f"krylov={self.krylov!r} is invalid; pass True, False or None "
+                             f"(automatic: when the candidates outnumber the polish budget)")
         if self.complete not in (None, True, False):
             raise ValueError(f"complete={self.complete!r} is invalid; pass True, False or None "
                              f"(automatic: whenever the system has a low-rank form)")
@@ -550,6 +557,13 @@ def _lead_first(x: torch.Tensor, q: torch.Tensor, reach: Optional[torch.Tensor],
     return order[torch.as_tensor(ranked, device=order.device)]
 
 
+def _dense_limit(opts: FinderOptions, n_states: int) -> float:
+    """Candidates the dense polish may take: ``polish_budget / n³``, at least 8."""
+    if opts.polish_budget is None:
+        return float("inf")
+    return max(opts.polish_budget / n_states ** 3, 8)
+
+
 def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_wall, opts,
                    q_give_up, sigma2, max_step=None, reach=None, advance=None, matrix_free=None):
     """Polish candidates in rounds of ``polish_batch``, slowest first, attributing the rest.
@@ -564,8 +578,7 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
     order = _lead_first(x, q, reach, found.tol)
     x = x[order]
     remaining = torch.ones(len(x), dtype=torch.bool, device=x.device)
-    limit = (float("inf") if opts.polish_budget is None
-             else max(opts.polish_budget / dynamics.n_states ** 3, 8))
+    limit = _dense_limit(opts, dynamics.n_states)
     newton = found.newton
     while bool(remaining.any()):
         if counters["polished"] >= limit and newton is found.newton:
@@ -852,7 +865,9 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     info["candidates"] = int(len(x))
     log.info("find_fixed_points: %d initial states -> %d candidates after %d descent iterations",
              len(x0), len(x), n_iter)
-    use_krylov = bool(opts.krylov)
+    # automatic: the matrix-free path where the dense polish could not take every candidate
+    use_krylov = (bool(opts.krylov) if opts.krylov is not None
+                  else len(x) > _dense_limit(opts, n))
     info["krylov"] = use_krylov
 
     def coarse(xs: torch.Tensor, max_step: float, steps: int = opts.krylov_steps):
@@ -1000,7 +1015,8 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
         text = f"find_fixed_points: {status.value} ({info})"
         if status is FinderStatus.BUDGET:
             text += ("; the polish budget left candidates unpolished: pass krylov=True to "
-                     "polish them matrix-free, or a larger polish_budget")
+                     "polish them matrix-free (automatic with krylov=None when the candidates "
+                     "alone outnumber the budget), or a larger polish_budget")
         if opts.throw:
             raise FixedPointError(text)
         warnings.warn(text, RuntimeWarning, stacklevel=2)

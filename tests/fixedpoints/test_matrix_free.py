@@ -115,6 +115,12 @@ def test_without_krylov_the_budget_still_cuts_and_says_so():
     dyn = systems.random_rate_network(200, seed=0)
     x0 = fp.sample_initial_states(dyn, 256, seed=0, n_steps=60, noise=0.05)
     with pytest.warns(RuntimeWarning, match="budget.*krylov=True"):
-        result = fp.find_fixed_points(dyn, x0, polish_budget=8 * 200 ** 3)
+        result = fp.find_fixed_points(dyn, x0, polish_budget=8 * 200 ** 3, krylov=False)
     assert result.status is fp.FinderStatus.BUDGET and result.info["over_budget"] > 0
-    assert "matrix_free_polished" not in result.info
+    assert not result.info["krylov"] and "matrix_free_polished" not in result.info
+    # automatic (the default): on where the candidates outnumber the dense budget only
+    auto = fp.find_fixed_points(dyn, x0, polish_budget=8 * 200 ** 3)
+    assert auto.info["krylov"] and auto.info["candidates"] > 8
+    assert auto.status is fp.FinderStatus.CONVERGED and auto.info["over_budget"] == 0
+    default = fp.find_fixed_points(dyn, x0)
+    assert not default.info["krylov"] and default.info["candidates"] < 2e10 / 200 ** 3
