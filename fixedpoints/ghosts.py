@@ -178,7 +178,17 @@ class GhostOptions:
     max_starts : int
         At most this many of the ``initial_states`` start a search: half the slowest local speed
         minima among them, half spread over them (farthest-point order); low-rank tanh networks
-        add up to ``max_starts // 4`` starts of their own (the latent speed's minima).
+        add up to ``max_starts // 4`` starts of their own (the latent speed's minima), or up to
+        ``max_starts`` where the states start none (``state_starts``).
+    state_starts : bool, optional
+        Whether the ``initial_states`` start searches. None (default): not for low-rank tanh
+        networks, where every local minimum of q is the lift of a local minimum of the latent
+        speed (:func:`_low_rank_seeds`: the minimum over the states of a given latent is its
+        lift, so a minimum elsewhere could be lowered within its latent's slice), so the
+        latent's minima start the searches alone; elsewhere yes. Measured on the 1000
+        checkpoints of the rank-2 series of ``bench/series.py`` (one process, jobs=1): the same
+        1146 ghosts (counts and kinds at every checkpoint, positions to 2.5e-13), 169 against
+        194 ms of CPU per checkpoint for the whole analysis. True / False force it.
     box_margin : float
         The search stays inside the bounding box of the states widened by this fraction of its
         size on each side. Searches that end on its wall with q above the fixed-point level
@@ -226,6 +236,7 @@ class GhostOptions:
     xtol: float = 1e-12
     tol_unique: float = 1e-3
     max_starts: int = 64
+    state_starts: Optional[bool] = None
     box_margin: float = 0.5
     q_fixed_rtol: float = 1e-20
     run_finder: bool = True
@@ -254,6 +265,9 @@ class GhostOptions:
                     not np.isfinite(value) or value <= 0:
                 raise ValueError(f"GhostOptions.{name}={value!r} is invalid; pass a positive "
                                  f"finite number")
+        if self.state_starts not in (None, True, False):
+            raise ValueError(f"GhostOptions.state_starts={self.state_starts!r} is invalid; pass "
+                             f"True, False or None (automatic: not for low-rank networks)")
         for name in ("newton_steps", "max_starts", "max_dwell_steps", "steps_per_passage",
                      "batch_size", "contrast_samples"):
             value = getattr(self, name)
@@ -853,9 +867,11 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         points (and slow-region points) are candidates, its fixed points feed the no-fixed-point
         test and its ``scale`` and ``q_fixed`` set the relative tolerances.
     initial_states : array_like of shape (b, n_states), optional
-        States the system visits (e.g. :func:`~fixedpoints.sample_initial_states`); each starts a
-        Newton search for minima of q. Without ``fixed_points`` the finder is run on them first
-        (``run_finder``). At least one of ``fixed_points`` and ``initial_states`` is required.
+        States the system visits (e.g. :func:`~fixedpoints.sample_initial_states`); up to
+        ``max_starts`` of them start Newton searches for minima of q (not for low-rank tanh
+        networks, by default: ``state_starts``), and they set the search box. Without
+        ``fixed_points`` the finder is run on them first (``run_finder``). At least one of
+        ``fixed_points`` and ``initial_states`` is required.
     options : GhostOptions, optional
         Settings; keyword ``overrides`` replace single fields (``min_contrast=20``).
 
@@ -929,11 +945,14 @@ def detect_ghosts(dynamics: Dynamics, fixed_points: Optional[FixedPoints] = None
         starts.append(slow)
         for region in fixed_points.slow_regions:
             starts.append(region.points[region.speed > q_fixed])
-    if x0 is not None:
-        starts.append(_choose_starts(dynamics, x0, opts))
     form = low_rank_form_or_none(dynamics, MAX_RANK)
-    latent = _low_rank_seeds(dynamics, max(opts.max_starts // 4, 1), form)
+    from_states = opts.state_starts if opts.state_starts is not None else form is None
+    if x0 is not None and from_states:
+        starts.append(_choose_starts(dynamics, x0, opts))
+    latent = _low_rank_seeds(dynamics, max(opts.max_starts // (4 if from_states else 1), 1),
+                             form)
     starts.append(latent)
+    info["state_starts"] = bool(x0 is not None and from_states)
     starts_np = np.concatenate(starts) if starts else np.zeros((0, n))
     info["starts"] = int(len(starts_np))
     known_fixed = []

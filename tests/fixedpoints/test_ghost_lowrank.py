@@ -136,3 +136,31 @@ def test_detect_ghosts_finds_the_same_ghosts_without_the_closed_form(monkeypatch
     for name in ("velocity_norm", "curvature", "passage_time", "dwell_time", "strength"):
         assert np.allclose(getattr(closed, name), getattr(dense, name), rtol=1e-8, atol=0), name
     assert closed.info["rejected"] == dense.info["rejected"]
+
+
+def test_low_rank_ghost_searches_start_from_the_latent_minima_alone_by_default():
+    """For a low-rank tanh network every minimum of q is the lift of a latent minimum, so by
+    default the sampled states start no search; forcing them in finds the same ghosts. A
+    network without a low-rank form still starts from its states."""
+    from tests.fixedpoints.test_certify import ghost_rank_two, leaky_from_form
+
+    left, right, bias, states = ghost_rank_two()
+    dyn = fp.from_module(leaky_from_form(fp.LowRankForm(left, right, bias)), input=[0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        points = fp.find_fixed_points(dyn, states)
+        auto = fp.detect_ghosts(dyn, points, states)
+        forced = fp.detect_ghosts(dyn, points, states, state_starts=True)
+    assert not auto.info["state_starts"] and forced.info["state_starts"]
+    assert auto.info["starts"] < forced.info["starts"]
+    assert len(auto) >= 1 and len(auto) == len(forced)
+    assert np.abs(auto.x - forced.x).max() <= 1e-9 * points.scale
+    assert list(auto.kind) == list(forced.kind)
+    full = fp.systems.saddle_node(1e-3, n_states=3, seed=0)
+    x0 = np.random.default_rng(0).uniform(-1, 1, (64, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plain = fp.detect_ghosts(full, initial_states=x0)
+    assert plain.info["state_starts"]
+    with pytest.raises(ValueError, match="state_starts"):
+        fp.GhostOptions(state_starts="no")
