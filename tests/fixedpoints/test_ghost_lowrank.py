@@ -117,16 +117,23 @@ def test_kappa_speed_minimum_batched_equals_seed_by_seed():
         assert (value(around) >= value(kappa[i:i + 1])[0] - 1e-15).all()
 
 
-def test_detect_ghosts_finds_the_same_ghosts_without_the_closed_form(monkeypatch):
-    # a rank-two ghost (test_certify's construction); the closed-form Newton systems and the
-    # dense ones must end at the same ghosts
+def _rank_two_ghost():
+    """test_certify's rank-two ghost: ``(dynamics, states, fixed points)``."""
     from tests.fixedpoints.test_certify import ghost_rank_two, leaky_from_form
 
     left, right, bias, states = ghost_rank_two()
     dyn = fp.from_module(leaky_from_form(fp.LowRankForm(left, right, bias)), input=[0.0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        points = fp.find_fixed_points(dyn, states)
+        return dyn, states, fp.find_fixed_points(dyn, states)
+
+
+def test_detect_ghosts_finds_the_same_ghosts_without_the_closed_form(monkeypatch):
+    # a rank-two ghost (test_certify's construction); the closed-form Newton systems and the
+    # dense ones must end at the same ghosts
+    dyn, states, points = _rank_two_ghost()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         closed = fp.detect_ghosts(dyn, points, states)
         monkeypatch.setattr(ghosts_mod, "low_rank_speed", lambda *args: None)
         dense = fp.detect_ghosts(dyn, points, states)
@@ -142,13 +149,9 @@ def test_low_rank_ghost_searches_start_from_the_latent_minima_alone_by_default()
     """For a low-rank tanh network every minimum of q is the lift of a latent minimum, so by
     default the sampled states start no search; forcing them in finds the same ghosts. A
     network without a low-rank form still starts from its states."""
-    from tests.fixedpoints.test_certify import ghost_rank_two, leaky_from_form
-
-    left, right, bias, states = ghost_rank_two()
-    dyn = fp.from_module(leaky_from_form(fp.LowRankForm(left, right, bias)), input=[0.0])
+    dyn, states, points = _rank_two_ghost()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        points = fp.find_fixed_points(dyn, states)
         auto = fp.detect_ghosts(dyn, points, states)
         forced = fp.detect_ghosts(dyn, points, states, state_starts=True)
     assert not auto.info["state_starts"] and forced.info["state_starts"]
