@@ -183,8 +183,8 @@ class GhostOptions:
     state_starts : bool, optional
         Whether the ``initial_states`` start searches. None (default): not for low-rank tanh
         networks, where every local minimum of q is the lift of a local minimum of the latent
-        speed (:func:`_low_rank_seeds`: the minimum over the states of a given latent is its
-        lift, so a minimum elsewhere could be lowered within its latent's slice), so the
+        speed (:func:`_low_rank_seeds`: the slowest state with a given latent is its lift, so
+        a minimum anywhere else could be lowered within its latent's slice), so the
         latent's minima start the searches alone; elsewhere yes. Measured on the 1000
         checkpoints of the rank-2 series of ``bench/series.py`` (one process, jobs=1): the same
         1146 ghosts (counts and kinds at every checkpoint, positions to 2.5e-13), 169 against
