@@ -1,5 +1,5 @@
 """The matrix-free polish (fixedpoints.matrix_free): its products and solves against the dense
-systems, and the finder's use of it for what the dense polish budget leaves (krylov=True)."""
+systems, and the finder's use of it for what the dense polish budget leaves (krylov, automatic)."""
 import numpy as np
 import pytest
 import torch
