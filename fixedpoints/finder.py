@@ -585,8 +585,8 @@ def _polish_rounds(dynamics, x, q, found, accept, counters, lo, hi, q_floor, on_
             # out of dense polish: the cheap steps may still bring the rest into the linear
             # regime of the points found (as long as each pass attributes some); those they
             # do not bring there go on from where they were (as the Krylov phase's stalls do)
-            moved = x.clone()
-            for _ in range(opts.krylov_steps if advance is not None and len(found.x) else 0):
+            moved = x.clone() if advance is not None and len(found.x) else None
+            for _ in range(opts.krylov_steps if moved is not None else 0):
                 rest = torch.nonzero(remaining).flatten()
                 moved[rest] = advance(moved[rest])
                 explained = _attribute(dynamics, moved[rest], found, opts.attribution_rtol)

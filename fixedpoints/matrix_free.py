@@ -17,7 +17,8 @@ differentiated twice: with ``g(x, w) = J_v(x)ᵀ w`` (reverse mode, kept as a gr
 * one backward pass of the velocity against ``J_v p`` gives ``J_vᵀ J_v p``;
 
 so every product ``(H + δ I) p`` costs two backward passes (about 4 n² per state for a rate
-network), batched over the states, and GMRES (:func:`fixedpoints.linalg.gmres`) solves each
+network; the first in ``w`` alone, without second derivatives, while no row uses the exact
+Hessian), batched over the states, and GMRES (:func:`fixedpoints.linalg.gmres`) solves each
 system to a relative residual ``rtol`` in at most ``max_iter`` products. ``H + δ I`` may be
 indefinite with the exact Hessian; GMRES does not need it definite. The damping is scaled, as
 in the dense polish, by the mean of ``diag(J_vᵀ J_v) = ‖J_v‖_F² / n``, here estimated from
@@ -99,8 +100,14 @@ class MatrixFreeSystems:
         self._exact = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         probes = torch.randint(0, 2, (_PROBES,) + tuple(x.shape), generator=generator,
                                dtype=x.dtype).to(x.device) * 2 - 1
-        frobenius = torch.stack([(self._products(z)[0] ** 2).sum(1) for z in probes]).mean(0)
+        frobenius = torch.stack([(self._jvp(z) ** 2).sum(1) for z in probes]).mean(0)
         self._mean_diagonal = frobenius / x.shape[1]
+
+    def _jvp(self, p: torch.Tensor) -> torch.Tensor:
+        """``J_v p`` row by row, for ``p`` of shape (b, n) (the backward pass of ``g`` in ``w``
+        only: no second derivatives of the velocity)."""
+        (jp,) = torch.autograd.grad(self._g, self._w, p, retain_graph=True)
+        return jp.detach()
 
     def _products(self, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(J_v p, Σ_k v_k ∇²v_k p)`` row by row, for ``p`` of shape (b, n)."""
@@ -139,8 +146,11 @@ class MatrixFreeSystems:
         g = self.gradient
         sane = torch.isfinite(g.sum(dim=1)) & torch.isfinite(damping)
         exact = self._exact[:, None]
+        any_exact = bool(self._exact.any())
 
         def matvec(p: torch.Tensor) -> torch.Tensor:
+            if not any_exact:  # Gauss–Newton rows only: no curvature pass
+                return self._gauss_newton(self._jvp(p)) + damping[:, None] * p
             jp, curvature = self._products(p)
             hp = self._gauss_newton(jp) + torch.where(exact, curvature, torch.zeros_like(p))
             return hp + damping[:, None] * p
