@@ -306,7 +306,8 @@ def _excludes(enc: Enclosure, g: np.ndarray, v_g: Interval, rho: np.ndarray) -> 
 
 
 def exclusion_radius(dynamics, x: NDArray[np.float64], *, scale: float = 1.0,
-                     levels: int = 40, refine: int = 6) -> np.ndarray:
+                     levels: int = 40, refine: int = 6,
+                     known: Optional[NDArray[np.float64]] = None) -> np.ndarray:
     """Radii ρ (max-norm) such that the cube ``x_i ± ρ_i`` provably holds no fixed point.
 
     Parameters
@@ -320,6 +321,11 @@ def exclusion_radius(dynamics, x: NDArray[np.float64], *, scale: float = 1.0,
         Halvings of the radius tried (from ``scale`` down).
     refine : int
         Bisection steps between the largest proved radius and the next one up.
+    known : ndarray of shape (k,), optional
+        Radii already proved another way (the low-rank search's, for ghosts): the caller keeps
+        the larger of the two, so a point stops once no radius this search could still prove
+        (at most twice the one tried) exceeds its known one. Where it stops, 0 is returned;
+        ``max(result, known)`` is the same as without ``known``.
 
     Returns
     -------
@@ -335,7 +341,11 @@ def exclusion_radius(dynamics, x: NDArray[np.float64], *, scale: float = 1.0,
     v_g = enc.velocity(point(x))
     todo = np.arange(k)
     rho = np.full(k, float(scale))
+    floor = np.zeros(k) if known is None else np.nan_to_num(np.asarray(known, float), nan=0.0)
     for _ in range(levels):
+        # a radius proved at ρ is refined below 2ρ at most: once 2ρ is within the known
+        # radius, nothing this search proves can be the larger one
+        todo = todo[~(2.0 * rho[todo] <= floor[todo])]
         if len(todo) == 0:
             break
         ok = _excludes(enc, x[todo], v_g[todo], rho[todo])

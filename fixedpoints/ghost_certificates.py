@@ -175,16 +175,20 @@ def certify_ghosts(dynamics, ghosts, fixed_points=None, *, scale: Optional[float
     if k == 0:
         return ghosts
     scale = float(ghosts.scale if scale is None else scale)
-    radius = exclusion_radius(dynamics, ghosts.x, scale=max(scale, 1e-12))
     updates = {}
     form = low_rank_form(dynamics)
+    reduced = None
     if form is not None and form.rank <= MAX_RANK:
         reduced = _known_roots_distance(form, ghosts.x, fixed_points)
         if reduced is None:
             sol = solve_reduced(form, max_boxes=box_budget(form.n_states))
             boxes = np.concatenate([sol.enclosure, sol.unresolved])
             reduced = reduced_exclusion_radius(form, ghosts.x, boxes)
-        radius = np.maximum(radius, np.minimum(reduced, np.finfo(float).max))
+        reduced = np.minimum(reduced, np.finfo(float).max)
+    # the state-space search only where it may beat the low-rank one's radius (known=)
+    radius = exclusion_radius(dynamics, ghosts.x, scale=max(scale, 1e-12), known=reduced)
+    if form is not None and reduced is not None:
+        radius = np.maximum(radius, reduced)
         kappa, _ = kappa_speed_minimum(form, ghosts.x @ form.right.T)
         located = lift(form, kappa)
         updates["kappa"] = kappa

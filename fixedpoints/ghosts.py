@@ -1168,6 +1168,12 @@ _NEIGHBOURS = 8
 #: Grid points per latent dimension for the low-rank seeds, by rank (4001, 201², 41³ points).
 _KAPPA_GRID = {1: 4001, 2: 201, 3: 41}
 
+#: Most Newton iterations in κ for a low-rank seed. Seeds at a minimum stop after a few; one
+#: that crawls through a region where the κ-Hessian is not definite needs more (a series
+#: checkpoint's: 50 left it 0.03 from stationary, 80 reached it), and each κ iteration costs
+#: about a tenth of the state-space Newton iteration that would otherwise finish the job.
+_SEED_STEPS = 200
+
 
 def _low_rank_seeds(dynamics: Dynamics, max_seeds: int,
                     form: Optional[LowRankForm] = None) -> np.ndarray:
@@ -1202,7 +1208,7 @@ def _low_rank_seeds(dynamics: Dynamics, max_seeds: int,
     if not flat.size:
         return np.zeros((0, n))
     with np.errstate(all="ignore"):
-        kappa, _ = kappa_speed_minimum(form, grid[flat], metric=metric)
+        kappa, _ = kappa_speed_minimum(form, grid[flat], metric=metric, steps=_SEED_STEPS)
         seeds = lift(form, kappa)
     return seeds[np.all(np.isfinite(seeds), axis=1)]
 

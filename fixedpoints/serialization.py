@@ -84,7 +84,12 @@ def to_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f" and bool(np.isfinite(value).all()):
+            return value.tolist()  # finite reals: the rule's numbers as they are
         return to_json(value.tolist())
+    if isinstance(value, (list, tuple)) and all(type(v) is float for v in value):
+        # a list of Python floats (a state, a spectrum's parts): no call per number
+        return [v if math.isfinite(v) else None for v in value]
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_json(v) for v in value]
     if isinstance(value, os.PathLike):
