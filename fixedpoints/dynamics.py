@@ -333,13 +333,15 @@ class Dynamics:
             if inputs.shape[0] != x.shape[0]:
                 raise ValueError(f"inputs has batch size {inputs.shape[0]} but x0 has "
                                  f"{x.shape[0]} states; make them match")
-        out = [x]
+        # written in place step by step (stacking the steps at the end copied them once more)
+        out = x.new_empty((x.shape[0], int(n_steps) + 1, x.shape[1]))
+        out[:, 0] = x
         with torch.no_grad():
             for t in range(int(n_steps)):
                 u = None if inputs is None else inputs[:, t]
                 x = self.step(x, u, dt)
-                out.append(x)
-        return torch.stack(out, dim=1)
+                out[:, t + 1] = x
+        return out
 
     def eigvals_native(self, eig_velocity: np.ndarray) -> np.ndarray:
         """Convert eigenvalues of ``J_v`` to this time type's native spectrum.
