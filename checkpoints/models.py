@@ -268,7 +268,7 @@ class LeakyRNN(RecurrentModel):
 
     def step(self, x: torch.Tensor, u: Optional[torch.Tensor] = None) -> torch.Tensor:
         """r ← (1 - α) r + α tanh(W r + W_in u + b), shape (b, n_states)."""
-        return torch.add((1.0 - self.alpha) * x, self._drive(x, u), alpha=self.alpha)
+        return (1.0 - self.alpha) * x + self.alpha * self._drive(x, u)
 
     def _drive_derivatives(self, x, u):
         return _tanh_derivatives(self._recurrent(x) + self.W_in(self._inputs(x, u)))

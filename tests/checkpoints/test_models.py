@@ -140,6 +140,26 @@ def test_leaky_step_matches_equation_and_velocity():
     torch.testing.assert_close(model.step(x, u) - x, model.alpha * model.velocity(x, u))
 
 
+@pytest.mark.parametrize("rank", [None, 2])
+def test_leaky_step_and_velocity_are_bit_for_bit_the_plain_expressions(rank):
+    # the fused products (addmm) must round exactly as the expressions they replace, so that
+    # training runs and analyses do not change; any other shape takes the plain expressions
+    torch.manual_seed(3)
+    model = LeakyRNN(2, 30, 1, rank=rank, alpha=0.3).double()
+    w = model.W
+
+    def plain(x, u):
+        recurrent = x @ w.T if rank is None else (x @ model.S_r.T) @ model.S_l.T
+        return torch.tanh(recurrent + model.W_in(u))
+
+    for shape in ((64, 30), (30,), (4, 5, 30)):
+        x = 3.0 * torch.randn(*shape, dtype=DT)
+        u = torch.randn(*shape[:-1], 2, dtype=DT)
+        drive = plain(x, u)
+        assert torch.equal(model.step(x, u), (1.0 - model.alpha) * x + model.alpha * drive)
+        assert torch.equal(model.velocity(x, u), -x + drive)
+
+
 def test_leaky_jacobian_closed_form():
     torch.manual_seed(3)
     model = LeakyRNN(1, 5, 1, alpha=0.2).to(DT)

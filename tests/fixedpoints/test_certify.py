@@ -488,6 +488,37 @@ def test_ghost_exclusion_radius_and_kappa_location(time):
     assert ghosts.to_dict()["ghosts"][0]["exclusion_radius"] == radius
 
 
+def test_exclusion_radius_with_a_known_radius_stops_early_and_loses_nothing(monkeypatch):
+    # ghosts of low-rank models keep the larger of this search's radius and the low-rank
+    # search's: with that radius known, the search stops where it cannot win, and the larger
+    # of the two is unchanged
+    import fixedpoints.certify as certify
+    model, _ = _ghost_rank_one()
+    dyn = fp.from_module(model, time="continuous")
+    x = np.tanh(np.linspace(-2, 1, 5)[:, None] * model.m.detach().numpy()
+                + model.b.detach().numpy())
+    calls = []
+    excludes = certify._excludes
+
+    def counted(enc, g, v_g, rho):
+        calls.append(len(g))
+        return excludes(enc, g, v_g, rho)
+
+    monkeypatch.setattr(certify, "_excludes", counted)
+    plain = exclusion_radius(dyn, x, scale=4.0)
+    plain_calls = sum(calls)
+    assert (plain > 0).all()
+    for known in (0.5 * plain, 1.9 * plain, 3.0 * plain, np.full(5, np.inf)):
+        calls.clear()
+        got = exclusion_radius(dyn, x, scale=4.0, known=known)
+        assert np.array_equal(np.maximum(got, known), np.maximum(plain, known))
+        assert sum(calls) <= plain_calls
+    assert sum(calls) == 0  # an infinite known radius (no fixed point at all): nothing to try
+    calls.clear()
+    exclusion_radius(dyn, x, scale=4.0, known=3.0 * plain)
+    assert sum(calls) < plain_calls
+
+
 def ghost_rank_two():
     """The rank-one ghost network with a second, stable latent (one unit block) added:
     ``(left (n+2, 2), right (2, n+2), bias (n+2,), states (200, n+2))``, the states on the

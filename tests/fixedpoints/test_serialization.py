@@ -33,6 +33,17 @@ def test_the_rule_for_each_kind_of_value():
     assert "NaN" not in text and "Infinity" not in text and json.loads(text)["z"] == [1.0, -2.0]
 
 
+def test_the_fast_paths_for_float_arrays_and_lists_keep_the_rule():
+    # finite float arrays and lists of Python floats skip the call per number; the rule holds
+    finite = np.array([[0.1, -2.5e300], [3.0, 1e-320]])
+    assert to_json(finite) == finite.tolist() and to_json(np.float32([0.5])) == [0.5]
+    assert to_json(np.array([1.0, np.inf, np.nan])) == [1.0, None, None]
+    assert to_json([1.5, math.nan, -math.inf, 2.0]) == [1.5, None, None, 2.0]
+    assert to_json((0.25, 0.5)) == [0.25, 0.5] and to_json([]) == []
+    mixed = to_json([1.0, np.float64(np.nan), 2])  # not all Python floats: element by element
+    assert mixed == [1.0, None, 2] and type(mixed[2]) is int
+
+
 def test_atomic_write_leaves_only_the_final_file(tmp_path):
     path = tmp_path / "a.json"
     write_text(path, "{}")
