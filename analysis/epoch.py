@@ -571,7 +571,8 @@ def _sampled_states(dynamics, settings: EpochSettings, module=None, with_spread:
 
 def initial_states_for(dynamics: Dynamics, settings: EpochSettings, module: Any = None,
                        extra: Optional[np.ndarray] = None,
-                       sampled: Optional[np.ndarray] = None) -> NDArray:
+                       sampled: Optional[np.ndarray] = None,
+                       segments: bool = True) -> NDArray:
     """Initial states for the fixed-point search, sampled from the system's own trajectories.
 
     With ``settings.drive``, trajectories are driven by those inputs; otherwise they run
@@ -581,7 +582,8 @@ def initial_states_for(dynamics: Dynamics, settings: EpochSettings, module: Any 
     between the distinct end states of autonomous runs, ``subspace_seeds`` states over the
     sampled states' principal subspace extended beyond their range (see
     :class:`EpochSettings`), and the ``extra`` states given (e.g. the neighbouring checkpoints'
-    fixed points: continuation).
+    fixed points: continuation). ``segments=False`` leaves the segment seeds out (they seed
+    the finder's candidates, which the latent minima replace for low-rank networks).
 
     Returns
     -------
@@ -592,7 +594,7 @@ def initial_states_for(dynamics: Dynamics, settings: EpochSettings, module: Any 
     states = sampled if sampled is not None else _sampled_states(dynamics, settings,
                                                                  module=module)
     parts = [states]
-    if settings.segment_seeds > 0:
+    if segments and settings.segment_seeds > 0:
         parts.append(_segment_seeds(dynamics, states, settings))
     if settings.subspace_seeds > 0:
         parts.append(subspace_seeds(states, settings.subspace_seeds,
@@ -695,6 +697,10 @@ def _warm_starts(previous: Optional["EpochAnalysis"], dynamics,
     """
     if previous is None or not settings.warm_start:
         return None
+    from fixedpoints import uses_latent_minima
+
+    if uses_latent_minima(dynamics, settings.finder):  # the candidates are the system's own
+        return None
     fp = previous.fixed_points
     if fp.n_states != dynamics.n_states or fp.time != dynamics.time:
         return None
@@ -786,8 +792,14 @@ def analyze_dynamics(dynamics: Dynamics, settings: EpochSettings, *, epoch: int 
     info: Dict[str, Any] = {"n_states": int(dynamics.n_states), "time": dynamics.time}
     sampled, visited_spread = _sampled_states(dynamics, settings, module=module,
                                               with_spread=True)
+    from fixedpoints import uses_latent_minima
+
+    # the finder's candidates are the latent minima for low-rank networks: the initial states
+    # only set its scales and box, and the segment seeds (starts between attractors) are not
+    # made for it
+    latent = uses_latent_minima(dynamics, settings.finder)
     init = initial_states_for(dynamics, settings, module=module, extra=extra_initial,
-                              sampled=sampled)
+                              sampled=sampled, segments=not latent)
     finite = np.all(np.isfinite(init), axis=1)
     if not finite.all():  # trajectories that left float64's range (states of 1e300 and more)
         if not finite.any():

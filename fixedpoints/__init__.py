@@ -11,7 +11,7 @@ from .adapters import from_module
 from .initial import sample_initial_states, state_spread, subspace_seeds
 from .linearize import jacobian, linearize, classify
 from .unique import deduplicate
-from .finder import FinderOptions, FixedPointError, find_fixed_points
+from .finder import FinderOptions, FixedPointError, find_fixed_points, uses_latent_minima
 from .ghosts import GHOST_KINDS, GhostOptions, Ghosts, detect_ghosts
 from .lowrank import LowRankForm, ReducedSolution, low_rank_form, solve_reduced
 from .certify import certify_points, exclusion_radius
@@ -29,7 +29,7 @@ __all__ = [
     "FixedPoints", "SlowRegion", "FinderStatus", "KINDS",
     "speed", "velocity", "from_module", "sample_initial_states", "state_spread", "subspace_seeds",
     "jacobian", "linearize", "classify", "deduplicate",
-    "FinderOptions", "FixedPointError", "find_fixed_points",
+    "FinderOptions", "FixedPointError", "find_fixed_points", "uses_latent_minima",
     "Ghosts", "GhostOptions", "GHOST_KINDS", "detect_ghosts", "systems",
     "LowRankForm", "ReducedSolution", "low_rank_form", "solve_reduced",
     "certify_points", "exclusion_radius", "certify_ghosts", "intervals",

@@ -66,14 +66,20 @@ from .unique import deduplicate
 from .complete import finish
 from .krylov import newton_krylov
 from .matrix_free import MatrixFreeNewton
+from .latent import latent_minima
+from .lowrank import MAX_RANK, LowRankForm, low_rank_form_or_none
 
-__all__ = ["FinderOptions", "find_fixed_points", "FixedPointError"]
+__all__ = ["FinderOptions", "find_fixed_points", "FixedPointError", "uses_latent_minima"]
 
 log = logging.getLogger(__name__)
 
 #: Candidates per round of the matrix-free polish (memory: GMRES keeps one vector of n per
 #: product and candidate, 21 MB at n = 1024 with its 40 products).
 _MATRIX_FREE_BATCH = 64
+
+#: At most this many of the latent speed's minima (the slowest) are the candidates of a
+#: low-rank network (``latent_starts``).
+_LATENT_CANDIDATES = 64
 
 
 
@@ -193,6 +199,15 @@ class FinderOptions:
     complete_budget : int
         Boxes the exhaustive search may examine (at most 5e6 / n_states of them); what is left
         is reported as ``unresolved``.
+    latent_starts : bool, optional
+        For low-rank tanh networks (rank ≤ 3), the candidates are the lifted minima of the
+        latent speed (:mod:`fixedpoints.latent`), not the initial states: every local minimum
+        of q is the lift of one, so the slow points (and, with the exhaustive search, every
+        fixed point) no longer depend on which states were sampled; the descent, the warm
+        starts and the midpoints are skipped (the saddles are latent minima too). The initial
+        states still set the scales and the search box. None (default): whenever the system
+        has such a form and ``complete`` is not False; True: required (ValueError otherwise);
+        False: the initial states, as for other networks.
     """
 
     max_iter: int = 0
@@ -223,6 +238,7 @@ class FinderOptions:
     complete: Optional[bool] = None
     certify: bool = True
     complete_budget: int = 50_000
+    latent_starts: Optional[bool] = None
 
     def __post_init__(self):
         positive_ints = ("batch_size", "min_region_points", "patience", "complete_budget",
@@ -262,6 +278,9 @@ class FinderOptions:
                              f"(automatic: whenever the system has a low-rank form)")
         if not isinstance(self.certify, (bool, np.bool_)):
             raise ValueError(f"certify={self.certify!r} is invalid; pass True or False")
+        if self.latent_starts not in (None, True, False):
+            raise ValueError(f"latent_starts={self.latent_starts!r} is invalid; pass True, "
+                             f"False or None (automatic: for low-rank tanh networks)")
         if self.newton_steps == 0 and self.max_iter == 0:
             raise ValueError("max_iter and newton_steps are both 0: nothing would be searched; "
                              "set at least one of them > 0")
@@ -287,6 +306,27 @@ def _scales(dynamics: Dynamics, x0: torch.Tensor, opts: FinderOptions):
         sigma = float(np.sqrt(2 * q_scale) / scale)
     q_scale = 0.5 * (scale * sigma) ** 2
     return scale, sigma, q_scale
+
+
+def _latent_form(dynamics: Dynamics, opts: FinderOptions) -> Optional[LowRankForm]:
+    """The low-rank form whose latent minima are the candidates, or None (``latent_starts``)."""
+    if opts.latent_starts is False or (opts.latent_starts is None and opts.complete is False):
+        return None
+    form = low_rank_form_or_none(dynamics, MAX_RANK)
+    if form is None and opts.latent_starts:
+        raise ValueError(f"latent_starts=True needs a low-rank tanh network of rank <= "
+                         f"{MAX_RANK} (a model with low_rank_form(u), or an nn.RNN whose W_hh "
+                         f"has numerical rank <= {MAX_RANK}); {dynamics.name} has none. Pass "
+                         f"latent_starts=None to search from the initial states")
+    return form
+
+
+def uses_latent_minima(dynamics: Dynamics, options: Optional[FinderOptions] = None,
+                       **overrides) -> bool:
+    """Whether :func:`find_fixed_points` takes its candidates from the latent speed's minima
+    (``FinderOptions.latent_starts``), so that warm starts and extra initial states would not
+    change what it finds."""
+    return _latent_form(dynamics, resolve_options(FinderOptions, options, overrides)) is not None
 
 
 def _default_q_fixed_rtol(dtype: torch.dtype) -> float:
@@ -841,9 +881,16 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     hi = hi_box + opts.box_margin * width
     info = {"n_initial": int(len(x0)), "scale": scale, "q_scale": q_scale, "sigma": sigma}
 
-    # 1. first-order descent
+    # 1. first-order descent (the latent minima of a low-rank network need none)
     x, n_iter = x0, 0
-    if opts.max_iter > 0:
+    latent = _latent_form(dynamics, opts)
+    if latent is not None:
+        x = dynamics.states(latent_minima(latent, _LATENT_CANDIDATES), name="latent minima")
+        info["latent_starts"] = int(len(x))
+        if warm_starts is not None:  # nothing to spare: the candidates are the minima
+            info["warm_starts_unused"] = int(len(np.asarray(warm_starts).reshape(-1, n)))
+            warm_starts = None
+    elif opts.max_iter > 0:
         step = opts.lr * scale / np.sqrt(n)
         x, _, n_iter = _descend(dynamics, x0, lo, hi, q_scale, step, opts)
     info["descent_iterations"] = int(n_iter)
@@ -923,7 +970,7 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     # 4. saddle seeding from midpoints of the points found
     # (from the points the candidates reached, as in a cold search: not from warm starts that
     # no candidate has reached, which would seed midpoints a cold search never polishes)
-    if opts.seed_midpoints and int(found.supported.sum()) >= 2:
+    if opts.seed_midpoints and latent is None and int(found.supported.sum()) >= 2:
         base = found.x[found.supported]
         ii, jj = torch.triu_indices(len(base), len(base), offset=1, device=x.device)
         if len(ii) > opts.max_midpoints:

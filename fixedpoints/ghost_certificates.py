@@ -102,11 +102,21 @@ def kappa_speed_minimum(form: LowRankForm, kappa0: np.ndarray, metric: Optional[
     return kappa, grad_norm
 
 
-def _newton_steps(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    """``−H⁻¹ ∇`` where H is positive definite, else ``−∇ / max|eig H|``; shape (b, K).
+#: Where the κ-Hessian is not positive definite, the step divides the gradient's part along each
+#: eigenvector by ``|λ|``, floored at this fraction of the largest ``|λ|`` (_newton_steps).
+_CURVATURE_FLOOR = 1e-2
 
-    Batched over the rows whose Hessian is finite; the others (and all, should LAPACK fail on
-    the batch) one by one, ``−∇`` where LAPACK fails."""
+
+def _newton_steps(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """``−H⁻¹ ∇`` where H is positive definite, else ``−V |Λ|⁻¹ Vᵀ ∇`` (``H = V Λ Vᵀ``, each
+    ``|λ|`` at least :data:`_CURVATURE_FLOOR` of the largest); shape (b, K).
+
+    The second is a descent direction that also moves down the directions of negative
+    curvature, as far as their curvature allows (a "saddle-free" Newton step): with the
+    gradient step ``−∇ / max|λ|`` it replaced, a seed crossing a non-convex region crawled for
+    tens of iterations (on a series checkpoint, 80 iterations instead of a handful). Batched
+    over the rows whose Hessian is finite; the others (and all, should LAPACK fail on the
+    batch) one by one, ``−∇`` where LAPACK fails."""
     step = np.zeros_like(grad)
     finite = np.isfinite(hess).all((1, 2))
     rows = np.flatnonzero(finite)
@@ -118,17 +128,27 @@ def _newton_steps(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:
                 step[rows[pd]] = -np.linalg.solve(hess[rows[pd]],
                                                   grad[rows[pd], :, None])[..., 0]
             other = rows[~pd]
-            step[other] = -grad[other] / np.maximum(np.abs(vals[~pd]).max(1), 1e-12)[:, None]
+            if other.size:
+                step[other] = _saddle_free_steps(hess[other], grad[other])
         except np.linalg.LinAlgError:
             finite[:] = False
     for i in np.flatnonzero(~finite):
         try:
             vals = np.linalg.eigvalsh(hess[i])
             step[i] = (-np.linalg.solve(hess[i], grad[i]) if vals[0] > 0
-                       else -grad[i] / max(np.abs(vals).max(), 1e-12))
+                       else _saddle_free_steps(hess[i:i + 1], grad[i:i + 1])[0])
         except np.linalg.LinAlgError:
             step[i] = -grad[i]
     return step
+
+
+def _saddle_free_steps(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """``−V |Λ|⁻¹ Vᵀ ∇`` for ``hess`` (b, K, K), ``grad`` (b, K) (:func:`_newton_steps`)."""
+    vals, vecs = np.linalg.eigh(hess)
+    size = np.abs(vals)
+    size = np.maximum(size, _CURVATURE_FLOOR * np.maximum(size.max(1, keepdims=True), 1e-12))
+    along = np.einsum("bji,bj->bi", vecs, grad) / size
+    return -np.einsum("bij,bj->bi", vecs, along)
 
 
 def lift(form: LowRankForm, kappa: np.ndarray) -> np.ndarray:

@@ -111,7 +111,8 @@ import torch
 from . import linalg as _linalg
 from .dynamics import Dynamics
 from .initial import state_spread
-from .ghost_certificates import certify_ghosts, kappa_speed_minimum, lift
+from .ghost_certificates import certify_ghosts
+from .latent import latent_minima
 from .linearize import EIG_RTOL, sort_spectrum
 from .lowrank import MAX_RANK, LowRankForm, low_rank_form_or_none
 from .lowrank_speed import LowRankSpeed, low_rank_speed
@@ -1165,70 +1166,17 @@ def _choose_starts(dynamics: Dynamics, x0: torch.Tensor, opts: GhostOptions) -> 
 _NEIGHBOURS = 8
 
 
-#: Grid points per latent dimension for the low-rank seeds, by rank (4001, 201², 41³ points).
-_KAPPA_GRID = {1: 4001, 2: 201, 3: 41}
-
-#: Most Newton iterations in κ for a low-rank seed. Seeds at a minimum stop after a few; one
-#: that crawls through a region where the κ-Hessian is not definite needs more (a series
-#: checkpoint's: 50 left it 0.03 from stationary, 80 reached it), and each κ iteration costs
-#: about a tenth of the state-space Newton iteration that would otherwise finish the job.
-_SEED_STEPS = 200
-
-
 def _low_rank_seeds(dynamics: Dynamics, max_seeds: int,
                     form: Optional[LowRankForm] = None) -> np.ndarray:
-    """Starts that depend on the system only: for low-rank tanh networks, every speed minimum.
-
-    With ``W = L R`` (rank K ≤ 3, :func:`~fixedpoints.low_rank_form`) the slowest state with
-    latent ``κ = R r`` is ``lift(κ)`` and its speed is ``G(κ)ᵀ (R Rᵀ)⁻¹ G(κ)`` (up to the leak's
-    factor), so the minima of q in state space are the lifted minima of that K-dimensional
-    function. They are found on a grid over the box ``|κ_j| ≤ Σ_i |R_ji|`` that holds every
-    root (the grid's local minima, the slowest ``max_seeds``), polished by Newton in κ, and
-    lifted: fixed points and ghosts alike, whatever the sampled states. Empty for other systems,
-    shape ``(m, n)``. ``form``: the system's form when the caller has it (else looked up,
+    """Starts that depend on the system only: for low-rank tanh networks (rank ≤ 3), the
+    lifted minima of the latent speed, every local minimum of q among them (fixed points and
+    ghosts alike, whatever the sampled states; :func:`~fixedpoints.latent.latent_minima`), the
+    slowest ``max_seeds``. Empty for other systems, shape ``(m, n)``. ``form``: the system's
+    form when the caller has it (else looked up,
     :func:`~fixedpoints.lowrank.low_rank_form_or_none`).
     """
-    n = dynamics.n_states
     if form is None:
         form = low_rank_form_or_none(dynamics, MAX_RANK)
     if form is None:
-        return np.zeros((0, n))
-    k = form.rank
-    metric = np.linalg.pinv(form.right @ form.right.T)
-    box = form.box()
-    axes = [np.linspace(box.lo[j], box.hi[j], _KAPPA_GRID[k]) for j in range(k)]
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, k)
-    value = _grid_speed(form, grid, metric).reshape((_KAPPA_GRID[k],) * k)
-    # a grid point is a local minimum when no neighbour (of the 3^K - 1) is lower
-    from scipy.ndimage import minimum_filter
-
-    local = value <= minimum_filter(value, size=3, mode="constant", cval=np.inf)
-    flat = np.flatnonzero(local.ravel())
-    flat = flat[np.argsort(value.ravel()[flat], kind="stable")][:max_seeds]
-    if not flat.size:
-        return np.zeros((0, n))
-    with np.errstate(all="ignore"):
-        kappa, _ = kappa_speed_minimum(form, grid[flat], metric=metric, steps=_SEED_STEPS)
-        seeds = lift(form, kappa)
-    return seeds[np.all(np.isfinite(seeds), axis=1)]
-
-
-#: Grid entries (points × states) evaluated at once by _grid_speed: one buffer of 2 MiB, reused
-#: (a fresh 32 MiB array per call cost more in page faults than its tanh).
-_GRID_CHUNK = 1 << 18
-
-
-def _grid_speed(form, grid: np.ndarray, metric: np.ndarray) -> np.ndarray:
-    """``G(κ)ᵀ M G(κ)`` at each row of ``grid`` (b, K), shape (b,); the same numbers as
-    ``form.residual``, computed in place in a reused buffer."""
-    n = form.n_states
-    speed = np.empty(len(grid))
-    rows = max(1, _GRID_CHUNK // max(n, 1))
-    buffer = np.empty((min(rows, len(grid)), n))
-    for start in range(0, len(grid), rows):
-        kappa = grid[start:start + rows]
-        pre = np.matmul(kappa, form.left.T, out=buffer[:len(kappa)])
-        pre += form.bias
-        g = kappa - np.tanh(pre, out=pre) @ form.right.T
-        speed[start:start + rows] = np.einsum("bi,ij,bj->b", g, metric, g)
-    return speed
+        return np.zeros((0, dynamics.n_states))
+    return latent_minima(form, max_seeds)
