@@ -113,14 +113,15 @@ def test_complete_checkpoints_skip_continuation_and_match_cold(cue_run, tmp_path
 
 def test_failed_epoch_in_a_chunk_is_recorded_and_the_chunk_goes_on(cue_run, tmp_path):
     """A damaged checkpoint in the middle of a chunk fails alone (recorded in .failed); the
-    next one is warm-started from the last that succeeded."""
+    next one is warm-started from the last that succeeded (the start-based candidates:
+    warm starts would spare the latent minima nothing)."""
     import shutil
 
     run = tmp_path / "run"
     shutil.copytree(cue_run, run)
     (run / "model_epoch2.pt").write_bytes(b"not a checkpoint")
     result = analyze_series(run, n_initial=48, ghosts=False, topology=False,
-                            continuation=False)
+                            continuation=False, finder={"latent_starts": False})
     assert len(result.failed) == 1 and "model_epoch2" in result.failed[0].source
     assert 2 not in result.epochs and 3 in result.epochs
     assert result.result_at(3).info["warm_start"]["from_epoch"] == 1
