@@ -9,7 +9,10 @@ training trajectory), then times
   previous checkpoint's fixed points first) and with ``--no-warm-start`` (every checkpoint from
   scratch), and checks that both found the same points at every checkpoint (same counts of
   each kind of fixed point, slow point and ghost; points matched to ``1e-6 · scale``,
-  :func:`analysis.epoch.points_differ`);
+  :func:`analysis.epoch.points_differ`). This rank-2 network's candidates are the latent
+  speed's minima (``FinderOptions.latent_starts``), which depend on the checkpoint alone, so
+  no epoch is warm-started and the two runs do the same work: the warm-start figures of other
+  networks come from ``tests/analysis/test_warm_start.py`` (``latent_starts=False``);
 * the same warm command on the first quarter of the series, to show that the peak memory (of the
   command and of its largest worker, sampled from ``/proc``) does not grow with the series;
 * with ``--api``, also ``analyze_series`` in a process that has already imported everything,
