@@ -35,6 +35,11 @@ The search has four stages, all batched over points:
    start near. Midpoints that the linearization around a point found already explains are
    attributed to it before any polish (``info["midpoints_attributed"]``).
 
+For low-rank tanh networks (rank ≤ 3) the candidates are not the initial states but the lifted
+minima of the latent speed (:mod:`fixedpoints.latent`, ``FinderOptions.latent_starts``): every
+local minimum of q is among them, so the points found do not depend on the states sampled
+(which still set the scales and the box); stages 1 and 4 and the warm starts are skipped.
+
 The result is de-duplicated, linearized (eigenvalues of every point) and classified. Connected
 sets of slow or fixed points (line attractors, slow manifolds, saturated plateaus) are reported as
 :class:`~fixedpoints.results.SlowRegion` objects rather than as hundreds of points.
@@ -825,7 +830,8 @@ def _validate_initial_states(dynamics: Dynamics, initial_states) -> torch.Tensor
 
 def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[FinderOptions] = None,
                       *, warm_starts=None, **overrides) -> FixedPoints:
-    """Find the fixed points and slow points of ``dynamics`` reachable from ``initial_states``.
+    """Find the fixed points and slow points of ``dynamics`` reachable from ``initial_states``
+    (for low-rank tanh networks: from the latent speed's minima, ``latent_starts``).
 
     Parameters
     ----------

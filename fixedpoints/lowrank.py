@@ -492,15 +492,27 @@ def low_rank_form(dynamics) -> Optional[LowRankForm]:
 
     ``dynamics.low_rank_source`` (set by :func:`fixedpoints.from_module` for models with a
     ``low_rank_form(u)`` method, or by hand) maps the input (a float64 ndarray of shape
-    ``(n_inputs,)``) to the form.
+    ``(n_inputs,)``) to the form. The answer is kept on ``dynamics`` for that source and
+    input (the systems wrap a private copy of the model, whose weights do not change).
     """
     source = getattr(dynamics, "low_rank_source", None)
     if source is None:
         return None
-    form = source(dynamics.input.detach().cpu().double().numpy())
-    if form is None:
-        return None
-    return form if isinstance(form, LowRankForm) else LowRankForm.from_dict(form)
+    u = dynamics.input.detach().cpu().double().numpy()
+    # one answer per source and input (a full-rank model's costs an SVD, and the finder, its
+    # certificates and the ghost detector each ask); a system with another input (with_input)
+    # or another source asks its source again
+    cached = getattr(dynamics, "_low_rank_form_cache", None)
+    if cached is not None and cached[0] is source and cached[1] == u.tobytes():
+        return cached[2]
+    form = source(u)
+    if form is not None and not isinstance(form, LowRankForm):
+        form = LowRankForm.from_dict(form)
+    try:
+        dynamics._low_rank_form_cache = (source, u.tobytes(), form)
+    except AttributeError:  # an object that takes no attributes: asked again next time
+        pass
+    return form
 
 
 def low_rank_form_or_none(dynamics, max_rank: float) -> Optional[LowRankForm]:
