@@ -890,8 +890,11 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     # 1. first-order descent (the latent minima of a low-rank network need none)
     x, n_iter = x0, 0
     latent = _latent_form(dynamics, opts)
-    if latent is not None:
-        x = dynamics.states(latent_minima(latent, _LATENT_CANDIDATES), name="latent minima")
+    minima = None if latent is None else latent_minima(latent, _LATENT_CANDIDATES)
+    if minima is not None and not len(minima):  # none finite: the states after all
+        latent = None
+    if latent is not None and minima is not None:
+        x = dynamics.states(minima, name="latent minima")
         info["latent_starts"] = int(len(x))
         if warm_starts is not None:  # nothing to spare: the candidates are the minima
             info["warm_starts_unused"] = int(len(np.asarray(warm_starts).reshape(-1, n)))
