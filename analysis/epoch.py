@@ -688,18 +688,15 @@ def _away_from_fixed_points(states: np.ndarray, fixed_points, rtol: float = 0.02
 
 
 def _warm_starts(previous: Optional["EpochAnalysis"], dynamics,
-                 settings: EpochSettings) -> Optional[np.ndarray]:
-    """The previous checkpoint's fixed points, or None (no warm start).
+                 settings: EpochSettings, latent: bool = False) -> Optional[np.ndarray]:
+    """The previous checkpoint's fixed points, or None (no warm start; also with ``latent``:
+    the finder's candidates are the latent minima, :func:`fixedpoints.uses_latent_minima`).
 
     Not its slow points: a candidate in the linear regime of a slow point need not converge
     to it (on the bench's series, warm starts from slow points kept slow points that cold
     searches did not find at 8 of 14 checkpoints), while one in that of a root does.
     """
-    if previous is None or not settings.warm_start:
-        return None
-    from fixedpoints import uses_latent_minima
-
-    if uses_latent_minima(dynamics, settings.finder):  # the candidates are the system's own
+    if previous is None or not settings.warm_start or latent:
         return None
     fp = previous.fixed_points
     if fp.n_states != dynamics.n_states or fp.time != dynamics.time:
@@ -815,7 +812,7 @@ def analyze_dynamics(dynamics: Dynamics, settings: EpochSettings, *, epoch: int 
     if not (math.isfinite(scale) and scale > 0):
         scale = 1.0
         info["scale"] = "the sampled states had no spread; scale set to 1"
-    warm = _warm_starts(warm_from, dynamics, settings)
+    warm = _warm_starts(warm_from, dynamics, settings, latent)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fp = find_fixed_points(dynamics, init, options=settings.finder,

@@ -98,12 +98,17 @@ def test_warm_and_cold_series_find_the_same_points(cue_run):
 
 def test_complete_checkpoints_skip_continuation_and_match_cold(cue_run, tmp_path):
     """With the exhaustive low-rank search (the default for rank 2), continuation has nothing
-    to add at complete checkpoints and skips them; warm and cold agree; the per-epoch files
-    of a warm run are reused by a second run."""
+    to add at complete checkpoints and skips them; warm and cold agree (the candidates are the
+    latent minima: nothing is warm-started); the per-epoch files of a warm run are reused by a
+    second run."""
     cold = analyze_series(cue_run, n_initial=64, warm_start=False)
     warm = analyze_series(cue_run, n_initial=64, run=dict(out=tmp_path / "out"))
     _compare(warm, cold)
     assert all(r.fixed_points.complete for r in warm.results)
+    # rank 2: the candidates are the latent minima, so no epoch is warm-started
+    assert all(r.fixed_points.info["latent_starts"] >= 1 for r in warm.results)
+    assert warm.options["warm_start"]["warm_epochs"] == 0
+    assert all("warm_start" not in r.info for r in warm.results)
     assert warm.options["continuation"]["skipped_complete"] == len(warm.results)
     assert warm.options["continuation"]["reanalyzed_epochs"] == []
     again = analyze_series(cue_run, n_initial=64, run=dict(out=tmp_path / "out"))
