@@ -72,7 +72,7 @@ from .complete import finish
 from .krylov import newton_krylov
 from .matrix_free import MatrixFreeNewton
 from .latent import latent_minima
-from .lowrank import MAX_RANK, LowRankForm, low_rank_form_or_none
+from .lowrank import MAX_RANK, low_rank_form_or_none
 
 __all__ = ["FinderOptions", "find_fixed_points", "FixedPointError", "uses_latent_minima"]
 
@@ -313,8 +313,10 @@ def _scales(dynamics: Dynamics, x0: torch.Tensor, opts: FinderOptions):
     return scale, sigma, q_scale
 
 
-def _latent_form(dynamics: Dynamics, opts: FinderOptions) -> Optional[LowRankForm]:
-    """The low-rank form whose latent minima are the candidates, or None (``latent_starts``)."""
+def _latent_candidates(dynamics: Dynamics, opts: FinderOptions) -> Optional[np.ndarray]:
+    """The latent minima that are the candidates (``latent_starts``), shape (m, n), or None:
+    the initial states are (no low-rank form, or no finite minimum; those are kept per form,
+    :mod:`fixedpoints.latent`, so asking again costs nothing)."""
     if opts.latent_starts is False or (opts.latent_starts is None and opts.complete is False):
         return None
     form = low_rank_form_or_none(dynamics, MAX_RANK)
@@ -323,7 +325,8 @@ def _latent_form(dynamics: Dynamics, opts: FinderOptions) -> Optional[LowRankFor
                          f"{MAX_RANK} (a model with low_rank_form(u), or an nn.RNN whose W_hh "
                          f"has numerical rank <= {MAX_RANK}); {dynamics.name} has none. Pass "
                          f"latent_starts=None to search from the initial states")
-    return form
+    minima = None if form is None else latent_minima(form, _LATENT_CANDIDATES)
+    return minima if minima is not None and len(minima) else None
 
 
 def uses_latent_minima(dynamics: Dynamics, options: Optional[FinderOptions] = None,
@@ -331,7 +334,8 @@ def uses_latent_minima(dynamics: Dynamics, options: Optional[FinderOptions] = No
     """Whether :func:`find_fixed_points` takes its candidates from the latent speed's minima
     (``FinderOptions.latent_starts``), so that warm starts and extra initial states would not
     change what it finds."""
-    return _latent_form(dynamics, resolve_options(FinderOptions, options, overrides)) is not None
+    opts = resolve_options(FinderOptions, options, overrides)
+    return _latent_candidates(dynamics, opts) is not None
 
 
 def _default_q_fixed_rtol(dtype: torch.dtype) -> float:
@@ -889,11 +893,9 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
 
     # 1. first-order descent (the latent minima of a low-rank network need none)
     x, n_iter = x0, 0
-    latent = _latent_form(dynamics, opts)
-    minima = None if latent is None else latent_minima(latent, _LATENT_CANDIDATES)
-    if minima is not None and not len(minima):  # none finite: the states after all
-        latent = None
-    if latent is not None and minima is not None:
+    minima = _latent_candidates(dynamics, opts)
+    latent = minima is not None
+    if minima is not None:
         x = dynamics.states(minima, name="latent minima")
         info["latent_starts"] = int(len(x))
         if warm_starts is not None:  # nothing to spare: the candidates are the minima
@@ -979,7 +981,7 @@ def find_fixed_points(dynamics: Dynamics, initial_states, options: Optional[Find
     # 4. saddle seeding from midpoints of the points found
     # (from the points the candidates reached, as in a cold search: not from warm starts that
     # no candidate has reached, which would seed midpoints a cold search never polishes)
-    if opts.seed_midpoints and latent is None and int(found.supported.sum()) >= 2:
+    if opts.seed_midpoints and not latent and int(found.supported.sum()) >= 2:
         base = found.x[found.supported]
         ii, jj = torch.triu_indices(len(base), len(base), offset=1, device=x.device)
         if len(ii) > opts.max_midpoints:
